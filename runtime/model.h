@@ -1,0 +1,83 @@
+// The one forward-pass interface both backends (CPU, CUDA) implement, and that every
+// decoding strategy (plain, speculative, cascade, tree) drives.
+//
+// A Model owns the KV caches of the sequences it serves. forward() appends N new tokens per
+// sequence (a chain, or a token tree given by a parent array) and returns their logits;
+// after verification the caller keeps only the accepted tokens with rollback()/keep_tokens(),
+// which move at most the N appended entries, never the whole cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace spw::rt {
+
+/// Llama-family hyper-parameters, read from GGUF metadata.
+struct ModelConfig {
+  std::string architecture = "llama";  // general.architecture
+  std::string name;                    // general.name
+  int vocab_size = 0;
+  int hidden = 0;                      // embedding length
+  int intermediate = 0;                // feed-forward length
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int max_context = 0;                 // context length the model was trained for
+  float rms_eps = 1e-5f;
+  float rope_theta = 10000.f;
+  // Llama-3 RoPE scaling ("llama3" type); factor 0 = none.
+  float rope_scaling_factor = 0.f;
+  float rope_low_freq_factor = 1.f;
+  float rope_high_freq_factor = 4.f;
+  int rope_original_context = 8192;
+  bool tied_embeddings = false;        // no output.weight: lm_head = token_embd
+  bool attention_bias = false;         // Qwen2-style q/k/v biases
+};
+
+/// One sequence's part of a forward call.
+struct SeqInput {
+  int seq_id = -1;                      // from Model::create_sequence()
+  std::span<const int32_t> tokens;      // N >= 1 new tokens, appended after the cached ones
+  // Empty: the tokens form a chain (token i sees the cache and tokens 0..i).
+  // Otherwise size N, parents[i] < i, -1 = child of the cached prefix: token i sees the cache,
+  // its ancestors and itself, and its position is cached_tokens + depth(i).
+  std::span<const int32_t> parents;
+};
+
+/// A loaded model on one backend, serving any number of sequences.
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  /// "cpu" or "cuda".
+  virtual std::string backend_name() const = 0;
+
+  /// Creates an empty sequence (empty KV cache) and returns its id.
+  virtual int create_sequence() = 0;
+  /// Releases a sequence's KV cache.
+  virtual void free_sequence(int seq_id) = 0;
+  /// Tokens currently held in the sequence's KV cache.
+  virtual int cached_tokens(int seq_id) const = 0;
+  /// Largest number of tokens one sequence's cache can hold.
+  virtual int max_tokens() const = 0;
+
+  /// Runs one forward pass over the new tokens of every sequence in `batch` and appends
+  /// their K/V to the caches. `logits` is resized to [total new tokens, vocab_size],
+  /// row-major fp32, rows in the order of `batch` then of each sequence's tokens.
+  virtual void forward(std::span<const SeqInput> batch, std::vector<float>& logits) = 0;
+
+  /// Drops every cached token at position >= new_len (new_len <= cached_tokens).
+  virtual void rollback(int seq_id, int new_len) = 0;
+
+  /// Of the cached tokens at indices [base, cached_tokens), keeps those at base + offsets[i]
+  /// (offsets strictly increasing), moved to base + i; the cache then holds base +
+  /// offsets.size() tokens. Used to keep the accepted root-to-leaf path of a token tree.
+  virtual void keep_tokens(int seq_id, int base, std::span<const int32_t> offsets) = 0;
+};
+
+}  // namespace spw::rt

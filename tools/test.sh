@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds Spillway and runs the whole test suite (README's test command; CI runs exactly this).
+# GPU tests are reported as skipped, with the reason, on a machine without a usable GPU.
+#   BUILD_DIR   build folder (default: build)
+#   CUDA_ARCHS  CUDA architectures to compile (default: 90 — one arch keeps the build short)
+#   JOBS        parallel build jobs (default: number of cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/cuda/bin"
+tools/setup_deps.sh
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"
+cmake --build "$build" -j "${JOBS:-$(nproc)}"
+cd "$build"
+ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/c_api.h"
 #include "kernels/common/device.h"
 #include "kernels/common/softmax_state.h"
 #include "kernels/common/vec.h"
@@ -202,4 +203,14 @@ TEST(Helpers, CompareCatchesPoisonAndErrors) {
   EXPECT_FALSE(test::close_to(poison, ref, test::tolerance_for(DType::bf16)));
   EXPECT_FALSE(test::close_to({1.f, 2.1f, -INFINITY}, ref, test::tolerance_for(DType::f16)));
   EXPECT_FALSE(test::close_to({1.f, 2.f, 0.f}, ref, test::tolerance_for(DType::f16)));
+}
+
+TEST(CApi, GuardedMapsErrorsToStatusAndMessage) {
+  EXPECT_EQ(capi::guarded([] {}), SPW_OK);
+  EXPECT_EQ(capi::guarded([] { spw::fail("x: head_dim = {}: bad", 3); }), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(spw_last_error(), "x: head_dim = 3: bad");
+  EXPECT_EQ(capi::guarded([] { spw::fail("CUDA error cudaErrorNoDevice"); }), SPW_ERROR_CUDA);
+  EXPECT_EQ(capi::guarded([] { spw::fail("dtype fp32 not supported"); }), SPW_ERROR_UNSUPPORTED);
+  EXPECT_EQ(capi::guarded([] { throw std::runtime_error("boom"); }), SPW_ERROR_INTERNAL);
+  EXPECT_STREQ(spw_last_error(), "boom");
 }

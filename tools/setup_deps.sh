@@ -23,6 +23,7 @@ fi
 py_missing=()
 python3 -c "import numpy" 2>/dev/null || py_missing+=(numpy)
 python3 -c "import gguf" 2>/dev/null || py_missing+=(gguf)
+python3 -c "import matplotlib" 2>/dev/null || py_missing+=(matplotlib)
 if ((${#py_missing[@]})); then
   echo "setup_deps: installing Python packages: ${py_missing[*]}"
   python3 -m pip install -q "${py_missing[@]}" 2>&1 | grep -v "WARNING: Running pip as" || true

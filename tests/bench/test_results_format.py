@@ -1,0 +1,28 @@
+"""CPU checks of the benchmark output code: markdown table, slug, and the plot script on a
+synthetic results file (run by ctest as `bench_results_format`)."""
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from results_format import device_slug, markdown_table  # noqa: E402
+
+doc = {"name": "demo", "device": "NVIDIA H100 80GB HBM3", "driver": "580", "commit": "abc",
+       "date": "2026-11-25T00:00:00Z", "copy_bandwidth_gbs": 3000.0,
+       "rows": [{"case": f"b{b}_kv{kv}", "impl": impl, "median_us": t, "gbs": 2e3 / t, "pct_copy": 1.0,
+                 "params": {"batch": b, "kv_len": kv}}
+                for b in (1, 8) for kv in (1024, 4096) for impl, t in (("spillway", 10.0), ("torch_sdpa", 25.0))],
+       "skipped": [{"case": "b1_kv1024", "impl": "flashinfer", "reason": "wheel not carried"}]}
+assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+md = markdown_table(doc)
+assert "| b1_kv1024 | torch_sdpa | 25.00 |" in md and "| 2.50 |" in md, md
+assert "flashinfer: wheel not carried" in md
+with tempfile.TemporaryDirectory() as d:
+    f = pathlib.Path(d) / "demo.json"
+    f.write_text(json.dumps(doc))
+    subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(f), "--logx"], check=True)
+    assert (pathlib.Path(d) / "demo.png").stat().st_size > 1000
+print("results format ok")

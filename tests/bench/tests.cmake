@@ -1,0 +1,8 @@
+# Benchmark output code (markdown table, plot script) checked on the CPU; needs matplotlib.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  add_test(NAME bench_results_format
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_results_format.py)
+  set_tests_properties(bench_results_format PROPERTIES LABELS cpu TIMEOUT 120
+                       PASS_REGULAR_EXPRESSION "results format ok")
+endif()

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, in one device call (or a few, stage by stage: build outputs in
+# build-gpu/ stay on a warm machine between calls):
+#   tools/gpu/run_all.sh [build] [test] [sanitize] [bench] [quick]    (default: all stages)
+# build     configure + build with nvcc for sm_90 (carried fmt + GoogleTest from .carry/)
+# test      the whole `gpu`-labelled ctest suite (and the cpu one, quickly)
+# sanitize  the gpu test executables under compute-sanitizer memcheck, and racecheck for the
+#           shared-memory kernels
+# bench     every bench/*.py benchmark (--quick with `quick`), results under bench/results/
+# Logs and results go to $OUT (default /tmp/spillway-out) as a few files: summary.txt,
+# logs.tar.gz, results.tar.gz (the device call returns at most 8 files).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/spillway-out}
+mkdir -p "$OUT/logs"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(build test sanitize bench)
+has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+summary="$OUT/summary.txt"
+note() { echo "$*" | tee -a "$summary"; }
+status=0
+
+if [ -f .whl/.installed ] || ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export SPW_COMMIT=$(cat .carry/commit.txt 2>/dev/null | tr -d '\n' || echo unknown)
+note "spillway GPU run, commit $SPW_COMMIT, $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$summary"
+
+if has build; then
+  t0=$(date +%s)
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DSPW_FMT_INCLUDE_DIR="$PWD/.carry/fmt" -DSPW_GTEST_SOURCE_DIR="$PWD/.carry/googletest" \
+    > "$OUT/logs/configure.log" 2>&1 \
+    && cmake --build build-gpu -j "$(nproc)" > "$OUT/logs/build.log" 2>&1
+  rc=$?; note "build: rc=$rc ($(( $(date +%s) - t0 ))s)"; [ $rc -ne 0 ] && { tail -30 "$OUT/logs/build.log"; status=1; }
+fi
+
+if has test; then
+  (cd build-gpu && ctest -L gpu --output-on-failure --timeout 600) > "$OUT/logs/ctest_gpu.log" 2>&1
+  rc=$?; note "ctest -L gpu: rc=$rc — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
+  grep -E "Failed|\*\*\*" "$OUT/logs/ctest_gpu.log" | head -20 | tee -a "$summary"
+  [ $rc -ne 0 ] && status=1
+fi
+
+if has sanitize; then
+  for exe in build-gpu/tests/test_*_gpu; do
+    [ -x "$exe" ] || continue
+    name=$(basename "$exe")
+    compute-sanitizer --tool memcheck --error-exitcode 1 "$exe" > "$OUT/logs/memcheck_$name.log" 2>&1
+    rc=$?; note "memcheck $name: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/logs/memcheck_$name.log" | tail -1)"
+    [ $rc -ne 0 ] && status=1
+    # racecheck on the shared-memory kernels (attention, GEMM, SGMV), bounded in time
+    case $name in
+      *attention*|*gemm*|*sgmv*)
+        timeout "${SPW_RACECHECK_TIMEOUT:-300}" compute-sanitizer --tool racecheck --error-exitcode 1 \
+          "$exe" --gtest_filter="${SPW_RACECHECK_FILTER:-*}" \
+          > "$OUT/logs/racecheck_$name.log" 2>&1
+        rc=$?; note "racecheck $name: rc=$rc $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/logs/racecheck_$name.log" | tail -1)"
+        [ $rc -ne 0 ] && status=1;;
+    esac
+  done
+fi
+
+if has bench; then
+  qflag=""; has quick && qflag="--quick"
+  benches=(copy_bandwidth)
+  for b in bench/*.py; do
+    name=$(basename "$b" .py)
+    case $name in harness|plot|results_format|copy_bandwidth) continue;; esac
+    benches+=("$name")
+  done
+  for name in "${benches[@]}"; do
+    b=bench/$name.py
+    (cd bench && PYTHONUNBUFFERED=1 timeout "${SPW_BENCH_TIMEOUT:-900}" python3 "$name.py" $qflag) > "$OUT/logs/bench_$name.log" 2>&1
+    rc=$?; note "bench $name: rc=$rc"; [ $rc -ne 0 ] && { tail -5 "$OUT/logs/bench_$name.log"; status=1; }
+  done
+  for j in bench/results/*/*.json; do python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true; done
+  tar czf "$OUT/results.tar.gz" bench/results
+fi
+
+tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+note "done: status=$status"
+exit $status

@@ -15,4 +15,11 @@ build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"
 cmake --build "$build" -j "${JOBS:-$(nproc)}"
 cd "$build"
-ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"
+rc=0
+ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@" || rc=$?
+# ctest lists skipped tests without their reason: print each distinct reason once.
+if grep -q "Skipped$" Testing/Temporary/LastTest.log 2>/dev/null; then
+  echo "Skip reasons:"
+  grep -A1 "Skipped$" Testing/Temporary/LastTest.log | grep -v -e "Skipped$" -e "^--$" | sort | uniq -c
+fi
+exit $rc

@@ -15,11 +15,20 @@ build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"
 cmake --build "$build" -j "${JOBS:-$(nproc)}"
 cd "$build"
-rc=0
-ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@" || rc=$?
-# ctest lists skipped tests without their reason: print each distinct reason once.
+set +e
+ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@" 2>&1 | tee ctest_output.log
+rc=${PIPESTATUS[0]}
+set -e
+# ctest lists skipped tests without their reason: print each distinct reason once, then one
+# closing line that separates skipped from passed (ctest counts a skip as passed).
 if grep -q "Skipped$" Testing/Temporary/LastTest.log 2>/dev/null; then
   echo "Skip reasons:"
   grep -A1 "Skipped$" Testing/Temporary/LastTest.log | grep -v -e "Skipped$" -e "^--$" | sort | uniq -c
+fi
+total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' ctest_output.log | tail -1)
+failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of.*/\1/p' ctest_output.log | tail -1)
+skipped=$(grep -c "(Skipped)" ctest_output.log || true)
+if [ -n "$total" ] && [ -n "$failed" ]; then
+  echo "ctest: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 fi
 exit $rc

@@ -1,0 +1,130 @@
+// GPU small ops against their CPU references (skipped without a usable GPU).
+#include <cmath>
+
+#include "kernels/common/device_buffer.h"
+#include "kernels/small_ops/reference.h"
+#include "kernels/small_ops/small_ops.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+namespace ref = spw::small_ops::reference;
+
+template <typename T>
+class SmallOpsGpu : public ::testing::Test {};
+using DTypes = ::testing::Types<half, bfloat16>;
+TYPED_TEST_SUITE(SmallOpsGpu, DTypes);
+
+TYPED_TEST(SmallOpsGpu, RmsNormWithAndWithoutResidual) {
+  SPW_REQUIRE_GPU();
+  using T = TypeParam;
+  const DType dt = DTypeTraits<T>::dtype;
+  auto rng = test::make_rng();
+  for (int hidden : {8, 576, 4096, 8200}) {
+    const int rows = 5;
+    auto x = test::random_floats(rng, rows * hidden, -2.f, 2.f, dt);
+    auto w = test::random_floats(rng, hidden, 0.5f, 1.5f, dt);
+    auto res = test::random_floats(rng, rows * hidden, -1.f, 1.f, dt);
+    DeviceBuffer<T> dx(test::to_storage<T>(x)), dw(test::to_storage<T>(w)), dres(test::to_storage<T>(res)),
+        dout(rows * hidden);
+    for (bool with_res : {false, true}) {
+      dout.fill_bytes(test::kPoisonByte);
+      small_ops::RmsNormArgs a{dt, rows, hidden, dx.get(), with_res ? dres.get() : nullptr, dw.get(), dout.get(), 1e-6f};
+      small_ops::rmsnorm(a, nullptr);
+      SPW_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<float> r = res;
+      auto expect = ref::rmsnorm(x, with_res ? &r : nullptr, w, rows, hidden, 1e-6f);
+      EXPECT_TRUE(test::close_to(test::to_floats(dout.download()), expect, test::tolerance_for(dt))) << hidden;
+      if (with_res) {
+        auto got = test::to_floats(dres.download());
+        std::vector<double> rd(r.begin(), r.end());
+        EXPECT_TRUE(test::close_to(got, rd, test::tolerance_for(dt)));
+      }
+    }
+  }
+}
+
+TYPED_TEST(SmallOpsGpu, RopeMatchesReference) {
+  SPW_REQUIRE_GPU();
+  using T = TypeParam;
+  const DType dt = DTypeTraits<T>::dtype;
+  auto rng = test::make_rng();
+  for (bool neox : {false, true}) {
+    for (int head_dim : {64, 128}) {
+      RopeParams p;
+      p.head_dim = head_dim;
+      p.theta = 500000.f;
+      p.neox = neox;
+      p.scaling_factor = neox ? 0.f : 8.f;
+      const int tokens = 7, qh = 4, kh = 2;
+      auto q = test::random_floats(rng, tokens * qh * head_dim, -1.f, 1.f, dt);
+      auto k = test::random_floats(rng, tokens * kh * head_dim, -1.f, 1.f, dt);
+      std::vector<int32_t> pos = {0, 1, 2, 17, 500, 4095, 30000};
+      DeviceBuffer<T> dq(test::to_storage<T>(q)), dk(test::to_storage<T>(k));
+      DeviceBuffer<int32_t> dpos(pos);
+      small_ops::RopeArgs a;
+      a.dtype = dt;
+      a.tokens = tokens;
+      a.q_heads = qh;
+      a.kv_heads = kh;
+      a.q = dq.get();
+      a.k = dk.get();
+      a.positions = dpos.get();
+      a.rope = p;
+      small_ops::rope(a, nullptr);
+      SPW_CUDA_CHECK(cudaDeviceSynchronize());
+      // Angles up to 30000 rad: fp32 sin/cos of large arguments adds ~1e-3 absolute error.
+      test::Tolerance tol = test::tolerance_for(dt);
+      tol.rel_l2 = std::max(tol.rel_l2, 5e-3);
+      EXPECT_TRUE(test::close_to(test::to_floats(dq.download()), ref::rope(q, tokens, qh, pos, p), tol));
+      EXPECT_TRUE(test::close_to(test::to_floats(dk.download()), ref::rope(k, tokens, kh, pos, p), tol));
+    }
+  }
+}
+
+TYPED_TEST(SmallOpsGpu, SiluMulAndEmbedding) {
+  SPW_REQUIRE_GPU();
+  using T = TypeParam;
+  const DType dt = DTypeTraits<T>::dtype;
+  auto rng = test::make_rng();
+  const int rows = 3, inter = 1536;
+  auto gu = test::random_floats(rng, rows * 2 * inter, -4.f, 4.f, dt);
+  DeviceBuffer<T> dgu(test::to_storage<T>(gu)), dout(rows * inter);
+  dout.fill_bytes(test::kPoisonByte);
+  small_ops::silu_mul({dt, rows, inter, dgu.get(), dout.get()}, nullptr);
+  SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_TRUE(test::close_to(test::to_floats(dout.download()), ref::silu_mul(gu, rows, inter), test::tolerance_for(dt)));
+
+  const int vocab = 100, hidden = 64;
+  auto table = test::random_floats(rng, vocab * hidden, -1.f, 1.f, dt);
+  std::vector<int32_t> ids = {5, 99, 0, 100};  // the last is out of range
+  DeviceBuffer<T> dtable(test::to_storage<T>(table)), demb(ids.size() * hidden);
+  DeviceBuffer<int32_t> dids(ids);
+  DeviceBuffer<int> flag(std::vector<int>{0});
+  demb.fill_bytes(test::kPoisonByte);
+  small_ops::embedding({dt, int(ids.size()), vocab, hidden, dids.get(), dtable.get(), demb.get(), flag.get()}, nullptr);
+  SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  auto emb = test::to_floats(demb.download());
+  for (int t = 0; t < 3; ++t)
+    for (int j = 0; j < hidden; ++j) ASSERT_EQ(emb[t * hidden + j], table[ids[t] * hidden + j]);
+  for (int j = 0; j < hidden; ++j) ASSERT_EQ(emb[3 * hidden + j], 0.f);
+  EXPECT_EQ(flag.download()[0], 1);
+}
+
+TEST(SmallOpsGpuArgmax, MatchesReferenceWithTies) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  for (int vocab : {1, 7, 32000, 49152, 128256}) {
+    const int rows = 4;
+    auto logits = test::random_floats(rng, size_t(rows) * vocab, -10.f, 10.f);
+    if (vocab > 10) {  // a tie between two far-apart positions in row 1
+      logits[size_t(vocab) + 3] = 50.f;
+      logits[size_t(vocab) + vocab - 2] = 50.f;
+    }
+    DeviceBuffer<float> dl(logits);
+    DeviceBuffer<int32_t> dout(rows);
+    dout.fill_bytes(test::kPoisonByte);
+    small_ops::argmax(dl.get(), rows, vocab, dout.get(), nullptr);
+    SPW_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(dout.download(), ref::argmax(logits, rows, vocab)) << vocab;
+  }
+}

@@ -6,3 +6,9 @@ if(Python3_FOUND)
   set_tests_properties(bench_results_format PROPERTIES LABELS cpu TIMEOUT 120
                        PASS_REGULAR_EXPRESSION "results format ok")
 endif()
+if(Python3_FOUND)
+  add_test(NAME bench_harness_fake_torch
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_harness_fake_torch.py)
+  set_tests_properties(bench_harness_fake_torch PROPERTIES LABELS cpu TIMEOUT 120
+                       PASS_REGULAR_EXPRESSION "harness ok")
+endif()

@@ -1,0 +1,335 @@
+// Tokenizer tests against ids from reference implementations, with no model file needed:
+// tests/data/tokenizer/ holds SmolLM2's vocabulary subset + HF `tokenizers` ids for ~60
+// strings under four pre-tokenizers, and a SentencePiece BPE vocabulary + `sentencepiece`
+// ids (tools/testdata/gen_tokenizer_expectations.py writes both).
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "runtime/chat_template.h"
+#include "runtime/tokenizer.h"
+#include "runtime/unicode.h"
+#include "tests/common/helpers.h"
+#include "tests/runtime/test_tokenizer_json.h"
+
+namespace {
+
+using spw::rt::ChatMessage;
+using spw::rt::ChatTemplate;
+using spw::rt::StreamDecoder;
+using spw::rt::Tokenizer;
+using spw::rt::TokenizerData;
+namespace uni = spw::rt::unicode;
+
+std::string data_path(const std::string& name) { return std::string(SPW_TEST_DATA_DIR) + "/tokenizer/" + name; }
+
+const spw::testjson::Value& bpe_fixture() {
+  static const auto v = spw::testjson::load(data_path("smollm2_vocab.json"));
+  return v;
+}
+const spw::testjson::Value& bpe_cases() {
+  static const auto v = spw::testjson::load(data_path("smollm2_cases.json"));
+  return v;
+}
+
+// The fixture lists only some ids: the others become unique unused placeholders.
+TokenizerData bpe_data(const std::string& pre) {
+  const auto& f = bpe_fixture();
+  TokenizerData d;
+  d.model = f["model"].str;
+  d.pre = pre;
+  size_t n = size_t(f["n_vocab"].as_int());
+  d.tokens.resize(n);
+  d.token_types.assign(n, int32_t(spw::rt::TokenType::unused));
+  for (size_t i = 0; i < n; ++i) d.tokens[i] = "<unused_placeholder_" + std::to_string(i) + ">";
+  for (const auto& t : f["tokens"].arr) {
+    size_t id = size_t(t.arr[0].as_int());
+    d.tokens[id] = t.arr[1].str;
+    d.token_types[id] = int32_t(t.arr[2].as_int());
+  }
+  for (const auto& m : f["merges"].arr) d.merges.push_back(m.str);
+  d.bos_id = int32_t(f["bos_id"].as_int());
+  d.eos_id = int32_t(f["eos_id"].as_int());
+  d.unk_id = int32_t(f["unk_id"].as_int());
+  d.pad_id = int32_t(f["pad_id"].as_int());
+  d.add_bos = f["add_bos"].b;
+  d.chat_template = f["chat_template"].str;
+  return d;
+}
+
+const Tokenizer& bpe_tokenizer(const std::string& pre) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+  auto& t = cache[pre];
+  if (!t) t = std::make_unique<Tokenizer>(bpe_data(pre));
+  return *t;
+}
+
+std::string show(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (auto i : ids) s += std::to_string(i) + " ";
+  return s;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t p = 0; p < s.size();) {
+    uint32_t cp;
+    p += size_t(uni::decode_one(s, p, &cp));
+    if (cp >= uni::kInvalidBase) return false;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------- unicode
+
+TEST(TokenizerUnicode, Classes) {
+  EXPECT_TRUE(uni::is_letter('a'));
+  EXPECT_TRUE(uni::is_letter(0x00E9));   // é
+  EXPECT_TRUE(uni::is_letter(0x4F60));   // 你
+  EXPECT_TRUE(uni::is_number('7'));
+  EXPECT_TRUE(uni::is_number(0x00B2));   // ² (No)
+  EXPECT_TRUE(uni::is_number(0x216B));   // Ⅻ (Nl)
+  EXPECT_TRUE(uni::is_whitespace(0x3000));
+  EXPECT_TRUE(uni::is_whitespace(0x00A0));
+  EXPECT_FALSE(uni::is_whitespace(0x200B));  // zero width space is not White_Space
+  EXPECT_FALSE(uni::is_whitespace(0x1C));
+  EXPECT_EQ(uni::flags(0x1F600), 0);  // emoji: none of the three
+  EXPECT_EQ(uni::flags(0x0301), 0);   // combining mark
+}
+
+TEST(TokenizerUnicode, Utf8) {
+  uint32_t cp;
+  EXPECT_EQ(uni::decode_one("\xE2\x82\xAC", 0, &cp), 3);
+  EXPECT_EQ(cp, 0x20ACu);
+  EXPECT_EQ(uni::decode_one("\xE2\x82", 0, &cp), 1);  // truncated: one invalid byte
+  EXPECT_EQ(cp, uni::kInvalidBase + 0xE2);
+  EXPECT_EQ(uni::decode_one("\xC0\xAF", 0, &cp), 1);  // overlong
+  EXPECT_EQ(uni::incomplete_utf8_tail("ab\xF0\x9F\x98"), 3u);
+  EXPECT_EQ(uni::incomplete_utf8_tail("ab\xF0\x9F\x98\x80"), 0u);
+  EXPECT_EQ(uni::incomplete_utf8_tail("\xC3"), 1u);
+  for (int b = 0; b < 256; ++b) EXPECT_EQ(uni::codepoint_to_byte(uni::byte_to_codepoint(uint8_t(b))), b);
+  EXPECT_EQ(uni::byte_to_codepoint(' '), 0x120u);  // 'Ġ'
+}
+
+TEST(TokenizerPreTokenize, Gpt2Words) {
+  std::vector<std::pair<uint32_t, uint32_t>> w;
+  std::string text = "hello  world\n\n foo's 123";
+  spw::rt::pre_tokenize(spw::rt::PreTokenizer::gpt2, text, w);
+  std::vector<std::string> got;
+  for (auto [b, e] : w) got.push_back(text.substr(b, e - b));
+  EXPECT_EQ(got, (std::vector<std::string>{"hello", " ", " world", "\n\n", " foo", "'s", " 123"}));
+  spw::rt::pre_tokenize(spw::rt::PreTokenizer::llama3, "abc 12345\n\n x", w);
+  EXPECT_EQ(w.size(), 6u);  // abc | " " | 123 | 45 | "\n\n" | " x"
+}
+
+// ----------------------------------------------------------------- byte-level BPE vs HF
+
+TEST(TokenizerBpe, MatchesHfTokenizersOnAllCases) {
+  int checked = 0;
+  for (const auto& c : bpe_cases()["cases"].arr) {
+    const Tokenizer& tok = bpe_tokenizer(c["pre"].str);
+    const bool parse_special = c["parse_special"].b;
+    const auto expected = c["ids"].as_ids();
+    const auto got = tok.encode(c["text"].str, /*add_special=*/false, parse_special);
+    EXPECT_EQ(got, expected) << c["name"].str << " pre=" << c["pre"].str << " special=" << parse_special
+                             << "\n got " << show(got) << "\n want " << show(expected);
+    if (!parse_special) {
+      EXPECT_EQ(tok.decode(got), c["text"].str) << c["name"].str;
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 200);
+}
+
+TEST(TokenizerBpe, StreamingDecodeGivesValidUtf8AndTheText) {
+  const Tokenizer& tok = bpe_tokenizer("smollm");
+  for (const auto& c : bpe_cases()["cases"].arr) {
+    if (c["pre"].str != "smollm") continue;
+    StreamDecoder stream(tok);
+    std::string all;
+    for (int32_t id : c["ids"].as_ids()) {
+      std::string part = stream.push(id);
+      EXPECT_TRUE(valid_utf8(part)) << c["name"].str;
+      all += part;
+    }
+    all += stream.flush();
+    EXPECT_EQ(all, c["text"].str) << c["name"].str;
+  }
+}
+
+TEST(TokenizerBpe, SpecialTokensAndPieces) {
+  const Tokenizer& tok = bpe_tokenizer("smollm");
+  auto ids = tok.encode("<|im_start|>user", false, true);
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(tok.token_to_piece(1), "<|im_start|>");
+  EXPECT_EQ(tok.token_to_piece(1, /*render_special=*/false), "");
+  EXPECT_EQ(tok.decode(ids, false), "user");
+  EXPECT_TRUE(tok.is_end_of_generation(2));  // <|im_end|> is EOS
+  EXPECT_TRUE(tok.is_end_of_generation(0));  // <|endoftext|>
+  EXPECT_FALSE(tok.is_end_of_generation(1));
+  EXPECT_EQ(tok.encode("hi", true, false), tok.encode("hi", false, false));  // add_bos = false
+  EXPECT_THROW_MSG(tok.token_to_piece(49152), "id = 49152");
+  EXPECT_THROW_MSG(tok.token_to_piece(-3), "id = -3");
+}
+
+TEST(TokenizerBpe, InvalidUtf8RoundTrips) {
+  const Tokenizer& tok = bpe_tokenizer("smollm");
+  std::string bad = "ok \xC3\x28 \xE2\x82 end\x80";
+  auto ids = tok.encode(bad, false, false);
+  EXPECT_EQ(tok.decode(ids), bad);
+}
+
+TEST(TokenizerBpe, LongInputsAreFast) {
+  const Tokenizer& tok = bpe_tokenizer("smollm");
+  std::string prose;
+  for (const auto& c : bpe_cases()["cases"].arr)
+    if (c["name"].str == "long_mixed" && c["pre"].str == "smollm") prose = c["text"].str;
+  ASSERT_FALSE(prose.empty());
+  std::string big;
+  while (big.size() < 100000) big += prose;
+  for (const std::string& text : {big, std::string(20000, 'a'), std::string(20000, ' '),
+                                  std::string(5000, '!') + std::string(5000, '9')}) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto ids = tok.encode(text, false, false);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(tok.decode(ids), text);
+    // Generous bound (debug builds, loaded CI machines); release measures ~10 ms per 100k chars.
+    EXPECT_LT(ms, 1000.0) << text.size() << " chars took " << ms << " ms";
+  }
+}
+
+TEST(TokenizerBpe, RejectsBadData) {
+  TokenizerData d = bpe_data("smollm");
+  d.model = "bert";
+  EXPECT_THROW_MSG(Tokenizer{d}, "tokenizer.ggml.model = 'bert'");
+  d = bpe_data("smollm");
+  d.bos_id = 99999999;
+  EXPECT_THROW_MSG(Tokenizer{d}, "bos_token_id = 99999999");
+  d = bpe_data("smollm");
+  d.token_types.pop_back();
+  EXPECT_THROW_MSG(Tokenizer{d}, "token_type has");
+  d = bpe_data("nonsense-pre");
+  Tokenizer t(d);
+  ASSERT_FALSE(t.warnings().empty());
+  EXPECT_NE(t.warnings()[0].find("nonsense-pre"), std::string::npos);
+}
+
+// ------------------------------------------------------------------------- chat template
+
+TEST(TokenizerChat, ChatmlMatchesJinjaRendering) {
+  const auto& chat = bpe_cases()["chat"];
+  ChatTemplate tmpl = ChatTemplate::detect(bpe_fixture()["chat_template"].str);
+  ASSERT_EQ(tmpl.kind(), ChatTemplate::Kind::chatml);
+  EXPECT_TRUE(tmpl.fallback_reason().empty());
+  auto to_messages = [](const spw::testjson::Value& v) {
+    std::vector<ChatMessage> m;
+    for (const auto& x : v.arr) m.push_back({x["role"].str, x["content"].str});
+    return m;
+  };
+  EXPECT_EQ(tmpl.apply(to_messages(chat["messages"])), chat["prompt"].str);
+  EXPECT_EQ(tmpl.apply(to_messages(chat["messages_with_system"])), chat["prompt_with_system"].str);
+  int found = 0;
+  for (const auto& c : bpe_cases()["cases"].arr) {
+    if (c["name"].str != "chat_template") continue;
+    EXPECT_EQ(bpe_tokenizer("smollm").encode(chat["prompt"].str, false, true), c["ids"].as_ids());
+    ++found;
+  }
+  EXPECT_EQ(found, 1);
+}
+
+TEST(TokenizerChat, OtherFormatsAndFallback) {
+  std::vector<ChatMessage> m = {{"user", "Hi"}};
+  auto unknown = ChatTemplate::detect("{% for m in messages %}### {{ m.content }}{% endfor %}");
+  EXPECT_EQ(unknown.kind(), ChatTemplate::Kind::plain);
+  EXPECT_NE(unknown.fallback_reason().find("plain prompt"), std::string::npos);
+  EXPECT_EQ(unknown.apply(m), "Hi");
+  auto llama3 = ChatTemplate::detect("{{ '<|start_header_id|>' + role + '<|end_header_id|>' }}<|eot_id|>");
+  EXPECT_EQ(llama3.apply(m), "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                             "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  auto zephyr = ChatTemplate::detect("{{ '<|user|>\\n' }}{{ '<|assistant|>' }}");
+  EXPECT_EQ(zephyr.apply(m), "<|user|>\nHi</s>\n<|assistant|>\n");
+  auto chatml_no_default = ChatTemplate::detect("{{'<|im_start|>' + message['role'] + '\\n'}}");
+  EXPECT_EQ(chatml_no_default.apply(m), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// ------------------------------------------------------------------ SentencePiece BPE
+
+TokenizerData spm_data() {
+  static const auto v = spw::testjson::load(data_path("spm_synthetic.json"));
+  TokenizerData d;
+  d.model = v["model"].str;
+  for (const auto& t : v["tokens"].arr) d.tokens.push_back(t.str);
+  for (const auto& s : v["scores"].arr) d.scores.push_back(float(s.num));
+  for (const auto& t : v["token_types"].arr) d.token_types.push_back(int32_t(t.num));
+  d.bos_id = int32_t(v["bos_id"].as_int());
+  d.eos_id = int32_t(v["eos_id"].as_int());
+  d.unk_id = int32_t(v["unk_id"].as_int());
+  d.add_bos = v["add_bos"].b;
+  return d;
+}
+
+TEST(TokenizerSpm, MatchesSentencePiece) {
+  static const auto v = spw::testjson::load(data_path("spm_synthetic.json"));
+  Tokenizer tok(spm_data());
+  int checked = 0;
+  for (const auto& c : v["cases"].arr) {
+    auto expected = c["ids"].as_ids();
+    auto got = tok.encode(c["text"].str, /*add_special=*/false, false);
+    EXPECT_EQ(got, expected) << c["name"].str << "\n got " << show(got) << "\n want " << show(expected);
+    auto with_bos = tok.encode(c["text"].str, true, false);
+    ASSERT_FALSE(with_bos.empty());
+    EXPECT_EQ(with_bos[0], 1);
+    if (c["decoded"].kind == spw::testjson::Value::string) {
+      EXPECT_EQ(tok.decode(got), c["decoded"].str) << c["name"].str;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 15);
+}
+
+TEST(TokenizerSpm, ByteFallbackPiecesAndStreaming) {
+  Tokenizer tok(spm_data());
+  std::string text = "\xE4\xBD\xA0 ok \xF0\x9F\x98\x80";  // 你 ok 😀: not in the vocabulary
+  auto ids = tok.encode(text, true, false);
+  EXPECT_EQ(tok.decode(ids, /*render_special=*/false), text);
+  EXPECT_EQ(tok.decode(ids, true), "<s> " + text);  // BOS rendered: the prefix space stays
+  StreamDecoder stream(tok, false);
+  std::string streamed;
+  int empty_pushes = 0;
+  for (int32_t id : ids) {
+    std::string part = stream.push(id);
+    EXPECT_TRUE(valid_utf8(part));
+    empty_pushes += part.empty();
+    streamed += part;
+  }
+  EXPECT_GT(empty_pushes, 2);  // the <0xXX> bytes of one character are held back
+  EXPECT_EQ(streamed + stream.flush(), " " + text);
+  auto byte_id = tok.find_token("<0x41>");
+  ASSERT_TRUE(byte_id);
+  EXPECT_EQ(tok.token_to_piece(*byte_id), "A");
+  EXPECT_EQ(tok.token_to_piece(*tok.find_token("\xE2\x96\x81" "world")), " world");
+}
+
+TEST(TokenizerSpm, UserDefinedAndControlTokens) {
+  Tokenizer tok(spm_data());
+  auto sep = tok.find_token("<sep>");
+  ASSERT_TRUE(sep);
+  auto ids = tok.encode("a<sep>b", false, false);  // user-defined: matched without parse_special
+  EXPECT_NE(std::find(ids.begin(), ids.end(), *sep), ids.end());
+  auto as_text = tok.encode("</s>", false, false);
+  EXPECT_TRUE(std::find(as_text.begin(), as_text.end(), 2) == as_text.end());
+  EXPECT_EQ(tok.encode("</s>", false, true), std::vector<int32_t>{2});
+}
+
+TEST(TokenizerSpm, LongInputIsFast) {
+  Tokenizer tok(spm_data());
+  std::string text;
+  while (text.size() < 100000) text += "The quick brown fox jumps over the lazy dog. ";
+  auto t0 = std::chrono::steady_clock::now();
+  auto ids = tok.encode(text, false, false);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(tok.decode(ids), text);
+  EXPECT_LT(ms, 1000.0);
+}
+
+}  // namespace

@@ -105,6 +105,24 @@ CASES = [
 ]
 
 
+def random_cases(n=24, seed=20261125):
+    """Random strings over a pool that stresses the pre-tokenizer's boundaries."""
+    import random
+    rng = random.Random(seed)
+    pool = (list("abcXYZ019 '\n\t\r.,!?-_\"()") + ["'s", "'LL", "'re", "  ", "\n\n", " \n", "123456"] +
+            ["\u00e9", "\u00df", "\u4e16", "\u754c", "\U0001F600", "\u00b2", "\u00a0", "\u3000", "\u0301",
+             "\u200d", "\u0663", "<|im_end|>", "<|im_start|>"])
+    out = []
+    for i in range(n):
+        k = rng.randint(1, 40)
+        text = "".join(rng.choice(pool) for _ in range(k))
+        out.append((f"special_random_{i:02d}" if "<|" in text else f"random_{i:02d}", text))
+    return out
+
+
+CASES += random_cases()
+
+
 def long_case():
     parts = [t for n, t in CASES if not n.startswith("special")]
     return "\n".join(parts) * 3

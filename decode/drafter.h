@@ -1,8 +1,12 @@
-// Drafter: anything that proposes draft tokens for a sequence (Max-Gram, a small model,
-// a cascade of drafters).
+// Drafter: anything that proposes draft tokens for a sequence (Max-Gram, a bigram table, a
+// small model, a cascade of drafters). One Drafter instance serves ONE sequence (it may keep
+// an incremental index or a KV cache of that sequence); a batch uses one instance per sequence,
+// made by a DrafterFactory.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,8 +18,18 @@ struct Draft {
   std::vector<int32_t> tokens;
   // Empty, or one row per token: the drafter's full distribution q(. | context, draft[:i])
   // over the vocabulary (needed for exact stochastic verification). Greedy drafters that have
-  // no distribution leave it empty and are treated as proposing with probability 1.
+  // no distribution leave it empty and are treated as proposing with probability 1 (one-hot q).
   std::vector<std::vector<float>> probs;
+  // Empty, or one name per token: which drafter proposed it ("maxgram", "bigram", "self:8",
+  // ...). Used for acceptance-per-drafter metrics.
+  std::vector<std::string> sources;
+};
+
+/// Neural forward passes a drafter ran, and the standardized cost of one (for SWI).
+struct DraftCost {
+  std::string name;
+  int64_t forwards = 0;
+  double cost_per_forward = 0;  // e.g. parameter count; statistical drafters cost 0
 };
 
 class Drafter {
@@ -25,6 +39,19 @@ class Drafter {
   virtual std::string name() const = 0;
   /// Proposes up to k tokens continuing `context` (prompt + generated so far).
   virtual Draft propose(std::span<const int32_t> context, int k) = 0;
+  /// Proposes up to `width` alternative drafts (each up to k tokens) for token-tree
+  /// verification. Default: the one chain from propose().
+  virtual std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) {
+    (void)width;
+    return {propose(context, k)};
+  }
+  /// Forgets the sequence (a new prompt follows).
+  virtual void reset() {}
+  /// Appends this drafter's neural forward counts (and those of its children).
+  virtual void collect_costs(std::vector<DraftCost>& out) const { (void)out; }
 };
+
+/// Makes one fresh Drafter per sequence. An empty factory means plain autoregressive decoding.
+using DrafterFactory = std::function<std::unique_ptr<Drafter>()>;
 
 }  // namespace spw::decode

@@ -1,0 +1,263 @@
+// BigramTable builders, file format and the bigram drafter (see bigram.h).
+//
+// File layout (little-endian):
+//   char magic[8] = "SPWBIGR1"; u32 version = 1; u32 vocab_size; u32 top_k; u32 reserved = 0;
+//   u64 tokenizer_hash; u64 payload_checksum (FNV-1a 64 of the payload);
+//   payload: vocab_size * top_k * { i32 token, f32 prob }.
+#include "decode/bigram.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <unordered_map>
+
+#include "decode/sampling.h"
+#include "kernels/common/error.h"
+#include "runtime/model.h"
+
+namespace spw::decode {
+
+namespace {
+constexpr char kMagic[8] = {'S', 'P', 'W', 'B', 'I', 'G', 'R', '1'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderBytes = 8 + 4 * 4 + 8 + 8;
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// Top-k of a weight vector, most likely first, ties to the lower id.
+void top_k_of(std::span<const double> w, double total, int k, std::span<BigramTable::Entry> out) {
+  std::vector<int32_t> idx(w.size());
+  for (size_t i = 0; i < w.size(); ++i) idx[i] = static_cast<int32_t>(i);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+    return w[a] > w[b] || (w[a] == w[b] && a < b);
+  });
+  for (int j = 0; j < k; ++j) out[j] = {idx[j], static_cast<float>(w[idx[j]] / total)};
+}
+}  // namespace
+
+uint64_t tokenizer_hash(const std::vector<std::string>& token_strings) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& s : token_strings) {
+    const uint64_t len = s.size();
+    h = fnv1a(&len, sizeof len, h);
+    h = fnv1a(s.data(), s.size(), h);
+  }
+  return h;
+}
+
+BigramTable::BigramTable(int vocab_size, int top_k, uint64_t hash)
+    : vocab_size_(vocab_size), top_k_(top_k), tokenizer_hash_(hash) {
+  SPW_CHECK_ARG(vocab_size > 0, "BigramTable", "vocab_size", vocab_size, "must be > 0");
+  SPW_CHECK_ARG(top_k >= 1 && top_k <= vocab_size && top_k <= 64, "BigramTable", "top_k", top_k,
+                "must be in [1, min(64, vocab_size)]");
+  entries_.assign(static_cast<size_t>(vocab_size) * top_k, Entry{});
+}
+
+std::span<const BigramTable::Entry> BigramTable::next(int32_t prev) const {
+  SPW_CHECK(vocab_size_ > 0, "BigramTable: empty table");
+  if (prev < 0 || prev >= vocab_size_) prev = 0;
+  return {entries_.data() + static_cast<size_t>(prev) * top_k_, static_cast<size_t>(top_k_)};
+}
+
+std::span<BigramTable::Entry> BigramTable::next_mutable(int32_t prev) {
+  SPW_CHECK_ARG(prev >= 0 && prev < vocab_size_, "BigramTable::next_mutable", "token", prev,
+                "outside the vocabulary");
+  return {entries_.data() + static_cast<size_t>(prev) * top_k_, static_cast<size_t>(top_k_)};
+}
+
+BigramTable BigramTable::from_sequences(const std::vector<std::vector<int32_t>>& sequences,
+                                        int vocab_size, int top_k, uint64_t hash, double alpha) {
+  BigramTable t(vocab_size, top_k, hash);
+  SPW_CHECK_ARG(alpha > 0, "BigramTable::from_sequences", "alpha", alpha, "must be > 0");
+  std::vector<std::unordered_map<int32_t, int64_t>> pairs(vocab_size);
+  std::vector<int64_t> unigram(vocab_size, 0), row_total(vocab_size, 0);
+  int64_t n = 0;
+  for (const auto& seq : sequences) {
+    for (size_t i = 0; i < seq.size(); ++i) {
+      const int32_t b = seq[i];
+      SPW_CHECK_ARG(b >= 0 && b < vocab_size, "BigramTable::from_sequences", "token", b,
+                    "outside the vocabulary");
+      ++unigram[b];
+      ++n;
+      if (i > 0) {
+        ++pairs[seq[i - 1]][b];
+        ++row_total[seq[i - 1]];
+      }
+    }
+  }
+  const double vocab_alpha = alpha * vocab_size;
+  std::vector<double> w(vocab_size);
+  for (int b = 0; b < vocab_size; ++b) w[b] = unigram[b] + alpha;
+  std::vector<Entry> unigram_row(top_k);
+  top_k_of(w, n + vocab_alpha, top_k, unigram_row);
+  for (int a = 0; a < vocab_size; ++a) {
+    auto row = t.next_mutable(a);
+    if (row_total[a] == 0) {
+      std::copy(unigram_row.begin(), unigram_row.end(), row.begin());
+      continue;
+    }
+    // Only seen pairs can beat the smoothed floor; fill from them, ties to lower id, then
+    // unseen tokens (lowest ids) at the floor probability.
+    std::vector<std::pair<int64_t, int32_t>> seen;
+    for (auto [b, c] : pairs[a]) seen.push_back({c, b});
+    std::sort(seen.begin(), seen.end(), [](auto x, auto y) {
+      return x.first > y.first || (x.first == y.first && x.second < y.second);
+    });
+    const double denom = row_total[a] + vocab_alpha;
+    int j = 0;
+    for (; j < top_k && j < static_cast<int>(seen.size()); ++j)
+      row[j] = {seen[j].second, static_cast<float>((seen[j].first + alpha) / denom)};
+    for (int32_t b = 0; j < top_k && b < vocab_size; ++b)
+      if (!pairs[a].count(b)) row[j++] = {b, static_cast<float>(alpha / denom)};
+  }
+  return t;
+}
+
+BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, uint64_t hash,
+                                    int batch, const Progress& progress) {
+  const int vocab = model.config().vocab_size;
+  SPW_CHECK_ARG(batch >= 1, "BigramTable::from_model", "batch", batch, "must be >= 1");
+  BigramTable t(vocab, top_k, hash);
+  batch = std::min(batch, vocab);
+  std::vector<int> seqs(batch);
+  for (auto& s : seqs) s = model.create_sequence();
+  const int base = bos >= 0 ? 1 : 0;
+  std::vector<int32_t> tokens(2 * static_cast<size_t>(batch));
+  std::vector<rt::SeqInput> inputs(batch);
+  std::vector<float> logits, probs;
+  std::vector<double> w(vocab);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    for (int v0 = 0; v0 < vocab; v0 += batch) {
+      const int nb = std::min(batch, vocab - v0);
+      for (int i = 0; i < nb; ++i) {
+        model.rollback(seqs[i], 0);
+        int32_t* tk = &tokens[2 * static_cast<size_t>(i)];
+        tk[0] = bos;
+        tk[1] = v0 + i;
+        inputs[i].seq_id = seqs[i];
+        inputs[i].tokens = std::span<const int32_t>(tk + (base ? 0 : 1), base ? 2 : 1);
+        inputs[i].parents = {};
+      }
+      model.forward(std::span<const rt::SeqInput>(inputs.data(), nb), logits);
+      size_t row = 0;
+      for (int i = 0; i < nb; ++i) {
+        row += inputs[i].tokens.size();
+        std::span<const float> lg(logits.data() + (row - 1) * vocab, vocab);
+        softmax(lg, probs);
+        for (int b = 0; b < vocab; ++b) w[b] = probs[b];
+        top_k_of(w, 1.0, top_k, t.next_mutable(v0 + i));
+      }
+      if (progress) {
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const int64_t done = v0 + nb;
+        progress(done, vocab, el / done * (vocab - done));
+      }
+    }
+  } catch (...) {
+    for (int s : seqs) model.free_sequence(s);
+    throw;
+  }
+  for (int s : seqs) model.free_sequence(s);
+  return t;
+}
+
+void BigramTable::save(const std::string& path) const {
+  SPW_CHECK(vocab_size_ > 0, "BigramTable::save: empty table");
+  std::ofstream f(path, std::ios::binary);
+  SPW_CHECK(f.good(), "BigramTable::save: cannot open '{}' for writing", path);
+  const uint64_t checksum = fnv1a(entries_.data(), entries_.size() * sizeof(Entry));
+  const uint32_t head[4] = {kVersion, static_cast<uint32_t>(vocab_size_),
+                            static_cast<uint32_t>(top_k_), 0};
+  f.write(kMagic, 8);
+  f.write(reinterpret_cast<const char*>(head), sizeof head);
+  f.write(reinterpret_cast<const char*>(&tokenizer_hash_), 8);
+  f.write(reinterpret_cast<const char*>(&checksum), 8);
+  f.write(reinterpret_cast<const char*>(entries_.data()),
+          static_cast<std::streamsize>(entries_.size() * sizeof(Entry)));
+  SPW_CHECK(f.good(), "BigramTable::save: write to '{}' failed", path);
+}
+
+BigramTable BigramTable::load(const std::string& path, int expected_vocab, uint64_t expected_hash) {
+  std::ifstream f(path, std::ios::binary);
+  SPW_CHECK(f.good(), "bigram file '{}': cannot open", path);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  SPW_CHECK(bytes.size() >= 8 && std::memcmp(bytes.data(), kMagic, 7) == 0,
+            "bigram file '{}': not a Spillway bigram file (bad magic)", path);
+  SPW_CHECK(bytes.size() >= kHeaderBytes, "bigram file '{}': truncated header ({} bytes)", path,
+            bytes.size());
+  uint32_t head[4];
+  uint64_t hash, checksum;
+  std::memcpy(head, bytes.data() + 8, sizeof head);
+  std::memcpy(&hash, bytes.data() + 24, 8);
+  std::memcpy(&checksum, bytes.data() + 32, 8);
+  SPW_CHECK(head[0] == kVersion && bytes[7] == kMagic[7],
+            "bigram file '{}': version {} not supported (this build reads version {})", path,
+            head[0], kVersion);
+  const int vocab = static_cast<int>(head[1]), top_k = static_cast<int>(head[2]);
+  SPW_CHECK(vocab > 0 && top_k >= 1 && top_k <= 64 && top_k <= vocab,
+            "bigram file '{}': corrupted header (vocab_size = {}, top_k = {})", path, vocab, top_k);
+  const size_t payload = static_cast<size_t>(vocab) * top_k * sizeof(Entry);
+  SPW_CHECK(bytes.size() >= kHeaderBytes + payload,
+            "bigram file '{}': truncated: {} bytes, expected {}", path, bytes.size(),
+            kHeaderBytes + payload);
+  SPW_CHECK(bytes.size() == kHeaderBytes + payload,
+            "bigram file '{}': {} trailing bytes after the table", path,
+            bytes.size() - kHeaderBytes - payload);
+  SPW_CHECK(fnv1a(bytes.data() + kHeaderBytes, payload) == checksum,
+            "bigram file '{}': corrupted (payload checksum mismatch)", path);
+  SPW_CHECK(expected_vocab < 0 || expected_vocab == vocab,
+            "bigram file '{}': vocab_size = {}, but the model has {}", path, vocab, expected_vocab);
+  SPW_CHECK(expected_hash == 0 || expected_hash == hash,
+            "bigram file '{}': tokenizer hash {:016x} does not match the model's {:016x} (built "
+            "for another tokenizer)", path, hash, expected_hash);
+  BigramTable t(vocab, top_k, hash);
+  std::memcpy(t.entries_.data(), bytes.data() + kHeaderBytes, payload);
+  for (const auto& e : t.entries_)
+    SPW_CHECK(e.token >= 0 && e.token < vocab && e.prob >= 0.f && e.prob <= 1.f,
+              "bigram file '{}': corrupted entry (token {}, prob {})", path, e.token, e.prob);
+  return t;
+}
+
+void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out) {
+  while (static_cast<int>(out.tokens.size()) < k) {
+    last = table.most_likely(last);
+    out.tokens.push_back(last);
+    out.sources.push_back("bigram");
+  }
+}
+
+BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table) : table_(std::move(table)) {
+  SPW_CHECK(table_ != nullptr, "BigramDrafter: no bigram table");
+}
+
+Draft BigramDrafter::propose(std::span<const int32_t> context, int k) {
+  Draft d;
+  if (context.empty() || k <= 0) return d;
+  bigram_fill(*table_, context.back(), k, d);
+  return d;
+}
+
+std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
+  std::vector<Draft> out;
+  if (context.empty() || k <= 0) return out;
+  const auto first = table_->next(context.back());
+  for (int j = 0; j < width && j < static_cast<int>(first.size()); ++j) {
+    Draft d;
+    d.tokens.push_back(first[j].token);
+    d.sources.push_back("bigram");
+    bigram_fill(*table_, first[j].token, j == 0 ? k : 1, d);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace spw::decode

@@ -1,0 +1,89 @@
+// BigramTable: the statistical bottom of a CS-Drafting cascade. For each vocabulary token,
+// its top_k most likely next tokens with probabilities (top_k = 1: the paper's greedy bigram).
+// Built from token sequences (pair counts with add-alpha smoothing) or from a model (each
+// vocabulary token as a one-token context, batched forwards over the whole vocabulary).
+// Stored in a small binary file with a versioned header, the vocabulary size, a hash of the
+// tokenizer's token strings and a checksum of the payload, all checked at load.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "decode/drafter.h"
+
+namespace spw::rt {
+class Model;
+}
+
+namespace spw::decode {
+
+/// Hash of a tokenizer: FNV-1a 64 over (length, bytes) of every token string in id order.
+uint64_t tokenizer_hash(const std::vector<std::string>& token_strings);
+
+class BigramTable {
+ public:
+  struct Entry {
+    int32_t token = 0;
+    float prob = 0.f;
+  };
+  BigramTable() = default;
+  BigramTable(int vocab_size, int top_k, uint64_t tokenizer_hash);
+
+  int vocab_size() const { return vocab_size_; }
+  int top_k() const { return top_k_; }
+  uint64_t tokenizer_hash() const { return tokenizer_hash_; }
+  /// Candidates after `prev`, most likely first (top_k entries).
+  std::span<const Entry> next(int32_t prev) const;
+  std::span<Entry> next_mutable(int32_t prev);
+  /// Most likely token after `prev` (tokens outside the vocabulary map to token 0's row).
+  int32_t most_likely(int32_t prev) const { return next(prev)[0].token; }
+
+  /// Pair counts over sequences; smoothing: add-alpha, p(b|a) = (c(a,b) + alpha) /
+  /// (c(a) + alpha * V). Rows of tokens never seen as `a` use the unigram counts instead:
+  /// p(b) = (c(b) + alpha) / (N + alpha * V). Ties go to the lower token id.
+  static BigramTable from_sequences(const std::vector<std::vector<int32_t>>& sequences,
+                                    int vocab_size, int top_k, uint64_t tokenizer_hash,
+                                    double alpha = 0.01);
+
+  /// done, total, eta_seconds.
+  using Progress = std::function<void(int64_t, int64_t, double)>;
+  /// The model's own next-token distribution after [bos, v] (or [v] when bos < 0) for every
+  /// vocabulary token v, `batch` sequences per forward call.
+  static BigramTable from_model(rt::Model& model, int32_t bos, int top_k, uint64_t tokenizer_hash,
+                                int batch = 256, const Progress& progress = {});
+
+  void save(const std::string& path) const;
+  /// Throws spw::Error naming what is wrong: missing file, not a bigram file, version,
+  /// truncated, corrupted (checksum), vocabulary size or tokenizer hash mismatch
+  /// (expected_vocab < 0 / expected_hash == 0: not checked).
+  static BigramTable load(const std::string& path, int expected_vocab = -1,
+                          uint64_t expected_hash = 0);
+
+ private:
+  int vocab_size_ = 0;
+  int top_k_ = 0;
+  uint64_t tokenizer_hash_ = 0;
+  std::vector<Entry> entries_;  // [vocab][top_k]
+};
+
+/// Standalone bigram drafter: the greedy bigram chain from the last context token.
+class BigramDrafter final : public Drafter {
+ public:
+  explicit BigramDrafter(std::shared_ptr<const BigramTable> table);
+  std::string name() const override { return "bigram"; }
+  Draft propose(std::span<const int32_t> context, int k) override;
+  /// Branches on the table's top_k candidates at the first position.
+  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
+
+ private:
+  std::shared_ptr<const BigramTable> table_;
+};
+
+/// Appends the greedy bigram chain after `last` to `out` until it has k tokens.
+void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out);
+
+}  // namespace spw::decode

@@ -1,2 +1,0 @@
-// Drafter is an interface; this file anchors the library until the drafters land.
-#include "decode/drafter.h"

@@ -1,0 +1,176 @@
+// Max-Gram drafter (see maxgram.h for the index and the fill rule).
+#include "decode/maxgram.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/common/error.h"
+
+namespace spw::decode {
+
+namespace {
+uint64_t mix(uint64_t h, int32_t t) {
+  h ^= static_cast<uint32_t>(t) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
+}
+}  // namespace
+
+MaxGramDrafter::MaxGramDrafter(MaxGramOptions options, std::shared_ptr<const BigramTable> bigram)
+    : opt_(options), bigram_(std::move(bigram)) {
+  SPW_CHECK_ARG(opt_.min_n >= 1, "MaxGramDrafter", "min_n", opt_.min_n, "must be >= 1");
+  SPW_CHECK_ARG(opt_.max_n >= opt_.min_n && opt_.max_n <= 64, "MaxGramDrafter", "max_n",
+                opt_.max_n, "must be in [min_n, 64]");
+  reset();
+}
+
+void MaxGramDrafter::reset() {
+  tokens_.clear();
+  indexed_ends_ = 0;
+  const int levels = opt_.max_n - opt_.min_n + 1;
+  last_.assign(levels, {});
+  prev_.assign(levels, {});
+}
+
+uint64_t MaxGramDrafter::suffix_hash(size_t end, int n) const {
+  uint64_t h = 0x1234567ull + static_cast<uint64_t>(n);
+  for (int i = 0; i < n; ++i) h = mix(h, tokens_[end - i]);
+  return h;
+}
+
+bool MaxGramDrafter::same(size_t a, size_t b, int n) const {
+  for (int i = 0; i < n; ++i)
+    if (tokens_[a - i] != tokens_[b - i]) return false;
+  return true;
+}
+
+// Indexes the n-grams ending at position indexed_ends_ (needs a following token).
+void MaxGramDrafter::push(int32_t token) {
+  tokens_.push_back(token);
+  while (indexed_ends_ + 1 < tokens_.size()) {
+    const size_t end = indexed_ends_++;
+    for (int n = opt_.min_n; n <= opt_.max_n; ++n) {
+      auto& prev = prev_[n - opt_.min_n];
+      prev.push_back(-1);
+      if (end + 1 < static_cast<size_t>(n)) continue;
+      auto [it, fresh] = last_[n - opt_.min_n].try_emplace(suffix_hash(end, n), static_cast<int32_t>(end));
+      if (!fresh) {
+        prev[end] = it->second;
+        it->second = static_cast<int32_t>(end);
+      }
+    }
+  }
+}
+
+void MaxGramDrafter::pop() {
+  tokens_.pop_back();
+  while (indexed_ends_ > 0 && indexed_ends_ + 1 > tokens_.size()) {
+    const size_t end = --indexed_ends_;
+    for (int n = opt_.min_n; n <= opt_.max_n; ++n) {
+      auto& prev = prev_[n - opt_.min_n];
+      if (end + 1 >= static_cast<size_t>(n)) {
+        auto& map = last_[n - opt_.min_n];
+        auto it = map.find(suffix_hash(end, n));
+        if (it != map.end() && it->second == static_cast<int32_t>(end)) {
+          if (prev[end] >= 0) it->second = prev[end];
+          else map.erase(it);
+        }
+      }
+      prev.pop_back();
+    }
+  }
+}
+
+void MaxGramDrafter::sync(std::span<const int32_t> context) {
+  size_t lcp = std::min(tokens_.size(), context.size());
+  if (lcp > 0 && std::memcmp(tokens_.data(), context.data(), lcp * sizeof(int32_t)) != 0) {
+    size_t i = 0;
+    while (i < lcp && tokens_[i] == context[i]) ++i;
+    lcp = i;
+  }
+  while (tokens_.size() > lcp) pop();
+  for (size_t i = lcp; i < context.size(); ++i) push(context[i]);
+}
+
+std::pair<int, int> MaxGramDrafter::longest_match(std::span<const int32_t> context) {
+  sync(context);
+  const size_t len = tokens_.size();
+  if (len < 2) return {-1, 0};
+  const size_t q = len - 1;  // the query suffix ends here (not indexed itself)
+  for (int n = std::min<int>(opt_.max_n, static_cast<int>(len) - 1); n >= opt_.min_n; --n) {
+    const auto& map = last_[n - opt_.min_n];
+    auto it = map.find(suffix_hash(q, n));
+    int32_t end = it == map.end() ? -1 : it->second;
+    const auto& prev = prev_[n - opt_.min_n];
+    for (int hops = 0; end >= 0 && hops < 16; ++hops, end = prev[end])
+      if (same(end, q, n)) return {end, n};
+  }
+  return {-1, 0};
+}
+
+void MaxGramDrafter::fill(int end, int k, Draft& d, std::span<const int32_t> context) {
+  const int len = static_cast<int>(tokens_.size());
+  for (int p = end + 1; end >= 0 && p < len && static_cast<int>(d.tokens.size()) < k; ++p) {
+    d.tokens.push_back(tokens_[p]);
+    d.sources.push_back("maxgram");
+  }
+  if (static_cast<int>(d.tokens.size()) >= k) return;
+  if (bigram_) {
+    bigram_fill(*bigram_, d.tokens.empty() ? context.back() : d.tokens.back(), k, d);
+    return;
+  }
+  if (end < 0) return;
+  // Periodic extension: position len + i copies position end + 1 + i of text + draft.
+  while (static_cast<int>(d.tokens.size()) < k) {
+    const int src = end + 1 + static_cast<int>(d.tokens.size());
+    d.tokens.push_back(src < len ? tokens_[src] : d.tokens[src - len]);
+    d.sources.push_back("maxgram");
+  }
+}
+
+Draft MaxGramDrafter::propose(std::span<const int32_t> context, int k) {
+  Draft d;
+  if (context.empty() || k <= 0) {
+    sync(context);
+    return d;
+  }
+  const auto [end, n] = longest_match(context);
+  (void)n;
+  fill(end, k, d, context);
+  return d;
+}
+
+std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
+  std::vector<Draft> out;
+  if (context.empty() || k <= 0) return out;
+  sync(context);
+  std::vector<int32_t> firsts;
+  const size_t len = tokens_.size();
+  if (len >= 2) {
+    const size_t q = len - 1;
+    for (int n = std::min<int>(opt_.max_n, static_cast<int>(len) - 1);
+         n >= opt_.min_n && static_cast<int>(out.size()) < width; --n) {
+      const auto& map = last_[n - opt_.min_n];
+      auto it = map.find(suffix_hash(q, n));
+      int32_t end = it == map.end() ? -1 : it->second;
+      for (int hops = 0; end >= 0 && hops < 64 && static_cast<int>(out.size()) < width;
+           ++hops, end = prev_[n - opt_.min_n][end]) {
+        if (!same(end, q, n)) continue;
+        const int32_t first = tokens_[end + 1];
+        if (std::find(firsts.begin(), firsts.end(), first) != firsts.end()) continue;
+        firsts.push_back(first);
+        Draft d;
+        fill(end, k, d, context);
+        out.push_back(std::move(d));
+      }
+    }
+  }
+  if (out.empty()) {
+    Draft d;
+    fill(-1, k, d, context);
+    if (!d.tokens.empty()) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace spw::decode

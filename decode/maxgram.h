@@ -1,0 +1,66 @@
+// Max-Gram drafter: proposes the continuation of the longest suffix of the current text
+// (prompt + generated) that occurred earlier in it; the most recent occurrence wins.
+//
+// Index: for every n in [min_n, max_n] a hash map from the hash of an n-gram to the END
+// position of its most recent occurrence, plus a per-position link to the previous
+// occurrence of the same n-gram (so several distinct continuations can be listed for a
+// token tree). Appending a token costs O(max_n) hash updates; the context may also shrink
+// (a cascade proposes from context + a discarded draft): entries are removed in reverse
+// order, O(max_n) per dropped token. Hash hits are confirmed by comparing the tokens.
+//
+// Fill rule: a match proposes the known tokens that followed it (at most k). If that gives
+// fewer than k tokens (or there is no match), the rest comes from the bigram chain when a
+// BigramTable is attached (exactly k tokens then); without a table a match is extended
+// periodically (the copy continues into its own proposed tokens: repetition loops).
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+
+#include "decode/bigram.h"
+#include "decode/drafter.h"
+
+namespace spw::decode {
+
+struct MaxGramOptions {
+  int min_n = 1;  // shortest suffix that counts as a match
+  int max_n = 6;  // longest suffix looked up
+};
+
+class MaxGramDrafter final : public Drafter {
+ public:
+  explicit MaxGramDrafter(MaxGramOptions options = {},
+                          std::shared_ptr<const BigramTable> bigram = nullptr);
+  std::string name() const override { return bigram_ ? "maxgram+bigram" : "maxgram"; }
+  Draft propose(std::span<const int32_t> context, int k) override;
+  /// Up to `width` drafts continuing distinct earlier occurrences (distinct first tokens),
+  /// longest match first.
+  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
+  void reset() override;
+
+  /// Brings the index in line with `context` (exposed for tests). Returns the match: the end
+  /// position of the most recent earlier occurrence of the longest matching suffix, and its
+  /// length n; {-1, 0} when none.
+  std::pair<int, int> longest_match(std::span<const int32_t> context);
+  size_t indexed_tokens() const { return tokens_.size(); }
+
+ private:
+  void sync(std::span<const int32_t> context);
+  void push(int32_t token);
+  void pop();
+  uint64_t suffix_hash(size_t end, int n) const;  // hash of tokens_[end-n+1 .. end]
+  bool same(size_t end_a, size_t end_b, int n) const;
+  void fill(int end, int k, Draft& d, std::span<const int32_t> context);
+
+  MaxGramOptions opt_;
+  std::shared_ptr<const BigramTable> bigram_;
+  std::vector<int32_t> tokens_;  // indexed text
+  // Per n (index n - min_n): hash -> most recent end position whose n-gram is INDEXED.
+  // An n-gram ending at position j is indexed once position j + 1 exists (it has a
+  // continuation), so a lookup never finds the query suffix itself.
+  std::vector<std::unordered_map<uint64_t, int32_t>> last_;
+  std::vector<std::vector<int32_t>> prev_;  // per n: end position -> previous end, -1
+  size_t indexed_ends_ = 0;                 // ends [0, indexed_ends_) are in the maps
+};
+
+}  // namespace spw::decode

@@ -1,0 +1,43 @@
+// Sampling from logits: temperature + top-p, a small seeded RNG with the same stream on every
+// platform (xoshiro256** seeded by splitmix64), argmax with a fixed tie rule (lowest index).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace spw::decode {
+
+struct SamplingParams {
+  float temperature = 0.f;  // 0 = greedy (argmax)
+  float top_p = 1.f;        // nucleus: keep the smallest most-likely set with mass >= top_p
+  uint64_t seed = 0;
+  // TEST HOOK ONLY: resample rejected tokens from p instead of the residual max(0, p - q).
+  // This breaks exactness on purpose; the stochastic test asserts that chi-square catches it.
+  bool test_broken_residual = false;
+
+  bool greedy() const { return temperature <= 0.f; }
+};
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0);
+  uint64_t next();
+  double uniform();  // [0, 1), 53 bits
+ private:
+  uint64_t s_[4];
+};
+
+/// Index of the largest logit (lowest index on ties).
+int32_t argmax(std::span<const float> logits);
+/// The distribution sampled from: softmax(logits / temperature) restricted to the top-p
+/// nucleus and renormalised. temperature <= 0 gives the one-hot argmax distribution.
+void sampling_probs(std::span<const float> logits, const SamplingParams& params,
+                    std::vector<float>& probs);
+/// Plain softmax (temperature 1, no truncation).
+void softmax(std::span<const float> logits, std::vector<float>& probs);
+/// Draws an index from a (not necessarily normalised, non-negative) weight vector.
+/// All-zero weights: returns the argmax (never happens for a proper distribution).
+int32_t sample(std::span<const float> weights, Rng& rng);
+
+}  // namespace spw::decode

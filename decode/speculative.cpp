@@ -1,0 +1,253 @@
+// The generation loop (see speculative.h).
+#include "decode/speculative.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "decode/token_tree.h"
+#include "decode/verify.h"
+#include "kernels/common/error.h"
+#include "runtime/model.h"
+
+namespace spw::decode {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct SeqState {
+  int index = 0;
+  int seq_id = -1;
+  std::vector<int32_t> text;  // prompt + generated; text.back() is pending (not cached)
+  size_t prompt_len = 0;
+  std::unique_ptr<Drafter> drafter;
+  Rng rng;
+  bool done = false;
+  Generation gen;
+  // This step's draft.
+  std::vector<int32_t> step_tokens, step_parents;
+  Draft chain;
+  TokenTree tree;
+  bool is_tree = false;
+};
+
+void count(DecodeStats& s, size_t pos, const std::string& src, bool acc) {
+  if (s.proposed_at.size() <= pos) {
+    s.proposed_at.resize(pos + 1);
+    s.accepted_at.resize(pos + 1);
+  }
+  auto& b = s.by_source[src];
+  ++b.first;
+  if (acc) ++b.second;
+}
+}  // namespace
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::max_tokens: return "max_tokens";
+    case StopReason::eos: return "eos";
+    case StopReason::context_limit: return "context_limit";
+    case StopReason::empty_prompt: return "empty_prompt";
+  }
+  return "?";
+}
+
+SpeculativeDecoder::SpeculativeDecoder(rt::Model& target, DrafterFactory drafter)
+    : target_(target), factory_(std::move(drafter)) {}
+
+Generation SpeculativeDecoder::generate(std::span<const int32_t> prompt, const GenerateParams& params) {
+  return std::move(generate_batch({std::vector<int32_t>(prompt.begin(), prompt.end())}, params)[0]);
+}
+
+std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std::vector<int32_t>>& prompts,
+                                                           const GenerateParams& params) {
+  const char* where = "SpeculativeDecoder::generate";
+  SPW_CHECK_ARG(params.k >= 0 && params.k <= kMaxDraftTokens, where, "k", params.k, "must be in [0, 64]");
+  SPW_CHECK_ARG(params.tree_width >= 1 && params.tree_width <= kMaxTreeWidth, where, "tree_width",
+                params.tree_width, "must be in [1, 16]");
+  SPW_CHECK_ARG(params.max_tree_nodes >= 1 && params.max_tree_nodes <= kMaxTreeTokens, where,
+                "max_tree_nodes", params.max_tree_nodes, "must be in [1, 1024]");
+  SPW_CHECK_ARG(params.max_new_tokens >= 0, where, "max_new_tokens", params.max_new_tokens, "must be >= 0");
+  const int vocab = target_.config().vocab_size;
+  const int max_tokens = target_.max_tokens();
+  const double target_cost = estimate_parameters(target_.config());
+
+  std::vector<SeqState> seqs(prompts.size());
+  auto finish = [&](SeqState& s, StopReason why) {
+    s.done = true;
+    s.gen.stop = why;
+  };
+  struct Release {  // frees target sequences even when something throws
+    rt::Model& m;
+    std::vector<SeqState>& seqs;
+    ~Release() {
+      for (auto& s : seqs)
+        if (s.seq_id >= 0) m.free_sequence(s.seq_id);
+    }
+  } release{target_, seqs};
+
+  // Prefill: one forward over every prompt (all but its last token).
+  const auto t_prefill = Clock::now();
+  std::vector<rt::SeqInput> inputs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto& s = seqs[i];
+    s.index = static_cast<int>(i);
+    s.text = prompts[i];
+    s.prompt_len = s.text.size();
+    s.rng = Rng(params.sampling.seed + i);
+    s.gen.stats.target_cost = target_cost;
+    for (int32_t t : s.text)
+      SPW_CHECK(t >= 0 && t < vocab, "{}: prompt {} has token {} outside the vocabulary ({})", where, i, t, vocab);
+    if (s.text.empty()) {
+      if (params.bos < 0) {
+        finish(s, StopReason::empty_prompt);
+        continue;
+      }
+      s.text.push_back(params.bos);
+    }
+    if (static_cast<int>(s.text.size()) >= max_tokens) {
+      finish(s, StopReason::context_limit);
+      continue;
+    }
+    if (params.max_new_tokens == 0) {
+      finish(s, StopReason::max_tokens);
+      continue;
+    }
+    s.seq_id = target_.create_sequence();
+    if (factory_) s.drafter = factory_();
+    if (s.text.size() > 1)
+      inputs.push_back({s.seq_id, std::span<const int32_t>(s.text.data(), s.text.size() - 1), {}});
+  }
+  std::vector<float> logits;
+  if (!inputs.empty()) target_.forward(inputs, logits);
+  const double prefill_s = since(t_prefill);
+  for (auto& s : seqs) s.gen.stats.prefill_s = prefill_s;
+
+  const auto t_loop = Clock::now();
+  std::vector<SeqState*> active;
+  std::vector<float> row_logits;
+  while (true) {
+    active.clear();
+    inputs.clear();
+    for (auto& s : seqs) {
+      if (s.done) continue;
+      const int len = static_cast<int>(s.text.size());
+      const int remaining = params.max_new_tokens - static_cast<int>(s.gen.tokens.size());
+      const int room = max_tokens - len;
+      if (remaining <= 0) finish(s, StopReason::max_tokens);
+      else if (room <= 0) finish(s, StopReason::context_limit);
+      if (s.done) {
+        s.gen.stats.decode_s = since(t_loop);
+        continue;
+      }
+      const int dmax = std::max(0, std::min({params.k, remaining - 1, room - 1}));
+      s.step_tokens.assign(1, s.text.back());
+      s.step_parents.clear();
+      s.chain = Draft{};
+      s.tree = TokenTree{};
+      s.is_tree = params.tree_width > 1;
+      if (s.drafter && dmax > 0) {
+        const auto t_draft = Clock::now();
+        if (!s.is_tree) {
+          s.chain = s.drafter->propose(s.text, dmax);
+          const size_t n = std::min<size_t>(s.chain.tokens.size(), dmax);
+          s.chain.tokens.resize(n);
+          if (!s.chain.probs.empty()) s.chain.probs.resize(n);
+          s.chain.sources.resize(n, s.drafter->name());
+          for (int32_t t : s.chain.tokens)
+            SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
+                      where, s.drafter->name(), t, vocab);
+          s.step_tokens.insert(s.step_tokens.end(), s.chain.tokens.begin(), s.chain.tokens.end());
+        } else {
+          auto drafts = s.drafter->propose_tree(s.text, dmax, params.tree_width);
+          for (auto& d : drafts) {
+            if (d.tokens.size() > static_cast<size_t>(dmax)) d.tokens.resize(dmax);
+            d.sources.resize(d.tokens.size(), s.drafter->name());
+            for (int32_t t : d.tokens)
+              SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
+                        where, s.drafter->name(), t, vocab);
+          }
+          s.tree = build_token_tree(drafts, std::min(params.max_tree_nodes, room - 1));
+          s.step_parents.push_back(-1);
+          for (int i = 0; i < s.tree.size(); ++i) {
+            s.step_tokens.push_back(s.tree.tokens[i]);
+            s.step_parents.push_back(s.tree.parents[i] + 1);
+          }
+        }
+        s.gen.stats.draft_s += since(t_draft);
+      }
+      active.push_back(&s);
+      inputs.push_back({s.seq_id, s.step_tokens,
+                        s.step_parents.empty() ? std::span<const int32_t>() : std::span<const int32_t>(s.step_parents)});
+    }
+    if (active.empty()) break;
+
+    const auto t_fwd = Clock::now();
+    target_.forward(inputs, logits);
+    const double fwd_s = since(t_fwd);
+    size_t row = 0;
+    for (SeqState* sp : active) {
+      SeqState& s = *sp;
+      auto& st = s.gen.stats;
+      st.target_s += fwd_s;
+      ++st.target_passes;
+      const size_t n = s.step_tokens.size();
+      std::span<const float> lg(logits.data() + row * vocab, n * vocab);
+      row += n;
+      const int cached = static_cast<int>(s.text.size()) - 1;  // pending goes at index `cached`
+      VerifyResult vr;
+      std::vector<int32_t> emitted;
+      if (!s.is_tree || s.tree.size() == 0) {
+        vr = verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
+        for (size_t i = 0; i < s.chain.tokens.size(); ++i) {
+          count(st, i, s.chain.sources[i], static_cast<int>(i) < vr.accepted);
+          ++st.proposed_at[i];
+          if (static_cast<int>(i) < vr.accepted) ++st.accepted_at[i];
+        }
+        st.drafted += s.chain.tokens.size();
+        emitted.assign(s.chain.tokens.begin(), s.chain.tokens.begin() + vr.accepted);
+        target_.rollback(s.seq_id, cached + 1 + vr.accepted);
+      } else {
+        vr = verify_tree(lg, vocab, std::span<const int32_t>(s.step_tokens).subspan(1), s.tree.parents,
+                         params.sampling, s.rng);
+        std::vector<bool> on_path(s.tree.size(), false);
+        for (int32_t v : vr.path) on_path[v] = true;
+        int max_depth = -1;
+        for (int i = 0; i < s.tree.size(); ++i) {
+          count(st, s.tree.depths[i], s.tree.sources[i], on_path[i]);
+          max_depth = std::max(max_depth, s.tree.depths[i]);
+        }
+        for (int d = 0; d <= max_depth; ++d) {
+          ++st.proposed_at[d];
+          if (d < vr.accepted) ++st.accepted_at[d];
+        }
+        st.drafted += s.tree.size();
+        for (int32_t v : vr.path) emitted.push_back(s.tree.tokens[v]);
+        const auto offsets = kv_keep_offsets(vr.path);
+        target_.keep_tokens(s.seq_id, cached, offsets);
+      }
+      st.accepted += vr.accepted;
+      emitted.push_back(vr.next_token);
+      for (int32_t t : emitted) {
+        s.text.push_back(t);
+        s.gen.tokens.push_back(t);
+        ++st.generated;
+        if (params.on_token) params.on_token(s.index, t);
+        if (std::find(params.eos_tokens.begin(), params.eos_tokens.end(), t) != params.eos_tokens.end()) {
+          finish(s, StopReason::eos);
+          st.decode_s = since(t_loop);
+          break;
+        }
+      }
+    }
+  }
+  std::vector<Generation> out;
+  for (auto& s : seqs) {
+    if (s.drafter) s.drafter->collect_costs(s.gen.stats.drafter_costs);
+    out.push_back(std::move(s.gen));
+  }
+  return out;
+}
+
+}  // namespace spw::decode

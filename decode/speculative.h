@@ -1,0 +1,73 @@
+// SpeculativeDecoder: the generation loop shared by plain autoregressive decoding and
+// speculative decoding with any Drafter (Max-Gram, bigram, model, cascades), chain or tree.
+//
+// Cache discipline: the last emitted token is "pending" (not yet in the target's KV cache).
+// Each step runs ONE target forward over [pending, draft...] for every active sequence of the
+// batch (a chain, or a tree given by a parent array with the pending token as root), verifies,
+// then keeps the accepted entries with rollback() (chain) or keep_tokens() (tree), and the
+// target's correction/bonus token becomes the new pending token. Row 0 of a sequence's logits
+// is therefore always the target's prediction after the accepted text.
+//
+// Limits: a sequence stops at max_new_tokens, at an EOS token (emitted, then stop), or when
+// prompt + output reaches the target's max_tokens() (context limit; drafts are shortened so
+// the cache never overflows). An empty prompt starts from `bos` when given, otherwise it
+// generates nothing (stop = empty_prompt). Nothing throws on these conditions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "decode/drafter.h"
+#include "decode/metrics.h"
+#include "decode/sampling.h"
+
+namespace spw::rt {
+class Model;
+}
+
+namespace spw::decode {
+
+inline constexpr int kMaxDraftTokens = 64;
+inline constexpr int kMaxTreeWidth = 16;
+
+struct GenerateParams {
+  int max_new_tokens = 128;
+  int k = 4;               // draft length (tree depth)
+  int tree_width = 1;      // 1: chain drafts; > 1: up to tree_width branches (token tree)
+  int max_tree_nodes = 64; // tree size limit per step
+  SamplingParams sampling; // temperature 0 = greedy; sequence i uses seed + i
+  std::vector<int32_t> eos_tokens;
+  int32_t bos = -1;        // only used for an empty prompt
+  // Called for every emitted token: (index of the sequence in the batch, token).
+  std::function<void(int, int32_t)> on_token;
+};
+
+enum class StopReason { max_tokens, eos, context_limit, empty_prompt };
+const char* stop_reason_name(StopReason r);
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated tokens (prompt excluded)
+  StopReason stop = StopReason::max_tokens;
+  DecodeStats stats;
+};
+
+class SpeculativeDecoder {
+ public:
+  /// An empty factory gives plain autoregressive decoding through the same loop.
+  explicit SpeculativeDecoder(rt::Model& target, DrafterFactory drafter = {});
+
+  Generation generate(std::span<const int32_t> prompt, const GenerateParams& params);
+  /// Several sequences, one target forward per step for all of them (each with its own
+  /// draft length and acceptance).
+  std::vector<Generation> generate_batch(const std::vector<std::vector<int32_t>>& prompts,
+                                         const GenerateParams& params);
+
+ private:
+  rt::Model& target_;
+  DrafterFactory factory_;
+};
+
+}  // namespace spw::decode

@@ -1,0 +1,116 @@
+// Greedy and stochastic chain/tree verification (see verify.h for the rules).
+#include "decode/verify.h"
+
+#include <algorithm>
+
+#include "kernels/common/error.h"
+
+namespace spw::decode {
+
+namespace {
+std::span<const float> row(std::span<const float> logits, int vocab, size_t i) {
+  return logits.subspan(i * vocab, vocab);
+}
+}  // namespace
+
+VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
+                          const std::vector<std::vector<float>>& draft_probs,
+                          const SamplingParams& params, Rng& rng) {
+  const size_t n = draft.size();
+  SPW_CHECK(logits.size() == (n + 1) * static_cast<size_t>(vocab),
+            "verify_chain: logits has {} values, expected ({} + 1) * {}", logits.size(), n, vocab);
+  SPW_CHECK(draft_probs.empty() || draft_probs.size() == n,
+            "verify_chain: {} probability rows for {} draft tokens", draft_probs.size(), n);
+  VerifyResult r;
+  if (params.greedy()) {
+    while (static_cast<size_t>(r.accepted) < n &&
+           draft[r.accepted] == argmax(row(logits, vocab, r.accepted)))
+      ++r.accepted;
+    r.next_token = argmax(row(logits, vocab, r.accepted));
+    return r;
+  }
+  std::vector<float> p;
+  for (size_t i = 0; i < n; ++i) {
+    sampling_probs(row(logits, vocab, i), params, p);
+    const int32_t x = draft[i];
+    SPW_CHECK(x >= 0 && x < vocab, "verify_chain: draft token {} outside the vocabulary", x);
+    const bool has_q = !draft_probs.empty();
+    if (has_q) SPW_CHECK(draft_probs[i].size() == static_cast<size_t>(vocab),
+                         "verify_chain: probability row {} has {} entries, vocab is {}", i,
+                         draft_probs[i].size(), vocab);
+    const double qx = has_q ? draft_probs[i][x] : 1.0;
+    const double accept = qx > 0 ? std::min(1.0, p[x] / qx) : 1.0;
+    if (rng.uniform() < accept) {
+      ++r.accepted;
+      continue;
+    }
+    if (!params.test_broken_residual) {
+      if (has_q) {
+        for (int v = 0; v < vocab; ++v) p[v] = std::max(0.f, p[v] - draft_probs[i][v]);
+      } else {
+        p[x] = 0.f;
+      }
+    }
+    r.next_token = sample(p, rng);
+    return r;
+  }
+  sampling_probs(row(logits, vocab, n), params, p);
+  r.next_token = sample(p, rng);
+  return r;
+}
+
+VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
+                         std::span<const int32_t> parents, const SamplingParams& params, Rng& rng) {
+  const int t = static_cast<int>(tokens.size());
+  SPW_CHECK(static_cast<int>(parents.size()) == t, "verify_tree: {} parents for {} tokens",
+            parents.size(), t);
+  SPW_CHECK(logits.size() == static_cast<size_t>(t + 1) * vocab,
+            "verify_tree: logits has {} values, expected ({} + 1) * {}", logits.size(), t, vocab);
+  std::vector<std::vector<int32_t>> children(t + 1);  // index 0 = root, i + 1 = node i
+  for (int i = 0; i < t; ++i) {
+    SPW_CHECK(parents[i] >= -1 && parents[i] < i, "verify_tree: parents[{}] = {}: must be in [-1, {})",
+              i, parents[i], i);
+    children[parents[i] + 1].push_back(i);
+  }
+  VerifyResult r;
+  int cur = -1;  // current node (-1 = root)
+  std::vector<float> p;
+  while (true) {
+    const auto lg = row(logits, vocab, cur + 1);
+    const auto& kids = children[cur + 1];
+    int next = -1;
+    if (params.greedy()) {
+      const int32_t a = argmax(lg);
+      for (int c : kids)
+        if (tokens[c] == a) {
+          next = c;
+          break;
+        }
+      if (next < 0) {
+        r.next_token = a;
+        return r;
+      }
+    } else {
+      sampling_probs(lg, params, p);
+      for (int c : kids) {
+        const int32_t x = tokens[c];
+        double total = 0;
+        for (float v : p) total += v;
+        if (rng.uniform() * total < p[x]) {
+          next = c;
+          break;
+        }
+        if (!params.test_broken_residual) p[x] = 0.f;
+      }
+      if (next < 0) {
+        r.next_token = sample(p, rng);
+        return r;
+      }
+    }
+    r.path.push_back(next);
+    ++r.accepted;
+    cur = next;
+  }
+}
+
+}  // namespace spw::decode

@@ -1,0 +1,141 @@
+// BigramTable: pair counts on a tiny corpus, smoothing, tokenizer hash, file round trip,
+// corrupted / truncated / mismatched files rejected with clear errors, builder from a model.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "decode/bigram.h"
+#include "tests/common/helpers.h"
+#include "tests/decode/fake_model.h"
+
+using namespace spw::decode;
+
+namespace {
+std::string tmp_path(const char* name) { return std::string(::testing::TempDir()) + name; }
+std::vector<char> read_all(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+void write_all(const std::string& p, const std::vector<char>& b) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+}  // namespace
+
+TEST(Bigram, PairCountsOnTinyCorpus) {
+  // 0->1 twice, 0->2 once, 1->2 twice, 2->0 twice (across two sequences; no pair across them).
+  auto t = BigramTable::from_sequences({{0, 1, 2, 0, 1}, {2, 0, 2}}, 4, 2, 42, 0.5);
+  EXPECT_EQ(t.vocab_size(), 4);
+  EXPECT_EQ(t.tokenizer_hash(), 42u);
+  EXPECT_EQ(t.next(0)[0].token, 1);
+  EXPECT_NEAR(t.next(0)[0].prob, (2 + 0.5) / (3 + 0.5 * 4), 1e-6);
+  EXPECT_EQ(t.next(0)[1].token, 2);
+  EXPECT_NEAR(t.next(0)[1].prob, (1 + 0.5) / (3 + 2.0), 1e-6);
+  EXPECT_EQ(t.most_likely(1), 2);
+  EXPECT_EQ(t.most_likely(2), 0);
+  // Token 3 never seen as a context: unigram row (counts 0:3, 1:2, 2:3 -> tie to lower id 0).
+  EXPECT_EQ(t.most_likely(3), 0);
+  EXPECT_NEAR(t.next(3)[0].prob, (3 + 0.5) / (8 + 2.0), 1e-6);
+  EXPECT_THROW_MSG(BigramTable::from_sequences({{0, 9}}, 4, 1, 0), "token = 9");
+}
+
+TEST(Bigram, TokenizerHashDependsOnStringsAndBoundaries) {
+  EXPECT_EQ(tokenizer_hash({"a", "b"}), tokenizer_hash({"a", "b"}));
+  EXPECT_NE(tokenizer_hash({"a", "b"}), tokenizer_hash({"b", "a"}));
+  EXPECT_NE(tokenizer_hash({"ab", ""}), tokenizer_hash({"a", "b"}));
+}
+
+TEST(Bigram, FileRoundTrip) {
+  auto t = BigramTable::from_sequences({{0, 1, 2, 3, 1, 2}}, 5, 3, 777);
+  const auto path = tmp_path("spw_bigram_rt.bin");
+  t.save(path);
+  auto u = BigramTable::load(path, 5, 777);
+  ASSERT_EQ(u.top_k(), 3);
+  for (int a = 0; a < 5; ++a)
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_EQ(u.next(a)[j].token, t.next(a)[j].token);
+      EXPECT_EQ(u.next(a)[j].prob, t.next(a)[j].prob);
+    }
+}
+
+TEST(Bigram, BadFilesRejectedWithClearErrors) {
+  auto t = BigramTable::from_sequences({{0, 1, 2, 3, 1, 2}}, 5, 1, 777);
+  const auto path = tmp_path("spw_bigram_bad.bin");
+  t.save(path);
+  const auto good = read_all(path);
+  EXPECT_THROW_MSG(BigramTable::load(path, 6, 777), "vocab_size = 5, but the model has 6");
+  EXPECT_THROW_MSG(BigramTable::load(path, 5, 778), "tokenizer hash");
+  EXPECT_THROW_MSG(BigramTable::load(tmp_path("spw_no_such_file.bin")), "cannot open");
+  auto b = good;
+  b.resize(b.size() - 3);
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "truncated");
+  b = good;
+  b.resize(20);
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "truncated header");
+  b = good;
+  b.back() ^= 0x5A;
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "corrupted");
+  b = good;
+  b[0] = 'X';
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "not a Spillway bigram file");
+  b = good;
+  b[8] = 9;  // version
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "version 9");
+  b = good;
+  b.push_back(0);
+  write_all(path, b);
+  EXPECT_THROW_MSG(BigramTable::load(path), "trailing");
+  write_all(path, {});
+  EXPECT_THROW_MSG(BigramTable::load(path), "bad magic");
+}
+
+TEST(Bigram, FromModelMatchesDirectArgmaxAndReportsProgress) {
+  spw::test::FakeModel m(37, 64);
+  int calls = 0;
+  int64_t last_done = 0;
+  auto t = BigramTable::from_model(m, /*bos=*/3, 2, 9, /*batch=*/8,
+                                   [&](int64_t done, int64_t total, double eta) {
+                                     ++calls;
+                                     EXPECT_EQ(total, 37);
+                                     EXPECT_GT(done, last_done);
+                                     EXPECT_GE(eta, 0.0);
+                                     last_done = done;
+                                   });
+  EXPECT_EQ(calls, 5);  // ceil(37 / 8) forward calls
+  EXPECT_EQ(m.forward_calls, 5);
+  std::vector<float> lg(37);
+  for (int v = 0; v < 37; ++v) {
+    std::vector<int32_t> ctx{3, v};
+    m.logits_after(ctx, 2, lg.data());
+    int best = 0;
+    for (int j = 1; j < 37; ++j)
+      if (lg[j] > lg[best]) best = j;
+    EXPECT_EQ(t.most_likely(v), best) << v;
+    EXPECT_GE(t.next(v)[0].prob, t.next(v)[1].prob);
+  }
+  // Without BOS: one-token context.
+  auto t2 = BigramTable::from_model(m, -1, 1, 9, 100);
+  std::vector<int32_t> ctx{5};
+  m.logits_after(ctx, 1, lg.data());
+  int best = 0;
+  for (int j = 1; j < 37; ++j)
+    if (lg[j] > lg[best]) best = j;
+  EXPECT_EQ(t2.most_likely(5), best);
+}
+
+TEST(Bigram, DrafterChains) {
+  auto t = std::make_shared<BigramTable>(BigramTable::from_sequences({{0, 1, 2, 3, 0}}, 4, 2, 0));
+  BigramDrafter d(t);
+  EXPECT_EQ(d.propose(std::vector<int32_t>{2}, 5).tokens, (std::vector<int32_t>{3, 0, 1, 2, 3}));
+  auto tree = d.propose_tree(std::vector<int32_t>{2}, 3, 2);
+  ASSERT_EQ(tree.size(), 2u);
+  EXPECT_EQ(tree[0].tokens.size(), 3u);
+  EXPECT_EQ(tree[1].tokens.size(), 1u);
+  EXPECT_NE(tree[0].tokens[0], tree[1].tokens[0]);
+}

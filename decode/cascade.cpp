@@ -1,0 +1,126 @@
+// Vertical and horizontal cascades (see cascade.h for the exact rules).
+#include "decode/cascade.h"
+
+#include "decode/sampling.h"
+#include "kernels/common/error.h"
+
+namespace spw::decode {
+
+bool lenient_accept(std::span<const float> p, int32_t x, double qx, double lenience) {
+  if (x == argmax(p)) return true;
+  return lenience > 1.0 && p[x] > qx / lenience;
+}
+
+std::unique_ptr<Cascade> Cascade::vertical(std::unique_ptr<ModelDrafter> reviewer,
+                                           std::unique_ptr<Drafter> lower, double lenience,
+                                           int round_tokens, std::string name) {
+  SPW_CHECK(reviewer && lower, "vcascade: needs a reviewer model drafter and a lower drafter");
+  SPW_CHECK_ARG(lenience >= 1.0, "vcascade", "lenience", lenience, "must be >= 1");
+  SPW_CHECK_ARG(round_tokens >= 1 && round_tokens <= 64, "vcascade", "k", round_tokens,
+                "must be in [1, 64]");
+  std::unique_ptr<Cascade> c(new Cascade);
+  c->vertical_ = true;
+  c->name_ = name.empty() ? "vcascade(" + reviewer->name() + "," + lower->name() + ")" : name;
+  c->reviewer_ = std::move(reviewer);
+  c->lower_ = std::move(lower);
+  c->lenience_ = lenience;
+  c->round_ = round_tokens;
+  return c;
+}
+
+std::unique_ptr<Cascade> Cascade::horizontal(std::vector<Part> parts, std::string name) {
+  SPW_CHECK(!parts.empty(), "hcascade: needs at least one drafter");
+  std::string n = "hcascade(";
+  for (size_t i = 0; i < parts.size(); ++i) {
+    SPW_CHECK(parts[i].drafter, "hcascade: part {} has no drafter", i);
+    SPW_CHECK_ARG(parts[i].positions >= 1 && parts[i].positions <= 64, "hcascade", "positions",
+                  parts[i].positions, "must be in [1, 64]");
+    n += (i ? "," : "") + parts[i].drafter->name() + "*" + std::to_string(parts[i].positions);
+  }
+  std::unique_ptr<Cascade> c(new Cascade);
+  c->name_ = name.empty() ? n + ")" : name;
+  c->parts_ = std::move(parts);
+  return c;
+}
+
+void Cascade::reset() {
+  if (reviewer_) reviewer_->reset();
+  if (lower_) lower_->reset();
+  for (auto& p : parts_) p.drafter->reset();
+}
+
+void Cascade::collect_costs(std::vector<DraftCost>& out) const {
+  if (reviewer_) reviewer_->collect_costs(out);
+  if (lower_) lower_->collect_costs(out);
+  for (const auto& p : parts_) p.drafter->collect_costs(out);
+}
+
+Draft Cascade::propose(std::span<const int32_t> context, int k) {
+  if (context.empty() || k <= 0) return {};
+  return vertical_ ? propose_vertical(context, k) : propose_horizontal(context, k);
+}
+
+Draft Cascade::propose_vertical(std::span<const int32_t> context, int k) {
+  Draft out;
+  std::vector<int32_t> ctx(context.begin(), context.end());
+  while (static_cast<int>(out.tokens.size()) < k) {
+    const int m = std::min(round_, k - static_cast<int>(out.tokens.size()));
+    Draft low = lower_->propose(ctx, m);
+    if (static_cast<int>(low.tokens.size()) > m) low.tokens.resize(m);
+    const auto rows = reviewer_->score(ctx, low.tokens);
+    if (rows.size() != low.tokens.size() + 1) break;  // reviewer out of context
+    size_t i = 0;
+    for (; i < low.tokens.size(); ++i) {
+      const double qx = low.probs.size() > i ? low.probs[i][low.tokens[i]] : 1.0;
+      if (!lenient_accept(rows[i], low.tokens[i], qx, lenience_)) break;
+    }
+    lower_proposed_ += static_cast<int64_t>(low.tokens.size());
+    lower_accepted_ += static_cast<int64_t>(i);
+    for (size_t j = 0; j < i; ++j) {
+      out.tokens.push_back(low.tokens[j]);
+      out.sources.push_back(j < low.sources.size() ? low.sources[j] : lower_->name());
+      ctx.push_back(low.tokens[j]);
+    }
+    if (static_cast<int>(out.tokens.size()) < k) {
+      const int32_t c = argmax(rows[i]);
+      out.tokens.push_back(c);
+      out.sources.push_back(reviewer_->name());
+      ctx.push_back(c);
+    }
+  }
+  return out;
+}
+
+Draft Cascade::propose_horizontal(std::span<const int32_t> context, int k) {
+  Draft out;
+  std::vector<int32_t> ctx(context.begin(), context.end());
+  std::vector<bool> has_row;
+  size_t vocab = 0;
+  for (auto& part : parts_) {
+    const int n = std::min(part.positions, k - static_cast<int>(out.tokens.size()));
+    if (n <= 0) break;
+    Draft d = part.drafter->propose(ctx, n);
+    const size_t take = std::min<size_t>(d.tokens.size(), n);
+    for (size_t j = 0; j < take; ++j) {
+      out.tokens.push_back(d.tokens[j]);
+      out.sources.push_back(j < d.sources.size() ? d.sources[j] : part.drafter->name());
+      const bool row = j < d.probs.size();
+      has_row.push_back(row);
+      out.probs.push_back(row ? std::move(d.probs[j]) : std::vector<float>());
+      if (row) vocab = out.probs.back().size();
+      ctx.push_back(d.tokens[j]);
+    }
+  }
+  if (vocab == 0) {
+    out.probs.clear();
+  } else {
+    for (size_t j = 0; j < out.tokens.size(); ++j)
+      if (!has_row[j]) {
+        out.probs[j].assign(vocab, 0.f);
+        out.probs[j][out.tokens[j]] = 1.f;
+      }
+  }
+  return out;
+}
+
+}  // namespace spw::decode

@@ -1,0 +1,69 @@
+// Cascade: CS Drafting's composition of drafters, itself a Drafter.
+//
+// Vertical cascade (reviewer R = a ModelDrafter, lower drafter L, lenience l >= 1, round
+// length m): propose(context, k) repeats until k tokens are drafted:
+//   1. L proposes up to m tokens after context + drafted;
+//   2. R scores them in ONE forward (its distribution p_R at every position);
+//   3. R accepts L's token x at position i when x == argmax p_R(i), or, when l > 1, when
+//      p_R(i)(x) > q_L(x) / l, where q_L(x) is L's probability of x (1 for deterministic
+//      drafters such as Max-Gram) — the rule of the reference csd.py / model.py `review`;
+//      the first token failing both ends the round;
+//   4. the accepted tokens and then R's own argmax at the first rejected position (or after
+//      the last token) are appended to the draft.
+// Lenience applies only between drafters: the target always verifies exactly (the cascade's
+// draft carries no probabilities, i.e. one-hot q, which keeps stochastic decoding exact).
+//
+// Horizontal cascade: a list of (drafter, positions); drafter i proposes the next positions_i
+// tokens after context + what the previous ones drafted (larger drafters first: early
+// positions are accepted most often). When any part has probabilities, parts without them get
+// one-hot rows so the target can still use q.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "decode/drafter.h"
+#include "decode/model_drafter.h"
+
+namespace spw::decode {
+
+class Cascade final : public Drafter {
+ public:
+  struct Part {
+    std::unique_ptr<Drafter> drafter;
+    int positions = 1;
+  };
+  static std::unique_ptr<Cascade> vertical(std::unique_ptr<ModelDrafter> reviewer,
+                                           std::unique_ptr<Drafter> lower, double lenience = 1.0,
+                                           int round_tokens = 4, std::string name = "");
+  static std::unique_ptr<Cascade> horizontal(std::vector<Part> parts, std::string name = "");
+
+  std::string name() const override { return name_; }
+  Draft propose(std::span<const int32_t> context, int k) override;
+  void reset() override;
+  void collect_costs(std::vector<DraftCost>& out) const override;
+
+  /// Vertical: tokens the lower drafter proposed / the reviewer accepted (lenience test).
+  int64_t lower_proposed() const { return lower_proposed_; }
+  int64_t lower_accepted() const { return lower_accepted_; }
+
+ private:
+  Cascade() = default;
+  Draft propose_vertical(std::span<const int32_t> context, int k);
+  Draft propose_horizontal(std::span<const int32_t> context, int k);
+
+  bool vertical_ = false;
+  std::string name_;
+  std::unique_ptr<ModelDrafter> reviewer_;
+  std::unique_ptr<Drafter> lower_;
+  double lenience_ = 1.0;
+  int round_ = 4;
+  std::vector<Part> parts_;
+  int64_t lower_proposed_ = 0, lower_accepted_ = 0;
+};
+
+/// The lenient acceptance rule of step 3 above (exposed for tests).
+bool lenient_accept(std::span<const float> reviewer_probs, int32_t token, double draft_prob,
+                    double lenience);
+
+}  // namespace spw::decode

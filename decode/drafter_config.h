@@ -1,0 +1,44 @@
+// Drafter config strings -> DrafterFactory. Grammar (whitespace ignored; see decode/README.md):
+//
+//   spec    := 'none' | 'ar' | term          ('none'/'ar': plain autoregressive decoding)
+//   term    := 'maxgram' [':' MIN '-' MAX] ['+bigram']
+//            | 'bigram'
+//            | 'model:' PATH                  a smaller GGUF model (same vocabulary)
+//            | 'self:' LAYERS | 'model:self:' LAYERS   the target's first LAYERS layers
+//            | 'vcascade(' term ',' term {',' term} [';' opt {',' opt}] ')'
+//            | 'hcascade(' term '*' N {',' term '*' N} ')'
+//   opt     := 'lenience=' NUMBER (>= 1, default 1) | 'k=' N (lower draft per round, default 4)
+//
+// vcascade(A, B, C) = A reviews vcascade(B, C) (the same options at every level); every term
+// but the last must be a model drafter. A PATH may not contain , ; ( ) * or whitespace.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "decode/bigram.h"
+#include "decode/drafter.h"
+#include "decode/sampling.h"
+
+namespace spw::rt {
+class Model;
+}
+
+namespace spw::decode {
+
+struct DrafterEnv {
+  int vocab_size = 0;  // the target's
+  // Loads a model (max_layers <= 0: all layers). Needed for model:/self: terms.
+  std::function<std::shared_ptr<rt::Model>(const std::string& path, int max_layers)> load_model;
+  std::string target_path;                       // what self:N loads
+  std::shared_ptr<const BigramTable> bigram;      // needed for bigram terms
+  SamplingParams sampling;                        // model drafters sample with these
+};
+
+/// Parses `spec`, loads the models it names once (shared by every drafter made), and returns
+/// a factory making one drafter per sequence (empty factory for 'none'/'ar'). Errors name the
+/// bad token and its position: "drafter spec 'maxgarm': unknown drafter 'maxgarm' at 0".
+DrafterFactory make_drafter_factory(const std::string& spec, const DrafterEnv& env);
+
+}  // namespace spw::decode

@@ -1,0 +1,122 @@
+// ModelDrafter (see model_drafter.h).
+#include "decode/model_drafter.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/common/error.h"
+#include "runtime/model.h"
+
+namespace spw::decode {
+
+ModelDrafter::ModelDrafter(std::shared_ptr<rt::Model> model, int target_vocab, std::string name,
+                           SamplingParams sampling, double cost)
+    : model_(std::move(model)), name_(std::move(name)), sampling_(sampling), cost_(cost),
+      rng_(sampling.seed ^ 0xD1B54A32D192ED03ull) {
+  SPW_CHECK(model_ != nullptr, "model drafter '{}': no model", name_);
+  vocab_ = model_->config().vocab_size;
+  SPW_CHECK(vocab_ == target_vocab,
+            "model drafter '{}': vocab_size = {}: must equal the target's vocab_size {} (drafters "
+            "must share the target's tokenizer)", name_, vocab_, target_vocab);
+}
+
+ModelDrafter::~ModelDrafter() { reset(); }
+
+void ModelDrafter::reset() {
+  if (seq_ >= 0) model_->free_sequence(seq_);
+  seq_ = -1;
+  cached_.clear();
+}
+
+void ModelDrafter::collect_costs(std::vector<DraftCost>& out) const {
+  out.push_back({name_, forwards_, cost_});
+}
+
+bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_t> extra,
+                        size_t rows, std::vector<float>& out) {
+  const size_t total = context.size() + extra.size();
+  if (context.empty() || total > static_cast<size_t>(model_->max_tokens())) return false;
+  if (seq_ < 0) seq_ = model_->create_sequence();
+  size_t lcp = 0;
+  const size_t lim = std::min(cached_.size(), context.size() - 1);
+  while (lcp < lim && cached_[lcp] == context[lcp]) ++lcp;
+  if (lcp < cached_.size()) {
+    model_->rollback(seq_, static_cast<int>(lcp));
+    cached_.resize(lcp);
+  }
+  std::vector<int32_t> fed(context.begin() + lcp, context.end());
+  fed.insert(fed.end(), extra.begin(), extra.end());
+  rt::SeqInput in{seq_, fed, {}};
+  model_->forward(std::span<const rt::SeqInput>(&in, 1), out);
+  ++forwards_;
+  cached_.insert(cached_.end(), fed.begin(), fed.end());
+  const size_t keep = std::min(rows, fed.size());
+  out.erase(out.begin(), out.end() - keep * vocab_);
+  return true;
+}
+
+Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
+  Draft d;
+  if (context.empty() || k <= 0) return d;
+  // The last proposed token is never fed: context + k - 1 tokens must fit.
+  k = std::min<int64_t>(k, static_cast<int64_t>(model_->max_tokens()) - context.size() + 1);
+  if (k <= 0) return d;
+  std::vector<float> logits, q;
+  std::vector<int32_t> step;
+  for (int i = 0; i < k; ++i) {
+    if (i == 0) {
+      if (!feed(context, {}, 1, logits)) break;
+    } else {
+      rt::SeqInput in{seq_, step, {}};
+      model_->forward(std::span<const rt::SeqInput>(&in, 1), logits);
+      ++forwards_;
+      cached_.push_back(step[0]);
+    }
+    int32_t tok;
+    if (sampling_.greedy()) {
+      tok = argmax(logits);
+    } else {
+      sampling_probs(logits, sampling_, q);
+      tok = sample(q, rng_);
+      d.probs.push_back(q);
+    }
+    d.tokens.push_back(tok);
+    d.sources.push_back(name_);
+    step.assign(1, tok);
+  }
+  return d;
+}
+
+std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
+  std::vector<Draft> out;
+  if (context.empty() || k <= 0) return out;
+  std::vector<float> first;
+  if (!feed(context, {}, 1, first)) return out;
+  std::vector<int32_t> order(vocab_);
+  std::iota(order.begin(), order.end(), 0);
+  const int alts = std::min(width, vocab_);
+  std::partial_sort(order.begin(), order.begin() + alts, order.end(), [&](int32_t a, int32_t b) {
+    return first[a] > first[b] || (first[a] == first[b] && a < b);
+  });
+  Draft main = propose(context, k);  // reuses the cache: the first forward is one token
+  main.probs.clear();                // trees are verified with one-hot q
+  const int32_t head = main.tokens.empty() ? -1 : main.tokens[0];
+  out.push_back(std::move(main));
+  for (int j = 0; j < alts && static_cast<int>(out.size()) < width; ++j)
+    if (order[j] != head) out.push_back(Draft{{order[j]}, {}, {name_}});
+  return out;
+}
+
+std::vector<std::vector<float>> ModelDrafter::score(std::span<const int32_t> context,
+                                                    std::span<const int32_t> draft) {
+  std::vector<float> logits;
+  std::vector<std::vector<float>> rows;
+  if (!feed(context, draft, draft.size() + 1, logits)) return rows;
+  const size_t n = logits.size() / vocab_;
+  rows.resize(n);
+  for (size_t i = 0; i < n; ++i)
+    softmax(std::span<const float>(logits.data() + i * vocab_, vocab_), rows[i]);
+  return rows;
+}
+
+}  // namespace spw::decode

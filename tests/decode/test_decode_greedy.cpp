@@ -1,0 +1,199 @@
+// Greedy equality: speculative output is identical to plain greedy decoding for every drafter
+// and cascade configuration, chain and tree, several prompts, hitting max tokens, EOS and the
+// context limit; batches with different acceptance; empty and over-long prompts.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "decode/speculative.h"
+#include "tests/common/helpers.h"
+#include "tests/decode/decode_test_env.h"
+
+using namespace spw::decode;
+using spw::test::FakeModel;
+
+namespace {
+
+const char* kSpecs[] = {
+    "none",
+    "maxgram",
+    "maxgram:2-4",
+    "bigram",
+    "maxgram+bigram",
+    "model:draft",
+    "self:2",
+    "model:self:2",
+    "vcascade(self:2,maxgram;lenience=2)",
+    "vcascade(model:draft,self:2,maxgram+bigram;lenience=3,k=3)",
+    "hcascade(self:2*2,maxgram*3)",
+    "hcascade(vcascade(self:2,maxgram)*2,maxgram+bigram*3)",
+};
+
+std::vector<std::vector<int32_t>> prompts() {
+  std::mt19937 rng(11);
+  std::vector<std::vector<int32_t>> p;
+  p.push_back({7});
+  p.push_back({1, 2, 3, 4, 1, 2, 3, 4, 1, 2});
+  std::vector<int32_t> r;
+  for (int i = 0; i < 40; ++i) r.push_back(rng() % spw::test::kVocab);
+  p.push_back(r);
+  // Near the context limit.
+  std::vector<int32_t> longp;
+  for (int i = 0; i < spw::test::kMaxTokens - 9; ++i) longp.push_back((i * 7) % spw::test::kVocab);
+  p.push_back(longp);
+  return p;
+}
+
+FakeModel make_target() { return FakeModel(spw::test::kVocab, spw::test::kMaxTokens, 1, 4.f, 0.5f); }
+
+}  // namespace
+
+class GreedyEquality : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
+  FakeModel target = make_target();
+  auto env = spw::test::make_env();
+  auto factory = make_drafter_factory(GetParam(), env);
+  SpeculativeDecoder dec(target, factory);
+  int64_t accepted = 0;
+  for (int width : {1, 3}) {
+    for (int k : {1, 4, 7}) {
+      for (const auto& prompt : prompts()) {
+        GenerateParams gp;
+        gp.max_new_tokens = 30;
+        gp.k = k;
+        gp.tree_width = width;
+        std::vector<int32_t> streamed;
+        gp.on_token = [&](int i, int32_t t) {
+          EXPECT_EQ(i, 0);
+          streamed.push_back(t);
+        };
+        auto g = dec.generate(prompt, gp);
+        const auto ref = target.greedy_reference(prompt, 30);
+        ASSERT_EQ(g.tokens, ref) << GetParam() << " k=" << k << " width=" << width
+                                 << " prompt size " << prompt.size();
+        EXPECT_EQ(streamed, g.tokens);
+        const bool at_limit = prompt.size() + ref.size() >= static_cast<size_t>(spw::test::kMaxTokens);
+        EXPECT_EQ(g.stop, at_limit ? StopReason::context_limit : StopReason::max_tokens);
+        EXPECT_EQ(g.stats.generated, static_cast<int64_t>(g.tokens.size()));
+        EXPECT_LE(g.stats.target_passes, g.stats.generated);
+        accepted += g.stats.accepted;
+        if (std::string(GetParam()) == "none") EXPECT_EQ(g.stats.target_passes, g.stats.generated);
+      }
+    }
+  }
+  if (std::string(GetParam()) != "none") EXPECT_GT(accepted, 0) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDrafters, GreedyEquality, ::testing::ValuesIn(kSpecs));
+
+TEST(GreedyDecoding, BatchWithDifferentAcceptanceMatchesEachSequence) {
+  FakeModel target = make_target();
+  auto env = spw::test::make_env();
+  for (const char* spec : {"none", "maxgram", "vcascade(self:2,maxgram;lenience=2)"}) {
+    for (int width : {1, 2}) {
+      SpeculativeDecoder dec(target, make_drafter_factory(spec, env));
+      GenerateParams gp;
+      gp.max_new_tokens = 25;
+      gp.k = 5;
+      gp.tree_width = width;
+      std::vector<int> streamed(4, 0);
+      gp.on_token = [&](int i, int32_t) { ++streamed.at(i); };
+      const auto ps = prompts();
+      const int64_t calls_before = target.forward_calls;
+      auto gens = dec.generate_batch(ps, gp);
+      ASSERT_EQ(gens.size(), ps.size());
+      int64_t max_passes = 0;
+      for (size_t i = 0; i < ps.size(); ++i) {
+        EXPECT_EQ(gens[i].tokens, target.greedy_reference(ps[i], 25)) << spec << " seq " << i;
+        EXPECT_EQ(streamed[i], static_cast<int>(gens[i].tokens.size()));
+        max_passes = std::max(max_passes, gens[i].stats.target_passes);
+      }
+      // One prefill forward plus one forward per step for the whole batch.
+      EXPECT_EQ(target.forward_calls - calls_before, 1 + max_passes) << spec;
+    }
+  }
+}
+
+TEST(GreedyDecoding, EosStopsAndIsEmitted) {
+  FakeModel target = make_target();
+  std::vector<int32_t> prompt{1, 2, 3};
+  const auto ref = target.greedy_reference(prompt, 40);
+  const int32_t eos = ref[6];
+  size_t first = 0;
+  while (ref[first] != eos) ++first;
+  SpeculativeDecoder dec(target, make_drafter_factory("maxgram", spw::test::make_env()));
+  GenerateParams gp;
+  gp.max_new_tokens = 40;
+  gp.k = 6;
+  gp.eos_tokens = {eos};
+  auto g = dec.generate(prompt, gp);
+  EXPECT_EQ(g.stop, StopReason::eos);
+  EXPECT_EQ(g.tokens, std::vector<int32_t>(ref.begin(), ref.begin() + first + 1));
+}
+
+TEST(GreedyDecoding, EmptyAndOverlongPromptsDoNotCrash) {
+  FakeModel target = make_target();
+  SpeculativeDecoder dec(target, make_drafter_factory("maxgram+bigram", spw::test::make_env()));
+  GenerateParams gp;
+  gp.max_new_tokens = 10;
+  auto g = dec.generate({}, gp);
+  EXPECT_EQ(g.stop, StopReason::empty_prompt);
+  EXPECT_TRUE(g.tokens.empty());
+  gp.bos = 3;
+  g = dec.generate({}, gp);
+  EXPECT_EQ(g.tokens, target.greedy_reference({3}, 10));
+  std::vector<int32_t> huge(spw::test::kMaxTokens + 5, 1);
+  g = dec.generate(huge, gp);
+  EXPECT_EQ(g.stop, StopReason::context_limit);
+  EXPECT_TRUE(g.tokens.empty());
+  std::vector<int32_t> exact(spw::test::kMaxTokens - 1, 2);
+  g = dec.generate(exact, gp);
+  EXPECT_EQ(g.stop, StopReason::context_limit);
+  EXPECT_EQ(g.tokens.size(), 1u);
+  gp.max_new_tokens = 0;
+  g = dec.generate(std::vector<int32_t>{1, 2}, gp);
+  EXPECT_TRUE(g.tokens.empty());
+  EXPECT_EQ(g.stop, StopReason::max_tokens);
+}
+
+TEST(GreedyDecoding, BadArgumentsGiveClearErrors) {
+  FakeModel target = make_target();
+  SpeculativeDecoder dec(target);
+  GenerateParams gp;
+  gp.k = 65;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "k = 65");
+  gp.k = 4;
+  gp.tree_width = 17;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "tree_width = 17");
+  gp.tree_width = 1;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1, 999}, gp), "token 999 outside the vocabulary");
+}
+
+TEST(GreedyDecoding, MetricsAndSwi) {
+  FakeModel target = make_target();
+  SpeculativeDecoder dec(target, make_drafter_factory("vcascade(self:2,maxgram+bigram;lenience=2)",
+                                                      spw::test::make_env()));
+  GenerateParams gp;
+  gp.max_new_tokens = 40;
+  gp.k = 4;
+  auto g = dec.generate(std::vector<int32_t>{4, 5, 6}, gp);
+  const auto& s = g.stats;
+  EXPECT_EQ(s.generated, 40);
+  EXPECT_EQ(s.generated, s.target_passes + s.accepted);  // each pass emits accepted + 1
+  ASSERT_FALSE(s.drafter_costs.empty());
+  EXPECT_GT(s.drafter_costs[0].forwards, 0);
+  const double expected = 40.0 * s.target_cost /
+                          (s.target_passes * s.target_cost +
+                           s.drafter_costs[0].forwards * s.drafter_costs[0].cost_per_forward);
+  EXPECT_NEAR(s.swi(), expected, 1e-9);
+  EXPECT_NEAR(standardized_walltime_improvement(10, 4, 100, {{"d", 10, 5}, {"maxgram", 99, 0}}),
+              1000.0 / 450.0, 1e-12);
+  int64_t by_pos = 0;
+  for (auto a : s.accepted_at) by_pos += a;
+  EXPECT_EQ(by_pos, s.accepted);
+  int64_t by_src = 0;
+  for (auto& [k, v] : s.by_source) by_src += v.second;
+  EXPECT_EQ(by_src, s.accepted);
+  EXPECT_FALSE(s.summary().empty());
+}

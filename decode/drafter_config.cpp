@@ -226,8 +226,11 @@ DrafterFactory make_drafter_factory(const std::string& spec, const DrafterEnv& e
   if (trimmed == "none" || trimmed == "ar") return {};
   SPW_CHECK_ARG(env.vocab_size > 0, "make_drafter_factory", "vocab_size", env.vocab_size, "must be > 0");
   auto root = std::make_shared<Node>(Parser(spec, env).parse());
-  return [root, env]() {
-    uint64_t salt = 0;
+  // Every drafter made gets its own sampling stream (a drafter's samples must be fresh draws,
+  // not the same draw repeated for every sequence), reproducible from env.sampling.seed.
+  auto made = std::make_shared<uint64_t>(0);
+  return [root, env, made]() {
+    uint64_t salt = 1000003ull * ++*made;
     return build(*root, env, salt);
   };
 }

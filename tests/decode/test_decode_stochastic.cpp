@@ -1,0 +1,201 @@
+// Stochastic exactness: with fixed seeds, the empirical distribution of the first and of the
+// third sampled token under speculative decoding (chain with one-hot q, chain with a model
+// drafter's q, token tree, cascade, bigram bottom) matches the target's exact distribution
+// (chi-square, p = 0.001); the same test with a deliberately broken residual (test hook)
+// is rejected.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "decode/model_drafter.h"
+#include "decode/speculative.h"
+#include "decode/verify.h"
+#include "tests/common/helpers.h"
+#include "tests/decode/decode_test_env.h"
+
+using namespace spw::decode;
+using spw::test::FakeModel;
+
+namespace {
+
+constexpr int V = 8;
+constexpr int kTrials = 6000;
+constexpr double kChi2Critical = 24.32;  // df = 7, p = 0.001
+
+// Proposes the target's most likely continuation (deterministic, no q): the broken residual
+// then visibly over-samples the argmax.
+class OracleDrafter : public Drafter {
+ public:
+  explicit OracleDrafter(const FakeModel& m, int width = 1) : m_(m), width_(width) {}
+  std::string name() const override { return "oracle"; }
+  Draft propose(std::span<const int32_t> ctx, int k) override {
+    Draft d;
+    std::vector<int32_t> text(ctx.begin(), ctx.end());
+    std::vector<float> lg(V);
+    for (int i = 0; i < k; ++i) {
+      m_.logits_after(text, static_cast<int>(text.size()), lg.data());
+      d.tokens.push_back(argmax(lg));
+      text.push_back(d.tokens.back());
+    }
+    return d;
+  }
+  std::vector<Draft> propose_tree(std::span<const int32_t> ctx, int k, int width) override {
+    std::vector<Draft> out{propose(ctx, k)};
+    for (int j = 1; j < std::min(width, width_); ++j) out.push_back(Draft{{(out[0].tokens[0] + j) % V}, {}, {}});
+    return out;
+  }
+
+ private:
+  const FakeModel& m_;
+  int width_;
+};
+
+// Exact distributions of the first and third generated tokens.
+void exact(const FakeModel& m, const std::vector<int32_t>& prompt, const SamplingParams& sp,
+           std::vector<double>& first, std::vector<double>& third) {
+  std::vector<float> lg(V), p1, p2, p3;
+  first.assign(V, 0);
+  third.assign(V, 0);
+  m.logits_after(prompt, static_cast<int>(prompt.size()), lg.data());
+  sampling_probs(lg, sp, p1);
+  for (int a = 0; a < V; ++a) {
+    first[a] = p1[a];
+    if (p1[a] == 0) continue;
+    auto t1 = prompt;
+    t1.push_back(a);
+    m.logits_after(t1, static_cast<int>(t1.size()), lg.data());
+    sampling_probs(lg, sp, p2);
+    for (int b = 0; b < V; ++b) {
+      if (p2[b] == 0) continue;
+      auto t2 = t1;
+      t2.push_back(b);
+      m.logits_after(t2, static_cast<int>(t2.size()), lg.data());
+      sampling_probs(lg, sp, p3);
+      for (int c = 0; c < V; ++c) third[c] += double(p1[a]) * p2[b] * p3[c];
+    }
+  }
+}
+
+double chi2(const std::vector<int>& counts, const std::vector<double>& p, int n) {
+  double x = 0;
+  for (int v = 0; v < V; ++v) {
+    const double e = p[v] * n;
+    if (e < 1e-9) {
+      if (counts[v] > 0) return 1e9;  // a token the target can never emit
+      continue;
+    }
+    x += (counts[v] - e) * (counts[v] - e) / e;
+  }
+  return x;
+}
+
+struct Result {
+  double first, third;
+};
+
+Result run(FakeModel& target, DrafterFactory factory, SamplingParams sp, int width, int k) {
+  const std::vector<int32_t> prompt{1, 5, 2};
+  std::vector<double> pf, pt;
+  exact(target, prompt, sp, pf, pt);
+  std::vector<int> cf(V, 0), ct(V, 0);
+  SpeculativeDecoder dec(target, std::move(factory));
+  for (int trial = 0; trial < kTrials; ++trial) {
+    GenerateParams gp;
+    gp.max_new_tokens = 3;
+    gp.k = k;
+    gp.tree_width = width;
+    gp.sampling = sp;
+    gp.sampling.seed = 1000 + 7919ull * trial;
+    auto g = dec.generate(prompt, gp);
+    EXPECT_EQ(g.tokens.size(), 3u);
+    ++cf[g.tokens[0]];
+    ++ct[g.tokens[2]];
+  }
+  return {chi2(cf, pf, kTrials), chi2(ct, pt, kTrials)};
+}
+
+SamplingParams temp(float t, float top_p = 1.f) {
+  SamplingParams s;
+  s.temperature = t;
+  s.top_p = top_p;
+  return s;
+}
+
+}  // namespace
+
+TEST(Stochastic, ChainOneHotDrafterKeepsTargetDistribution) {
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  auto r = run(target, [&] { return std::make_unique<OracleDrafter>(target); }, temp(1.f), 1, 3);
+  EXPECT_LT(r.first, kChi2Critical);
+  EXPECT_LT(r.third, kChi2Critical);
+}
+
+TEST(Stochastic, ChainWithDrafterProbabilitiesKeepsTargetDistribution) {
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  auto small = std::make_shared<FakeModel>(V, 64, 4, 1.5f, 0.f);  // a different q
+  uint64_t seed = 0;
+  for (auto sp : {temp(1.f), temp(0.7f, 0.9f)}) {
+    auto r = run(target, [&] {
+          SamplingParams ds = sp;
+          ds.seed = ++seed;
+          return std::make_unique<ModelDrafter>(small, V, "small", ds);
+        }, sp, 1, 2);
+    EXPECT_LT(r.first, kChi2Critical) << sp.temperature;
+    EXPECT_LT(r.third, kChi2Critical) << sp.temperature;
+  }
+}
+
+TEST(Stochastic, TokenTreeKeepsTargetDistribution) {
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  auto r = run(target, [&] { return std::make_unique<OracleDrafter>(target, 3); }, temp(1.f), 3, 2);
+  EXPECT_LT(r.first, kChi2Critical);
+  EXPECT_LT(r.third, kChi2Critical);
+}
+
+TEST(Stochastic, CascadeWithBigramBottomKeepsTargetDistribution) {
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  auto env = spw::test::make_env(V, temp(1.f));
+  for (const char* spec : {"maxgram+bigram", "vcascade(self:2,maxgram+bigram;lenience=2)",
+                           "hcascade(self:2*1,bigram*2)"}) {
+    auto r = run(target, make_drafter_factory(spec, env), temp(1.f), 1, 3);
+    EXPECT_LT(r.first, kChi2Critical) << spec;
+    EXPECT_LT(r.third, kChi2Critical) << spec;
+  }
+}
+
+TEST(Stochastic, BrokenResidualIsDetected) {
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  SamplingParams broken = temp(1.f);
+  broken.test_broken_residual = true;
+  auto chain = run(target, [&] { return std::make_unique<OracleDrafter>(target); }, broken, 1, 3);
+  EXPECT_GT(chain.first, kChi2Critical);
+  auto tree = run(target, [&] { return std::make_unique<OracleDrafter>(target, 3); }, broken, 3, 2);
+  EXPECT_GT(tree.first, kChi2Critical);
+  auto small = std::make_shared<FakeModel>(V, 64, 4, 6.f, 0.f);  // a q far from p
+  uint64_t seed = 0;
+  auto withq = run(target, [&] {
+        SamplingParams ds = temp(1.f);
+        ds.seed = ++seed;
+        return std::make_unique<ModelDrafter>(small, V, "small", ds);
+      }, broken, 1, 2);
+  EXPECT_GT(withq.first, kChi2Critical);
+}
+
+TEST(Stochastic, VerifyChainRulesOnHandMadeDistributions) {
+  // p = softmax(logits) = {0.5, 0.25, 0.25}; draft token 1 with q(1) = 1 (one-hot).
+  const float l2 = std::log(2.f);
+  std::vector<float> logits{l2, 0, 0, 0, 0, 0};  // two rows, vocab 3
+  SamplingParams sp = temp(1.f);
+  Rng rng(5);
+  std::vector<int> accepted(2, 0), next(3, 0);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    auto r = verify_chain(logits, 3, std::vector<int32_t>{1}, {}, sp, rng);
+    ++accepted[r.accepted];
+    if (r.accepted == 0) ++next[r.next_token];
+  }
+  EXPECT_NEAR(accepted[1] / double(n), 0.25, 0.015);
+  EXPECT_EQ(next[1], 0);  // the residual never returns the rejected one-hot token
+  EXPECT_NEAR(next[0] / double(accepted[0]), 2.0 / 3.0, 0.02);
+  EXPECT_THROW_MSG(verify_chain(logits, 3, std::vector<int32_t>{1, 2}, {}, sp, rng), "logits has 6 values");
+}

@@ -1,0 +1,181 @@
+// Cascades and config strings: lenience semantics (unit rule and in a vertical cascade),
+// lenience 1 reproduces the reviewer's own greedy draft, horizontal position split,
+// config parsing (names, every error names the bad token), model drafter vocab check.
+#include <gtest/gtest.h>
+
+#include "decode/cascade.h"
+#include "decode/drafter_config.h"
+#include "decode/maxgram.h"
+#include "decode/model_drafter.h"
+#include "tests/common/helpers.h"
+#include "tests/decode/decode_test_env.h"
+
+using namespace spw::decode;
+using spw::test::FakeModel;
+
+namespace {
+// Proposes fixed tokens (and optionally a fixed q for each).
+class ScriptDrafter : public Drafter {
+ public:
+  ScriptDrafter(std::vector<int32_t> t, float q = -1.f, int vocab = 0) : t_(std::move(t)), q_(q), v_(vocab) {}
+  std::string name() const override { return "script"; }
+  Draft propose(std::span<const int32_t>, int k) override {
+    Draft d;
+    for (int i = 0; i < k && i < static_cast<int>(t_.size()); ++i) {
+      d.tokens.push_back(t_[i]);
+      if (q_ >= 0) {
+        d.probs.emplace_back(v_, (1.f - q_) / (v_ - 1));
+        d.probs.back()[t_[i]] = q_;
+      }
+    }
+    return d;
+  }
+
+ private:
+  std::vector<int32_t> t_;
+  float q_;
+  int v_;
+};
+}  // namespace
+
+TEST(Lenience, RuleOnHandMadeDistribution) {
+  std::vector<float> p{0.5f, 0.3f, 0.2f};
+  EXPECT_TRUE(lenient_accept(p, 0, 1.0, 1.0));   // the reviewer's argmax: always
+  EXPECT_FALSE(lenient_accept(p, 1, 1.0, 1.0));  // lenience 1: exact greedy agreement only
+  EXPECT_FALSE(lenient_accept(p, 1, 1.0, 2.0));  // 0.3 > 1/2 ? no
+  EXPECT_TRUE(lenient_accept(p, 1, 1.0, 4.0));   // 0.3 > 1/4
+  EXPECT_TRUE(lenient_accept(p, 1, 0.5, 2.0));   // 0.3 > 0.5/2 (drafter's own q)
+  EXPECT_FALSE(lenient_accept(p, 2, 0.5, 2.0));  // 0.2 > 0.25 ? no
+}
+
+TEST(Lenience, VerticalCascadeWithLenienceOneEqualsReviewerGreedy) {
+  auto model = std::make_shared<FakeModel>(spw::test::kVocab, 200, 1, 4.f, 0.f);
+  ModelDrafter alone(model, spw::test::kVocab, "m");
+  auto c = Cascade::vertical(std::make_unique<ModelDrafter>(model, spw::test::kVocab, "m"),
+                             std::make_unique<MaxGramDrafter>(), 1.0, 3);
+  std::vector<int32_t> ctx{1, 2, 3, 4, 5, 1, 2, 3};
+  for (int k : {1, 3, 8}) EXPECT_EQ(c->propose(ctx, k).tokens, alone.propose(ctx, k).tokens) << k;
+}
+
+TEST(Lenience, HigherLenienceAcceptsMoreOfTheLowerDrafter) {
+  auto model = std::make_shared<FakeModel>(spw::test::kVocab, 400, 1, 1.f, 0.f);  // flat-ish p
+  std::vector<int32_t> ctx{1, 2, 3};
+  std::vector<int64_t> accepted;
+  for (double l : {1.0, 2.0, 8.0, 64.0}) {
+    std::vector<int32_t> script{7, 9, 11, 13, 15, 17};
+    auto c = Cascade::vertical(std::make_unique<ModelDrafter>(model, spw::test::kVocab, "m"),
+                               std::make_unique<ScriptDrafter>(script), l, 6);
+    for (int rep = 0; rep < 5; ++rep) c->propose(ctx, 6);
+    accepted.push_back(c->lower_accepted());
+    EXPECT_EQ(c->lower_proposed() > 0, true);
+  }
+  for (size_t i = 1; i < accepted.size(); ++i) EXPECT_GE(accepted[i], accepted[i - 1]);
+  EXPECT_GT(accepted.back(), accepted.front());
+  // With lenience 64 every token with p > 1/64 passes; q < 1 makes acceptance easier still.
+  auto c = Cascade::vertical(std::make_unique<ModelDrafter>(model, spw::test::kVocab, "m"),
+                             std::make_unique<ScriptDrafter>(std::vector<int32_t>{7, 9}, 0.001f, spw::test::kVocab),
+                             2.0, 2);
+  auto d = c->propose(ctx, 3);
+  EXPECT_EQ(c->lower_accepted(), 2);  // p(x) > 0.001 / 2 always
+  EXPECT_EQ(d.tokens[0], 7);
+  EXPECT_EQ(d.tokens[1], 9);
+  EXPECT_EQ(d.sources[2], "m");
+  EXPECT_TRUE(d.probs.empty());  // the target verifies a cascade with one-hot q
+}
+
+TEST(Cascade, HorizontalSplitsPositions) {
+  auto c = Cascade::horizontal([] {
+    std::vector<Cascade::Part> p;
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{1, 1, 1}), 2});
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{2, 2, 2, 2}), 3});
+    return p;
+  }());
+  EXPECT_EQ(c->propose(std::vector<int32_t>{5}, 4).tokens, (std::vector<int32_t>{1, 1, 2, 2}));
+  EXPECT_EQ(c->propose(std::vector<int32_t>{5}, 9).tokens, (std::vector<int32_t>{1, 1, 2, 2, 2}));
+  EXPECT_EQ(c->name(), "hcascade(script*2,script*3)");
+}
+
+TEST(Cascade, HorizontalFillsOneHotRowsNextToModelProbabilities) {
+  auto c = Cascade::horizontal([] {
+    std::vector<Cascade::Part> p;
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{3}, 0.5f, 6), 1});
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{4, 4}), 2});
+    return p;
+  }());
+  auto d = c->propose(std::vector<int32_t>{5}, 3);
+  ASSERT_EQ(d.probs.size(), 3u);
+  EXPECT_FLOAT_EQ(d.probs[0][3], 0.5f);
+  EXPECT_EQ(d.probs[1], (std::vector<float>{0, 0, 0, 0, 1, 0}));
+}
+
+TEST(DrafterConfig, NamesAndStructure) {
+  auto env = spw::test::make_env();
+  EXPECT_FALSE(make_drafter_factory("none", env));
+  EXPECT_FALSE(make_drafter_factory(" ar ", env));
+  EXPECT_EQ(make_drafter_factory("maxgram", env)()->name(), "maxgram");
+  EXPECT_EQ(make_drafter_factory("maxgram + bigram", env)()->name(), "maxgram+bigram");
+  EXPECT_EQ(make_drafter_factory("bigram", env)()->name(), "bigram");
+  EXPECT_EQ(make_drafter_factory("self:2", env)()->name(), "self:2");
+  EXPECT_EQ(make_drafter_factory("vcascade(model:self:2,maxgram+bigram;lenience=2)", env)()->name(),
+            "vcascade(model:self:2,maxgram+bigram;lenience=2)");
+  EXPECT_EQ(make_drafter_factory("hcascade(self:2*2, maxgram*6)", env)()->name(), "hcascade(self:2*2,maxgram*6)");
+  // Each drafter made is a fresh instance (one per sequence).
+  auto f = make_drafter_factory("self:2", env);
+  EXPECT_NE(f().get(), f().get());
+  std::vector<DraftCost> costs;
+  auto d = make_drafter_factory("vcascade(model:draft,self:2,maxgram)", env)();
+  d->propose(std::vector<int32_t>{1, 2, 3}, 4);
+  d->collect_costs(costs);
+  ASSERT_EQ(costs.size(), 2u);
+  EXPECT_EQ(costs[0].name, "model:draft");
+  EXPECT_GT(costs[0].forwards, 0);
+  EXPECT_GT(costs[1].forwards, 0);
+}
+
+TEST(DrafterConfig, ErrorsNameTheBadToken) {
+  auto env = spw::test::make_env();
+  EXPECT_THROW_MSG(make_drafter_factory("maxgarm", env), "unknown drafter 'maxgarm'");
+  EXPECT_THROW_MSG(make_drafter_factory("", env), "empty");
+  EXPECT_THROW_MSG(make_drafter_factory("maxgram)", env), "unexpected ')'");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(maxgram,bigram)", env), "reviewer 'maxgram' must be a model drafter");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2)", env), "at least two");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;lenience=0.5)", env), "lenience must be >= 1");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;foo=1)", env), "unknown vcascade option 'foo=1'");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;k=0)", env), "k must be in [1, 64]");
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram", env), "expected ')' but found 'end'");
+  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram)", env), "expected '*'");
+  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*x)", env), "expected a number (positions)");
+  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*99)", env), "positions must be in [1, 64]");
+  EXPECT_THROW_MSG(make_drafter_factory("maxgram:3-1", env), "MIN <= MAX");
+  EXPECT_THROW_MSG(make_drafter_factory("self:x", env), "expected a number (layers)");
+  EXPECT_THROW_MSG(make_drafter_factory("self:9", env), "only 4 layers");
+  EXPECT_THROW_MSG(make_drafter_factory("model:", env), "model: needs a path");
+  EXPECT_THROW_MSG(make_drafter_factory("model:badvocab", env), "vocab_size = 51: must equal the target's vocab_size 50");
+  auto no_bigram = env;
+  no_bigram.bigram = nullptr;
+  EXPECT_THROW_MSG(make_drafter_factory("maxgram+bigram", no_bigram), "needs a bigram table");
+  EXPECT_THROW_MSG(make_drafter_factory("hcascade(bigram*2)", no_bigram), "needs a bigram table");
+  auto no_loader = env;
+  no_loader.load_model = nullptr;
+  EXPECT_THROW_MSG(make_drafter_factory("self:2", no_loader), "needs a model loader");
+}
+
+TEST(ModelDrafter, RejectsDifferentVocabularyAndStaysInContext) {
+  auto bad = std::make_shared<FakeModel>(51, 100);
+  EXPECT_THROW_MSG(ModelDrafter(bad, 50, "small"), "vocab_size = 51: must equal the target's vocab_size 50");
+  auto tiny = std::make_shared<FakeModel>(50, 6);
+  ModelDrafter d(tiny, 50, "tiny");
+  EXPECT_EQ(d.propose(std::vector<int32_t>{1, 2, 3, 4}, 8).tokens.size(), 3u);  // 4 + 3 - 1 = 6 fit
+  EXPECT_TRUE(d.propose(std::vector<int32_t>(7, 1), 2).tokens.empty());
+  // Greedy proposals match the model's argmax chain, with the cache reused across calls.
+  auto m = std::make_shared<FakeModel>(50, 100, 2, 4.f, 0.f);
+  ModelDrafter g(m, 50, "g");
+  std::vector<int32_t> ctx{3, 4, 5};
+  auto ref = m->greedy_reference(ctx, 5);
+  EXPECT_EQ(g.propose(ctx, 5).tokens, ref);
+  ctx.push_back(ref[0]);
+  ctx.push_back(ref[1]);
+  EXPECT_EQ(g.propose(ctx, 3).tokens, std::vector<int32_t>(ref.begin() + 2, ref.end()));
+  ctx[1] = 9;  // an edit in the middle: rolls back to the common prefix
+  EXPECT_EQ(g.propose(ctx, 2).tokens, m->greedy_reference(ctx, 2));
+}

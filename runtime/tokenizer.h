@@ -26,6 +26,9 @@
 namespace spw::rt {
 
 class GgufFile;
+struct TokenizerData;
+// The tokenizer.* metadata of a GGUF file as a TokenizerData (tokenizer_gguf.cpp).
+TokenizerData read_tokenizer_data(const GgufFile& file);
 
 // llama.cpp's token types (`tokenizer.ggml.token_type`).
 enum class TokenType : int32_t {
@@ -58,6 +61,7 @@ class Tokenizer {
   // Reads tokenizer.ggml.* and tokenizer.chat_template; throws spw::Error naming the key
   // that is missing or malformed.
   static Tokenizer from_gguf(const GgufFile& file);
+  static Tokenizer from_gguf_file(const std::string& path);  // opens the file, then from_gguf
 
   // add_special: BOS/EOS as the metadata says. parse_special: control tokens written in
   // the text (e.g. "<|im_start|>") become their ids instead of being tokenized as text.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <unordered_map>
@@ -132,7 +133,7 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
   const int base = bos >= 0 ? 1 : 0;
   std::vector<int32_t> tokens(2 * static_cast<size_t>(batch));
   std::vector<rt::SeqInput> inputs(batch);
-  std::vector<float> logits, probs;
+  std::vector<float> logits;
   std::vector<double> w(vocab);
   const auto start = std::chrono::steady_clock::now();
   try {
@@ -151,10 +152,18 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
       size_t row = 0;
       for (int i = 0; i < nb; ++i) {
         row += inputs[i].tokens.size();
-        std::span<const float> lg(logits.data() + (row - 1) * vocab, vocab);
-        softmax(lg, probs);
-        for (int b = 0; b < vocab; ++b) w[b] = probs[b];
-        top_k_of(w, 1.0, top_k, t.next_mutable(v0 + i));
+        const float* lg = logits.data() + (row - 1) * vocab;
+        const float m = *std::max_element(lg, lg + vocab);
+        double sum = 0;
+        for (int b = 0; b < vocab; ++b) sum += (w[b] = std::exp(double(lg[b]) - m));
+        if (top_k == 1) {  // one scan instead of a sort
+          int best = 0;
+          for (int b = 1; b < vocab; ++b)
+            if (w[b] > w[best]) best = b;
+          t.next_mutable(v0 + i)[0] = {best, static_cast<float>(w[best] / sum)};
+        } else {
+          top_k_of(w, sum, top_k, t.next_mutable(v0 + i));
+        }
       }
       if (progress) {
         const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

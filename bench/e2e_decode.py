@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""End-to-end decode benchmark `e2e_decode` (issues 9 and 11).
+
+Runs `spillway generate --prompts bench/prompts/e2e_prompts.jsonl --json ...` for each drafting
+configuration (autoregressive, single drafters, vertical cascade, horizontal cascade, both; with
+and without the bigram bottom), greedy and sampled, and writes
+bench/results/<device-slug>/e2e_decode.json + .md in the BENCH_FORMAT.md shape with
+`tokens_per_s`, `speedup` (vs autoregressive in the same run and mode), `accepted_per_step`,
+plus acceptance of Max-Gram- and bigram-proposed positions separately.
+
+    python3 bench/e2e_decode.py [--spillway build/tools/spillway/spillway] [--model M]
+                                [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
+Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from results_format import device_slug  # noqa: E402
+
+
+def configs(layers: int, bigram: bool) -> list[str]:
+    mg = "maxgram+bigram" if bigram else "maxgram"
+    out = ["none", "maxgram"]
+    if bigram:
+        out += ["maxgram+bigram", "bigram"]
+    out += [f"self:{layers}",
+            f"vcascade(self:{layers},maxgram;lenience=2)",
+            f"hcascade(self:{layers}*2,maxgram*4)",
+            f"hcascade(vcascade(self:{layers},maxgram;lenience=2)*3,maxgram*3)"]
+    if bigram:
+        out += [f"vcascade(self:{layers},{mg};lenience=2)",
+                f"hcascade(vcascade(self:{layers},{mg};lenience=2)*3,{mg}*3)"]
+    return out
+
+
+def run(args, spec: str, temperature: float, prompts: pathlib.Path) -> list[dict]:
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
+        out = f.name
+    cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
+           "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(args.k),
+           "--temperature", str(temperature), "--seed", "1"]
+    if args.backend:
+        cmd += ["--backend", args.backend]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    rows = [json.loads(line) for line in open(out) if line.strip()]
+    os.unlink(out)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spillway", default=str(ROOT / "build/tools/spillway/spillway"))
+    ap.add_argument("--model", default=str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--backend", default="")
+    ap.add_argument("--quick", action="store_true", help="6 prompts, 64 tokens")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--k", type=int, default=6)
+    ap.add_argument("--self-layers", type=int, default=8)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+
+    prompts = ROOT / "bench/prompts/e2e_prompts.jsonl"
+    if args.quick:
+        args.max_tokens = min(args.max_tokens, 64)
+        lines = [l for l in open(prompts) if l.strip()]
+        tmp = pathlib.Path(tempfile.mkstemp(suffix=".jsonl")[1])
+        tmp.write_text("".join(lines[0:2] + lines[11:13] + lines[22:24]))
+        prompts = tmp
+    bigram = os.path.exists(args.model + ".bigram")
+    backend = args.backend or "default"
+    rows, table = [], []
+    for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
+        base = None
+        base_tokens = {}
+        for spec in configs(args.self_layers, bigram):
+            res = run(args, spec, temp, prompts)
+            tokens = sum(r["tokens"] for r in res)
+            # tokens/s over the whole prompt set: total tokens / total decode time.
+            secs = sum(r["tokens"] / r["tokens_per_s"] for r in res if r["tokens_per_s"] > 0)
+            tps = tokens / secs if secs else 0.0
+            passes = sum(r["target_passes"] for r in res)
+            accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
+            src: dict[str, list[int]] = {}
+            for r in res:
+                for k, (p, a) in r["by_source"].items():
+                    s = src.setdefault(k, [0, 0])
+                    s[0] += p
+                    s[1] += a
+            if spec == "none":
+                base = tps
+                base_tokens = {r["id"]: r["tokens"] for r in res}
+            identical = None
+            if mode == "greedy" and spec != "none":
+                identical = all(base_tokens.get(r["id"]) == r["tokens"] for r in res)
+            row = {"case": f"{mode}_{spec}", "impl": "spillway" if spec == "none" else f"spillway:{spec}",
+                   "tokens_per_s": round(tps, 3), "speedup": round(tps / base, 4) if base else None,
+                   "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
+                   "swi": round(sum(r["swi"] for r in res) / len(res), 4),
+                   "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
+                   "params": {"mode": mode, "draft": spec, "backend": backend, "max_tokens": args.max_tokens,
+                              "k": args.k, "prompts": len(res)}}
+            if identical is not None:
+                row["same_length_as_autoregressive"] = identical
+            rows.append(row)
+            table.append(row)
+            print(json.dumps(row), flush=True)
+
+    device = f"cpu-{platform.processor() or platform.machine()}" if backend in ("cpu", "default") else backend
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    doc = {"name": "e2e_decode", "device": device, "driver": "", "commit": commit,
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "rows": rows}
+    out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / device_slug(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
+          f"{args.max_tokens} tokens per prompt, k = {args.k}. speedup = tokens/s over autoregressive "
+          "in the same mode and run.", "",
+          "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in table:
+        acc = ", ".join(f"{k} {v:.0%}" for k, v in r["acceptance_by_drafter"].items())
+        md.append(f"| {r['params']['mode']} | `{r['params']['draft']}` | {r['tokens_per_s']:.2f} | "
+                  f"{r['speedup']:.2f}x | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} |")
+    (out_dir / "e2e_decode.md").write_text("\n".join(md) + "\n")
+    print(f"wrote {out_dir}/e2e_decode.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

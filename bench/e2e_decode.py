@@ -100,10 +100,10 @@ def main() -> int:
                     s[1] += a
             if spec == "none":
                 base = tps
-                base_tokens = {r["id"]: r["tokens"] for r in res}
+                base_tokens = {r["id"]: r["output_hash"] for r in res}
             identical = None
             if mode == "greedy" and spec != "none":
-                identical = all(base_tokens.get(r["id"]) == r["tokens"] for r in res)
+                identical = all(base_tokens.get(r["id"]) == r["output_hash"] for r in res)
             row = {"case": f"{mode}_{spec}", "impl": "spillway" if spec == "none" else f"spillway:{spec}",
                    "tokens_per_s": round(tps, 3), "speedup": round(tps / base, 4) if base else None,
                    "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
@@ -112,7 +112,7 @@ def main() -> int:
                    "params": {"mode": mode, "draft": spec, "backend": backend, "max_tokens": args.max_tokens,
                               "k": args.k, "prompts": len(res)}}
             if identical is not None:
-                row["same_length_as_autoregressive"] = identical
+                row["identical_to_autoregressive"] = identical
             rows.append(row)
             table.append(row)
             print(json.dumps(row), flush=True)

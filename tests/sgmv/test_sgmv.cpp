@@ -1,0 +1,246 @@
+// SGMV CPU tests: the fp64 reference against the naive per-token formula, planner properties,
+// argument checks (messages name argument and value) and the C ABI error path.
+#include <cmath>
+
+#include "kernels/sgmv/c_api.h"
+#include "kernels/sgmv/reference.h"
+#include "kernels/sgmv/sgmv.h"
+#include "tests/sgmv/sgmv_cases.h"
+
+using namespace spw;
+using namespace spw::sgmv;
+using namespace spw::sgmv::test_cases;
+
+namespace {
+const DeviceInfo kH100 = DeviceInfo::synthetic(132);
+
+Plan plan_of(const reference::Batch& b, const DeviceInfo& d = kH100) {
+  return plan(b.problem, b.seg_starts.data(), b.adapter_ids.data(), b.ranks.data(), d);
+}
+
+// Written entries of v only (the others are NaN in the reference).
+void expect_reference_matches_naive(const CaseSpec& sp, std::mt19937_64& rng, const std::string& what) {
+  Case c = make_case(sp, rng);
+  const float scale = 0.75f;
+  auto v = reference::shrink(c.batch, c.x, c.A);
+  auto w = reference::written(c.batch);
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(std::isnan(v[i]), !w[i]) << what << " v[" << i << "]";
+  auto y = reference::expand(c.batch, v, c.B, c.y, scale, c.adapter_scales);
+  auto naive = naive_lora(c, scale);
+  ASSERT_EQ(y.size(), naive.size());
+  double worst = 0;
+  for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(y[i] - naive[i]));
+  EXPECT_LT(worst, 1e-9) << what;
+}
+}  // namespace
+
+TEST(SgmvReference, MatchesNaiveFormulaOnEveryLayoutAndHidden) {
+  auto rng = test::make_rng();
+  for (DType dt : {DType::f16, DType::bf16})
+    for (Layout l : all_layouts())
+      for (int hidden : {2048, 4096, 5120, 8192, 1000}) {
+        CaseSpec sp;
+        sp.dtype = dt;
+        sp.layout = l;
+        sp.hidden = hidden;
+        sp.tokens = l == Layout::long_segments ? 48 : 12;
+        sp.slice_sizes = {48};
+        sp.rank_max = 8;
+        expect_reference_matches_naive(sp, rng, fmt::format("{} {} h{}", dtype_name(dt), layout_name(l), hidden));
+      }
+}
+
+TEST(SgmvReference, MixedRanksMultiSliceStridesAndScales) {
+  auto rng = test::make_rng();
+  for (DType dt : {DType::f16, DType::bf16}) {
+    CaseSpec sp;
+    sp.dtype = dt;
+    sp.layout = Layout::with_none;
+    sp.hidden = 512;
+    sp.tokens = 20;
+    sp.num_adapters = 5;
+    sp.rank_max = 64;
+    sp.ranks = {8, 64, 16, 1, 33};
+    sp.slice_sizes = {64, 32, 32};  // Q/K/V-like
+    sp.y_pad = 8;
+    sp.x_pad = 16;
+    sp.scales = true;
+    expect_reference_matches_naive(sp, rng, "mixed ranks, 3 slices");
+  }
+}
+
+TEST(SgmvPlan, SplitsFillTheDeviceAndCoverHidden) {
+  for (int segs : {1, 2, 8, 64, 256})
+    for (int hidden : {1000, 2048, 4096, 8192}) {
+      reference::Batch b;
+      b.problem.tokens = segs;
+      b.problem.segments = segs;
+      b.problem.num_adapters = segs;
+      b.problem.hidden = hidden;
+      b.problem.rank_max = 16;
+      b.problem.slices[0] = {0, 4096};
+      b.problem.y_cols = 4096;
+      for (int i = 0; i <= segs; ++i) b.seg_starts.push_back(i);
+      for (int i = 0; i < segs; ++i) b.adapter_ids.push_back(i);
+      b.ranks.assign(segs, 16);
+      Plan p = plan_of(b);
+      SCOPED_TRACE(fmt::format("segments {} hidden {}", segs, hidden));
+      EXPECT_EQ(p.token_tile, 1);
+      EXPECT_EQ(p.token_tiles, 1);
+      EXPECT_EQ(p.k_chunk % 8, 0);
+      EXPECT_GE(static_cast<long long>(p.k_split) * p.k_chunk, hidden);
+      EXPECT_LT(static_cast<long long>(p.k_split - 1) * p.k_chunk, hidden);  // no empty split
+      EXPECT_GE(p.k_chunk, std::min(hidden, 512));
+      const long long blocks = static_cast<long long>(segs) * p.k_split;
+      if (hidden >= 4096) EXPECT_GE(blocks, std::min<long long>(4 * 132, segs * (hidden / 512)));
+      EXPECT_EQ(p.n_chunks, 4);
+      if (p.k_split == 1) {
+        EXPECT_EQ(p.workspace_bytes, 0u);
+      } else {
+        EXPECT_GE(p.workspace_bytes, static_cast<size_t>(p.k_split) * segs * 16 * 4 + segs * 4);
+      }
+    }
+}
+
+TEST(SgmvPlan, LongSegmentsUseTilesAndNoAdapterSegmentsAreFree) {
+  auto rng = test::make_rng();
+  CaseSpec sp;
+  sp.layout = Layout::long_segments;
+  sp.tokens = 200;
+  Case c = make_case(sp, rng);
+  Plan p = plan_of(c.batch);
+  EXPECT_EQ(p.token_tile, 8);
+  int longest = 0;
+  for (size_t i = 0; i + 1 < c.batch.seg_starts.size(); ++i)
+    longest = std::max(longest, c.batch.seg_starts[i + 1] - c.batch.seg_starts[i]);
+  EXPECT_EQ(p.max_seg_len, longest);
+  EXPECT_EQ(p.token_tiles, (longest + 7) / 8);
+  // All segments without adapter: nothing used, no workspace, no launch.
+  std::fill(c.batch.adapter_ids.begin(), c.batch.adapter_ids.end(), -1);
+  Plan none = plan_of(c.batch);
+  EXPECT_EQ(none.used_segments, 0);
+  EXPECT_EQ(none.max_seg_len, 0);
+  // Empty batch.
+  reference::Batch e;
+  e.problem = c.batch.problem;
+  e.problem.tokens = e.problem.segments = 0;
+  e.seg_starts = {0};
+  e.ranks = c.batch.ranks;
+  EXPECT_EQ(plan_of(e).used_segments, 0);
+}
+
+TEST(SgmvPlan, RejectsBadArgumentsNamingThem) {
+  auto rng = test::make_rng();
+  CaseSpec sp;
+  sp.tokens = 10;
+  sp.slice_sizes = {64, 64};
+  Case c = make_case(sp, rng);
+  auto bad = [&](auto mutate, const char* msg) {
+    reference::Batch b = c.batch;
+    mutate(b);
+    EXPECT_THROW_MSG(plan_of(b), msg);
+  };
+  bad([](auto& b) { if (b.seg_starts.size() > 2) std::swap(b.seg_starts[1], b.seg_starts[2]); else b.seg_starts[1] = -1; },
+      "(not monotone)");
+  bad([](auto& b) { b.seg_starts[0] = 1; }, "seg_starts[0] = 1: must be 0");
+  bad([](auto& b) { b.seg_starts.back() = 99; }, "must equal tokens = 10");
+  bad([](auto& b) { b.adapter_ids[0] = 4; }, "adapter_ids[0] = 4: must be -1 or in [0, num_adapters = 4)");
+  bad([](auto& b) { b.adapter_ids[0] = -2; }, "adapter_ids[0] = -2");
+  bad([](auto& b) { b.ranks[1] = 17; }, "ranks[1] = 17: must be in [1, rank_max = 16]");
+  bad([](auto& b) { b.problem.rank_max = 512; }, "rank_max = 512: must be in [1, 256]");
+  bad([](auto& b) { b.problem.hidden = 1001; }, "hidden = 1001");
+  bad([](auto& b) { b.problem.num_slices = 5; }, "num_slices = 5");
+  bad([](auto& b) { b.problem.slices[1].out_size = 12; }, "slices[1].out_size = 12");
+  bad([](auto& b) { b.problem.slices[1].out_offset = 32; }, "slices[1].out_offset = 32: overlaps slice 0");
+  bad([](auto& b) { b.problem.slices[1].out_size = 128; }, "slices[1].out_offset = 64");  // past y_cols
+  bad([](auto& b) { b.problem.dtype = DType::f32; }, "dtype = fp32");
+  bad([](auto& b) { b.problem.x_stride = 100; }, "x_stride = 100");
+  EXPECT_THROW_MSG(plan(c.batch.problem, nullptr, c.batch.adapter_ids.data(), c.batch.ranks.data(), kH100),
+                   "seg_starts = null");
+}
+
+TEST(SgmvRun, RejectsNullAndMisalignedPointersBeforeLaunch) {
+  auto rng = test::make_rng();
+  CaseSpec sp;
+  sp.tokens = 4;
+  sp.layout = Layout::per_token;
+  Case c = make_case(sp, rng);
+  Plan p = plan_of(c.batch);
+  alignas(16) static char buf[1 << 16];
+  int32_t* dev_like = reinterpret_cast<int32_t*>(buf);
+  ShrinkArgs s;
+  s.seg = {dev_like, dev_like, dev_like};
+  s.x = buf;
+  s.A.stacked = buf;
+  s.v = reinterpret_cast<float*>(buf);
+  auto ws = p.workspace_bytes;
+  {
+    ShrinkArgs a = s;
+    a.x = buf + 2;
+    EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "sgmv::shrink: x = ");
+  }
+  {
+    ShrinkArgs a = s;
+    a.A.ptrs = reinterpret_cast<const void* const*>(buf);
+    EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "exactly one of ptrs");
+  }
+  {
+    ShrinkArgs a = s;
+    a.seg.seg_starts = nullptr;
+    EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "seg.seg_starts = null");
+  }
+  {
+    ShrinkArgs a = s;
+    a.v = nullptr;
+    EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "v = null");
+  }
+  if (ws > 0) EXPECT_THROW_MSG(shrink(p, s, buf, ws - 1, nullptr), "workspace_bytes");
+  ExpandArgs e;
+  e.seg = s.seg;
+  e.v = reinterpret_cast<float*>(buf);
+  e.B.stacked = buf + 8;
+  e.y = buf;
+  EXPECT_THROW_MSG(expand(p, e, nullptr), "B.stacked");
+  e.B.stacked = buf;
+  e.y = buf + 4;
+  EXPECT_THROW_MSG(expand(p, e, nullptr), "sgmv::expand: y = ");
+  e.y = nullptr;
+  EXPECT_THROW_MSG(expand(p, e, nullptr), "y = null");
+}
+
+TEST(SgmvCApi, ErrorPathSetsStatusAndMessage) {
+  spw_sgmv_problem pr{};
+  pr.dtype = SPW_FP16;
+  pr.tokens = 2;
+  pr.segments = 2;
+  pr.num_adapters = 1;
+  pr.hidden = 4096;
+  pr.rank_max = 16;
+  pr.num_slices = 1;
+  pr.slice_out_size[0] = 4096;
+  pr.y_cols = 4096;
+  int32_t seg[] = {0, 1, 2}, ids[] = {0, 3}, ranks[] = {16};
+  spw_sgmv_plan* plan = reinterpret_cast<spw_sgmv_plan*>(1);
+  EXPECT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(plan, nullptr);
+  EXPECT_NE(std::string(spw_last_error()).find("adapter_ids[1] = 3"), std::string::npos) << spw_last_error();
+  pr.dtype = 7;
+  EXPECT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("problem.dtype = 7"), std::string::npos) << spw_last_error();
+  pr.dtype = SPW_BF16;
+  ids[1] = -1;
+  ASSERT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_OK) << spw_last_error();
+  size_t ws = 0;
+  EXPECT_EQ(spw_sgmv_plan_workspace_bytes(plan, &ws), SPW_OK);
+  EXPECT_EQ(spw_sgmv_shrink(plan, seg, ids, ranks, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr),
+            SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("exactly one of ptrs"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_sgmv_expand(nullptr, seg, ids, ranks, nullptr, nullptr, nullptr, nullptr, 1.f, nullptr, nullptr),
+            SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("plan = null"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_sgmv_baseline_cublas_grouped(SPW_FP32, 1, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                             nullptr, 0, nullptr, nullptr, 0, 1.f, 0.f, nullptr),
+            SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("dtype = 2"), std::string::npos) << spw_last_error();
+  spw_sgmv_plan_destroy(plan);
+}

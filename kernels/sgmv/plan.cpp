@@ -72,6 +72,8 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
   // tiles once segments are long enough that re-reading A per token would dominate.
   pl.token_tile = pl.max_seg_len <= 2 ? 1 : 8;
   pl.token_tiles = ceil_div(std::max(pl.max_seg_len, 1), pl.token_tile);
+  SPW_CHECK_ARG(pl.token_tiles <= 65535, w, "max segment length", pl.max_seg_len,
+                "must be <= 524280 tokens (grid.y limit)");
 
   // Split-K: aim for ~4 blocks per SM over the used (segment, tile, slice) groups, while each
   // split keeps at least 512 hidden elements (2 x 16-byte loads per lane) of work per rank row.
@@ -136,7 +138,7 @@ void check_expand(const Plan& pl, const ExpandArgs& a) {
   check_weights(a.B, w, "B");
   SPW_CHECK_ARG(a.v != nullptr || pl.problem.tokens == 0, w, "v", "null", "input is required");
   SPW_CHECK_ARG(a.y != nullptr || pl.problem.tokens == 0, w, "y", "null", "output is required");
-  SPW_CHECK_ARG(is_aligned(a.v, 16), w, "v", fmt::ptr(a.v), "must be 16-byte aligned");
+  SPW_CHECK_ARG(is_aligned(a.v, 4), w, "v", fmt::ptr(a.v), "must be 4-byte aligned");
   SPW_CHECK_ARG(is_aligned(a.y, 16), w, "y", fmt::ptr(a.y), "must be 16-byte aligned");
   SPW_CHECK_ARG(is_aligned(a.adapter_scales, 4), w, "adapter_scales", fmt::ptr(a.adapter_scales),
                 "must be 4-byte aligned");

@@ -172,13 +172,20 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
                         : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
   float acc[TM][kV];
   SPW_UNROLL for (int t = 0; t < TM; ++t) SPW_UNROLL for (int j = 0; j < kV; ++j) acc[t][j] = 0.f;
-#pragma unroll 4
-  for (int r = 0; r < rank; ++r) {
-    Vec<float, kV> b;
-    b.cast_load(B + static_cast<long long>(r) * out_size + n);
-    SPW_UNROLL for (int t = 0; t < TM; ++t) {
-      const float vt = vs[t][r];
-      SPW_UNROLL for (int j = 0; j < kV; ++j) acc[t][j] = fmaf(vt, b[j], acc[t][j]);
+  // Issue kRU independent 16-byte loads of B before the FMAs that use them: at decode batch
+  // sizes there are few warps per SM, so bytes in flight per thread decide the bandwidth.
+  constexpr int kRU = TM == 1 ? 16 : 4;
+  for (int r0 = 0; r0 < rank; r0 += kRU) {
+    Vec<T, kV> braw[kRU];
+    SPW_UNROLL for (int u = 0; u < kRU; ++u)
+      if (r0 + u < rank) braw[u].load(B + static_cast<long long>(r0 + u) * out_size + n);
+    SPW_UNROLL for (int u = 0; u < kRU; ++u) {
+      if (r0 + u < rank) {
+        SPW_UNROLL for (int t = 0; t < TM; ++t) {
+          const float vt = vs[t][r0 + u];
+          SPW_UNROLL for (int j = 0; j < kV; ++j) acc[t][j] = fmaf(vt, to_float(braw[u][j]), acc[t][j]);
+        }
+      }
     }
   }
   const float s = p.scale * (p.adapter_scales ? p.adapter_scales[a] : 1.f);

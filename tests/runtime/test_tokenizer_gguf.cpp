@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "runtime/chat_template.h"
 #include "runtime/tokenizer.h"
@@ -77,6 +79,109 @@ TEST(TokenizerGguf, TenThousandCharPromptInMilliseconds) {
   EXPECT_GT(ids.size(), 3000u);
   EXPECT_LT(ms, 100.0) << "10k chars took " << ms << " ms";
   RecordProperty("encode_10k_chars_ms", std::to_string(ms));
+}
+
+// ---------------------------------------------- a GGUF written here (no model needed)
+
+// Minimal GGUF v3 writer: header + metadata, no tensors.
+class GgufWriter {
+ public:
+  template <class T>
+  void pod(T v) {
+    buf_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  void str(std::string_view s) {
+    pod<uint64_t>(s.size());
+    buf_ += s;
+  }
+  void kv_string(std::string_view k, std::string_view v) { str(k), pod<uint32_t>(8), str(v); }
+  void kv_u32(std::string_view k, uint32_t v) { str(k), pod<uint32_t>(4), pod(v); }
+  void kv_bool(std::string_view k, bool v) { str(k), pod<uint32_t>(7), pod<uint8_t>(v); }
+  void kv_strings(std::string_view k, const std::vector<std::string>& v) {
+    str(k), pod<uint32_t>(9), pod<uint32_t>(8), pod<uint64_t>(v.size());
+    for (auto& x : v) str(x);
+  }
+  template <class T>
+  void kv_array(std::string_view k, uint32_t type, const std::vector<T>& v) {
+    str(k), pod<uint32_t>(9), pod<uint32_t>(type), pod<uint64_t>(v.size());
+    for (auto x : v) pod(x);
+  }
+  std::string file(uint64_t n_kv) {
+    std::string head = "GGUF";
+    GgufWriter h;
+    h.pod<uint32_t>(3), h.pod<uint64_t>(0), h.pod<uint64_t>(n_kv);
+    return head + h.buf_ + buf_;
+  }
+
+ private:
+  std::string buf_;
+};
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+  auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+  return path.string();
+}
+
+// The SentencePiece test vocabulary as a GGUF file, with an unrelated key in between.
+std::string spm_gguf_bytes() {
+  auto v = spw::testjson::load(std::string(SPW_TEST_DATA_DIR) + "/tokenizer/spm_synthetic.json");
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (auto& t : v["tokens"].arr) tokens.push_back(t.str);
+  for (auto& x : v["scores"].arr) scores.push_back(float(x.num));
+  for (auto& x : v["token_types"].arr) types.push_back(int32_t(x.num));
+  GgufWriter w;
+  w.kv_string("general.architecture", "llama");
+  w.kv_string("tokenizer.ggml.model", "llama");
+  w.kv_strings("tokenizer.ggml.tokens", tokens);
+  w.kv_array<float>("tokenizer.ggml.scores", 6, scores);
+  w.kv_array<float>("llama.unrelated_floats", 6, {1.f, 2.f});
+  w.kv_array<int32_t>("tokenizer.ggml.token_type", 5, types);
+  w.kv_u32("tokenizer.ggml.bos_token_id", 1);
+  w.kv_u32("tokenizer.ggml.eos_token_id", 2);
+  w.kv_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.kv_bool("tokenizer.ggml.add_bos_token", true);
+  w.kv_string("tokenizer.chat_template", "{{ '<|user|>\\n' }}{{ '<|assistant|>' }}");
+  return w.file(11);
+}
+
+TEST(TokenizerGgufFile, SentencePieceVocabularyFromAWrittenFile) {
+  std::string path = write_temp("spw_tok_spm.gguf", spm_gguf_bytes());
+  Tokenizer tok = Tokenizer::from_gguf_file(path);
+  EXPECT_FALSE(tok.is_byte_level());
+  EXPECT_TRUE(tok.add_bos());
+  auto v = spw::testjson::load(std::string(SPW_TEST_DATA_DIR) + "/tokenizer/spm_synthetic.json");
+  for (const auto& c : v["cases"].arr) {
+    auto want = c["ids"].as_ids();
+    want.insert(want.begin(), 1);
+    EXPECT_EQ(tok.encode(c["text"].str), want) << c["name"].str;
+  }
+  EXPECT_EQ(spw::rt::ChatTemplate::detect(tok.chat_template()).kind(), spw::rt::ChatTemplate::Kind::zephyr);
+}
+
+TEST(TokenizerGgufFile, CorruptFilesGiveErrorsNotCrashes) {
+  const std::string good = spm_gguf_bytes();
+  // Every truncation point: a clear error naming the file.
+  for (size_t n = 0; n < good.size(); n += (n < 200 ? 1 : 97)) {
+    std::string path = write_temp("spw_tok_trunc.gguf", good.substr(0, n));
+    EXPECT_THROW_MSG(Tokenizer::from_gguf_file(path), "GGUF ");
+  }
+  std::string bad = good;
+  bad[0] = 'X';
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "bad magic");
+  bad = good;
+  bad[4] = 9;
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "version = 9");
+  bad = good;
+  std::memset(&bad[4 + 4 + 8 + 8], 0xFF, 8);  // length of the first key: huge
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "larger than the file");
+  GgufWriter w;
+  w.kv_string("general.architecture", "llama");
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_none.gguf", w.file(1))),
+                   "tokenizer.ggml.model is missing");
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file("/nonexistent/x.gguf"), "cannot open");
 }
 
 }  // namespace

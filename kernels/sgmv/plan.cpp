@@ -42,7 +42,7 @@ void check_problem(const Problem& p, const char* w) {
 }
 
 Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_ids, const int32_t* ranks,
-          const DeviceInfo& device) {
+          const DeviceInfo& device, Path path) {
   constexpr const char* w = "sgmv::plan";
   check_problem(p, w);
   SPW_CHECK_ARG(seg_starts != nullptr, w, "seg_starts", "null", "host copy of the segment starts is required");
@@ -69,11 +69,17 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
                 seg_starts[p.segments], fmt::format("must equal tokens = {}", p.tokens));
 
   // Path: one token per block (GEMV, x row cached in L1) for decode-like batches, 8-token
-  // tiles once segments are long enough that re-reading A per token would dominate.
-  pl.token_tile = pl.max_seg_len <= 2 ? 1 : 8;
+  // tiles once re-reading A per token would dominate, tensor cores once a 64-token tile is
+  // mostly full (below that the padded MMA rows cost more than the CUDA-core FMAs).
+  SPW_CHECK_ARG(path >= Path::automatic && path <= Path::tensor_core, w, "path", static_cast<int>(path),
+                "must be automatic (0), gemv (1), tiled (2) or tensor_core (3)");
+  if (path == Path::automatic)
+    path = pl.max_seg_len <= 2 ? Path::gemv : pl.max_seg_len < 48 ? Path::tiled : Path::tensor_core;
+  pl.path = path;
+  pl.token_tile = path == Path::gemv ? 1 : path == Path::tiled ? 8 : 64;
   pl.token_tiles = ceil_div(std::max(pl.max_seg_len, 1), pl.token_tile);
   SPW_CHECK_ARG(pl.token_tiles <= 65535, w, "max segment length", pl.max_seg_len,
-                "must be <= 524280 tokens (grid.y limit)");
+                fmt::format("must be <= {} tokens on this path (grid.y limit)", 65535 * pl.token_tile));
 
   // Split-K: aim for ~4 blocks per SM over the used (segment, tile, slice) groups, while each
   // split keeps at least 512 hidden elements (2 x 16-byte loads per lane) of work per rank row.
@@ -86,7 +92,8 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
 
   int widest = 0;
   for (int s = 0; s < p.num_slices; ++s) widest = std::max(widest, p.slices[s].out_size);
-  pl.n_chunks = ceil_div(widest, 1024);  // 128 threads x 8 outputs per block
+  pl.n_chunk_cols = path == Path::tensor_core ? 128 : 1024;  // 4 warps x 16x128 tile | 128 threads x 8 outputs
+  pl.n_chunks = ceil_div(widest, pl.n_chunk_cols);
 
   size_t off = 0;
   if (pl.k_split > 1) {

@@ -15,6 +15,7 @@
 // Adapter ids / ranks are re-checked on the device (out of range => segment skipped), so a
 // stale device array can never read outside the weights.
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/reduce.cuh"
@@ -61,6 +62,32 @@ struct ShrinkParams {
   float* partial;
   int* counters;
 };
+
+// Split-K: the last block of this (segment, tile, slice) sums the partials in split order.
+template <typename T>
+__device__ void finish_split_k(const ShrinkParams<T>& p, int t0, int nt, int rank, int slice) {
+  const int S = p.num_slices, R = p.seg.rank_max;
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  int* counter = p.counters + (static_cast<long long>(blockIdx.x) * p.token_tiles + blockIdx.y) * S + slice;
+  if (threadIdx.x == 0) {
+    const int done = atomicAdd(counter, 1);
+    is_last = done == p.k_split - 1;
+    if (is_last) *counter = 0;  // ready for the next run (and graph replay)
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const long long split_stride = static_cast<long long>(p.tokens) * S * R;
+  for (int i = threadIdx.x; i < nt * rank; i += blockDim.x) {
+    const int t = i / rank, r = i % rank;
+    const long long idx = (static_cast<long long>(t0 + t) * S + slice) * R + r;
+    float sum = 0.f;
+    for (int s = 0; s < p.k_split; ++s) sum += __ldcg(p.partial + s * split_stride + idx);
+    p.v[idx] = sum;
+  }
+}
 
 template <typename T, int TM>
 __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(ShrinkParams<T> p) {
@@ -109,29 +136,7 @@ __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(ShrinkParams<T> 
       }
     }
   }
-  if (direct) return;
-
-  // Split-K: the last block of this (segment, tile, slice) sums the partials in split order.
-  __shared__ int is_last;
-  __threadfence();
-  __syncthreads();
-  int* counter = p.counters + (static_cast<long long>(blockIdx.x) * p.token_tiles + blockIdx.y) * S + slice;
-  if (threadIdx.x == 0) {
-    const int done = atomicAdd(counter, 1);
-    is_last = done == p.k_split - 1;
-    if (is_last) *counter = 0;  // ready for the next run (and graph replay)
-  }
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const long long split_stride = static_cast<long long>(p.tokens) * S * R;
-  for (int i = threadIdx.x; i < nt * rank; i += kShrinkThreads) {
-    const int t = i / rank, r = i % rank;
-    const long long idx = (static_cast<long long>(t0 + t) * S + slice) * R + r;
-    float sum = 0.f;
-    for (int s = 0; s < p.k_split; ++s) sum += __ldcg(p.partial + s * split_stride + idx);
-    p.v[idx] = sum;
-  }
+  if (!direct) finish_split_k(p, t0, nt, rank, slice);
 }
 
 template <typename T>
@@ -200,6 +205,140 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   }
 }
 
+// ---- tensor-core path (long segments): 64-token tiles, 4 warps, WMMA 16x16x16, fp32 accum ----
+constexpr int kTcTokens = 64, kTcThreads = 128;
+constexpr int kTcK = 32, kTcRanks = 64;     // shrink: hidden step, ranks per pass
+constexpr int kTcCols = 128, kTcR = 16;     // expand: outputs per block, rank step
+
+template <typename T>
+__device__ SPW_FORCEINLINE Vec<T, kV> zero_vec() {
+  Vec<T, kV> z;
+  z.fill(from_float<T>(0.f));
+  return z;
+}
+
+// v tile = x tile [64, hidden chunk] · A^T [hidden chunk, 64 ranks]: x and A tiles are staged
+// in shared memory with 16-byte loads (zero past the segment, the rank and the chunk), warp w
+// owns tokens 16w..16w+15 and all 64 ranks (4 accumulator fragments).
+template <typename T>
+__global__ void __launch_bounds__(kTcThreads) shrink_tc_kernel(ShrinkParams<T> p) {
+  using namespace nvcuda;
+  int a, t0, nt, rank;
+  if (!block_work<kTcTokens>(p.seg, &a, &t0, &nt, &rank)) return;
+  const int slice = blockIdx.z % p.num_slices, split = blockIdx.z / p.num_slices;
+  const int S = p.num_slices, R = p.seg.rank_max;
+  const T* A = p.a_ptrs ? static_cast<const T*>(p.a_ptrs[a * S + slice])
+                        : p.a_stacked + (static_cast<long long>(a) * S + slice) * R * p.hidden;
+  const int k0 = split * p.k_chunk, k1 = min(p.hidden, k0 + p.k_chunk);
+  const bool direct = p.k_split == 1;
+  float* out = direct ? p.v : p.partial + static_cast<long long>(split) * p.tokens * S * R;
+  constexpr int LD = kTcK + 8, LDC = kTcRanks + 4;  // padding against bank conflicts
+  __shared__ __align__(128) T xs[kTcTokens][LD];
+  __shared__ __align__(128) T as[kTcRanks][LD];
+  __shared__ __align__(128) float cs[kTcTokens][LDC];
+  const int warp = threadIdx.x / 32;
+
+  for (int r0 = 0; r0 < rank; r0 += kTcRanks) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcRanks / 16];
+    SPW_UNROLL for (int j = 0; j < kTcRanks / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
+    for (int k = k0; k < k1; k += kTcK) {
+      for (int i = threadIdx.x; i < kTcTokens * kTcK / kV; i += kTcThreads) {
+        const int row = i / (kTcK / kV), col = (i % (kTcK / kV)) * kV;
+        const bool in_k = k + col < k1;
+        Vec<T, kV> xv = zero_vec<T>(), av = zero_vec<T>();
+        if (row < nt && in_k) xv.load(p.x + (t0 + row) * p.x_stride + k + col);
+        if (r0 + row < rank && in_k) av.load(A + static_cast<long long>(r0 + row) * p.hidden + k + col);
+        xv.store(&xs[row][col]);
+        av.store(&as[row][col]);
+      }
+      __syncthreads();
+      SPW_UNROLL for (int kk = 0; kk < kTcK; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+        wmma::load_matrix_sync(fa, &xs[warp * 16][kk], LD);
+        SPW_UNROLL for (int j = 0; j < kTcRanks / 16; ++j) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // (k, r) = as[r][k]
+          wmma::load_matrix_sync(fb, &as[j * 16][kk], LD);
+          wmma::mma_sync(acc[j], fa, fb, acc[j]);
+        }
+      }
+      __syncthreads();
+    }
+    SPW_UNROLL for (int j = 0; j < kTcRanks / 16; ++j)
+      wmma::store_matrix_sync(&cs[warp * 16][j * 16], acc[j], LDC, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < nt * kTcRanks; i += kTcThreads) {
+      const int t = i / kTcRanks, r = i % kTcRanks;
+      if (r0 + r < rank) out[(static_cast<long long>(t0 + t) * S + slice) * R + r0 + r] = cs[t][r];
+    }
+    __syncthreads();
+  }
+  if (!direct) finish_split_k(p, t0, nt, rank, slice);
+}
+
+// y tile [64, 128] += scale · v tile [64, rank] · B [rank, 128]. v is fp32: it is split into
+// hi + lo 16-bit parts (two MMAs), so the tensor cores see ~16 (bf16) / 22 (fp16) bits of it.
+template <typename T>
+__global__ void __launch_bounds__(kTcThreads) expand_tc_kernel(ExpandParams<T> p) {
+  using namespace nvcuda;
+  int a, t0, nt, rank;
+  if (!block_work<kTcTokens>(p.seg, &a, &t0, &nt, &rank)) return;
+  const int S = p.num_slices, R = p.seg.rank_max;
+  const int slice = blockIdx.z % S, chunk = blockIdx.z / S;
+  const int out_size = p.out_size[slice], n0 = chunk * kTcCols;
+  if (n0 >= out_size) return;
+  const T* B = p.b_ptrs ? static_cast<const T*>(p.b_ptrs[a * S + slice])
+                        : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
+  constexpr int LDV = kTcR + 8, LDB = kTcCols + 8, LDC = kTcCols + 4;
+  __shared__ __align__(128) T vh[kTcTokens][LDV];
+  __shared__ __align__(128) T vl[kTcTokens][LDV];
+  __shared__ __align__(128) T bs[kTcR][LDB];
+  __shared__ __align__(128) float cs[kTcTokens][LDC];
+  const int warp = threadIdx.x / 32;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcCols / 16];
+  SPW_UNROLL for (int j = 0; j < kTcCols / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
+
+  for (int r0 = 0; r0 < rank; r0 += kTcR) {
+    for (int i = threadIdx.x; i < kTcTokens * kTcR; i += kTcThreads) {
+      const int t = i / kTcR, r = i % kTcR;
+      const float x = t < nt && r0 + r < rank ? p.v[(static_cast<long long>(t0 + t) * S + slice) * R + r0 + r] : 0.f;
+      const T hi = from_float<T>(x);
+      vh[t][r] = hi;
+      vl[t][r] = from_float<T>(x - to_float(hi));
+    }
+    for (int i = threadIdx.x; i < kTcR * kTcCols / kV; i += kTcThreads) {
+      const int r = i / (kTcCols / kV), c = (i % (kTcCols / kV)) * kV;
+      Vec<T, kV> b = zero_vec<T>();
+      if (r0 + r < rank && n0 + c < out_size) b.load(B + static_cast<long long>(r0 + r) * out_size + n0 + c);
+      b.store(&bs[r][c]);
+    }
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fh, fl;
+    wmma::load_matrix_sync(fh, &vh[warp * 16][0], LDV);
+    wmma::load_matrix_sync(fl, &vl[warp * 16][0], LDV);
+    SPW_UNROLL for (int j = 0; j < kTcCols / 16; ++j) {
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+      wmma::load_matrix_sync(fb, &bs[0][j * 16], LDB);
+      wmma::mma_sync(acc[j], fh, fb, acc[j]);
+      wmma::mma_sync(acc[j], fl, fb, acc[j]);
+    }
+    __syncthreads();
+  }
+  SPW_UNROLL for (int j = 0; j < kTcCols / 16; ++j)
+    wmma::store_matrix_sync(&cs[warp * 16][j * 16], acc[j], LDC, wmma::mem_row_major);
+  __syncthreads();
+  const float s = p.scale * (p.adapter_scales ? p.adapter_scales[a] : 1.f);
+  for (int i = threadIdx.x; i < kTcTokens * kTcCols / kV; i += kTcThreads) {
+    const int t = i / (kTcCols / kV), c = (i % (kTcCols / kV)) * kV;
+    if (t < nt && n0 + c < out_size) {
+      T* yr = p.y + (t0 + t) * p.y_stride + p.out_offset[slice] + n0 + c;
+      Vec<float, kV> yv;
+      yv.cast_load(yr);
+      SPW_UNROLL for (int j = 0; j < kV; ++j) yv[j] = fmaf(s, cs[t][c + j], yv[j]);
+      yv.cast_store(yr);
+    }
+  }
+}
+
 SegmentView view(const Segments& s, const Problem& p) {
   return {s.seg_starts, s.adapter_ids, s.ranks, p.num_adapters, p.rank_max};
 }
@@ -225,8 +364,13 @@ void launch_shrink(const Plan& pl, const ShrinkArgs& a, void* ws, Stream stream)
     p.counters = reinterpret_cast<int*>(static_cast<char*>(ws) + pl.counter_offset);
   }
   const dim3 grid(pb.segments, pl.token_tiles, pb.num_slices * pl.k_split);
-  if (pl.token_tile == 1) shrink_kernel<T, 1><<<grid, kShrinkThreads, 0, stream>>>(p);
-  else shrink_kernel<T, 8><<<grid, kShrinkThreads, 0, stream>>>(p);
+  switch (pl.path) {
+    case Path::gemv: shrink_kernel<T, 1><<<grid, kShrinkThreads, 0, stream>>>(p); break;
+    case Path::tiled: shrink_kernel<T, 8><<<grid, kShrinkThreads, 0, stream>>>(p); break;
+    case Path::tensor_core: shrink_tc_kernel<T><<<grid, kTcThreads, 0, stream>>>(p); break;
+    default: fail("sgmv::shrink: plan.path = {}: not a kernel path (was the plan made by sgmv::plan?)",
+                  static_cast<int>(pl.path));
+  }
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -252,8 +396,13 @@ void launch_expand(const Plan& pl, const ExpandArgs& a, Stream stream) {
   p.scale = a.scale;
   p.adapter_scales = a.adapter_scales;
   const dim3 grid(pb.segments, pl.token_tiles, pb.num_slices * pl.n_chunks);
-  if (pl.token_tile == 1) expand_kernel<T, 1><<<grid, kExpandThreads, 0, stream>>>(p);
-  else expand_kernel<T, 8><<<grid, kExpandThreads, 0, stream>>>(p);
+  switch (pl.path) {
+    case Path::gemv: expand_kernel<T, 1><<<grid, kExpandThreads, 0, stream>>>(p); break;
+    case Path::tiled: expand_kernel<T, 8><<<grid, kExpandThreads, 0, stream>>>(p); break;
+    case Path::tensor_core: expand_tc_kernel<T><<<grid, kTcThreads, 0, stream>>>(p); break;
+    default: fail("sgmv::expand: plan.path = {}: not a kernel path (was the plan made by sgmv::plan?)",
+                  static_cast<int>(pl.path));
+  }
   SPW_CUDA_CHECK_LAUNCH();
 }
 

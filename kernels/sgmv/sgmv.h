@@ -67,15 +67,22 @@ struct Problem {
   long long y_stride = 0;       // elements between rows of y (0 = y_cols)
 };
 
+/// Kernel path. automatic: gemv when every segment has <= 2 tokens (decode), tiled (8-token
+/// tiles on CUDA cores) below 48 tokens, tensor_core (64-token tiles, mma via WMMA) above.
+/// Tests force each path on the same inputs.
+enum class Path { automatic = 0, gemv = 1, tiled = 2, tensor_core = 3 };
+
 /// Host-side schedule. Valid for any device segment arrays with the same `segments`, total
 /// `tokens`, no segment longer than `max_seg_len` and ranks <= rank_max.
 struct Plan {
   Problem problem;
   int max_seg_len = 0;
-  int token_tile = 1;        // tokens per block (1: decode GEMV path, 8: long-segment path)
+  Path path = Path::gemv;
+  int token_tile = 1;        // tokens per block: 1 (gemv), 8 (tiled), 64 (tensor_core)
   int token_tiles = 0;       // ceil(max_seg_len / token_tile): grid.y
   int k_split = 1;           // shrink: blocks along hidden per (segment, tile, slice)
   int k_chunk = 0;           // hidden elements per split (multiple of 8)
+  int n_chunk_cols = 1024;   // expand: output columns per block (1024, 128 on tensor cores)
   int n_chunks = 1;          // expand: blocks along the widest slice's outputs
   size_t partial_offset = 0; // workspace: split-K partials [k_split][tokens][slices][rank_max] fp32
   size_t counter_offset = 0; // workspace: int32 counters [segments][token_tiles][slices]
@@ -116,7 +123,7 @@ struct ExpandArgs {
 /// Checks `problem` and the host copies of the segment arrays, then picks the path and the
 /// splits for `device`. Throws spw::Error naming the bad argument.
 Plan plan(const Problem& problem, const int32_t* seg_starts_host, const int32_t* adapter_ids_host,
-          const int32_t* ranks_host, const DeviceInfo& device);
+          const int32_t* ranks_host, const DeviceInfo& device, Path path = Path::automatic);
 
 /// v = x · A^T per segment (fp32). `workspace` (plan.workspace_bytes, 16-byte aligned) must
 /// be zero-filled before its first use; every run leaves its counters at zero again.

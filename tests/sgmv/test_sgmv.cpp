@@ -14,8 +14,8 @@ using namespace spw::sgmv::test_cases;
 namespace {
 const DeviceInfo kH100 = DeviceInfo::synthetic(132);
 
-Plan plan_of(const reference::Batch& b, const DeviceInfo& d = kH100) {
-  return plan(b.problem, b.seg_starts.data(), b.adapter_ids.data(), b.ranks.data(), d);
+Plan plan_of(const reference::Batch& b, const DeviceInfo& d = kH100, Path path = Path::automatic) {
+  return plan(b.problem, b.seg_starts.data(), b.adapter_ids.data(), b.ranks.data(), d, path);
 }
 
 // Written entries of v only (the others are NaN in the reference).
@@ -127,6 +127,32 @@ TEST(SgmvPlan, LongSegmentsUseTilesAndNoAdapterSegmentsAreFree) {
   e.seg_starts = {0};
   e.ranks = c.batch.ranks;
   EXPECT_EQ(plan_of(e).used_segments, 0);
+}
+
+TEST(SgmvPlan, PathChoiceAndForcedPaths) {
+  auto rng = test::make_rng();
+  CaseSpec sp;
+  sp.layout = Layout::per_token;
+  sp.tokens = 64;
+  EXPECT_EQ(plan_of(make_case(sp, rng).batch).path, Path::gemv);
+  sp.layout = Layout::long_segments;  // 9..40 tokens
+  EXPECT_EQ(plan_of(make_case(sp, rng).batch).path, Path::tiled);
+  sp.layout = Layout::one_adapter;
+  sp.tokens = 300;
+  Case c = make_case(sp, rng);
+  Plan tc = plan_of(c.batch);
+  EXPECT_EQ(tc.path, Path::tensor_core);
+  EXPECT_EQ(tc.token_tile, 64);
+  EXPECT_EQ(tc.token_tiles, 5);
+  EXPECT_EQ(tc.n_chunk_cols, 128);
+  EXPECT_EQ(tc.n_chunks, 2);  // 256 outputs
+  for (Path p : {Path::gemv, Path::tiled, Path::tensor_core}) {
+    Plan f = plan_of(c.batch, kH100, p);
+    EXPECT_EQ(f.path, p);
+    EXPECT_EQ(f.token_tiles, (300 + f.token_tile - 1) / f.token_tile);
+    EXPECT_GE(static_cast<long long>(f.n_chunks) * f.n_chunk_cols, 256);
+  }
+  EXPECT_THROW_MSG(plan_of(c.batch, kH100, static_cast<Path>(7)), "path = 7");
 }
 
 TEST(SgmvPlan, RejectsBadArgumentsNamingThem) {

@@ -81,18 +81,25 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
   SPW_CHECK_ARG(pl.token_tiles <= 65535, w, "max segment length", pl.max_seg_len,
                 fmt::format("must be <= {} tokens on this path (grid.y limit)", 65535 * pl.token_tile));
 
-  // Split-K: aim for ~4 blocks per SM over the used (segment, tile, slice) groups, while each
-  // split keeps at least 512 hidden elements (2 x 16-byte loads per lane) of work per rank row.
+  // Split-K: aim for ~4 blocks per SM over the used (segment, tile, slice) groups. A split is
+  // a multiple of 256 hidden elements (one 16-byte load per lane of a warp) where possible.
   const long long groups = std::max(1LL, static_cast<long long>(pl.used_segments) * pl.token_tiles * p.num_slices);
   const long long target = 4LL * device.sm_count;
-  const int max_split = std::max(1, p.hidden / 512);
+  const int max_split = std::max(1, p.hidden / 256);
   pl.k_split = static_cast<int>(std::clamp<long long>(ceil_div(target, groups), 1, max_split));
-  pl.k_chunk = round_up(ceil_div(p.hidden, pl.k_split), 8);
+  pl.k_chunk = round_up(ceil_div(p.hidden, pl.k_split), p.hidden >= 256 ? 256 : 8);
   pl.k_split = ceil_div(p.hidden, pl.k_chunk);  // no empty split
 
+  // Split-N: 1024 outputs per block (128 threads x 8), halved down to 256 while the grid
+  // would not reach the target (decode with few segments); 128 on tensor cores (fixed tile).
   int widest = 0;
   for (int s = 0; s < p.num_slices; ++s) widest = std::max(widest, p.slices[s].out_size);
-  pl.n_chunk_cols = path == Path::tensor_core ? 128 : 1024;  // 4 warps x 16x128 tile | 128 threads x 8 outputs
+  if (path == Path::tensor_core) {
+    pl.n_chunk_cols = 128;
+  } else {
+    pl.n_chunk_cols = 1024;
+    while (pl.n_chunk_cols > 256 && groups * ceil_div(widest, pl.n_chunk_cols) < target) pl.n_chunk_cols /= 2;
+  }
   pl.n_chunks = ceil_div(widest, pl.n_chunk_cols);
 
   size_t off = 0;

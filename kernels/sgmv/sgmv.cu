@@ -8,10 +8,12 @@
 //     independent 16-byte loads in flight); lanes walk hidden; a warp shuffle reduces. With
 //     k_split > 1, partials go to the workspace and the last block of a group (atomic counter,
 //     reset by that block) sums them in split order: deterministic, one launch.
-//   expand: 128 threads x 8 outputs; v of the tile sits in shared memory; each thread loads
-//     one 16-byte row piece of B per rank and does one 16-byte read-modify-write of y.
+//   expand: 32..128 threads x 8 outputs (plan.n_chunk_cols); v of the tile sits in shared
+//     memory; each thread issues 16 (decode) 16-byte loads of B rows before using them, then
+//     does one 16-byte read-modify-write of y.
 // Token tiles: 1 token per block for decode (x row stays in L1, no wasted lanes), 8 tokens for
-// long segments (each A/B load reused 8 times; CUDA cores, not yet tensor cores).
+// medium segments (each A/B load reused 8 times, CUDA cores), 64 tokens on tensor cores for
+// long segments (WMMA; prefill is compute bound at rank >= 64 on CUDA cores).
 // Adapter ids / ranks are re-checked on the device (out of range => segment skipped), so a
 // stale device array can never read outside the weights.
 #include <cuda_runtime.h>
@@ -162,11 +164,11 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   const int S = p.num_slices, R = p.seg.rank_max;
   const int slice = blockIdx.z % S, chunk = blockIdx.z / S;
   const int out_size = p.out_size[slice];
-  const int n = chunk * (kExpandThreads * kV) + threadIdx.x * kV;
-  if (chunk * kExpandThreads * kV >= out_size) return;  // whole block past this slice
+  const int n = chunk * (blockDim.x * kV) + threadIdx.x * kV;
+  if (chunk * blockDim.x * kV >= out_size) return;  // whole block past this slice
 
   __shared__ float vs[TM][kMaxRank];
-  for (int i = threadIdx.x; i < nt * rank; i += kExpandThreads) {
+  for (int i = threadIdx.x; i < nt * rank; i += blockDim.x) {
     const int t = i / rank, r = i % rank;
     vs[t][r] = p.v[(static_cast<long long>(t0 + t) * S + slice) * R + r];
   }
@@ -395,10 +397,14 @@ void launch_expand(const Plan& pl, const ExpandArgs& a, Stream stream) {
   p.b_stacked = static_cast<const T*>(a.B.stacked);
   p.scale = a.scale;
   p.adapter_scales = a.adapter_scales;
+  SPW_CHECK(pl.path == Path::tensor_core ? pl.n_chunk_cols == kTcCols
+                                         : pl.n_chunk_cols % (32 * kV) == 0 && pl.n_chunk_cols <= kExpandThreads * kV,
+            "sgmv::expand: plan.n_chunk_cols = {}: does not match the kernel (was the plan made by sgmv::plan?)",
+            pl.n_chunk_cols);
   const dim3 grid(pb.segments, pl.token_tiles, pb.num_slices * pl.n_chunks);
   switch (pl.path) {
-    case Path::gemv: expand_kernel<T, 1><<<grid, kExpandThreads, 0, stream>>>(p); break;
-    case Path::tiled: expand_kernel<T, 8><<<grid, kExpandThreads, 0, stream>>>(p); break;
+    case Path::gemv: expand_kernel<T, 1><<<grid, pl.n_chunk_cols / kV, 0, stream>>>(p); break;
+    case Path::tiled: expand_kernel<T, 8><<<grid, pl.n_chunk_cols / kV, 0, stream>>>(p); break;
     case Path::tensor_core: expand_tc_kernel<T><<<grid, kTcThreads, 0, stream>>>(p); break;
     default: fail("sgmv::expand: plan.path = {}: not a kernel path (was the plan made by sgmv::plan?)",
                   static_cast<int>(pl.path));

@@ -7,7 +7,8 @@ Cases (params: segments, layout, rank, hidden, tokens):
            rank = the largest);
   prefill  segments of 128..512 tokens, rank {16, 64}, distinct adapters.
 Impls (same process, same inputs):
-  spillway        spw_sgmv_shrink + spw_sgmv_expand (C ABI), fp32 intermediate
+  spillway        spw_sgmv_shrink + spw_sgmv_expand (C ABI), fp32 intermediate, automatic path
+  spillway:tiled  prefill only: the CUDA-core 8-token path forced, to show what tensor cores add
   gather_bmm      PyTorch: per-token gather of A and B, two bmm (the usual naive approach)
   cublas_grouped  cublasGemmGroupedBatchedEx, one problem per segment, shrink then expand
                   (bench-only entry spw_sgmv_baseline_cublas_grouped), fp16/bf16 intermediate
@@ -31,7 +32,9 @@ class Problem(ctypes.Structure):
                 ("num_adapters", ctypes.c_int), ("hidden", ctypes.c_int), ("rank_max", ctypes.c_int),
                 ("num_slices", ctypes.c_int), ("slice_out_offset", ctypes.c_int * 4),
                 ("slice_out_size", ctypes.c_int * 4), ("y_cols", ctypes.c_int),
-                ("x_stride", ctypes.c_longlong), ("y_stride", ctypes.c_longlong)]
+                ("x_stride", ctypes.c_longlong), ("y_stride", ctypes.c_longlong), ("path", ctypes.c_int)]
+
+PATH_AUTO, PATH_TILED = 0, 2
 
 
 def setup_lib(lib):
@@ -97,8 +100,9 @@ class Batch:
         return w + 3 * self.tokens * HIDDEN * el
 
 
-def make_plan(lib, batch):
+def make_plan(lib, batch, path=PATH_AUTO):
     p = Problem()
+    p.path = path
     p.dtype, p.tokens, p.segments = SPW_FP16, batch.tokens, len(batch.lens)
     p.num_adapters, p.hidden, p.rank_max, p.num_slices = len(batch.ranks), HIDDEN, batch.rank_max, 1
     p.slice_out_offset[0], p.slice_out_size[0], p.y_cols = 0, HIDDEN, HIDDEN
@@ -166,6 +170,11 @@ def time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False)
     try:
         b_.time("spillway", lambda i: run_spillway(lib, *plans[i % sets], batches[i % sets]), bytes=nbytes,
                 flops=flops)
+        if flops_on:  # prefill: the CUDA-core tiled path next to the automatic (tensor-core) one
+            tiled = [make_plan(lib, bb, PATH_TILED) for bb in batches]
+            plans += tiled
+            b_.time("spillway:tiled", lambda i: run_spillway(lib, *tiled[i % sets], batches[i % sets]),
+                    bytes=nbytes, flops=flops)
         gather_bytes = sum(bb.tokens for bb in batches[:1]) * rank_max * HIDDEN * 2 * 2
         if gather_bytes > (8 << 30):
             b_.skip("gather_bmm", f"per-token weight gather would need {gather_bytes >> 30} GiB")

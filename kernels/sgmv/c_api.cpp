@@ -47,7 +47,9 @@ int spw_sgmv_plan_create(const spw_sgmv_problem* problem, const int32_t* seg_sta
     SPW_CHECK_ARG(out != nullptr, "spw_sgmv_plan_create", "out", "null", "must point to a plan handle");
     *out = nullptr;
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
-    auto* h = new spw_sgmv_plan{spw::sgmv::plan(to_problem(problem), seg_starts, adapter_ids, ranks, dev)};
+    const spw::sgmv::Problem p = to_problem(problem);  // checks problem != NULL
+    auto* h = new spw_sgmv_plan{
+        spw::sgmv::plan(p, seg_starts, adapter_ids, ranks, dev, static_cast<spw::sgmv::Path>(problem->path))};
     *out = h;
   });
 }

@@ -21,6 +21,7 @@ typedef struct spw_sgmv_problem {
   int slice_out_size[SPW_SGMV_MAX_SLICES];
   int y_cols;
   long long x_stride, y_stride; /* elements, 0 = packed */
+  int path; /* 0 automatic, 1 gemv (decode), 2 tiled (CUDA cores), 3 tensor cores */
 } spw_sgmv_problem;
 
 typedef struct spw_sgmv_plan spw_sgmv_plan;

@@ -257,7 +257,13 @@ TEST(SgmvCApi, ErrorPathSetsStatusAndMessage) {
   EXPECT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(spw_last_error()).find("problem.dtype = 7"), std::string::npos) << spw_last_error();
   pr.dtype = SPW_BF16;
+  EXPECT_EQ(spw_sgmv_plan_create(nullptr, seg, ids, ranks, 132, &plan), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("problem = null"), std::string::npos) << spw_last_error();
   ids[1] = -1;
+  pr.path = 9;
+  EXPECT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("path = 9"), std::string::npos) << spw_last_error();
+  pr.path = 3;
   ASSERT_EQ(spw_sgmv_plan_create(&pr, seg, ids, ranks, 132, &plan), SPW_OK) << spw_last_error();
   size_t ws = 0;
   EXPECT_EQ(spw_sgmv_plan_workspace_bytes(plan, &ws), SPW_OK);

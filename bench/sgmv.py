@@ -7,7 +7,9 @@ Cases (params: segments, layout, rank, hidden, tokens):
            rank = the largest);
   prefill  segments of 128..512 tokens, rank {16, 64}, distinct adapters.
 Impls (same process, same inputs):
-  spillway        spw_sgmv_shrink + spw_sgmv_expand (C ABI), fp32 intermediate, automatic path
+  spillway        spw_sgmv_apply (C ABI): shrink + expand, expand overlapping shrink's tail on
+                  sm_90 (programmatic dependent launch), fp32 intermediate, automatic path
+  spillway:two_calls  spw_sgmv_shrink then spw_sgmv_expand (no overlap)
   spillway:tiled  prefill only: the CUDA-core 8-token path forced, to show what tensor cores add
   gather_bmm      PyTorch: per-token gather of A and B, two bmm (the usual naive approach)
   cublas_grouped  cublasGemmGroupedBatchedEx, one problem per segment, shrink then expand
@@ -46,6 +48,8 @@ def setup_lib(lib):
     lib.spw_sgmv_plan_destroy.restype = None
     lib.spw_sgmv_shrink.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_size_t, vp]
     lib.spw_sgmv_expand.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_float, vp, vp]
+    lib.spw_sgmv_apply.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_float, vp, vp,
+                                   ctypes.c_size_t, vp]
     ip = ctypes.POINTER(ctypes.c_int)
     lib.spw_sgmv_baseline_cublas_grouped.argtypes = [ctypes.c_int, ctypes.c_int, ip, ip, ip, vp, ip, vp, ip,
                                                      ctypes.c_int, vp, ip, ctypes.c_int, ctypes.c_float,
@@ -118,6 +122,14 @@ def make_plan(lib, batch, path=PATH_AUTO):
 
 def run_spillway(lib, plan, workspace, b):
     s = harness.stream_ptr()
+    harness.check(lib, lib.spw_sgmv_apply(plan, b.d_starts.data_ptr(), b.d_ids.data_ptr(), b.d_ranks.data_ptr(),
+                                          b.x.data_ptr(), None, b.A.data_ptr(), b.v.data_ptr(), None,
+                                          b.B.data_ptr(), b.y.data_ptr(), 1.0, None, workspace.data_ptr(),
+                                          workspace.numel(), s), "spw_sgmv_apply")
+
+
+def run_spillway_two_calls(lib, plan, workspace, b):
+    s = harness.stream_ptr()
     harness.check(lib, lib.spw_sgmv_shrink(plan, b.d_starts.data_ptr(), b.d_ids.data_ptr(), b.d_ranks.data_ptr(),
                                            b.x.data_ptr(), None, b.A.data_ptr(), b.v.data_ptr(),
                                            workspace.data_ptr(), workspace.numel(), s), "spw_sgmv_shrink")
@@ -170,6 +182,8 @@ def time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False)
     try:
         b_.time("spillway", lambda i: run_spillway(lib, *plans[i % sets], batches[i % sets]), bytes=nbytes,
                 flops=flops)
+        b_.time("spillway:two_calls", lambda i: run_spillway_two_calls(lib, *plans[i % sets], batches[i % sets]),
+                bytes=nbytes, flops=flops)
         if flops_on:  # prefill: the CUDA-core tiled path next to the automatic (tensor-core) one
             tiled = [make_plan(lib, bb, PATH_TILED) for bb in batches]
             plans += tiled

@@ -93,6 +93,28 @@ int spw_sgmv_expand(const spw_sgmv_plan* plan, const int32_t* seg_starts, const 
   });
 }
 
+int spw_sgmv_apply(const spw_sgmv_plan* plan, const int32_t* seg_starts, const int32_t* adapter_ids,
+                   const int32_t* ranks, const void* x, const void* const* a_ptrs, const void* a_stacked, float* v,
+                   const void* const* b_ptrs, const void* b_stacked, void* y, float scale,
+                   const float* adapter_scales, void* workspace, size_t workspace_bytes, void* stream) {
+  return spw::capi::guarded([&] {
+    spw::sgmv::ShrinkArgs s;
+    s.seg = {seg_starts, adapter_ids, ranks};
+    s.x = x;
+    s.A = {a_ptrs, a_stacked};
+    s.v = v;
+    spw::sgmv::ExpandArgs e;
+    e.seg = s.seg;
+    e.v = v;
+    e.B = {b_ptrs, b_stacked};
+    e.y = y;
+    e.scale = scale;
+    e.adapter_scales = adapter_scales;
+    spw::sgmv::apply(plan_of(plan, "spw_sgmv_apply"), s, e, workspace, workspace_bytes,
+                     static_cast<spw::Stream>(stream));
+  });
+}
+
 int spw_sgmv_baseline_cublas_grouped(int dtype, int count, const int* m, const int* n, const int* k,
                                      const void* const* a, const int* lda, const void* const* b, const int* ldb,
                                      int trans_b, void* const* c, const int* ldc, int c_fp32, float alpha,

@@ -43,6 +43,13 @@ int spw_sgmv_expand(const spw_sgmv_plan* plan, const int32_t* seg_starts, const 
                     const int32_t* ranks, const float* v, const void* const* b_ptrs, const void* b_stacked, void* y,
                     float scale, const float* adapter_scales, void* stream);
 
+/* shrink then expand (y += scale · adapter_scales[a] · (x · A^T) · B, v is the fp32 scratch
+ * [tokens, slices, rank_max]); on sm_90 expand overlaps shrink's tail (programmatic launch). */
+int spw_sgmv_apply(const spw_sgmv_plan* plan, const int32_t* seg_starts, const int32_t* adapter_ids,
+                   const int32_t* ranks, const void* x, const void* const* a_ptrs, const void* a_stacked, float* v,
+                   const void* const* b_ptrs, const void* b_stacked, void* y, float scale,
+                   const float* adapter_scales, void* workspace, size_t workspace_bytes, void* stream);
+
 /* BENCHMARK BASELINE ONLY (not part of the SGMV API): cublasGemmGroupedBatchedEx with one
  * group per problem, row-major C[m,n] = alpha · A[m,k] · op(B) + beta · C, op(B) = B^T when
  * trans_b (B stored [n,k]) else B (stored [k,n]). a/b/c are DEVICE arrays of device pointers;

@@ -110,6 +110,7 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
     off += round_up<size_t>(static_cast<size_t>(p.segments) * pl.token_tiles * p.num_slices * 4, 256);
   }
   pl.workspace_bytes = off;
+  pl.pdl = device.cc_major >= 9;
   return pl;
 }
 
@@ -158,6 +159,16 @@ void check_expand(const Plan& pl, const ExpandArgs& a) {
                 "must be 4-byte aligned");
 }
 
+void check_apply(const Plan& pl, const ShrinkArgs& s, const ExpandArgs& e, const void* ws, size_t ws_bytes) {
+  check_shrink(pl, s, ws, ws_bytes);
+  check_expand(pl, e);
+  constexpr const char* w = "sgmv::apply";
+  SPW_CHECK_ARG(e.v == s.v, w, "expand.v", fmt::ptr(e.v), fmt::format("must be shrink's v ({})", fmt::ptr(s.v)));
+  SPW_CHECK_ARG(e.seg.seg_starts == s.seg.seg_starts && e.seg.adapter_ids == s.seg.adapter_ids &&
+                    e.seg.ranks == s.seg.ranks,
+                w, "expand.seg", "different arrays", "must be the segment arrays given to shrink");
+}
+
 #if !SPW_HAVE_CUDA
 void shrink(const Plan& pl, const ShrinkArgs& a, void* ws, size_t n, Stream) {
   check_shrink(pl, a, ws, n);
@@ -166,6 +177,10 @@ void shrink(const Plan& pl, const ShrinkArgs& a, void* ws, size_t n, Stream) {
 void expand(const Plan& pl, const ExpandArgs& a, Stream) {
   check_expand(pl, a);
   fail("sgmv::expand: Spillway was built without CUDA; GPU kernels are not available");
+}
+void apply(const Plan& pl, const ShrinkArgs& s, const ExpandArgs& e, void* ws, size_t n, Stream) {
+  check_apply(pl, s, e, ws, n);
+  fail("sgmv::apply: Spillway was built without CUDA; GPU kernels are not available");
 }
 #endif
 

@@ -38,6 +38,23 @@ struct SegmentView {
   int num_adapters, rank_max;
 };
 
+// Programmatic dependent launch (sm_90; no-ops elsewhere): shrink lets the expand that apply()
+// launches behind it start early; expand prefetches its B rows into L2 (inputs that were
+// complete before shrink started) and waits for shrink's v only where it reads it.
+__device__ SPW_FORCEINLINE void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ SPW_FORCEINLINE void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ SPW_FORCEINLINE void prefetch_l2(const void* ptr) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+}
+
 // Adapter a, token range [t0, t0 + nt) of this block's tile, rank; false if nothing to do.
 template <int TM>
 __device__ SPW_FORCEINLINE bool block_work(const SegmentView& s, int* a, int* t0, int* nt, int* rank) {
@@ -93,6 +110,7 @@ __device__ void finish_split_k(const ShrinkParams<T>& p, int t0, int nt, int ran
 
 template <typename T, int TM>
 __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(ShrinkParams<T> p) {
+  pdl_launch_dependents();
   int a, t0, nt, rank;
   if (!block_work<TM>(p.seg, &a, &t0, &nt, &rank)) return;
   const int slice = blockIdx.z % p.num_slices, split = blockIdx.z / p.num_slices;
@@ -155,6 +173,7 @@ struct ExpandParams {
   const T* b_stacked;
   float scale;
   const float* adapter_scales;
+  bool prefetch_b;  // launched behind shrink by apply(): prefetch B into L2 before waiting for v
 };
 
 template <typename T, int TM>
@@ -166,6 +185,11 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   const int out_size = p.out_size[slice];
   const int n = chunk * (blockDim.x * kV) + threadIdx.x * kV;
   if (chunk * blockDim.x * kV >= out_size) return;  // whole block past this slice
+  const T* B = p.b_ptrs ? static_cast<const T*>(p.b_ptrs[a * S + slice])
+                        : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
+  if (p.prefetch_b && n < out_size)
+    for (int r = 0; r < rank; ++r) prefetch_l2(B + static_cast<long long>(r) * out_size + n);
+  pdl_wait();
 
   __shared__ float vs[TM][kMaxRank];
   for (int i = threadIdx.x; i < nt * rank; i += blockDim.x) {
@@ -175,8 +199,6 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   __syncthreads();
   if (n >= out_size) return;
 
-  const T* B = p.b_ptrs ? static_cast<const T*>(p.b_ptrs[a * S + slice])
-                        : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
   float acc[TM][kV];
   SPW_UNROLL for (int t = 0; t < TM; ++t) SPW_UNROLL for (int j = 0; j < kV; ++j) acc[t][j] = 0.f;
   // Issue kRU independent 16-byte loads of B before the FMAs that use them: at decode batch
@@ -225,6 +247,7 @@ __device__ SPW_FORCEINLINE Vec<T, kV> zero_vec() {
 template <typename T>
 __global__ void __launch_bounds__(kTcThreads) shrink_tc_kernel(ShrinkParams<T> p) {
   using namespace nvcuda;
+  pdl_launch_dependents();
   int a, t0, nt, rank;
   if (!block_work<kTcTokens>(p.seg, &a, &t0, &nt, &rank)) return;
   const int slice = blockIdx.z % p.num_slices, split = blockIdx.z / p.num_slices;
@@ -290,6 +313,7 @@ __global__ void __launch_bounds__(kTcThreads) expand_tc_kernel(ExpandParams<T> p
   if (n0 >= out_size) return;
   const T* B = p.b_ptrs ? static_cast<const T*>(p.b_ptrs[a * S + slice])
                         : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
+  pdl_wait();
   constexpr int LDV = kTcR + 8, LDB = kTcCols + 8, LDC = kTcCols + 4;
   __shared__ __align__(128) T vh[kTcTokens][LDV];
   __shared__ __align__(128) T vl[kTcTokens][LDV];
@@ -341,6 +365,23 @@ __global__ void __launch_bounds__(kTcThreads) expand_tc_kernel(ExpandParams<T> p
   }
 }
 
+// <<<>>> with, when `pdl`, programmatic stream serialization (the kernel may start while the
+// previous kernel in the stream finishes; it calls pdl_wait() before reading that one's output).
+template <typename P>
+void launch_kernel(void (*kernel)(P), dim3 grid, int threads, Stream stream, bool pdl, const P& p) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  SPW_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p));
+}
+
 SegmentView view(const Segments& s, const Problem& p) {
   return {s.seg_starts, s.adapter_ids, s.ranks, p.num_adapters, p.rank_max};
 }
@@ -377,7 +418,7 @@ void launch_shrink(const Plan& pl, const ShrinkArgs& a, void* ws, Stream stream)
 }
 
 template <typename T>
-void launch_expand(const Plan& pl, const ExpandArgs& a, Stream stream) {
+void launch_expand(const Plan& pl, const ExpandArgs& a, Stream stream, bool pdl) {
   const Problem& pb = pl.problem;
   ExpandParams<T> p{};
   p.seg = view(a.seg, pb);
@@ -397,15 +438,16 @@ void launch_expand(const Plan& pl, const ExpandArgs& a, Stream stream) {
   p.b_stacked = static_cast<const T*>(a.B.stacked);
   p.scale = a.scale;
   p.adapter_scales = a.adapter_scales;
+  p.prefetch_b = pdl;
   SPW_CHECK(pl.path == Path::tensor_core ? pl.n_chunk_cols == kTcCols
                                          : pl.n_chunk_cols % (32 * kV) == 0 && pl.n_chunk_cols <= kExpandThreads * kV,
             "sgmv::expand: plan.n_chunk_cols = {}: does not match the kernel (was the plan made by sgmv::plan?)",
             pl.n_chunk_cols);
   const dim3 grid(pb.segments, pl.token_tiles, pb.num_slices * pl.n_chunks);
   switch (pl.path) {
-    case Path::gemv: expand_kernel<T, 1><<<grid, pl.n_chunk_cols / kV, 0, stream>>>(p); break;
-    case Path::tiled: expand_kernel<T, 8><<<grid, pl.n_chunk_cols / kV, 0, stream>>>(p); break;
-    case Path::tensor_core: expand_tc_kernel<T><<<grid, kTcThreads, 0, stream>>>(p); break;
+    case Path::gemv: launch_kernel(expand_kernel<T, 1>, grid, pl.n_chunk_cols / kV, stream, pdl, p); break;
+    case Path::tiled: launch_kernel(expand_kernel<T, 8>, grid, pl.n_chunk_cols / kV, stream, pdl, p); break;
+    case Path::tensor_core: launch_kernel(expand_tc_kernel<T>, grid, kTcThreads, stream, pdl, p); break;
     default: fail("sgmv::expand: plan.path = {}: not a kernel path (was the plan made by sgmv::plan?)",
                   static_cast<int>(pl.path));
   }
@@ -426,8 +468,20 @@ void shrink(const Plan& pl, const ShrinkArgs& a, void* ws, size_t ws_bytes, Stre
 void expand(const Plan& pl, const ExpandArgs& a, Stream stream) {
   check_expand(pl, a);
   if (nothing_to_do(pl)) return;
-  if (pl.problem.dtype == DType::f16) launch_expand<half>(pl, a, stream);
-  else launch_expand<bfloat16>(pl, a, stream);
+  if (pl.problem.dtype == DType::f16) launch_expand<half>(pl, a, stream, false);
+  else launch_expand<bfloat16>(pl, a, stream, false);
+}
+
+void apply(const Plan& pl, const ShrinkArgs& s, const ExpandArgs& e, void* ws, size_t ws_bytes, Stream stream) {
+  check_apply(pl, s, e, ws, ws_bytes);
+  if (nothing_to_do(pl)) return;
+  if (pl.problem.dtype == DType::f16) {
+    launch_shrink<half>(pl, s, ws, stream);
+    launch_expand<half>(pl, e, stream, pl.pdl);
+  } else {
+    launch_shrink<bfloat16>(pl, s, ws, stream);
+    launch_expand<bfloat16>(pl, e, stream, pl.pdl);
+  }
 }
 
 }  // namespace spw::sgmv

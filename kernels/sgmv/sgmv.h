@@ -88,6 +88,7 @@ struct Plan {
   size_t counter_offset = 0; // workspace: int32 counters [segments][token_tiles][slices]
   size_t workspace_bytes = 0;
   int used_segments = 0;     // segments with an adapter (for reporting)
+  bool pdl = false;          // apply(): expand starts behind shrink (programmatic launch, cc >= 9.0)
 };
 
 /// Device arrays describing the batch (same values as given to plan()).
@@ -132,10 +133,18 @@ void shrink(const Plan& plan, const ShrinkArgs& args, void* workspace, size_t wo
 /// y += scale · v · B per segment. Needs no workspace.
 void expand(const Plan& plan, const ExpandArgs& args, Stream stream);
 
+/// shrink then expand in one call (the LoRA delta y += scale · (x · A^T) · B). On sm_90 the
+/// expand is launched with programmatic dependent launch: it prefetches B while shrink runs
+/// and waits for v on the device. e.v must be s.v and e.seg must equal s.seg.
+void apply(const Plan& plan, const ShrinkArgs& s, const ExpandArgs& e, void* workspace, size_t workspace_bytes,
+           Stream stream);
+
 // ---- validation (host; shared by run and the C ABI) ----
 void check_problem(const Problem& p, const char* where);
 void check_shrink(const Plan& plan, const ShrinkArgs& a, const void* workspace, size_t workspace_bytes);
 void check_expand(const Plan& plan, const ExpandArgs& a);
+void check_apply(const Plan& plan, const ShrinkArgs& s, const ExpandArgs& e, const void* workspace,
+                 size_t workspace_bytes);
 
 /// Effective strides.
 inline long long x_row_stride(const Problem& p) { return p.x_stride ? p.x_stride : p.hidden; }

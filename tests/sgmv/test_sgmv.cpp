@@ -235,6 +235,12 @@ TEST(SgmvRun, RejectsNullAndMisalignedPointersBeforeLaunch) {
   EXPECT_THROW_MSG(expand(p, e, nullptr), "sgmv::expand: y = ");
   e.y = nullptr;
   EXPECT_THROW_MSG(expand(p, e, nullptr), "y = null");
+  e.y = buf;
+  e.v = reinterpret_cast<float*>(buf + 64);
+  EXPECT_THROW_MSG(apply(p, s, e, buf, ws, nullptr), "sgmv::apply: expand.v");
+  e.v = s.v;
+  e.seg.ranks = dev_like + 4;
+  EXPECT_THROW_MSG(apply(p, s, e, buf, ws, nullptr), "sgmv::apply: expand.seg");
 }
 
 TEST(SgmvCApi, ErrorPathSetsStatusAndMessage) {

@@ -240,25 +240,31 @@ TYPED_TEST(SgmvGpu, GraphReplayAndBitwiseDeterminism) {
     const auto y0 = test::to_storage<T>(c.y);
     cudaStream_t stream;
     SPW_CUDA_CHECK(cudaStreamCreate(&stream));
-    auto eager = [&] {
+    auto eager = [&](bool fused) {
       d.y.upload(y0);
       d.v.fill_bytes(test::kPoisonByte);
-      shrink(pl, d.shrink_args(false), d.ws.get(), d.ws.bytes(), stream);
-      expand(pl, d.expand_args(false, 1.f, false), stream);
+      if (fused) {
+        apply(pl, d.shrink_args(false), d.expand_args(false, 1.f, false), d.ws.get(), d.ws.bytes(), stream);
+      } else {
+        shrink(pl, d.shrink_args(false), d.ws.get(), d.ws.bytes(), stream);
+        expand(pl, d.expand_args(false, 1.f, false), stream);
+      }
       SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
       return std::make_pair(d.v.download(), d.y.download());
     };
-    const auto first = eager();
-    const auto second = eager();
-    EXPECT_EQ(std::memcmp(first.first.data(), second.first.data(), first.first.size() * 4), 0) << "v not deterministic";
-    EXPECT_EQ(std::memcmp(first.second.data(), second.second.data(), first.second.size() * sizeof(T)), 0)
-        << "y not deterministic";
+    const auto first = eager(false);
+    for (bool fused : {false, true}) {  // a second run, and apply() (programmatic launch on sm_90)
+      const auto again = eager(fused);
+      EXPECT_EQ(std::memcmp(first.first.data(), again.first.data(), first.first.size() * 4), 0)
+          << "v not deterministic, apply = " << fused;
+      EXPECT_EQ(std::memcmp(first.second.data(), again.second.data(), first.second.size() * sizeof(T)), 0)
+          << "y not deterministic, apply = " << fused;
+    }
 
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     SPW_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    shrink(pl, d.shrink_args(false), d.ws.get(), d.ws.bytes(), stream);
-    expand(pl, d.expand_args(false, 1.f, false), stream);
+    apply(pl, d.shrink_args(false), d.expand_args(false, 1.f, false), d.ws.get(), d.ws.bytes(), stream);
     SPW_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
     SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     for (int replay = 0; replay < 3; ++replay) {

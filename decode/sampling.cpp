@@ -79,14 +79,30 @@ void sampling_probs(std::span<const float> logits, const SamplingParams& params,
   }
   for (auto& p : probs) p = static_cast<float>(p / sum);
   if (params.top_p >= 1.f) return;
-  std::vector<int32_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
+  // The nucleus lies inside S = {p >= t} as soon as mass(S) >= top_p (every token outside S
+  // is less likely than every token in S), so only S is sorted: a few hundred tokens instead
+  // of the whole vocabulary. Ties keep index order, exactly as a full stable sort would.
+  float t = *std::max_element(probs.begin(), probs.end());
+  std::vector<int32_t> order;
+  while (true) {
+    order.clear();
+    double mass = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (probs[i] >= t) {
+        order.push_back(static_cast<int32_t>(i));
+        mass += probs[i];
+      }
+    if (mass >= params.top_p || t <= 0.f) break;
+    t = t > 1e-30f ? t / 16 : 0.f;
+  }
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
   double cum = 0;
   size_t keep = 0;
-  while (keep < n && cum < params.top_p) cum += probs[order[keep++]];
-  for (size_t i = keep; i < n; ++i) probs[order[i]] = 0.f;
-  for (size_t i = 0; i < keep; ++i) probs[order[i]] = static_cast<float>(probs[order[i]] / cum);
+  while (keep < order.size() && cum < params.top_p) cum += probs[order[keep++]];
+  std::vector<float> kept(keep);
+  for (size_t i = 0; i < keep; ++i) kept[i] = static_cast<float>(probs[order[i]] / cum);
+  std::fill(probs.begin(), probs.end(), 0.f);
+  for (size_t i = 0; i < keep; ++i) probs[order[i]] = kept[i];
 }
 
 int32_t sample(std::span<const float> weights, Rng& rng) {

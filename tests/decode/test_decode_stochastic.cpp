@@ -199,3 +199,36 @@ TEST(Stochastic, VerifyChainRulesOnHandMadeDistributions) {
   EXPECT_NEAR(next[0] / double(accepted[0]), 2.0 / 3.0, 0.02);
   EXPECT_THROW_MSG(verify_chain(logits, 3, std::vector<int32_t>{1, 2}, {}, sp, rng), "logits has 6 values");
 }
+
+TEST(Sampling, TopPKeepsTheSmallestNucleusAndRenormalises) {
+  // softmax of log(p) = p for p = {0.05, 0.4, 0.1, 0.3, 0.15}
+  std::vector<float> logits;
+  for (float p : {0.05f, 0.4f, 0.1f, 0.3f, 0.15f}) logits.push_back(std::log(p));
+  std::vector<float> q;
+  sampling_probs(logits, temp(1.f, 0.8f), q);  // 0.4 + 0.3 + 0.15 = 0.85 >= 0.8
+  EXPECT_FLOAT_EQ(q[0], 0.f);
+  EXPECT_FLOAT_EQ(q[2], 0.f);
+  EXPECT_NEAR(q[1], 0.4 / 0.85, 1e-6);
+  EXPECT_NEAR(q[3], 0.3 / 0.85, 1e-6);
+  EXPECT_NEAR(q[4], 0.15 / 0.85, 1e-6);
+  sampling_probs(logits, temp(1.f, 0.3f), q);  // the top token alone
+  EXPECT_FLOAT_EQ(q[1], 1.f);
+  sampling_probs(logits, temp(0.f), q);  // greedy: one-hot argmax
+  EXPECT_EQ(q, (std::vector<float>{0, 1, 0, 0, 0}));
+  // A large flat-ish vocabulary: the threshold search still finds the exact nucleus.
+  std::vector<float> big(5000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>((i * 7919) % 1000) / 300.f;
+  sampling_probs(big, temp(1.f, 0.95f), q);
+  std::vector<float> full;
+  softmax(big, full);
+  std::vector<int> order(full.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return full[a] > full[b]; });
+  double cum = 0;
+  size_t keep = 0;
+  while (cum < 0.95) cum += full[order[keep++]];
+  size_t nonzero = 0;
+  for (float x : q) nonzero += x > 0;
+  EXPECT_EQ(nonzero, keep);
+  for (size_t i = 0; i < keep; ++i) EXPECT_GT(q[order[i]], 0.f);
+}

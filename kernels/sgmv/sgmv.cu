@@ -185,10 +185,18 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   const int out_size = p.out_size[slice];
   const int n = chunk * (blockDim.x * kV) + threadIdx.x * kV;
   if (chunk * blockDim.x * kV >= out_size) return;  // whole block past this slice
+  const bool active = n < out_size;
   const T* B = p.b_ptrs ? static_cast<const T*>(p.b_ptrs[a * S + slice])
                         : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
-  if (p.prefetch_b && n < out_size)
-    for (int r = 0; r < rank; ++r) prefetch_l2(B + static_cast<long long>(r) * out_size + n);
+  // The first kRU rows of B are loaded before v is: B does not depend on shrink, so at decode
+  // (rank <= 16 fits in one batch) every B byte is in flight before the v round trip, and
+  // behind apply() while shrink is still running; later rows are prefetched into L2.
+  constexpr int kRU = TM == 1 ? 16 : 4;
+  Vec<T, kV> braw[kRU];
+  SPW_UNROLL for (int u = 0; u < kRU; ++u)
+    if (active && u < rank) braw[u].load(B + static_cast<long long>(u) * out_size + n);
+  if (p.prefetch_b && active)
+    for (int r = kRU; r < rank; ++r) prefetch_l2(B + static_cast<long long>(r) * out_size + n);
   pdl_wait();
 
   __shared__ float vs[TM][kMaxRank];
@@ -197,17 +205,18 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
     vs[t][r] = p.v[(static_cast<long long>(t0 + t) * S + slice) * R + r];
   }
   __syncthreads();
-  if (n >= out_size) return;
+  if (!active) return;
+  Vec<T, kV> yraw[TM];  // y is read early too: one more round trip hidden behind B
+  SPW_UNROLL for (int t = 0; t < TM; ++t)
+    if (t < nt) yraw[t].load(p.y + (t0 + t) * p.y_stride + p.out_offset[slice] + n);
 
   float acc[TM][kV];
   SPW_UNROLL for (int t = 0; t < TM; ++t) SPW_UNROLL for (int j = 0; j < kV; ++j) acc[t][j] = 0.f;
-  // Issue kRU independent 16-byte loads of B before the FMAs that use them: at decode batch
-  // sizes there are few warps per SM, so bytes in flight per thread decide the bandwidth.
-  constexpr int kRU = TM == 1 ? 16 : 4;
   for (int r0 = 0; r0 < rank; r0 += kRU) {
-    Vec<T, kV> braw[kRU];
-    SPW_UNROLL for (int u = 0; u < kRU; ++u)
-      if (r0 + u < rank) braw[u].load(B + static_cast<long long>(r0 + u) * out_size + n);
+    if (r0 > 0) {
+      SPW_UNROLL for (int u = 0; u < kRU; ++u)
+        if (r0 + u < rank) braw[u].load(B + static_cast<long long>(r0 + u) * out_size + n);
+    }
     SPW_UNROLL for (int u = 0; u < kRU; ++u) {
       if (r0 + u < rank) {
         SPW_UNROLL for (int t = 0; t < TM; ++t) {
@@ -220,11 +229,9 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
   const float s = p.scale * (p.adapter_scales ? p.adapter_scales[a] : 1.f);
   SPW_UNROLL for (int t = 0; t < TM; ++t) {
     if (t < nt) {
-      T* yr = p.y + (t0 + t) * p.y_stride + p.out_offset[slice] + n;
       Vec<float, kV> yv;
-      yv.cast_load(yr);
-      SPW_UNROLL for (int j = 0; j < kV; ++j) yv[j] = fmaf(s, acc[t][j], yv[j]);
-      yv.cast_store(yr);
+      SPW_UNROLL for (int j = 0; j < kV; ++j) yv[j] = fmaf(s, acc[t][j], to_float(yraw[t][j]));
+      yv.cast_store(p.y + (t0 + t) * p.y_stride + p.out_offset[slice] + n);
     }
   }
 }

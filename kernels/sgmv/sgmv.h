@@ -13,6 +13,10 @@
 // counter in the workspace), so results are bitwise deterministic and one launch suffices.
 // Segments are addressed by blockIdx from the device arrays, so run() needs no per-call
 // upload and a plan stays valid for any segment layout within its bounds (graph replay).
+// Three paths (Path): gemv (one token per block: decode), tiled (8-token tiles on CUDA
+// cores) and tensor_core (64-token WMMA tiles: prefill). apply() runs both halves and, on
+// sm_90, lets expand start during shrink (programmatic dependent launch): expand's B loads
+// do not depend on shrink, only its v reads wait.
 //
 // Layouts (row-major, dtype = fp16 or bf16 for x, A, B, y; v is fp32):
 //   x  [tokens, hidden] (row stride x_stride)
@@ -27,8 +31,8 @@
 //      lora_B.weight as [out, rank]: transpose once at load time.)
 //   v  [tokens, num_slices, rank_max] fp32; entries r >= ranks[a] and rows of no-adapter
 //      segments are not written.
-// Weights are given either as a device array of pointers (index adapter * num_slices + s) or
-// as one stacked tensor: A stacked [adapters][slices][rank_max][hidden]; B stacked
+// Weights are given either as a device array of pointers (index adapter * num_slices + s; each
+// pointer 16-byte aligned — device memory the host cannot check) or as one stacked tensor: A stacked [adapters][slices][rank_max][hidden]; B stacked
 // [adapters][rank_max * sum_s out_size_s], slice s at column block offset rank_max *
 // (out_size_0 + .. + out_size_{s-1}) with row stride out_size_s. Rows r >= ranks[a] of a
 // stacked adapter are padding that is never read.

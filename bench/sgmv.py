@@ -104,7 +104,7 @@ class Batch:
         return w + 3 * self.tokens * HIDDEN * el
 
 
-def make_plan(lib, batch, path=PATH_AUTO):
+def make_plan(lib, batch, sm_count, path=PATH_AUTO):
     p = Problem()
     p.path = path
     p.dtype, p.tokens, p.segments = SPW_FP16, batch.tokens, len(batch.lens)
@@ -113,7 +113,8 @@ def make_plan(lib, batch, path=PATH_AUTO):
     arr = lambda v: (ctypes.c_int32 * len(v))(*v)  # noqa: E731
     plan = ctypes.c_void_p()
     harness.check(lib, lib.spw_sgmv_plan_create(ctypes.byref(p), arr(batch.starts), arr(batch.ids),
-                                                arr(batch.ranks), 0, ctypes.byref(plan)), "spw_sgmv_plan_create")
+                                                arr(batch.ranks), sm_count, ctypes.byref(plan)),
+                  "spw_sgmv_plan_create")
     ws = ctypes.c_size_t()
     harness.check(lib, lib.spw_sgmv_plan_workspace_bytes(plan, ctypes.byref(ws)), "workspace_bytes")
     workspace = torch.zeros(max(16, ws.value), dtype=torch.uint8, device="cuda")
@@ -136,6 +137,25 @@ def run_spillway_two_calls(lib, plan, workspace, b):
     harness.check(lib, lib.spw_sgmv_expand(plan, b.d_starts.data_ptr(), b.d_ids.data_ptr(), b.d_ranks.data_ptr(),
                                            b.v.data_ptr(), None, b.B.data_ptr(), b.y.data_ptr(), 1.0, None, s),
                   "spw_sgmv_expand")
+
+
+def verify(lib, plan, workspace, b, what):
+    """Runs ours once and checks up to 16 segments against fp32 torch; y is restored after."""
+    y0 = b.y.clone()
+    run_spillway(lib, plan, workspace, b)
+    torch.cuda.synchronize()
+    out = b.y.float()
+    b.y.copy_(y0)
+    segs = list(range(len(b.lens)))
+    for i in sorted(set(segs[:8] + segs[-8:])):
+        s, e, a = b.starts[i], b.starts[i + 1], b.ids[i]
+        if e == s or a < 0:
+            continue
+        r = b.ranks[a]
+        ref = y0[s:e].float() + (b.x[s:e].float() @ b.A[a, :r].float().t()) @ b.B[a, :r].float()
+        err = (out[s:e] - ref).abs().max().item()
+        if not err <= 3e-2 * max(1.0, ref.abs().max().item()):
+            raise RuntimeError(f"{what}: spillway differs from fp32 torch on segment {i}: max abs error {err:.3g}")
 
 
 def run_gather_bmm(b):
@@ -178,15 +198,17 @@ def time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False)
     sets = max(1, min(b_.rotation_count(nbytes), budget // max(1, per_set)))
     batches = [probe] + [Batch(lens, ids, ranks, rank_max) for _ in range(sets - 1)]
     flops = 4.0 * sum(ln * ranks[a] * HIDDEN for ln, a in zip(lens, ids)) if flops_on else None
-    plans = [make_plan(lib, bb) for bb in batches]
+    plans = [make_plan(lib, bb, b_.sm_count) for bb in batches]
     try:
+        verify(lib, *plans[0], batches[0], name)
         b_.time("spillway", lambda i: run_spillway(lib, *plans[i % sets], batches[i % sets]), bytes=nbytes,
                 flops=flops)
         b_.time("spillway:two_calls", lambda i: run_spillway_two_calls(lib, *plans[i % sets], batches[i % sets]),
                 bytes=nbytes, flops=flops)
         if flops_on:  # prefill: the CUDA-core tiled path next to the automatic (tensor-core) one
-            tiled = [make_plan(lib, bb, PATH_TILED) for bb in batches]
+            tiled = [make_plan(lib, bb, b_.sm_count, PATH_TILED) for bb in batches]
             plans += tiled
+            verify(lib, *tiled[0], batches[0], name + " (tiled)")
             b_.time("spillway:tiled", lambda i: run_spillway(lib, *tiled[i % sets], batches[i % sets]),
                     bytes=nbytes, flops=flops)
         gather_bytes = sum(bb.tokens for bb in batches[:1]) * rank_max * HIDDEN * 2 * 2

@@ -1,0 +1,280 @@
+#include "runtime/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "kernels/common/error.h"
+#include "kernels/common/rope.h"
+#include "runtime/thread_pool.h"
+
+namespace spw::rt {
+namespace {
+
+// 8 independent accumulators: the compiler turns this into SIMD lanes without -ffast-math.
+inline float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  float s = 0;
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
+}
+
+struct Sequence {
+  bool live = false;
+  int len = 0;
+  std::vector<std::vector<float>> k, v;  // per layer: [capacity, kv_heads * head_dim]
+};
+
+class CpuModel final : public Model {
+ public:
+  CpuModel(LlamaWeights w, const CpuBackendOptions& o)
+      : w_(std::move(w)), pool_(o.threads), max_tokens_(o.max_tokens > 0 ? o.max_tokens : w_.config.max_context) {
+    const ModelConfig& c = w_.config;
+    rope_.head_dim = c.head_dim;
+    rope_.theta = c.rope_theta;
+    rope_.neox = w_.neox_rope;
+    rope_.scaling_factor = c.rope_scaling_factor;
+    rope_.low_freq_factor = c.rope_low_freq_factor;
+    rope_.high_freq_factor = c.rope_high_freq_factor;
+    rope_.original_context = c.rope_original_context;
+    for (int i = 0; i < c.head_dim / 2; ++i) inv_freq_.push_back(rope_inv_freq(i, rope_));
+  }
+
+  const ModelConfig& config() const override { return w_.config; }
+  std::string backend_name() const override { return "cpu"; }
+  int max_tokens() const override { return max_tokens_; }
+
+  int create_sequence() override {
+    for (size_t i = 0; i < seqs_.size(); ++i)
+      if (!seqs_[i].live) { reset(i); return static_cast<int>(i); }
+    seqs_.emplace_back();
+    reset(seqs_.size() - 1);
+    return static_cast<int>(seqs_.size() - 1);
+  }
+  void free_sequence(int id) override {
+    Sequence& s = seq(id, "free_sequence");
+    s = Sequence{};
+  }
+  int cached_tokens(int id) const override { return const_cast<CpuModel*>(this)->seq(id, "cached_tokens").len; }
+
+  void rollback(int id, int new_len) override {
+    Sequence& s = seq(id, "rollback");
+    SPW_CHECK_ARG(new_len >= 0 && new_len <= s.len, "Model::rollback", "new_len", new_len,
+                  fmt::format("must be in 0..{} (cached tokens)", s.len));
+    s.len = new_len;
+  }
+
+  void keep_tokens(int id, int base, std::span<const int32_t> offsets) override {
+    Sequence& s = seq(id, "keep_tokens");
+    SPW_CHECK_ARG(base >= 0 && base <= s.len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", s.len));
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      SPW_CHECK_ARG(offsets[i] >= 0 && base + offsets[i] < s.len, "Model::keep_tokens", fmt::format("offsets[{}]", i),
+                    offsets[i], fmt::format("must index a cached token after base (< {})", s.len - base));
+      SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i), offsets[i],
+                    "offsets must be strictly increasing");
+    }
+    const size_t row = kv_dim();
+    for (size_t l = 0; l < s.k.size(); ++l)
+      for (size_t i = 0; i < offsets.size(); ++i) {
+        if (offsets[i] == static_cast<int>(i)) continue;
+        const size_t from = (base + offsets[i]) * row, to = (base + i) * row;
+        std::copy_n(s.k[l].begin() + from, row, s.k[l].begin() + to);
+        std::copy_n(s.v[l].begin() + from, row, s.v[l].begin() + to);
+      }
+    s.len = base + static_cast<int>(offsets.size());
+  }
+
+  void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
+
+ private:
+  size_t kv_dim() const { return static_cast<size_t>(w_.config.num_kv_heads) * w_.config.head_dim; }
+  Sequence& seq(int id, const char* where) {
+    SPW_CHECK(id >= 0 && id < static_cast<int>(seqs_.size()) && seqs_[id].live, "Model::{}: seq_id = {}: no such sequence",
+              where, id);
+    return seqs_[id];
+  }
+  void reset(size_t i) {
+    seqs_[i] = Sequence{};
+    seqs_[i].live = true;
+    seqs_[i].k.resize(w_.config.num_layers);
+    seqs_[i].v.resize(w_.config.num_layers);
+  }
+  // Y[t, :] (+)= X[t, :] . W^T (+ bias) for t < T.
+  void matmul(const float* x, int T, const float* w, int rows, int cols, const float* bias, float* y, bool accumulate) {
+    pool_.parallel_for(rows, [&](int r0, int r1) {
+      for (int r = r0; r < r1; ++r) {
+        const float* wr = w + static_cast<size_t>(r) * cols;
+        const float b = bias ? bias[r] : 0.f;
+        for (int t = 0; t < T; ++t) {
+          float v = dot(x + static_cast<size_t>(t) * cols, wr, cols) + b;
+          float& out = y[static_cast<size_t>(t) * rows + r];
+          out = accumulate ? out + v : v;
+        }
+      }
+    });
+  }
+  void matmul(const float* x, int T, const Matrix& m, float* y, bool accumulate = false) {
+    matmul(x, T, m.w.data(), m.rows, m.cols, m.bias.empty() ? nullptr : m.bias.data(), y, accumulate);
+  }
+  void apply_rope(float* row, int heads, int pos) const {
+    for (int h = 0; h < heads; ++h) {
+      float* x = row + static_cast<size_t>(h) * rope_.head_dim;
+      for (int i = 0; i < rope_.head_dim / 2; ++i) {
+        int a, b;
+        rope_pair(i, rope_, &a, &b);
+        rope_rotate(&x[a], &x[b], static_cast<float>(pos) * inv_freq_[i]);
+      }
+    }
+  }
+
+  LlamaWeights w_;
+  ThreadPool pool_;
+  int max_tokens_;
+  RopeParams rope_;
+  std::vector<float> inv_freq_;
+  std::vector<Sequence> seqs_;
+};
+
+// Per forward: where each new token goes and what it may attend to.
+struct TokenPlan {
+  int seq = 0;       // index into seqs_
+  int base = 0;      // cached tokens before this forward
+  int index = 0;     // position among the sequence's new tokens
+  int pos = 0;       // RoPE position: base + depth
+  std::vector<int> visible;  // new-token indices (of the same sequence) it attends to, incl. itself
+};
+
+void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
+  const ModelConfig& c = w_.config;
+  SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
+  std::vector<TokenPlan> plan;
+  std::set<int> seen;
+  std::vector<int32_t> ids;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const SeqInput& in = batch[b];
+    Sequence& s = seq(in.seq_id, "forward");
+    SPW_CHECK(seen.insert(in.seq_id).second, "Model::forward: seq_id {} appears twice in one batch", in.seq_id);
+    const int n = static_cast<int>(in.tokens.size());
+    SPW_CHECK_ARG(n >= 1, "Model::forward", fmt::format("batch[{}].tokens.size()", b), n, "must be >= 1");
+    SPW_CHECK(s.len + n <= max_tokens_, "Model::forward: sequence {} holds {} tokens; {} more exceed the context limit {}",
+              in.seq_id, s.len, n, max_tokens_);
+    SPW_CHECK_ARG(in.parents.empty() || static_cast<int>(in.parents.size()) == n, "Model::forward",
+                  fmt::format("batch[{}].parents.size()", b), in.parents.size(), fmt::format("must be 0 or {}", n));
+    std::vector<int> depth(n);
+    for (int i = 0; i < n; ++i) {
+      SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < c.vocab_size, "Model::forward",
+                    fmt::format("batch[{}].tokens[{}]", b, i), in.tokens[i], fmt::format("must be in 0..{}", c.vocab_size - 1));
+      TokenPlan t;
+      t.seq = in.seq_id;
+      t.base = s.len;
+      t.index = i;
+      if (in.parents.empty()) {
+        depth[i] = i;
+        for (int j = 0; j <= i; ++j) t.visible.push_back(j);
+      } else {
+        const int p = in.parents[i];
+        SPW_CHECK_ARG(p >= -1 && p < i, "Model::forward", fmt::format("batch[{}].parents[{}]", b, i), p,
+                      "must be -1 or the index of an earlier token");
+        depth[i] = p < 0 ? 0 : depth[p] + 1;
+        for (int a = i; a >= 0; a = in.parents[a]) t.visible.push_back(a);
+        std::reverse(t.visible.begin(), t.visible.end());
+      }
+      t.pos = s.len + depth[i];
+      plan.push_back(std::move(t));
+      ids.push_back(in.tokens[i]);
+    }
+  }
+  const int T = static_cast<int>(plan.size());
+  const int H = c.hidden, hd = c.head_dim, nq = c.num_heads, nkv = c.num_kv_heads, group = nq / nkv;
+  const size_t kvd = kv_dim();
+  // Grow the caches first so that nothing below can fail half-way through.
+  for (const auto& in : batch) {
+    Sequence& s = seqs_[in.seq_id];
+    const size_t need = (s.len + in.tokens.size()) * kvd;
+    for (int l = 0; l < c.num_layers; ++l)
+      if (s.k[l].size() < need) {
+        const size_t cap = std::min<size_t>(static_cast<size_t>(max_tokens_) * kvd, std::max(need, s.k[l].size() * 2));
+        s.k[l].resize(cap);
+        s.v[l].resize(cap);
+      }
+  }
+
+  std::vector<float> x(static_cast<size_t>(T) * H), h(x.size()), q(static_cast<size_t>(T) * nq * hd),
+      k(static_cast<size_t>(T) * kvd), v(k.size()), att(q.size()), g(static_cast<size_t>(T) * c.intermediate),
+      u(g.size());
+  for (int t = 0; t < T; ++t)
+    std::copy_n(w_.token_embd.begin() + static_cast<size_t>(ids[t]) * H, H, x.begin() + static_cast<size_t>(t) * H);
+
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LlamaLayer& L = w_.layers[l];
+    for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.attn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
+    matmul(h.data(), T, L.wq, q.data());
+    matmul(h.data(), T, L.wk, k.data());
+    matmul(h.data(), T, L.wv, v.data());
+    for (int t = 0; t < T; ++t) {
+      apply_rope(&q[size_t(t) * nq * hd], nq, plan[t].pos);
+      apply_rope(&k[size_t(t) * kvd], nkv, plan[t].pos);
+      Sequence& s = seqs_[plan[t].seq];
+      std::copy_n(&k[size_t(t) * kvd], kvd, s.k[l].begin() + (plan[t].base + plan[t].index) * kvd);
+      std::copy_n(&v[size_t(t) * kvd], kvd, s.v[l].begin() + (plan[t].base + plan[t].index) * kvd);
+    }
+    // Attention: each (token, head) sees the cached prefix and its visible new tokens.
+    pool_.parallel_for(T * nq, [&](int w0, int w1) {
+      std::vector<float> scores;
+      for (int w = w0; w < w1; ++w) {
+        const int t = w / nq, head = w % nq, kvh = head / group;
+        const TokenPlan& p = plan[t];
+        const Sequence& s = seqs_[p.seq];
+        const float* qv = &q[(size_t(t) * nq + head) * hd];
+        const int n_keys = p.base + static_cast<int>(p.visible.size());
+        scores.resize(n_keys);
+        auto key_row = [&](int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
+        float m = -INFINITY;
+        for (int j = 0; j < n_keys; ++j) {
+          scores[j] = dot(qv, &s.k[l][size_t(key_row(j)) * kvd + size_t(kvh) * hd], hd) * scale;
+          m = std::max(m, scores[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < n_keys; ++j) sum += (scores[j] = std::exp(scores[j] - m));
+        float* o = &att[(size_t(t) * nq + head) * hd];
+        std::fill_n(o, hd, 0.f);
+        for (int j = 0; j < n_keys; ++j) {
+          const float pj = static_cast<float>(scores[j] / sum);
+          const float* vr = &s.v[l][size_t(key_row(j)) * kvd + size_t(kvh) * hd];
+          for (int d = 0; d < hd; ++d) o[d] += pj * vr[d];
+        }
+      }
+    });
+    matmul(att.data(), T, L.wo, x.data(), /*accumulate=*/true);
+    for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.ffn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
+    matmul(h.data(), T, L.w_gate, g.data());
+    matmul(h.data(), T, L.w_up, u.data());
+    for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+    matmul(g.data(), T, L.w_down, x.data(), /*accumulate=*/true);
+  }
+  for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], w_.output_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
+  logits.resize(static_cast<size_t>(T) * c.vocab_size);
+  const float* lm = c.tied_embeddings ? w_.token_embd.data() : w_.output.w.data();
+  matmul(h.data(), T, lm, c.vocab_size, H, nullptr, logits.data(), false);
+  for (const auto& in : batch) seqs_[in.seq_id].len += static_cast<int>(in.tokens.size());
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_cpu_model(LlamaWeights weights, const CpuBackendOptions& options) {
+  SPW_CHECK_ARG(options.max_tokens >= 0, "make_cpu_model", "max_tokens", options.max_tokens, "must be >= 0");
+  return std::make_unique<CpuModel>(std::move(weights), options);
+}
+
+}  // namespace spw::rt

@@ -1,0 +1,22 @@
+// CPU backend: the reference implementation of the Model interface. fp32 weights and math,
+// output rows of every matrix product split over a thread pool, one pass over the weights
+// per forward for all new tokens of all sequences (so verifying k draft tokens costs about
+// one token's weight traffic, as speculative decoding needs). KV cache: per sequence and
+// layer, grown on demand; chains and token trees (ancestor masks) in the same attention loop.
+#pragma once
+
+#include <memory>
+
+#include "runtime/llama_weights.h"
+#include "runtime/model.h"
+
+namespace spw::rt {
+
+struct CpuBackendOptions {
+  int threads = 0;     // 0: all hardware threads
+  int max_tokens = 0;  // per-sequence cache limit; 0: the model's context length
+};
+
+std::unique_ptr<Model> make_cpu_model(LlamaWeights weights, const CpuBackendOptions& options = {});
+
+}  // namespace spw::rt

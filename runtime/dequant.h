@@ -1,0 +1,22 @@
+// Tensor element formats of GGUF and their conversion to fp32 at load time: F32, F16, BF16
+// and the block quantisations Q8_0, Q4_0, Q4_1 (32 elements per block, one fp16 scale —
+// and for Q4_1 an fp16 minimum — per block), bit-exact with ggml's dequantisation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace spw::rt {
+
+/// Elements per block of a tensor type (1 for plain floats), 0 if unsupported.
+int64_t type_block_elements(uint32_t type);
+/// Bytes per block of a tensor type, 0 if unsupported.
+int64_t type_block_bytes(uint32_t type);
+/// Bytes of `elements` elements; throws if the type is unsupported or elements is not a
+/// multiple of the block size.
+uint64_t tensor_bytes(uint32_t type, int64_t elements);
+
+/// Converts `elements` elements of `type` at src to fp32 at dst.
+void dequantize(uint32_t type, const uint8_t* src, int64_t elements, float* dst);
+
+}  // namespace spw::rt

@@ -1,0 +1,106 @@
+#include "runtime/llama_weights.h"
+
+#include "kernels/common/error.h"
+#include "runtime/dequant.h"
+
+namespace spw::rt {
+
+ModelConfig read_llama_config(const GgufFile& f) {
+  ModelConfig c;
+  c.architecture = f.get_string("general.architecture");
+  SPW_CHECK(c.architecture == "llama" || c.architecture == "qwen2",
+            "GGUF {}: general.architecture = '{}': only llama and qwen2 are supported", f.path(), c.architecture);
+  const std::string a = c.architecture + ".";
+  c.name = f.get_string_or("general.name", "");
+  c.hidden = static_cast<int>(f.get_int(a + "embedding_length"));
+  c.intermediate = static_cast<int>(f.get_int(a + "feed_forward_length"));
+  c.num_layers = static_cast<int>(f.get_int(a + "block_count"));
+  c.num_heads = static_cast<int>(f.get_int(a + "attention.head_count"));
+  c.num_kv_heads = static_cast<int>(f.get_int_or(a + "attention.head_count_kv", c.num_heads));
+  c.max_context = static_cast<int>(f.get_int_or(a + "context_length", 2048));
+  c.rms_eps = static_cast<float>(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  c.rope_theta = static_cast<float>(f.get_float_or(a + "rope.freq_base", 10000.0));
+  if (f.get_string_or(a + "rope.scaling.type", "") == "llama3" || f.has(a + "rope.scaling.factor")) {
+    // llama.cpp writes Llama-3.1 scaling as rope_freqs; the explicit keys are read when present.
+    c.rope_scaling_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.factor", 0.0));
+    c.rope_low_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.low_freq_factor", 1.0));
+    c.rope_high_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.high_freq_factor", 4.0));
+    c.rope_original_context = static_cast<int>(f.get_int_or(a + "rope.scaling.original_context_length", 8192));
+  }
+  SPW_CHECK(c.hidden > 0 && c.num_heads > 0 && c.hidden % c.num_heads == 0, "GGUF {}: embedding_length {} and head_count {}: "
+            "the hidden size must be a positive multiple of the head count", f.path(), c.hidden, c.num_heads);
+  c.head_dim = c.hidden / c.num_heads;
+  if (f.has(a + "rope.dimension_count"))
+    SPW_CHECK(f.get_int(a + "rope.dimension_count") == c.head_dim, "GGUF {}: rope.dimension_count = {}: partial RoPE "
+              "(head dim {}) is not supported", f.path(), f.get_int(a + "rope.dimension_count"), c.head_dim);
+  SPW_CHECK(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0, "GGUF {}: head_count_kv = {}: must divide head_count {}",
+            f.path(), c.num_kv_heads, c.num_heads);
+  SPW_CHECK(c.num_layers > 0 && c.intermediate > 0, "GGUF {}: block_count {} / feed_forward_length {} must be > 0",
+            f.path(), c.num_layers, c.intermediate);
+  const GgufTensorInfo* emb = f.find_tensor("token_embd.weight");
+  SPW_CHECK(emb, "GGUF {}: tensor 'token_embd.weight' is missing", f.path());
+  c.vocab_size = static_cast<int>(emb->rows());
+  if (f.has(a + "vocab_size"))
+    SPW_CHECK(f.get_int(a + "vocab_size") == c.vocab_size, "GGUF {}: vocab_size = {} but token_embd has {} rows", f.path(),
+              f.get_int(a + "vocab_size"), c.vocab_size);
+  c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  return c;
+}
+
+namespace {
+
+std::vector<float> load_tensor(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  SPW_CHECK(t, "GGUF {}: tensor '{}' is missing", f.path(), name);
+  SPW_CHECK(t->cols() == cols && t->rows() == rows && t->elements == rows * cols,
+            "GGUF {}: tensor '{}' has shape [{}] but [{}, {}] was expected", f.path(), name,
+            fmt::join(t->dims, ", "), cols, rows);
+  std::vector<float> out(static_cast<size_t>(t->elements));
+  dequantize(t->type, f.tensor_data(*t), t->elements, out.data());
+  return out;
+}
+
+Matrix load_matrix(const GgufFile& f, const std::string& name, int rows, int cols, bool bias) {
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.w = load_tensor(f, name + ".weight", rows, cols);
+  if (bias) m.bias = load_tensor(f, name + ".bias", 1, rows);
+  return m;
+}
+
+}  // namespace
+
+LlamaWeights load_llama_weights(const GgufFile& f, int max_layers) {
+  LlamaWeights w;
+  w.config = read_llama_config(f);
+  ModelConfig& c = w.config;
+  w.neox_rope = c.architecture == "qwen2";
+  if (max_layers >= 0) {
+    SPW_CHECK(max_layers >= 1 && max_layers <= c.num_layers, "load_llama_weights: max_layers = {}: must be in 1..{}",
+              max_layers, c.num_layers);
+    c.num_layers = max_layers;
+  }
+  const int hd = c.head_dim, q = c.num_heads * hd, kv = c.num_kv_heads * hd;
+  w.token_embd = load_tensor(f, "token_embd.weight", c.vocab_size, c.hidden);
+  w.output_norm = load_tensor(f, "output_norm.weight", 1, c.hidden);
+  if (!c.tied_embeddings) w.output = load_matrix(f, "output", c.vocab_size, c.hidden, false);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = fmt::format("blk.{}.", l);
+    LlamaLayer L;
+    L.attn_norm = load_tensor(f, p + "attn_norm.weight", 1, c.hidden);
+    L.ffn_norm = load_tensor(f, p + "ffn_norm.weight", 1, c.hidden);
+    L.wq = load_matrix(f, p + "attn_q", q, c.hidden, c.attention_bias);
+    L.wk = load_matrix(f, p + "attn_k", kv, c.hidden, c.attention_bias);
+    L.wv = load_matrix(f, p + "attn_v", kv, c.hidden, c.attention_bias);
+    L.wo = load_matrix(f, p + "attn_output", c.hidden, q, false);
+    L.w_gate = load_matrix(f, p + "ffn_gate", c.intermediate, c.hidden, false);
+    L.w_up = load_matrix(f, p + "ffn_up", c.intermediate, c.hidden, false);
+    L.w_down = load_matrix(f, p + "ffn_down", c.hidden, c.intermediate, false);
+    w.layers.push_back(std::move(L));
+  }
+  return w;
+}
+
+}  // namespace spw::rt

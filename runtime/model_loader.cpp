@@ -1,0 +1,20 @@
+#include "runtime/model_loader.h"
+
+#include "kernels/common/error.h"
+#include "runtime/cpu_backend.h"
+#include "runtime/gguf.h"
+#include "runtime/llama_weights.h"
+
+namespace spw::rt {
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& o) {
+  SPW_CHECK_ARG(o.backend == "cpu" || o.backend == "cuda", "load_model", "backend", o.backend, "must be cpu or cuda");
+  SPW_CHECK(o.backend == "cpu", "load_model: backend = cuda: the CUDA backend is not implemented yet; use --backend cpu");
+  GgufFile file = GgufFile::open(path);
+  CpuBackendOptions cpu;
+  cpu.threads = o.threads;
+  cpu.max_tokens = o.max_tokens;
+  return make_cpu_model(load_llama_weights(file, o.max_layers), cpu);
+}
+
+}  // namespace spw::rt

@@ -1,0 +1,21 @@
+// load_model: a GGUF file to a ready Model on the chosen backend.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "runtime/model.h"
+
+namespace spw::rt {
+
+struct LoadOptions {
+  std::string backend = "cpu";  // "cpu" (the CUDA backend is not available yet)
+  int max_layers = -1;          // only the first L layers (+ final norm + lm_head): self-speculative drafter
+  int max_tokens = 0;           // per-sequence context limit; 0: the model's context length
+  int threads = 0;              // CPU threads; 0: all
+};
+
+/// Loads `path` (GGUF) and returns the model; throws spw::Error naming what is wrong.
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+
+}  // namespace spw::rt

@@ -1,0 +1,381 @@
+// Flat GEMM kernels (design and epilogue in flat_gemm.h):
+//   gemv_kernel    M <= 8: one warp per output column (gate + up rows for SwiGLU), lanes walk
+//                  K with 16-byte loads of W, 4 loads in flight per row, warp reductions;
+//                  8 columns per block. Nothing is padded: pure weight streaming.
+//   mma_kernel     M <= 64 on tensor cores with swapped operands: mma.sync m16n8k16 with 16
+//                  weight rows as A (row-major [n][k] is exactly the A layout) and 8 rows of X
+//                  as B, so M is padded to 8 only. A block owns 64 weight rows (4 warps x 16)
+//                  and one K split; W and X tiles of 64 K flow through a 3-stage cp.async
+//                  pipeline (XOR-swizzled 128-byte rows: conflict-free ldmatrix). Without
+//                  split-K the epilogue runs from shared memory; with split-K fp32 partials
+//                  go to the workspace and reduce_kernel sums them in split order (bitwise
+//                  deterministic, no atomics), then applies the same epilogue.
+//   cuBLASLt       prefill-sized M: caller's handle, heuristic top algorithm, fp32 compute;
+//                  epilogues through the fp32 workspace + reduce_kernel.
+// Instantiations: 2 dtypes x (gemv + reduce + 4 mma M-tilings) = 12 kernels.
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/common/reduce.cuh"
+#include "kernels/flat_gemm/flat_gemm.h"
+
+namespace spw::flat_gemm {
+namespace {
+
+struct Epi {
+  const void* bias;
+  const void* residual;
+  void* y;
+  int m, n, n_out;
+  bool swiglu, out_f32;
+};
+
+// The whole epilogue for one output element (order of flat_gemm.h); g = gate (or the only)
+// accumulator, u = up accumulator (SwiGLU only).
+template <typename T>
+__device__ SPW_FORCEINLINE void finish(const Epi& e, int m, int j, float g, float u) {
+  if (e.bias) {
+    const T* b = static_cast<const T*>(e.bias);
+    g += to_float(b[j]);
+    if (e.swiglu) u += to_float(b[e.n_out + j]);
+  }
+  float v = e.swiglu ? g / (1.f + expf(-g)) * u : g;
+  const size_t o = size_t(m) * e.n_out + j;
+  if (e.out_f32) {
+    if (e.residual) v += static_cast<const float*>(e.residual)[o];
+    static_cast<float*>(e.y)[o] = v;
+  } else {
+    if (e.residual) v += to_float(static_cast<const T*>(e.residual)[o]);
+    static_cast<T*>(e.y)[o] = from_float<T>(v);
+  }
+}
+
+// ------------------------------------------------------------------ GEMV
+constexpr int kGemvWarps = 8;
+constexpr int kGemvUnroll = 4;
+
+template <typename T>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                                              Epi e, int k) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int j = blockIdx.x * kGemvWarps + warp;
+  if (j >= e.n_out) return;
+  const int rows = e.swiglu ? 2 : 1;
+  const T* wr[2] = {w + size_t(j) * k, w + size_t(e.n_out + j) * k};
+  float acc[2][kMaxGemvM];
+  SPW_UNROLL
+  for (int r = 0; r < 2; ++r)
+    SPW_UNROLL
+    for (int mm = 0; mm < kMaxGemvM; ++mm) acc[r][mm] = 0.f;
+
+  for (int base = lane * 8; base < k; base += 32 * 8 * kGemvUnroll) {
+    int4 wv[2][kGemvUnroll];
+    SPW_UNROLL
+    for (int r = 0; r < 2; ++r)
+      SPW_UNROLL
+      for (int u = 0; u < kGemvUnroll; ++u) {
+        const int kk = base + u * 256;
+        wv[r][u] = (r < rows && kk < k) ? __ldg(reinterpret_cast<const int4*>(wr[r] + kk)) : make_int4(0, 0, 0, 0);
+      }
+    SPW_UNROLL
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int kk = base + u * 256;
+      if (kk >= k) break;
+      SPW_UNROLL
+      for (int mm = 0; mm < kMaxGemvM; ++mm) {
+        if (mm >= e.m) break;
+        const int4 xv = __ldg(reinterpret_cast<const int4*>(x + size_t(mm) * k + kk));
+        const T* xs = reinterpret_cast<const T*>(&xv);
+        SPW_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          if (r >= rows) break;
+          const T* ws = reinterpret_cast<const T*>(&wv[r][u]);
+          SPW_UNROLL
+          for (int i = 0; i < 8; ++i) acc[r][mm] += to_float(xs[i]) * to_float(ws[i]);
+        }
+      }
+    }
+  }
+  SPW_UNROLL
+  for (int mm = 0; mm < kMaxGemvM; ++mm) {
+    if (mm >= e.m) break;
+    const float g = warp_reduce_sum(acc[0][mm]);
+    const float u = rows == 2 ? warp_reduce_sum(acc[1][mm]) : 0.f;
+    if (lane == 0) finish<T>(e, mm, j, g, u);
+  }
+}
+
+// ------------------------------------------------------------------ tensor-core flat GEMM
+constexpr int kMmaThreads = 128;
+constexpr int kChunks = kTileK / 8;  // 16-byte chunks per smem row (8)
+
+__device__ SPW_FORCEINLINE int swz(int row, int chunk) { return row * kTileK + ((chunk ^ (row & 7)) * 8); }
+
+__device__ SPW_FORCEINLINE void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ SPW_FORCEINLINE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ SPW_FORCEINLINE void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ SPW_FORCEINLINE void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ SPW_FORCEINLINE void ldmatrix_x2(unsigned (&r)[2], const void* p) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+
+template <typename T>
+__device__ SPW_FORCEINLINE void mma16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+// Weight row held by local row r of block `tile` (-1: past the end). SwiGLU blocks hold 32
+// gate rows then the 32 matching up rows, so gate and up of one output meet in one block.
+__device__ SPW_FORCEINLINE int weight_row(const Epi& e, int tile, int r) {
+  if (e.swiglu) {
+    const int j = tile * (kTileN / 2) + (r % (kTileN / 2));
+    return j < e.n_out ? (r < kTileN / 2 ? j : e.n_out + j) : -1;
+  }
+  const int row = tile * kTileN + r;
+  return row < e.n ? row : -1;
+}
+
+template <int MT>
+constexpr int mma_smem_bytes() { return kStages * (kTileN + 8 * MT) * kTileK * 2; }
+
+template <typename T, int MT>
+__global__ void __launch_bounds__(kMmaThreads) mma_kernel(const T* __restrict__ x, const T* __restrict__ w, Epi e,
+                                                         int k, int k_chunk, float* __restrict__ partial) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* smem = reinterpret_cast<T*>(smem_raw);
+  constexpr int kRows = kTileN + 8 * MT;  // W rows then X rows in each stage
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int tile = blockIdx.x, split = blockIdx.y;
+  const int k_begin = split * k_chunk;
+  const int k_end = min(k, k_begin + k_chunk);
+  const int steps = (k_end - k_begin + kTileK - 1) / kTileK;
+
+  // This thread's W rows: chunks tid + i*128 -> row tid/8 + 16 i, chunk tid%8.
+  constexpr int kWLoads = kTileN * kChunks / kMmaThreads;  // 4
+  const T* wsrc[kWLoads];
+  bool wvalid[kWLoads];
+  SPW_UNROLL
+  for (int i = 0; i < kWLoads; ++i) {
+    const int gr = weight_row(e, tile, tid / kChunks + i * (kMmaThreads / kChunks));
+    wvalid[i] = gr >= 0;
+    wsrc[i] = w + size_t(gr >= 0 ? gr : 0) * k;
+  }
+  const int chunk = tid % kChunks;
+
+  auto load_stage = [&](int slot, int step) {
+    T* s = smem + slot * kRows * kTileK;
+    const int kk = k_begin + step * kTileK + chunk * 8;
+    const bool kvalid = kk < k_end;
+    SPW_UNROLL
+    for (int i = 0; i < kWLoads; ++i) {
+      const int r = tid / kChunks + i * (kMmaThreads / kChunks);
+      const bool v = wvalid[i] && kvalid;
+      cp_async16(s + swz(r, chunk), v ? wsrc[i] + kk : w, v);
+    }
+    SPW_UNROLL
+    for (int idx = tid; idx < 8 * MT * kChunks; idx += kMmaThreads) {
+      const int r = idx / kChunks;
+      const bool v = r < e.m && kvalid;
+      cp_async16(s + swz(kTileN + r, chunk), v ? x + size_t(r) * k + kk : x, v);
+    }
+  };
+
+  float acc[MT][4];
+  SPW_UNROLL
+  for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+
+  SPW_UNROLL
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int it = 0; it < steps; ++it) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage `it` visible to all; slot of stage it-1 free for reuse
+    const int next = it + kStages - 1;
+    if (next < steps) load_stage(next % kStages, next);
+    cp_async_commit();
+    const T* s = smem + (it % kStages) * kRows * kTileK;
+    SPW_UNROLL
+    for (int kk = 0; kk < kTileK / 16; ++kk) {
+      unsigned a[4];
+      ldmatrix_x4(a, s + swz(warp * 16 + lane % 16, 2 * kk + lane / 16));
+      SPW_UNROLL
+      for (int t = 0; t < MT; ++t) {
+        unsigned b[2];
+        ldmatrix_x2(b, s + swz(kTileN + t * 8 + lane % 8, 2 * kk + (lane / 8) % 2));
+        mma16816<T>(acc[t], a, b);
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Accumulator c of mma t: rows (weight) lane/4 (+8 for c2, c3), cols (M) t*8 + 2*(lane%4) (+1).
+  const int r0 = warp * 16 + lane / 4;
+  if (partial) {
+    float* out = partial + size_t(split) * e.m * e.n;
+    SPW_UNROLL
+    for (int t = 0; t < MT; ++t)
+      SPW_UNROLL
+      for (int c = 0; c < 4; ++c) {
+        const int r = r0 + (c / 2) * 8, mm = t * 8 + 2 * (lane % 4) + c % 2;
+        const int gr = weight_row(e, tile, r);
+        if (gr >= 0 && mm < e.m) out[size_t(mm) * e.n + gr] = acc[t][c];
+      }
+    return;
+  }
+  constexpr int kLd = 8 * MT + 1;
+  float* cs = reinterpret_cast<float*>(smem_raw);  // [kTileN][kLd], reuses the pipeline buffers
+  SPW_UNROLL
+  for (int t = 0; t < MT; ++t)
+    SPW_UNROLL
+    for (int c = 0; c < 4; ++c) cs[(r0 + (c / 2) * 8) * kLd + t * 8 + 2 * (lane % 4) + c % 2] = acc[t][c];
+  __syncthreads();
+  const int cols = e.swiglu ? kTileN / 2 : kTileN;
+  for (int idx = tid; idx < cols * e.m; idx += kMmaThreads) {
+    const int mm = idx / cols, jl = idx % cols;
+    const int j = tile * cols + jl;
+    if (j >= e.n_out) continue;
+    finish<T>(e, mm, j, cs[jl * kLd + mm], e.swiglu ? cs[(jl + kTileN / 2) * kLd + mm] : 0.f);
+  }
+}
+
+// ------------------------------------------------------------------ split-K / cuBLASLt epilogue
+template <typename T>
+__global__ void __launch_bounds__(256) reduce_kernel(const float* __restrict__ partial, int splits, Epi e) {
+  const long long idx = blockIdx.x * 256LL + threadIdx.x;
+  if (idx >= static_cast<long long>(e.m) * e.n_out) return;
+  const int mm = static_cast<int>(idx / e.n_out), j = static_cast<int>(idx % e.n_out);
+  float g = 0.f, u = 0.f;
+  for (int s = 0; s < splits; ++s) {  // fixed order: the same bits every run
+    const float* row = partial + (size_t(s) * e.m + mm) * e.n;
+    g += row[j];
+    if (e.swiglu) u += row[e.n_out + j];
+  }
+  finish<T>(e, mm, j, g, u);
+}
+
+cudaDataType_t cuda_type(DType t) {
+  return t == DType::f16 ? CUDA_R_16F : t == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+// Y^T [N, M] (column-major, ld N) = W^T^T · X^T: A = W as a K x N column-major matrix, op T.
+void run_cublaslt(const Plan& pl, const Args& a, void* out, DType out_type, void* ws, Stream stream) {
+  const Problem& p = pl.problem;
+  auto h = static_cast<cublasLtHandle_t>(a.cublaslt_handle);
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  struct Cleanup {
+    cublasLtMatmulDesc_t& op;
+    cublasLtMatrixLayout_t &la, &lb, &ld;
+    cublasLtMatmulPreference_t& pref;
+    ~Cleanup() {
+      if (pref) cublasLtMatmulPreferenceDestroy(pref);
+      if (ld) cublasLtMatrixLayoutDestroy(ld);
+      if (lb) cublasLtMatrixLayoutDestroy(lb);
+      if (la) cublasLtMatrixLayoutDestroy(la);
+      if (op) cublasLtMatmulDescDestroy(op);
+    }
+  } cleanup{op, la, lb, ld, pref};
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof(tA)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof(tB)));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, cuda_type(p.dtype), p.k, p.n, p.k));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, cuda_type(p.dtype), p.k, p.m, p.k));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, cuda_type(out_type), p.n, p.m, p.n));
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  size_t ws_bytes = kCublasLtWorkspace;
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                        sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  SPW_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &result, &found));
+  SPW_CHECK(found > 0, "flat_gemm::run: cuBLASLt found no algorithm for m = {}, n = {}, k = {} (not supported)", p.m,
+            p.n, p.k);
+  const float alpha = 1.f, beta = 0.f;
+  SPW_CUBLAS_CHECK(cublasLtMatmul(h, op, &alpha, a.w, la, a.x, lb, &beta, out, ld, out, ld, &result.algo, ws,
+                                  ws_bytes, reinterpret_cast<cudaStream_t>(stream)));
+}
+
+template <typename T>
+void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
+  const Problem& p = pl.problem;
+  const Epi e{a.bias, a.residual, a.y, p.m, p.n, p.n_out(), p.swiglu, p.out_dtype == DType::f32};
+  const T* x = static_cast<const T*>(a.x);
+  const T* w = static_cast<const T*>(a.w);
+  float* partial = static_cast<float*>(workspace);
+  auto reduce = [&](int splits) {
+    const long long total = static_cast<long long>(p.m) * p.n_out();
+    reduce_kernel<T><<<static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st>>>(partial, splits, e);
+    SPW_CUDA_CHECK_LAUNCH();
+  };
+  if (pl.impl == Impl::gemv) {
+    gemv_kernel<T><<<ceil_div(p.n_out(), kGemvWarps), kGemvWarps * 32, 0, st>>>(x, w, e, p.k);
+    SPW_CUDA_CHECK_LAUNCH();
+  } else if (pl.impl == Impl::mma) {
+    const dim3 grid(pl.n_tiles, pl.split_k);
+    float* part = pl.split_k > 1 ? partial : nullptr;
+    switch (pl.m_tiles) {
+#define SPW_FLAT_MMA_CASE(MT)                                                                         \
+  case MT:                                                                                            \
+    mma_kernel<T, MT><<<grid, kMmaThreads, mma_smem_bytes<MT>(), st>>>(x, w, e, p.k, pl.k_chunk, part); \
+    break;
+      SPW_FLAT_MMA_CASE(1)
+      SPW_FLAT_MMA_CASE(2)
+      SPW_FLAT_MMA_CASE(4)
+      SPW_FLAT_MMA_CASE(8)
+#undef SPW_FLAT_MMA_CASE
+      default: fail("flat_gemm::run: plan.m_tiles = {}: must be 1, 2, 4 or 8", pl.m_tiles);
+    }
+    SPW_CUDA_CHECK_LAUNCH();
+    if (part) reduce(pl.split_k);
+  } else {
+    unsigned char* ws = static_cast<unsigned char*>(workspace);
+    if (pl.partial_bytes) {
+      run_cublaslt(pl, a, partial, DType::f32, ws + pl.partial_bytes, st);
+      reduce(1);
+    } else {
+      run_cublaslt(pl, a, a.y, p.out_dtype, ws, st);
+    }
+  }
+}
+
+static_assert(mma_smem_bytes<8>() <= 48 * 1024, "mma pipeline must fit the default shared-memory limit");
+
+}  // namespace
+
+void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_bytes, Stream stream) {
+  check_args(plan, args, workspace, workspace_bytes);
+  auto st = reinterpret_cast<cudaStream_t>(stream);
+  if (plan.problem.dtype == DType::f16) launch<__half>(plan, args, workspace, st);
+  else launch<__nv_bfloat16>(plan, args, workspace, st);
+}
+
+}  // namespace spw::flat_gemm

@@ -1,0 +1,226 @@
+// Flat GEMM GPU tests against the fp64 reference (skipped without a usable GPU): every M in
+// 1..64, real-model and odd N/K (N not a multiple of the 64-row tile, K not a multiple of the
+// 64-element stage), each epilogue, both dtypes, fp32 output, every impl (gemv, mma with and
+// without split-K, cuBLASLt), bitwise determinism, CUDA graph replay, poisoned outputs,
+// in-place residual.
+#include <cublasLt.h>
+
+#include <cstring>
+#include <memory>
+
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/common/device_buffer.h"
+#include "kernels/flat_gemm/flat_gemm.h"
+#include "kernels/flat_gemm/reference.h"
+#include "tests/common/helpers.h"
+#include "tests/flat_gemm/flat_gemm_cases.h"
+
+using namespace spw;
+using namespace spw::flat_gemm;
+
+namespace {
+
+struct LtHandle {
+  cublasLtHandle_t h = nullptr;
+  LtHandle() { SPW_CUBLAS_CHECK(cublasLtCreate(&h)); }
+  ~LtHandle() { cublasLtDestroy(h); }
+};
+
+std::vector<unsigned char> to_bytes(const std::vector<float>& v, DType t) {
+  std::vector<unsigned char> out(v.size() * dtype_size(t));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (t == DType::f32) std::memcpy(&out[i * 4], &v[i], 4);
+    else if (t == DType::f16) { half h = from_float<half>(v[i]); std::memcpy(&out[i * 2], &h, 2); }
+    else { bfloat16 h = from_float<bfloat16>(v[i]); std::memcpy(&out[i * 2], &h, 2); }
+  }
+  return out;
+}
+std::vector<float> from_bytes(const std::vector<unsigned char>& b, DType t) {
+  std::vector<float> out(b.size() / dtype_size(t));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (t == DType::f32) std::memcpy(&out[i], &b[i * 4], 4);
+    else if (t == DType::f16) { half h; std::memcpy(&h, &b[i * 2], 2); out[i] = to_float(h); }
+    else { bfloat16 h; std::memcpy(&h, &b[i * 2], 2); out[i] = to_float(h); }
+  }
+  return out;
+}
+
+test::Tolerance tolerance(const Problem& p) {
+  return p.out_dtype == DType::f32 ? test::Tolerance{1e-4, 1e-3} : test::tolerance_for(p.dtype);
+}
+
+// Inputs of one problem on host (floats rounded to their dtype) and device, plus its reference.
+struct Case {
+  Problem p;
+  std::vector<float> x, w, bias, residual;
+  std::vector<double> ref;
+  DeviceBuffer<unsigned char> dx, dw, dbias, dres, dy, ws;
+  LtHandle lt;
+
+  Case(const Problem& prob, uint64_t seed) : p(prob) {
+    auto rng = test::make_rng(seed);
+    x = test::random_floats(rng, size_t(p.m) * p.k, -1, 1, p.dtype);
+    w = test::random_floats(rng, size_t(p.n) * p.k, -1, 1, p.dtype);
+    if (p.has_bias) bias = test::random_floats(rng, p.n, -1, 1, p.dtype);
+    if (p.has_residual) residual = test::random_floats(rng, size_t(p.m) * p.n_out(), -2, 2, p.out_dtype);
+    ref = reference(p, x, w, bias, residual);
+    dx = DeviceBuffer<unsigned char>(to_bytes(x, p.dtype));
+    dw = DeviceBuffer<unsigned char>(to_bytes(w, p.dtype));
+    if (p.has_bias) dbias = DeviceBuffer<unsigned char>(to_bytes(bias, p.dtype));
+    if (p.has_residual) dres = DeviceBuffer<unsigned char>(to_bytes(residual, p.out_dtype));
+    dy = DeviceBuffer<unsigned char>(size_t(p.m) * p.n_out() * dtype_size(p.out_dtype));
+  }
+  Args args() {
+    Args a;
+    a.x = dx.get();
+    a.w = dw.get();
+    a.bias = p.has_bias ? dbias.get() : nullptr;
+    a.residual = p.has_residual ? dres.get() : nullptr;
+    a.y = dy.get();
+    a.cublaslt_handle = lt.h;
+    return a;
+  }
+  // Poisons y, runs `pl`, returns y as bytes.
+  std::vector<unsigned char> run_plan(const Plan& pl) {
+    if (ws.size() < pl.workspace_bytes) ws = DeviceBuffer<unsigned char>(pl.workspace_bytes);
+    ws.fill_bytes(test::kPoisonByte);  // partials need no initialisation
+    dy.fill_bytes(test::kPoisonByte);
+    run(pl, args(), ws.get(), ws.size(), nullptr);
+    SPW_CUDA_CHECK(cudaDeviceSynchronize());
+    return dy.download();
+  }
+  void check(const Plan& pl, const std::string& what) {
+    const auto y = from_bytes(run_plan(pl), p.out_dtype);
+    EXPECT_TRUE(test::close_to(y, ref, tolerance(p)))
+        << what << " impl=" << impl_name(pl.impl) << " split=" << pl.split_k << " m=" << p.m << " n=" << p.n
+        << " k=" << p.k << " " << dtype_name(p.dtype) << "->" << dtype_name(p.out_dtype);
+  }
+};
+
+Problem make(DType dt, int m, int n, int k) {
+  Problem p;
+  p.dtype = p.out_dtype = dt;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  return p;
+}
+
+class FlatGemmGpu : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    SPW_REQUIRE_GPU();
+    dev = query_device(0);
+  }
+  DeviceInfo dev;
+};
+
+}  // namespace
+
+// Every M in 1..64 on an odd shape (N = 200: 3 tiles + 8 rows; K = 1000: 15 stages + 40)
+// with the dispatcher's choice, the mma path without and with split-K, and gemv for M <= 8.
+TEST_P(FlatGemmGpu, EveryMEveryImplOddShape) {
+  for (int m = 1; m <= kMaxFlatM; ++m) {
+    Case c(make(GetParam(), m, 200, 1000), m);
+    c.check(plan(c.p, dev), "auto");
+    c.check(plan(c.p, dev, {Impl::mma, 1}), "mma");
+    c.check(plan(c.p, dev, {Impl::mma, 5}), "mma split");
+    if (m <= kMaxGemvM) c.check(plan(c.p, dev, {Impl::gemv, 0}), "gemv");
+  }
+}
+
+// The issue's real-model (N, K) and odd shapes at a few M, dispatcher's choice and forced paths
+// (model shapes at M = 1, 5 and one at M = 17 only: the fp64 reference costs M·N·K).
+TEST_P(FlatGemmGpu, ModelAndOddShapes) {
+  std::vector<std::tuple<int, int, int>> cases;
+  for (auto [n, k] : test_cases::kModelShapes)
+    for (int m : {1, 5}) cases.emplace_back(m, n, k);
+  cases.emplace_back(17, 4096, 4096);
+  for (auto [n, k] : test_cases::kOddShapes)
+    for (int m : {1, 6, 33}) cases.emplace_back(m, n, k);
+  for (auto [m, n, k] : cases) {
+    {
+      Case c(make(GetParam(), m, n, k), n + k + m);
+      c.check(plan(c.p, dev), "auto");
+      c.check(plan(c.p, dev, {Impl::mma, 0}), "mma rules");
+      if (m <= kMaxGemvM) c.check(plan(c.p, dev, {Impl::gemv, 0}), "gemv");
+    }
+}
+
+// Each epilogue alone and all together, output in the input dtype and in fp32, on every impl.
+TEST_P(FlatGemmGpu, EveryEpilogueEveryImplBothOutputTypes) {
+  for (int m : {3, 24})
+    for (DType out : {GetParam(), DType::f32})
+      for (int mask = 1; mask < 8; ++mask) {
+        Problem p = make(GetParam(), m, 2 * 136, 520);  // swiglu: 136 outputs = 4 half-tiles + 8
+        p.out_dtype = out;
+        p.has_bias = mask & 1;
+        p.has_residual = mask & 2;
+        p.swiglu = mask & 4;
+        Case c(p, mask * 100 + m);
+        const std::string what = fmt::format("bias={} residual={} swiglu={}", p.has_bias, p.has_residual, p.swiglu);
+        c.check(plan(p, dev, {Impl::mma, 1}), what);
+        c.check(plan(p, dev, {Impl::mma, 4}), what);
+        c.check(plan(p, dev, {Impl::cublaslt, 0}), what);
+        if (m <= kMaxGemvM) c.check(plan(p, dev, {Impl::gemv, 0}), what);
+      }
+}
+
+TEST_P(FlatGemmGpu, InPlaceResidual) {
+  Problem p = make(GetParam(), 5, 4096, 512);
+  p.has_residual = true;
+  Case c(p, 7);
+  for (const Plan& pl : {plan(p, dev, {Impl::gemv, 0}), plan(p, dev, {Impl::mma, 3})}) {
+    c.dy.upload(to_bytes(c.residual, p.out_dtype));
+    Args a = c.args();
+    a.residual = a.y;
+    DeviceBuffer<unsigned char> ws(std::max<size_t>(pl.workspace_bytes, 16));
+    run(pl, a, ws.get(), ws.size(), nullptr);
+    SPW_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(test::close_to(from_bytes(c.dy.download(), p.out_dtype), c.ref, tolerance(p))) << impl_name(pl.impl);
+  }
+}
+
+TEST_P(FlatGemmGpu, CublasLtForLargeM) {
+  Case c(make(GetParam(), 128, 520, 264), 3);
+  const Plan pl = plan(c.p, dev);
+  ASSERT_EQ(pl.impl, Impl::cublaslt);
+  c.check(pl, "auto M=128");
+}
+
+// Split-K is deterministic: the same bits on every run, and graph replay gives them too.
+TEST_P(FlatGemmGpu, BitwiseDeterminismAndGraphReplay) {
+  Problem p = make(GetParam(), 16, 4096, 4096);
+  p.has_bias = true;
+  Case c(p, 11);
+  for (const Plan& pl : {plan(p, dev, {Impl::mma, 8}), plan(p, dev, {Impl::mma, 1}), plan(p, dev, {Impl::gemv, 0}),
+                         plan(p, dev)}) {
+    if (pl.impl == Impl::gemv && p.m > kMaxGemvM) continue;
+    const auto first = c.run_plan(pl);
+    for (int rep = 0; rep < 3; ++rep) EXPECT_EQ(c.run_plan(pl), first) << "run " << rep;
+    // Graph capture of run() (no allocation, no sync inside), replayed twice.
+    cudaStream_t s;
+    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    c.dy.fill_bytes(test::kPoisonByte);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    run(pl, c.args(), c.ws.get(), c.ws.size(), reinterpret_cast<Stream>(s));
+    SPW_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    SPW_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    for (int rep = 0; rep < 2; ++rep) {
+      c.dy.fill_bytes(test::kPoisonByte);
+      SPW_CUDA_CHECK(cudaGraphLaunch(ge, s));
+      SPW_CUDA_CHECK(cudaStreamSynchronize(s));
+      EXPECT_EQ(c.dy.download(), first) << "graph replay " << rep << " impl " << impl_name(pl.impl);
+    }
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    EXPECT_TRUE(test::close_to(from_bytes(first, p.out_dtype), c.ref, tolerance(p)));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FlatGemmGpu, ::testing::Values(DType::f16, DType::bf16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });

@@ -5,13 +5,12 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/flat_gemm/dispatch_table.h"
 #include "kernels/flat_gemm/flat_gemm.h"
 
 namespace spw::flat_gemm {
 namespace {
-const TableEntry kTable[] = {
-#include "kernels/flat_gemm/dispatch_table.h"
-    SPW_FLAT_GEMM_TABLE_ROWS
+const TableEntry kTable[] = {SPW_FLAT_GEMM_TABLE_ROWS
     {nullptr, 0, 0, 0, Impl::automatic, 0}};
 }  // namespace
 

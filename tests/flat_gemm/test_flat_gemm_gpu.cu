@@ -144,7 +144,7 @@ TEST_P(FlatGemmGpu, ModelAndOddShapes) {
     c.check(plan(c.p, dev), "auto");
     c.check(plan(c.p, dev, {Impl::mma, 0}), "mma rules");
     if (m <= kMaxGemvM) c.check(plan(c.p, dev, {Impl::gemv, 0}), "gemv");
-    }
+  }
 }
 
 // Each epilogue alone and all together, output in the input dtype and in fp32, on every impl.

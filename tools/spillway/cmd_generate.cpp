@@ -1,0 +1,323 @@
+// `spillway generate`: the end-to-end decode demo. Loads a GGUF model, streams generated
+// text, shows a live status line (stderr, when it is a terminal) and a summary; --draft picks
+// autoregressive decoding, one drafter or a cascade (grammar: decode/README.md); --compare
+// runs autoregressive decoding on the same prompt first and prints the speedup.
+// --prompts FILE.jsonl + --json OUT run a prompt set without streaming (bench/e2e_decode.py).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+
+#include "decode/bigram.h"
+#include "decode/drafter_config.h"
+#include "decode/speculative.h"
+#include "kernels/common/error.h"
+#include "runtime/chat_template.h"
+#include "runtime/model.h"
+#include "runtime/model_loader.h"
+#include "runtime/tokenizer.h"
+#include "tools/spillway/command.h"
+
+namespace {
+
+using namespace spw;
+
+// Loads a GGUF model on a backend (max_layers <= 0: all layers).
+std::shared_ptr<rt::Model> open_model(const std::string& path, int max_layers, const std::string& backend,
+                                      int context = 2048) {
+  rt::LoadOptions lo;
+  lo.backend = backend.empty() ? "cpu" : backend;
+  lo.max_layers = max_layers > 0 ? max_layers : -1;
+  lo.max_tokens = context;
+  return rt::load_model(path, lo);
+}
+
+constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+void usage() {
+  fmt::print(
+      "usage: spillway generate [options]\n"
+      "  --model FILE.gguf   model (default {})\n"
+      "  --prompt TEXT       prompt (default: read stdin)\n"
+      "  --chat              wrap the prompt in the model's chat template (default on when the\n"
+      "                      model has one; --raw turns it off)\n"
+      "  --max-tokens N      tokens to generate (default 128)\n"
+      "  --draft SPEC        none | maxgram | maxgram+bigram | bigram | model:PATH | self:L |\n"
+      "                      vcascade(...) | hcascade(...)  (default: maxgram, or maxgram+bigram\n"
+      "                      when MODEL.bigram exists; grammar in decode/README.md)\n"
+      "  --k N               draft tokens per step (default 6)\n"
+      "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
+      "  --compare           run autoregressive decoding first and print the speedup\n"
+      "  --temperature T     0 = greedy (default 0)\n"
+      "  --top-p P           nucleus sampling (default 1)\n"
+      "  --seed S            sampling seed (default 0)\n"
+      "  --bigram FILE       bigram table (default MODEL.bigram when present)\n"
+      "  --backend cpu|cuda  (default: cuda when available, else cpu)\n"
+      "  --prompts FILE      JSONL prompt set ({{\"id\", \"prompt\"}} per line): no streaming\n"
+      "  --json OUT          write per-prompt results as JSON lines (with --prompts)\n",
+      kDefaultModel);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') { o += '\\'; o += static_cast<char>(c); }
+    else if (c == '\n') o += "\\n";
+    else if (c < 0x20) o += fmt::format("\\u{:04x}", c);
+    else o += static_cast<char>(c);
+  }
+  return o;
+}
+
+// Minimal extraction of a string field from one JSON line (the prompt set is ours).
+std::string json_field(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\"";
+  size_t p = line.find(k);
+  SPW_CHECK(p != std::string::npos, "prompt line has no \"{}\": {}", key, line.substr(0, 80));
+  p = line.find('"', line.find(':', p + k.size()) + 1);
+  std::string out;
+  for (++p; p < line.size() && line[p] != '"'; ++p) {
+    if (line[p] == '\\' && p + 1 < line.size()) {
+      const char e = line[++p];
+      if (e == 'n') out += '\n';
+      else if (e == 't') out += '\t';
+      else if (e == 'u' && p + 4 < line.size()) {
+        out += static_cast<char>(std::stoi(line.substr(p + 1, 4), nullptr, 16));
+        p += 4;
+      } else out += e;
+    } else {
+      out += line[p];
+    }
+  }
+  return out;
+}
+
+uint64_t token_hash(const std::vector<int32_t>& t) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int32_t x : t) {
+    h ^= static_cast<uint32_t>(x);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+struct Options {
+  std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out;
+  bool have_prompt = false, compare = false, chat = true;
+  decode::GenerateParams gp;
+};
+
+struct Run {
+  decode::Generation gen;
+  double seconds = 0;
+};
+
+Run run_one(decode::SpeculativeDecoder& dec, const std::vector<int32_t>& prompt,
+            const decode::GenerateParams& gp, const rt::Tokenizer& tok, bool stream, const char* label) {
+  decode::GenerateParams p = gp;
+  rt::StreamDecoder sd(tok, false);
+  const bool tty = isatty(fileno(stderr));
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t n = 0;
+  if (stream) {
+    p.on_token = [&](int, int32_t t) {
+      ++n;
+      std::fputs(sd.push(t).c_str(), stdout);
+      std::fflush(stdout);
+      if (tty && n % 4 == 0) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        fmt::print(stderr, "\0337\033[999;1H\033[2K[{}] {} tokens  {:.1f} tok/s\0338", label, n, n / s);
+        std::fflush(stderr);
+      }
+    };
+  }
+  Run r;
+  r.gen = dec.generate(prompt, p);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (stream) {
+    std::fputs(sd.flush().c_str(), stdout);
+    std::fputs("\n", stdout);
+    if (tty) fmt::print(stderr, "\0337\033[999;1H\033[2K\0338");
+    std::fflush(stdout);
+  }
+  return r;
+}
+
+int generate(const std::vector<std::string>& args) {
+  Options o;
+  o.gp.max_new_tokens = 128;
+  o.gp.k = 6;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      SPW_CHECK(i + 1 < args.size(), "generate: {} needs a value", a);
+      return args[++i];
+    };
+    auto number = [&](const char* what) {
+      const std::string& v = value();
+      try {
+        size_t used = 0;
+        const double d = std::stod(v, &used);
+        if (used != v.size()) throw 0;
+        return d;
+      } catch (...) {
+        fail("generate: {} = '{}': not a number ({})", a, v, what);
+      }
+    };
+    if (a == "--help" || a == "-h") { usage(); return 0; }
+    else if (a == "--model") o.model = value();
+    else if (a == "--prompt") { o.prompt = value(); o.have_prompt = true; }
+    else if (a == "--max-tokens") o.gp.max_new_tokens = static_cast<int>(number("tokens"));
+    else if (a == "--draft") o.draft = value();
+    else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
+    else if (a == "--tree") o.gp.tree_width = static_cast<int>(number("branches"));
+    else if (a == "--compare") o.compare = true;
+    else if (a == "--temperature") o.gp.sampling.temperature = static_cast<float>(number("temperature"));
+    else if (a == "--top-p") o.gp.sampling.top_p = static_cast<float>(number("top-p"));
+    else if (a == "--seed") o.gp.sampling.seed = static_cast<uint64_t>(number("seed"));
+    else if (a == "--bigram") o.bigram = value();
+    else if (a == "--backend") o.backend = value();
+    else if (a == "--chat") o.chat = true;
+    else if (a == "--raw") o.chat = false;
+    else if (a == "--prompts") o.prompts_file = value();
+    else if (a == "--json") o.json_out = value();
+    else {
+      fmt::print(stderr, "spillway generate: unknown option '{}'\n", a);
+      usage();
+      return 2;
+    }
+  }
+  SPW_CHECK_ARG(o.gp.max_new_tokens >= 0, "generate", "--max-tokens", o.gp.max_new_tokens, "must be >= 0");
+  if (!std::filesystem::exists(o.model)) {
+    fmt::print(stderr,
+               "spillway generate: model '{}' not found.\n"
+               "Get the default model with:  tools/fetch_model.sh\n"
+               "or pass another GGUF file with --model FILE.gguf\n", o.model);
+    return 1;
+  }
+  const auto t_load = std::chrono::steady_clock::now();
+  auto tok = std::make_shared<rt::Tokenizer>(rt::Tokenizer::from_gguf_file(o.model));
+  auto target = open_model(o.model, 0, o.backend);
+  const int vocab = target->config().vocab_size;
+  std::vector<std::string> strings;
+  for (int32_t i = 0; i < tok->n_vocab(); ++i) strings.push_back(tok->token_text(i));
+  const uint64_t thash = decode::tokenizer_hash(strings);
+
+  decode::DrafterEnv env;
+  env.vocab_size = vocab;
+  env.target_path = o.model;
+  env.sampling = o.gp.sampling;
+  env.load_model = [&](const std::string& path, int layers) { return open_model(path, layers, o.backend); };
+  std::string bigram_path = o.bigram.empty() ? o.model + ".bigram" : o.bigram;
+  if (!o.bigram.empty() || std::filesystem::exists(bigram_path))
+  {
+    auto table = decode::BigramTable::load(bigram_path, -1, thash);
+    SPW_CHECK(table.vocab_size() <= vocab, "bigram file '{}': vocab_size = {}, but the model has {}",
+              bigram_path, table.vocab_size(), vocab);
+    env.bigram = std::make_shared<decode::BigramTable>(std::move(table));
+  }
+  if (o.draft.empty()) o.draft = env.bigram ? "maxgram+bigram" : "maxgram";
+  auto factory = decode::make_drafter_factory(o.draft, env);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+
+  for (int32_t id = 0; id < tok->n_vocab(); ++id)
+    if (tok->is_end_of_generation(id)) o.gp.eos_tokens.push_back(id);
+  o.gp.bos = tok->bos_id();
+
+  auto encode = [&](const std::string& text) {
+    if (o.chat && !tok->chat_template().empty()) {
+      const auto tmpl = rt::ChatTemplate::detect(tok->chat_template());
+      const std::vector<rt::ChatMessage> msgs{{"user", text}};
+      return tok->encode(tmpl.apply(msgs, true), true, true);
+    }
+    return tok->encode(text, true, false);
+  };
+
+  decode::SpeculativeDecoder ar(*target), spec(*target, factory);
+  const bool greedy = o.gp.sampling.greedy();
+  fmt::print(stderr, "model {} ({} backend, {} layers, vocab {}), loaded in {:.1f} s; draft: {}{}\n",
+             o.model, target->backend_name(), target->config().num_layers, vocab, load_s,
+             factory ? o.draft : "none (autoregressive)", env.bigram ? fmt::format(", bigram {}", bigram_path) : "");
+
+  if (!o.prompts_file.empty()) {
+    std::ifstream in(o.prompts_file);
+    SPW_CHECK(in.good(), "generate: cannot open --prompts '{}'", o.prompts_file);
+    std::unique_ptr<std::ofstream> out;
+    if (!o.json_out.empty()) out = std::make_unique<std::ofstream>(o.json_out);
+    std::string line;
+    decode::DecodeStats total_ar, total_spec;
+    while (std::getline(in, line)) {
+      if (line.find('{') == std::string::npos) continue;
+      const std::string id = json_field(line, "id");
+      const auto prompt = encode(json_field(line, "prompt"));
+      Run a;
+      if (o.compare) a = run_one(ar, prompt, o.gp, *tok, false, "ar");
+      Run s = run_one(spec, prompt, o.gp, *tok, false, "spec");
+      const bool same = !o.compare || !greedy || a.gen.tokens == s.gen.tokens;
+      if (o.compare) total_ar.merge(a.gen.stats);
+      total_spec.merge(s.gen.stats);
+      const auto& st = s.gen.stats;
+      fmt::print(stderr, "{:<10} {:4} tokens  {:7.2f} tok/s  {:.2f} accepted/pass{}{}\n", id, st.generated,
+                 st.tokens_per_s(), st.accepted_per_pass(),
+                 o.compare ? fmt::format("  speedup {:.2f}x", st.tokens_per_s() / std::max(1e-9, a.gen.stats.tokens_per_s())) : "",
+                 same ? "" : "  OUTPUT DIFFERS");
+      if (out) {
+        *out << fmt::format(
+            "{{\"id\": \"{}\", \"draft\": \"{}\", \"tokens\": {}, \"tokens_per_s\": {:.4f}, "
+            "\"ar_tokens_per_s\": {:.4f}, \"target_passes\": {}, \"accepted_per_step\": {:.4f}, "
+            "\"acceptance\": {:.4f}, \"draft_share\": {:.4f}, \"swi\": {:.4f}, \"identical\": {}, "
+            "\"output_hash\": \"{:016x}\"",
+            json_escape(id), json_escape(o.draft), st.generated, st.tokens_per_s(),
+            o.compare ? a.gen.stats.tokens_per_s() : 0.0, st.target_passes, st.accepted_per_pass(),
+            st.acceptance_rate(), st.draft_time_share(), st.swi(), same ? "true" : "false",
+            token_hash(s.gen.tokens));
+        *out << ", \"by_source\": {";
+        bool first = true;
+        for (const auto& [k, v] : st.by_source) {
+          *out << fmt::format("{}\"{}\": [{}, {}]", first ? "" : ", ", json_escape(k), v.first, v.second);
+          first = false;
+        }
+        *out << "}}\n";
+      }
+    }
+    fmt::print(stderr, "total: {}\n", total_spec.summary());
+    if (o.compare && total_ar.decode_s > 0)
+      fmt::print(stderr, "autoregressive: {:.2f} tok/s; speedup {:.2f}x\n", total_ar.tokens_per_s(),
+                 total_spec.tokens_per_s() / std::max(1e-9, total_ar.tokens_per_s()));
+    return 0;
+  }
+
+  if (!o.have_prompt) {
+    o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  const auto prompt = encode(o.prompt);
+  Run a;
+  if (o.compare) {
+    fmt::print(stderr, "--- autoregressive ---\n");
+    a = run_one(ar, prompt, o.gp, *tok, true, "autoregressive");
+    fmt::print(stderr, "{}\n--- {} ---\n", a.gen.stats.summary(), factory ? o.draft : "autoregressive");
+  }
+  Run s = run_one(factory ? spec : ar, prompt, o.gp, *tok, true, factory ? o.draft.c_str() : "autoregressive");
+  fmt::print(stderr, "{} prompt tokens, stop: {}\n{}\n", prompt.size(), decode::stop_reason_name(s.gen.stop),
+             s.gen.stats.summary());
+  if (o.compare) {
+    const double sa = a.gen.stats.tokens_per_s(), ss = s.gen.stats.tokens_per_s();
+    fmt::print(stderr, "\n{:<28} {:>10} {:>14} {:>10}\n", "method", "tok/s", "tokens/pass", "speedup");
+    fmt::print(stderr, "{:<28} {:>10.2f} {:>14.2f} {:>9.2f}x\n", "autoregressive", sa, a.gen.stats.tokens_per_pass(), 1.0);
+    fmt::print(stderr, "{:<28} {:>10.2f} {:>14.2f} {:>9.2f}x\n", o.draft.substr(0, 28), ss,
+               s.gen.stats.tokens_per_pass(), ss / std::max(1e-9, sa));
+    if (greedy)
+      fmt::print(stderr, "greedy outputs {}\n", a.gen.tokens == s.gen.tokens ? "identical" : "DIFFER (bug!)");
+  }
+  return 0;
+}
+
+cli::CommandRegistration reg({"generate", "generate text with speculative / cascade drafting (the decode demo)", generate});
+
+}  // namespace

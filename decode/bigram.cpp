@@ -130,29 +130,29 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
   batch = std::min(batch, vocab);
   std::vector<int> seqs(batch);
   for (auto& s : seqs) s = model.create_sequence();
+  // BOS is run once per sequence slot and kept in its cache; each round only rolls back to
+  // it and feeds the one vocabulary token (half the tokens of feeding [BOS, v] every time).
   const int base = bos >= 0 ? 1 : 0;
-  std::vector<int32_t> tokens(2 * static_cast<size_t>(batch));
+  std::vector<int32_t> tokens(static_cast<size_t>(batch));
   std::vector<rt::SeqInput> inputs(batch);
   std::vector<float> logits;
   std::vector<double> w(vocab);
   const auto start = std::chrono::steady_clock::now();
   try {
+    if (base) {
+      for (int i = 0; i < batch; ++i) inputs[i] = {seqs[i], std::span<const int32_t>(&bos, 1), {}};
+      model.forward(inputs, logits);
+    }
     for (int v0 = 0; v0 < vocab; v0 += batch) {
       const int nb = std::min(batch, vocab - v0);
       for (int i = 0; i < nb; ++i) {
-        model.rollback(seqs[i], 0);
-        int32_t* tk = &tokens[2 * static_cast<size_t>(i)];
-        tk[0] = bos;
-        tk[1] = v0 + i;
-        inputs[i].seq_id = seqs[i];
-        inputs[i].tokens = std::span<const int32_t>(tk + (base ? 0 : 1), base ? 2 : 1);
-        inputs[i].parents = {};
+        model.rollback(seqs[i], base);
+        tokens[i] = v0 + i;
+        inputs[i] = {seqs[i], std::span<const int32_t>(&tokens[i], 1), {}};
       }
       model.forward(std::span<const rt::SeqInput>(inputs.data(), nb), logits);
-      size_t row = 0;
       for (int i = 0; i < nb; ++i) {
-        row += inputs[i].tokens.size();
-        const float* lg = logits.data() + (row - 1) * vocab;
+        const float* lg = logits.data() + static_cast<size_t>(i) * vocab;
         const float m = *std::max_element(lg, lg + vocab);
         double sum = 0;
         for (int b = 0; b < vocab; ++b) sum += (w[b] = std::exp(double(lg[b]) - m));

@@ -108,7 +108,7 @@ TEST(Bigram, FromModelMatchesDirectArgmaxAndReportsProgress) {
                                      last_done = done;
                                    });
   EXPECT_EQ(calls, 5);  // ceil(37 / 8) forward calls
-  EXPECT_EQ(m.forward_calls, 5);
+  EXPECT_EQ(m.forward_calls, 6);  // BOS once per slot, then one forward per batch
   std::vector<float> lg(37);
   for (int v = 0; v < 37; ++v) {
     std::vector<int32_t> ctx{3, v};

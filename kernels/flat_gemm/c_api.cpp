@@ -50,6 +50,7 @@ int spw_flat_gemm_plan_create(const spw_flat_gemm_problem* c, int sm_count, spw_
     spw::flat_gemm::Options o;
     o.impl = static_cast<spw::flat_gemm::Impl>(c->impl);
     o.split_k = c->split_k;
+    o.cublaslt_algo = c->cublaslt_algo;
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
     *out = new spw_flat_gemm_plan{spw::flat_gemm::plan(p, dev, o)};
   });

@@ -38,6 +38,7 @@ inline constexpr int kTileK = 64;      // tensor-core path: K elements per pipel
 inline constexpr int kStages = 3;      // tensor-core path: cp.async pipeline depth
 inline constexpr int kMaxSplitK = 16;
 inline constexpr size_t kCublasLtWorkspace = size_t(4) << 20;
+inline constexpr int kCublasLtAlgos = 8;  // heuristic results requested from cuBLASLt
 
 enum class Impl { automatic = 0, gemv = 1, mma = 2, cublaslt = 3 };
 const char* impl_name(Impl impl);
@@ -56,6 +57,8 @@ struct Problem {
 struct Options {
   Impl impl = Impl::automatic;
   int split_k = 0;     // mma path: number of K splits (1..16), 0 = dispatcher
+  int cublaslt_algo = 0;  // cublaslt impl: index into cuBLASLt's heuristic list (0 = its top
+                          // choice, < kCublasLtAlgos); benches time each to get the best
 };
 
 struct Plan {
@@ -66,6 +69,7 @@ struct Plan {
   int split_k = 1;          // K splits (mma); partials go through the workspace when > 1
   int k_chunk = 0;          // K elements per split (multiple of kTileK)
   bool from_table = false;  // chosen by a measured dispatch-table entry
+  int cublaslt_algo = 0;    // cublaslt: which heuristic result to use (Options)
   size_t partial_bytes = 0; // fp32 partials [split_k][M][N] at workspace offset 0
   size_t workspace_bytes = 0;
 };

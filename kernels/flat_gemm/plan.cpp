@@ -40,6 +40,8 @@ Plan plan(const Problem& p, const DeviceInfo& device, Options o) {
                 "must be automatic (0), gemv (1), mma (2) or cublaslt (3)");
   SPW_CHECK_ARG(o.split_k >= 0 && o.split_k <= kMaxSplitK, w, "options.split_k", o.split_k,
                 "must be 0 (dispatcher) or in [1, 16]");
+  SPW_CHECK_ARG(o.cublaslt_algo >= 0 && o.cublaslt_algo < kCublasLtAlgos, w, "options.cublaslt_algo",
+                o.cublaslt_algo, "must be in [0, 8)");
   SPW_CHECK_ARG(o.impl != Impl::gemv || p.m <= kMaxGemvM, w, "m", p.m, "must be <= 8 for the gemv impl");
   SPW_CHECK_ARG(o.impl != Impl::mma || p.m <= kMaxFlatM, w, "m", p.m, "must be <= 64 for the mma impl");
   SPW_CHECK_ARG(o.split_k <= 1 || o.impl == Impl::mma || o.impl == Impl::automatic, w, "options.split_k", o.split_k,
@@ -59,6 +61,7 @@ Plan plan(const Problem& p, const DeviceInfo& device, Options o) {
   }
   pl.impl = c.impl;
   pl.from_table = c.from_table;
+  pl.cublaslt_algo = pl.impl == Impl::cublaslt ? o.cublaslt_algo : 0;
   const size_t partial_row_bytes = size_t(p.m) * p.n * sizeof(float);
   if (pl.impl == Impl::mma) {
     pl.m_tiles = p.m <= 8 ? 1 : p.m <= 16 ? 2 : p.m <= 32 ? 4 : 8;

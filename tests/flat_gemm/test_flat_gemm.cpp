@@ -191,6 +191,7 @@ TEST(FlatGemmPlan, BadProblemsNamed) {
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::automatic, -1}), "options.split_k = -1");
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::gemv, 2}), "split-K exists only on the mma impl");
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {static_cast<Impl>(9), 0}), "options.impl = 9");
+  EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::cublaslt, 0, 8}), "options.cublaslt_algo = 8");
 }
 
 TEST(FlatGemmRun, BadArgumentsNamedBeforeLaunch) {

@@ -186,6 +186,37 @@ TEST_P(FlatGemmGpu, CublasLtForLargeM) {
   const Plan pl = plan(c.p, dev);
   ASSERT_EQ(pl.impl, Impl::cublaslt);
   c.check(pl, "auto M=128");
+  // Graph capture of the cuBLASLt impl (the heuristic query is host-only), with an epilogue.
+  Problem p = c.p;
+  p.has_bias = true;
+  Case e(p, 4);
+  const Plan pe = plan(p, dev);
+  e.check(pe, "auto M=128 bias");
+  cudaStream_t s;
+  SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  run(pe, e.args(), e.ws.get(), e.ws.size(), reinterpret_cast<Stream>(s));
+  SPW_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+  SPW_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+  e.dy.fill_bytes(test::kPoisonByte);
+  SPW_CUDA_CHECK(cudaGraphLaunch(ge, s));
+  SPW_CUDA_CHECK(cudaStreamSynchronize(s));
+  EXPECT_TRUE(test::close_to(from_bytes(e.dy.download(), p.out_dtype), e.ref, tolerance(p))) << "graph replay";
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+  // Every heuristic algorithm the plan can name gives the right numbers.
+  for (int algo = 1; algo < kCublasLtAlgos; ++algo) {
+    const Plan pa = plan(c.p, dev, {Impl::cublaslt, 0, algo});
+    try {
+      c.check(pa, fmt::format("cublaslt algo {}", algo));
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find("not supported"), std::string::npos) << err.what();
+      break;  // cuBLASLt offered fewer algorithms
+    }
+  }
 }
 
 // Split-K is deterministic: the same bits on every run, and graph replay gives them too.

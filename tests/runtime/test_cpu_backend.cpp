@@ -1,0 +1,202 @@
+// CPU backend on tiny random models written by the project's own writer: a chain forward of N
+// tokens equals N single-token forwards, a tree forward equals running each root-to-leaf path
+// on its own, rollback/keep_tokens then continuing equals a fresh run, batches of sequences
+// equal separate runs, and bad input is rejected by name. (Agreement with an independent
+// NumPy implementation: the runtime_numpy_reference_* tests.)
+#include <filesystem>
+
+#include "runtime/gguf_writer.h"
+#include "runtime/model_loader.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+using namespace spw::rt;
+
+namespace {
+
+class CpuBackend : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::filesystem::temp_directory_path() / ("spw_cpu_backend_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    TinyLlamaSpec s;
+    s.context = 64;
+    write_tiny_llama(path(), s);
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+  static std::string path() { return (dir_ / "tiny.gguf").string(); }
+
+  // Logits of the last token after feeding `ids` one forward call at a time.
+  static std::vector<float> run_single(Model& m, const std::vector<int32_t>& ids) {
+    const int s = m.create_sequence();
+    std::vector<float> logits;
+    for (int32_t id : ids) {
+      SeqInput in{s, std::span<const int32_t>(&id, 1), {}};
+      m.forward(std::span(&in, 1), logits);
+    }
+    m.free_sequence(s);
+    return logits;
+  }
+  static std::vector<float> row(const std::vector<float>& all, int r, int vocab) {
+    return {all.begin() + static_cast<size_t>(r) * vocab, all.begin() + static_cast<size_t>(r + 1) * vocab};
+  }
+  static std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+  static inline std::filesystem::path dir_;
+};
+
+const test::Tolerance kTol{1e-5, 1e-4};
+
+TEST_F(CpuBackend, ConfigFromMetadata) {
+  auto m = load_model(path());
+  const ModelConfig& c = m->config();
+  EXPECT_EQ(c.vocab_size, 320);
+  EXPECT_EQ(c.hidden, 64);
+  EXPECT_EQ(c.num_layers, 2);
+  EXPECT_EQ(c.num_heads, 4);
+  EXPECT_EQ(c.num_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_TRUE(c.tied_embeddings);
+  EXPECT_EQ(m->max_tokens(), 64);
+  EXPECT_EQ(m->backend_name(), "cpu");
+  EXPECT_EQ(load_model(path(), {.max_layers = 1})->config().num_layers, 1);
+}
+
+TEST_F(CpuBackend, ChainEqualsSingleTokenSteps) {
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  std::vector<int32_t> ids = {256, 10, 200, 33, 7, 99, 150};
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  SeqInput in{s, ids, {}};
+  m->forward(std::span(&in, 1), logits);
+  ASSERT_EQ(logits.size(), ids.size() * V);
+  EXPECT_EQ(m->cached_tokens(s), 7);
+  for (size_t n = 1; n <= ids.size(); ++n) {
+    auto single = run_single(*m, {ids.begin(), ids.begin() + n});
+    EXPECT_TRUE(test::close_to(row(logits, int(n) - 1, V), as_double(single), kTol)) << n;
+  }
+}
+
+TEST_F(CpuBackend, TreeEqualsEachPathAlone) {
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  const std::vector<int32_t> prefix = {256, 72, 101};
+  //        0(5) - 1(6) - 3(8)
+  //     /        \ 2(7)
+  //  4(9) - 5(10)
+  const std::vector<int32_t> tokens = {5, 6, 7, 8, 9, 10};
+  const std::vector<int32_t> parents = {-1, 0, 1, 1, -1, 4};
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  SeqInput pre{s, prefix, {}};
+  m->forward(std::span(&pre, 1), logits);
+  SeqInput tree{s, tokens, parents};
+  m->forward(std::span(&tree, 1), logits);
+  EXPECT_EQ(m->cached_tokens(s), 9);
+  for (int node = 0; node < 6; ++node) {
+    std::vector<int32_t> path;
+    for (int a = node; a >= 0; a = parents[a]) path.insert(path.begin(), tokens[a]);
+    path.insert(path.begin(), prefix.begin(), prefix.end());
+    EXPECT_TRUE(test::close_to(row(logits, node, V), as_double(run_single(*m, path)), kTol)) << node;
+  }
+  // Keep the path 0 -> 1 -> 3, then continue: same as a fresh run of that path.
+  const std::vector<int32_t> keep = {0, 1, 3};
+  m->keep_tokens(s, 3, keep);
+  EXPECT_EQ(m->cached_tokens(s), 6);
+  int32_t next = 42;
+  SeqInput cont{s, std::span<const int32_t>(&next, 1), {}};
+  m->forward(std::span(&cont, 1), logits);
+  EXPECT_TRUE(test::close_to(logits, as_double(run_single(*m, {256, 72, 101, 5, 6, 8, 42})), kTol));
+}
+
+TEST_F(CpuBackend, RollbackThenContinueEqualsFreshRun) {
+  auto m = load_model(path());
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  std::vector<int32_t> ids = {256, 1, 2, 3, 4, 5};
+  SeqInput in{s, ids, {}};
+  m->forward(std::span(&in, 1), logits);
+  m->rollback(s, 3);
+  EXPECT_EQ(m->cached_tokens(s), 3);
+  std::vector<int32_t> more = {77, 78};
+  SeqInput in2{s, more, {}};
+  m->forward(std::span(&in2, 1), logits);
+  const int V = m->config().vocab_size;
+  EXPECT_TRUE(test::close_to(row(logits, 1, V), as_double(run_single(*m, {256, 1, 2, 77, 78})), kTol));
+}
+
+TEST_F(CpuBackend, BatchEqualsSeparateRuns) {
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  const int a = m->create_sequence(), b = m->create_sequence();
+  std::vector<int32_t> ta = {256, 3, 4}, tb = {256, 9};
+  std::vector<int32_t> pb = {-1, 0};
+  std::vector<SeqInput> batch = {{a, ta, {}}, {b, tb, pb}};
+  std::vector<float> logits;
+  m->forward(batch, logits);
+  ASSERT_EQ(logits.size(), 5u * V);
+  EXPECT_TRUE(test::close_to(row(logits, 2, V), as_double(run_single(*m, ta)), kTol));
+  EXPECT_TRUE(test::close_to(row(logits, 4, V), as_double(run_single(*m, tb)), kTol));
+}
+
+TEST_F(CpuBackend, BadInputRejectedByName) {
+  auto m = load_model(path());
+  std::vector<float> logits;
+  std::vector<int32_t> ok = {1, 2};
+  SeqInput ghost{99, ok, {}};
+  EXPECT_THROW_MSG(m->forward(std::span(&ghost, 1), logits), "seq_id = 99: no such sequence");
+  const int s = m->create_sequence();
+  std::vector<int32_t> bad = {1, 320};
+  SeqInput in{s, bad, {}};
+  EXPECT_THROW_MSG(m->forward(std::span(&in, 1), logits), "batch[0].tokens[1] = 320: must be in 0..319");
+  std::vector<int32_t> parents = {-1, 1};
+  SeqInput tree{s, ok, parents};
+  EXPECT_THROW_MSG(m->forward(std::span(&tree, 1), logits), "batch[0].parents[1] = 1");
+  std::vector<int32_t> short_parents = {-1};
+  SeqInput tree2{s, ok, short_parents};
+  EXPECT_THROW_MSG(m->forward(std::span(&tree2, 1), logits), "parents.size()");
+  std::vector<int32_t> none;
+  SeqInput empty{s, none, {}};
+  EXPECT_THROW_MSG(m->forward(std::span(&empty, 1), logits), "tokens.size() = 0");
+  std::vector<int32_t> many(65, 1);
+  SeqInput too_long{s, many, {}};
+  EXPECT_THROW_MSG(m->forward(std::span(&too_long, 1), logits), "exceed the context limit 64");
+  EXPECT_EQ(m->cached_tokens(s), 0);  // nothing was appended by the failed calls
+  std::vector<SeqInput> twice = {{s, ok, {}}, {s, ok, {}}};
+  EXPECT_THROW_MSG(m->forward(twice, logits), "appears twice");
+  EXPECT_THROW_MSG(m->rollback(s, 1), "new_len = 1: must be in 0..0");
+  SeqInput two{s, ok, {}};
+  m->forward(std::span(&two, 1), logits);
+  std::vector<int32_t> unsorted = {1, 0};
+  EXPECT_THROW_MSG(m->keep_tokens(s, 0, unsorted), "strictly increasing");
+  std::vector<int32_t> past = {5};
+  EXPECT_THROW_MSG(m->keep_tokens(s, 0, past), "offsets[0] = 5");
+  EXPECT_THROW_MSG(load_model(path(), {.backend = "tpu"}), "backend = tpu");
+  EXPECT_THROW_MSG(load_model(path(), {.max_layers = 3}), "max_layers = 3: must be in 1..2");
+  EXPECT_THROW_MSG(load_model((dir_ / "absent.gguf").string()), "cannot open");
+}
+
+TEST(CpuBackendSmolLM2, GreedyContinuationIsFluent) {
+  const std::string model = std::string(SPW_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent (tools/fetch_model.sh fetches it)";
+  auto m = load_model(model);
+  // "The capital of France is": tokens 'The', 'Ġcapital', 'Ġof', 'ĠFrance', 'Ġis' of the
+  // model's own vocabulary (tokenizer.ggml.tokens).
+  std::vector<int32_t> ids = {504, 3575, 282, 4649, 314};
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  const int V = m->config().vocab_size;
+  std::vector<int32_t> generated;
+  for (int step = 0; step < 3; ++step) {
+    SeqInput in{s, ids, {}};
+    m->forward(std::span(&in, 1), logits);
+    const float* last = logits.data() + logits.size() - V;
+    generated.push_back(static_cast<int32_t>(std::max_element(last, last + V) - last));
+    ids = {generated.back()};
+  }
+  // " Paris", ".", "\n" (ids 7042, 30, 198); the NumPy reference agrees on these logits.
+  EXPECT_EQ(generated, (std::vector<int32_t>{7042, 30, 198}));
+}
+
+}  // namespace

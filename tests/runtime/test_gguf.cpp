@@ -1,0 +1,193 @@
+// GGUF reader and dequantisation: metadata of every type round trips through the writer,
+// known quantisation blocks decode to known values, and every truncation / corruption of a
+// valid file raises spw::Error instead of crashing.
+#include <filesystem>
+#include <random>
+
+#include "runtime/dequant.h"
+#include "runtime/gguf.h"
+#include "runtime/gguf_writer.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+using namespace spw::rt;
+
+namespace {
+
+std::vector<uint8_t> small_file() {
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u32("a.u32", 7);
+  w.add_i32("a.i32", -5);
+  w.add_f32("a.f32", 0.25f);
+  w.add_bool("a.bool", true);
+  w.add_strings("a.strings", {"x", "", "hello"});
+  w.add_numbers("a.i16s", GgufType::i16, {-3, 4});
+  w.add_numbers("a.f64s", GgufType::f64, {0.5, -1e300});
+  GgufValue nested;
+  nested.type = GgufType::array;
+  nested.elem = GgufType::array;
+  GgufValue inner;
+  inner.type = GgufType::array;
+  inner.elem = GgufType::u8;
+  inner.numbers = {1, 2, 3};
+  nested.items = {inner, inner};
+  w.add("a.nested", nested);
+  GgufValue u64;
+  u64.type = GgufType::u64;
+  u64.i = 1ll << 40;
+  w.add("a.u64", u64);
+  std::vector<float> t(64);
+  for (int i = 0; i < 64; ++i) t[i] = 0.5f * (i - 30);
+  w.add_tensor("t.f32", static_cast<uint32_t>(TensorType::F32), {32, 2}, t);
+  w.add_tensor("t.q8", static_cast<uint32_t>(TensorType::Q8_0), {64}, t);
+  return w.bytes();
+}
+
+}  // namespace
+
+TEST(Gguf, MetadataOfEveryTypeRoundTrips) {
+  GgufFile f = GgufFile::from_bytes(small_file(), "small");
+  EXPECT_EQ(f.version(), 3u);
+  EXPECT_EQ(f.get_string("general.architecture"), "llama");
+  EXPECT_EQ(f.get_int("a.u32"), 7);
+  EXPECT_EQ(f.get_int("a.i32"), -5);
+  EXPECT_EQ(f.get_float("a.f32"), 0.25);
+  EXPECT_TRUE(f.get_bool("a.bool"));
+  EXPECT_EQ(f.get_strings("a.strings"), (std::vector<std::string>{"x", "", "hello"}));
+  EXPECT_EQ(f.get_numbers("a.i16s"), (std::vector<double>{-3, 4}));
+  EXPECT_EQ(f.get_numbers("a.f64s")[1], -1e300);
+  EXPECT_EQ(f.get("a.nested").items.size(), 2u);
+  EXPECT_EQ(f.get("a.nested").items[1].numbers, (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(f.get_int("a.u64"), 1ll << 40);
+  EXPECT_EQ(f.get_int_or("absent", 9), 9);
+  EXPECT_THROW_MSG(f.get_int("absent"), "metadata key 'absent' is missing");
+  EXPECT_THROW_MSG(f.get_int("a.strings"), "metadata 'a.strings' is array, expected an integer");
+  EXPECT_THROW_MSG(f.get_string("a.u32"), "expected string");
+  ASSERT_NE(f.find_tensor("t.q8"), nullptr);
+  EXPECT_EQ(f.find_tensor("nope"), nullptr);
+  const GgufTensorInfo& t = *f.find_tensor("t.f32");
+  EXPECT_EQ(t.rows(), 2);
+  EXPECT_EQ(t.cols(), 32);
+  std::vector<float> out(64);
+  dequantize(t.type, f.tensor_data(t), 64, out.data());
+  EXPECT_EQ(out[0], -15.f);
+  EXPECT_EQ(out[63], 16.5f);
+}
+
+TEST(Gguf, OpenFromDiskAndVersion2) {
+  auto dir = std::filesystem::temp_directory_path() / "spw_gguf_test";
+  std::filesystem::create_directories(dir);
+  GgufWriter w;
+  w.add_u32("k", 1);
+  w.add_tensor("t", 0, {32}, std::vector<float>(32, 1.f));
+  w.write((dir / "v2.gguf").string(), 2);
+  GgufFile f = GgufFile::open((dir / "v2.gguf").string());
+  EXPECT_EQ(f.version(), 2u);
+  EXPECT_EQ(f.tensors().size(), 1u);
+  EXPECT_THROW_MSG(GgufFile::open((dir / "missing.gguf").string()), "cannot open");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Gguf, EveryTruncationIsAnError) {
+  const std::vector<uint8_t> full = small_file();
+  for (size_t n = 0; n < full.size(); ++n) {
+    std::vector<uint8_t> cut(full.begin(), full.begin() + n);
+    // A cut inside the final tensor's padding can still hold all data: only require no crash.
+    try {
+      GgufFile::from_bytes(cut, "cut");
+      const size_t data_end = full.size();
+      EXPECT_GE(n, data_end - 31) << "truncated to " << n << " bytes but accepted";
+    } catch (const Error& e) {
+      SUCCEED();
+    }
+  }
+}
+
+TEST(Gguf, RandomCorruptionNeverCrashes) {
+  const std::vector<uint8_t> full = small_file();
+  std::mt19937 rng(11);
+  int errors = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<uint8_t> bad = full;
+    const int flips = 1 + trial % 4;
+    for (int k = 0; k < flips; ++k) bad[rng() % bad.size()] = static_cast<uint8_t>(rng());
+    try {
+      GgufFile f = GgufFile::from_bytes(bad, "bad");
+      for (const auto& t : f.tensors()) {  // whatever parsed must be readable in bounds
+        std::vector<float> out(static_cast<size_t>(t.elements));
+        dequantize(t.type, f.tensor_data(t), t.elements, out.data());
+      }
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 100);
+}
+
+TEST(Gguf, SpecificCorruptionsNamed) {
+  std::vector<uint8_t> b = small_file();
+  b[0] = 'X';
+  EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "bad magic");
+  b = small_file();
+  b[4] = 9;
+  EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "version 9 is not supported");
+  b = small_file();
+  b[8] = 0xff;  // tensor count low byte
+  b[15] = 0x7f;
+  EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "tensor count");
+  // A huge string length in the first key.
+  b = small_file();
+  b[24 + 7] = 0x10;
+  EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "metadata key #0");
+  // Data cut off: the last tensor's range lies past the end.
+  b = small_file();
+  b.resize(b.size() - 40);
+  EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "tensor 't.q8': data");
+}
+
+TEST(Dequant, KnownBlocks) {
+  // Q8_0: d = 0.5 (fp16 0x3800), q = -2, 0, 3, ...
+  std::vector<uint8_t> q8(34, 0);
+  q8[0] = 0x00; q8[1] = 0x38;
+  q8[2] = static_cast<uint8_t>(-2); q8[4] = 3; q8[33] = 127;
+  std::vector<float> out(32);
+  dequantize(static_cast<uint32_t>(TensorType::Q8_0), q8.data(), 32, out.data());
+  EXPECT_EQ(out[0], -1.f); EXPECT_EQ(out[1], 0.f); EXPECT_EQ(out[2], 1.5f); EXPECT_EQ(out[31], 63.5f);
+  // Q4_0: d = 2 (0x4000); byte j: low nibble -> element j, high nibble -> element j+16; minus 8.
+  std::vector<uint8_t> q4(18, 0x88);
+  q4[0] = 0x00; q4[1] = 0x40;
+  q4[2] = 0xF0;  // element 0: 0 - 8 = -8 -> -16; element 16: 15 - 8 = 7 -> 14
+  dequantize(static_cast<uint32_t>(TensorType::Q4_0), q4.data(), 32, out.data());
+  EXPECT_EQ(out[0], -16.f); EXPECT_EQ(out[16], 14.f); EXPECT_EQ(out[1], 0.f);
+  // Q4_1: d = 1 (0x3C00), m = -1 (0xBC00): value = q + m.
+  std::vector<uint8_t> q41(20, 0);
+  q41[0] = 0x00; q41[1] = 0x3C; q41[2] = 0x00; q41[3] = 0xBC;
+  q41[4] = 0x5A;  // element 0: 10 - 1 = 9; element 16: 5 - 1 = 4
+  dequantize(static_cast<uint32_t>(TensorType::Q4_1), q41.data(), 32, out.data());
+  EXPECT_EQ(out[0], 9.f); EXPECT_EQ(out[16], 4.f); EXPECT_EQ(out[1], -1.f);
+  // F16 / BF16 words.
+  uint8_t h[4] = {0x00, 0x3C, 0x00, 0xC0};  // 1.0, -2.0
+  dequantize(static_cast<uint32_t>(TensorType::F16), h, 2, out.data());
+  EXPECT_EQ(out[0], 1.f); EXPECT_EQ(out[1], -2.f);
+  uint8_t bf[2] = {0x80, 0x3F};  // 1.0
+  dequantize(static_cast<uint32_t>(TensorType::BF16), bf, 1, out.data());
+  EXPECT_EQ(out[0], 1.f);
+  EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 33), "not a multiple");
+  EXPECT_THROW_MSG(tensor_bytes(12, 32), "not supported");
+}
+
+// Q4_0 maps the largest-magnitude value to -8 * d: values of the other sign clip at 7 * |d|
+// (ggml does the same), so its bound is amax / 8 plus half a step; Q4_1: half of (max-min)/15.
+TEST(Dequant, QuantiseThenDequantiseIsClose) {
+  auto rng = test::make_rng();
+  auto x = test::random_floats(rng, 256, -2.f, 2.f);
+  for (auto [type, tol] : {std::pair{TensorType::Q8_0, 0.01f}, {TensorType::Q4_0, 0.3f}, {TensorType::Q4_1, 0.14f},
+                           {TensorType::F16, 1e-3f}, {TensorType::BF16, 1e-2f}}) {
+    auto bytes = quantize(static_cast<uint32_t>(type), x.data(), 256);
+    ASSERT_EQ(bytes.size(), tensor_bytes(static_cast<uint32_t>(type), 256));
+    std::vector<float> y(256);
+    dequantize(static_cast<uint32_t>(type), bytes.data(), 256, y.data());
+    for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[i], x[i], tol) << tensor_type_name(static_cast<uint32_t>(type));
+  }
+}

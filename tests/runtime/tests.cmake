@@ -1,0 +1,20 @@
+# The CPU backend against the independent NumPy reference (needs python3 with numpy + gguf,
+# installed by tools/setup_deps.sh): tiny random models of every tensor type and both
+# architectures, and SmolLM2-135M when tools/fetch_model.sh has fetched it (else skipped).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  set(spw_ref ${CMAKE_CURRENT_LIST_DIR}/compare_reference.py)
+  foreach(kind f32 f16 bf16 q8_0 q4_0 q4_1 f32:qwen2)
+    string(REPLACE ":" "_" tname "${kind}")
+    add_test(NAME runtime_numpy_reference_tiny_${tname}
+             COMMAND ${Python3_EXECUTABLE} ${spw_ref} $<TARGET_FILE:spillway> tiny:${kind} 1e-5 256 72 101 108 108 111 33)
+    set_tests_properties(runtime_numpy_reference_tiny_${tname} PROPERTIES LABELS cpu TIMEOUT 300
+                         PASS_REGULAR_EXPRESSION "reference ok")
+  endforeach()
+  # SmolLM2: "<|im_start|>user\nWhat is the capital of France?" style ids (byte-level BPE).
+  add_test(NAME runtime_numpy_reference_smollm2
+           COMMAND ${Python3_EXECUTABLE} ${spw_ref} $<TARGET_FILE:spillway>
+                   ${PROJECT_SOURCE_DIR}/models/SmolLM2-135M-Instruct.Q4_1.gguf 1e-4 1 504 3575 282 4649 314 253)
+  set_tests_properties(runtime_numpy_reference_smollm2 PROPERTIES LABELS cpu TIMEOUT 600
+                       PASS_REGULAR_EXPRESSION "reference ok" SKIP_REGULAR_EXPRESSION "SKIP:")
+endif()

@@ -1,0 +1,59 @@
+// Minimal "--flag value" parsing shared by the CLI subcommands that have few options.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/common/error.h"
+
+namespace spw::cli {
+
+/// Options as (name, value) pairs; a flag without a value gets "".
+struct Args {
+  std::vector<std::pair<std::string, std::string>> options;
+  std::vector<std::string> positional;
+
+  static Args parse(const std::vector<std::string>& argv, const std::vector<std::string>& flags_without_value = {}) {
+    Args a;
+    for (size_t i = 0; i < argv.size(); ++i) {
+      const std::string& s = argv[i];
+      if (s.rfind("--", 0) != 0) { a.positional.push_back(s); continue; }
+      bool bare = false;
+      for (const auto& f : flags_without_value) bare = bare || f == s;
+      if (bare) { a.options.emplace_back(s, ""); continue; }
+      SPW_CHECK(i + 1 < argv.size(), "option {} needs a value", s);
+      a.options.emplace_back(s, argv[++i]);
+    }
+    return a;
+  }
+  bool has(const std::string& name) const {
+    for (const auto& o : options) if (o.first == name) return true;
+    return false;
+  }
+  std::string get(const std::string& name, const std::string& fallback = "") const {
+    for (const auto& o : options) if (o.first == name) return o.second;
+    return fallback;
+  }
+  int get_int(const std::string& name, int fallback) const {
+    if (!has(name)) return fallback;
+    const std::string v = get(name);
+    try {
+      size_t used = 0;
+      int x = std::stoi(v, &used);
+      SPW_CHECK(used == v.size(), "");
+      return x;
+    } catch (...) {
+      fail("option {} = '{}': expected an integer", name, v);
+    }
+  }
+  /// Throws naming the first option not in `known`.
+  void only(const std::vector<std::string>& known) const {
+    for (const auto& o : options) {
+      bool ok = false;
+      for (const auto& k : known) ok = ok || k == o.first;
+      SPW_CHECK(ok, "unknown option {}", o.first);
+    }
+  }
+};
+
+}  // namespace spw::cli

@@ -173,10 +173,15 @@ TEST(TokenizerGgufFile, CorruptFilesGiveErrorsNotCrashes) {
   EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "bad magic");
   bad = good;
   bad[4] = 9;
-  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "version = 9");
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "version 9");
   bad = good;
   std::memset(&bad[4 + 4 + 8 + 8], 0xFF, 8);  // length of the first key: huge
-  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "larger than the file");
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_bad.gguf", bad)), "GGUF ");
+  // Right key, wrong type: the message names the key.
+  GgufWriter wrong;
+  wrong.kv_u32("tokenizer.ggml.model", 7);
+  EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_type.gguf", wrong.file(1))),
+                   "tokenizer.ggml.model");
   GgufWriter w;
   w.kv_string("general.architecture", "llama");
   EXPECT_THROW_MSG(Tokenizer::from_gguf_file(write_temp("spw_tok_none.gguf", w.file(1))),

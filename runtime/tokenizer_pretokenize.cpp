@@ -128,7 +128,8 @@ class Scanner {
 
 PreTokenizer pre_tokenizer_from_name(std::string_view name, std::string* warning) {
   if (warning) warning->clear();
-  for (auto n : {"gpt2", "gpt-2", "phi-2", "jina-es", "jina-de"})
+  // No name (old converters, tiny test models) or "default": the original GPT-2 regex.
+  for (auto n : {"", "default", "gpt2", "gpt-2", "phi-2", "jina-es", "jina-de"})
     if (name == n) return PreTokenizer::gpt2;
   for (auto n : {"smollm", "starcoder", "refact", "codeshell", "exaone", "command-r"})
     if (name == n) return PreTokenizer::smollm;

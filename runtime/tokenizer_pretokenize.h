@@ -23,8 +23,8 @@ enum class PreTokenizer {
   qwen2,
 };
 
-// Maps a `tokenizer.ggml.pre` value to a pre-tokenizer. Unknown names give gpt2 and a
-// warning text in *warning (empty otherwise).
+// Maps a `tokenizer.ggml.pre` value to a pre-tokenizer. "" (key absent) and "default" give
+// gpt2; unknown names give gpt2 and a warning text in *warning (empty otherwise).
 PreTokenizer pre_tokenizer_from_name(std::string_view name, std::string* warning);
 const char* pre_tokenizer_name(PreTokenizer p);
 

@@ -1,0 +1,343 @@
+// Decode-attention CPU tests: the chunked fp64 reference against a naive softmax, paged vs
+// contiguous, planner properties (coverage, balance on a skewed batch, workspace size), page
+// table validation, every bad argument (messages name argument and value), the CPU-only run.
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "kernels/decode_attention/decode_attention.h"
+#include "kernels/decode_attention/reference.h"
+#include "tests/decode_attention/decode_attention_cases.h"
+
+using namespace spw;
+using namespace spw::decode_attention;
+using namespace spw::decode_attention::test_cases;
+
+namespace {
+const DeviceInfo kH100 = DeviceInfo::synthetic(132);
+
+// Plain two-pass softmax attention over the contiguous layout, written independently.
+reference::Result naive(const Case& c) {
+  const Problem& p = c.p;
+  const int d = p.head_dim, g = p.qo_heads / p.kv_heads;
+  const double scale = p.sm_scale > 0 ? p.sm_scale : 1.0 / std::sqrt(double(d));
+  reference::Result r{std::vector<double>(size_t(p.batch) * p.qo_heads * d, 0.0),
+                      std::vector<double>(size_t(p.batch) * p.qo_heads, -std::numeric_limits<double>::infinity())};
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.qo_heads; ++h) {
+      const int len = c.kv_lens[b];
+      if (len == 0) continue;
+      std::vector<double> s(len);
+      for (int j = 0; j < len; ++j) {
+        double dot = 0;
+        for (int e = 0; e < d; ++e)
+          dot += double(c.q[(size_t(b) * p.qo_heads + h) * d + e]) *
+                 c.k[((size_t(b) * p.kv_len_max + j) * p.kv_heads + h / g) * d + e];
+        s[j] = p.soft_cap > 0 ? p.soft_cap * std::tanh(dot * scale / p.soft_cap) : dot * scale;
+      }
+      double sum = 0;
+      for (double x : s) sum += std::exp(x);
+      for (int j = 0; j < len; ++j)
+        for (int e = 0; e < d; ++e)
+          r.o[(size_t(b) * p.qo_heads + h) * d + e] +=
+              std::exp(s[j]) / sum * c.v[((size_t(b) * p.kv_len_max + j) * p.kv_heads + h / g) * d + e];
+      r.lse[size_t(b) * p.qo_heads + h] = std::log(sum);
+    }
+  return r;
+}
+
+double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double w = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isinf(a[i]) || std::isinf(b[i])) {
+      if (a[i] != b[i]) return INFINITY;
+      continue;
+    }
+    w = std::max(w, std::fabs(a[i] - b[i]));
+  }
+  return w;
+}
+}  // namespace
+
+TEST(DecodeAttentionReference, ChunkedMatchesNaiveSoftmaxBothLayouts) {
+  auto rng = test::make_rng();
+  struct Spec { int qo, kv, d; std::vector<int32_t> lens; float cap; };
+  const std::vector<Spec> specs = {
+      {4, 1, 64, {0, 1, 7, 33}, 0.f},          {8, 2, 128, {16, 100, 0}, 0.f},
+      {2, 2, 256, {5, 48}, 0.f},               {8, 1, 64, {4096}, 0.f},
+      {4, 4, 64, {17, 300}, 30.f},             {16, 2, 128, {1}, 0.f}};
+  for (const Spec& s : specs)
+    for (int chunk : {0, 1, 16, 37}) {
+      Problem p = problem(int(s.lens.size()), s.qo, s.kv, s.d, DType::bf16, 16);
+      p.soft_cap = s.cap;
+      Case c = make_case(p, s.lens, rng);
+      auto want = naive(c);
+      auto paged = reference::attention(c.p, c.kv_lens, c.q, c.paged_cache(), chunk);
+      auto contig = reference::attention(c.contiguous(), c.kv_lens, c.q, c.contiguous_cache(), chunk);
+      EXPECT_LT(max_diff(paged.o, want.o), 1e-10) << "qo" << s.qo << " d" << s.d << " chunk " << chunk;
+      EXPECT_LT(max_diff(paged.lse, want.lse), 1e-10) << "qo" << s.qo << " d" << s.d << " chunk " << chunk;
+      EXPECT_EQ(max_diff(paged.o, contig.o), 0.0);
+      EXPECT_EQ(max_diff(paged.lse, contig.lse), 0.0);
+    }
+}
+
+TEST(DecodeAttentionReference, EmptyRequestGivesZeroAndMinusInf) {
+  auto rng = test::make_rng();
+  Case c = make_case(problem(2, 4, 2, 64), {0, 5}, rng);
+  auto r = reference::attention(c.p, c.kv_lens, c.q, c.paged_cache(), 2);
+  for (int i = 0; i < 4 * 64; ++i) EXPECT_EQ(r.o[i], 0.0);
+  for (int h = 0; h < 4; ++h) EXPECT_EQ(r.lse[h], -std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isfinite(r.lse[4]));
+}
+
+TEST(DecodeAttentionReference, MergeStatesAllEmptyAndSingle) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  std::vector<double> v{1, 2, 3, 4}, lse{ninf, ninf};
+  auto r = reference::merge_states(1, 2, 2, v, lse);
+  EXPECT_EQ(r.o[0], 0.0);
+  EXPECT_EQ(r.lse[0], ninf);
+  lse = {0.5, ninf};
+  r = reference::merge_states(1, 2, 2, v, lse);
+  EXPECT_DOUBLE_EQ(r.o[0], 1.0);
+  EXPECT_DOUBLE_EQ(r.o[1], 2.0);
+  EXPECT_DOUBLE_EQ(r.lse[0], 0.5);
+  lse = {0.0, 0.0};
+  r = reference::merge_states(1, 2, 2, v, lse);
+  EXPECT_DOUBLE_EQ(r.o[0], 2.0);
+  EXPECT_NEAR(r.lse[0], std::log(2.0), 1e-15);
+}
+
+// ---- planner ----
+
+namespace {
+void expect_valid_plan(const Plan& pl, const std::string& what) {
+  const Problem& p = pl.problem;
+  const int g = p.qo_heads / p.kv_heads;
+  // (request, qo head) -> covered KV positions, each exactly once.
+  std::map<std::pair<int, int>, std::vector<int>> cover;
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.qo_heads; ++h) cover[{b, h}].assign(pl.kv_lens[b], 0);
+  int slots = 0;
+  for (const RequestSplit& s : pl.splits()) slots += s.num_chunks > 1 ? s.num_chunks : 0;
+  EXPECT_EQ(slots, pl.num_slots) << what;
+  for (const WorkItem& w : pl.items()) {
+    ASSERT_GE(w.request, 0);
+    ASSERT_LT(w.request, p.batch);
+    ASSERT_LE(w.kv_end - w.kv_begin, pl.chunk_tokens) << what;
+    ASSERT_GE(w.qo_head_count, 1);
+    ASSERT_LE(w.qo_head_count, kMaxHeadsPerCta);
+    const RequestSplit& s = pl.splits()[w.request];
+    EXPECT_EQ(w.slot, s.num_chunks > 1 ? s.slot_base + w.chunk : -1) << what;
+    for (int h = w.qo_head_begin; h < w.qo_head_begin + w.qo_head_count; ++h) {
+      ASSERT_EQ(h / g, w.kv_head) << what;
+      for (int j = w.kv_begin; j < w.kv_end; ++j) cover[{w.request, h}][j]++;
+    }
+  }
+  for (auto& [key, v] : cover)
+    for (size_t j = 0; j < v.size(); ++j)
+      ASSERT_EQ(v[j], 1) << what << " request " << key.first << " head " << key.second << " pos " << j;
+  // Every (request, qo head) appears in exactly num_chunks items (kv_len 0: one item).
+  std::map<std::pair<int, int>, int> items_per;
+  for (const WorkItem& w : pl.items())
+    for (int h = w.qo_head_begin; h < w.qo_head_begin + w.qo_head_count; ++h) items_per[{w.request, h}]++;
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.qo_heads; ++h) EXPECT_EQ(items_per[std::pair(b, h)], pl.splits()[b].num_chunks) << what;
+  const size_t need = pl.partial_lse_offset + size_t(pl.num_slots) * p.qo_heads * sizeof(float);
+  EXPECT_GE(pl.workspace_bytes, need);
+  EXPECT_GE(pl.partial_lse_offset, pl.partial_o_offset + size_t(pl.num_slots) * p.qo_heads * p.head_dim * 4);
+  EXPECT_GE(pl.partial_o_offset, pl.meta_bytes);
+  EXPECT_EQ(pl.partial_o_offset % 256, 0u);
+}
+}  // namespace
+
+TEST(DecodeAttentionPlan, CoversEveryPositionOnceForManyShapes) {
+  auto rng = test::make_rng();
+  for (int qo_kv : {1, 4, 8, 32})
+    for (bool nosplit : {false, true})
+      for (int trial = 0; trial < 6; ++trial) {
+        const int batch = std::uniform_int_distribution<int>(1, 9)(rng);
+        std::vector<int32_t> lens(batch);
+        for (auto& l : lens) l = std::uniform_int_distribution<int>(0, 1 << (trial * 3))(rng);
+        Problem p = problem(batch, 8 * (qo_kv == 32 ? 4 : 1) * 1, 0, 128);
+        p.kv_heads = qo_kv == 32 ? 1 : 8 / std::min(qo_kv, 8);
+        p.qo_heads = p.kv_heads * qo_kv;
+        p.disable_split = nosplit;
+        Plan pl = plan(p, lens, kH100);
+        expect_valid_plan(pl, fmt::format("g{} nosplit {} trial {}", qo_kv, nosplit, trial));
+        if (nosplit) { EXPECT_FALSE(pl.needs_merge); }
+      }
+}
+
+TEST(DecodeAttentionPlan, SplitsOneLongRequestOverTheGpu) {
+  Problem p = problem(1, 32, 8, 128);
+  std::vector<int32_t> lens{32768};
+  Plan pl = plan(p, lens, kH100);
+  expect_valid_plan(pl, "b1 32K");
+  EXPECT_GE(pl.num_items, 132 * 2) << "batch 1 must fill the GPU";
+  EXPECT_LE(pl.num_items, 132 * 8);
+  EXPECT_TRUE(pl.needs_merge);
+  p.disable_split = true;
+  Plan ns = plan(p, lens, kH100);
+  EXPECT_EQ(ns.num_items, 8);
+  EXPECT_EQ(ns.chunk_tokens, 32768);
+}
+
+TEST(DecodeAttentionPlan, BalancesASkewedBatch) {
+  // One 128K request beside 63 short ones: no CTA may carry much more than the average work.
+  Problem p = problem(64, 32, 8, 128);
+  std::vector<int32_t> lens(64, 512);
+  lens[17] = 131072;
+  Plan pl = plan(p, lens, kH100);
+  expect_valid_plan(pl, "skewed");
+  long long total = 0, longest = 0;
+  for (const WorkItem& w : pl.items()) {
+    total += w.kv_end - w.kv_begin;
+    longest = std::max<long long>(longest, w.kv_end - w.kv_begin);
+  }
+  const double per_sm = double(total) / 132;
+  EXPECT_LE(longest, per_sm) << "the longest work item must be shorter than one SM's share";
+  EXPECT_GE(pl.splits()[17].num_chunks, 32);
+  EXPECT_EQ(pl.splits()[0].num_chunks, 1);
+  EXPECT_GE(pl.num_items, 132 * 2);
+}
+
+TEST(DecodeAttentionPlan, LargeBatchIsNotSplit) {
+  Problem p = problem(128, 32, 8, 128);
+  std::vector<int32_t> lens(128, 4096);
+  Plan pl = plan(p, lens, kH100);
+  expect_valid_plan(pl, "b128");
+  EXPECT_FALSE(pl.needs_merge);
+  EXPECT_EQ(pl.num_items, 128 * 8);
+  EXPECT_EQ(pl.workspace_bytes, pl.partial_o_offset);
+}
+
+TEST(DecodeAttentionPlan, AllEmptyBatchAndMqaSubgroups) {
+  Problem p = problem(3, 32, 1, 64);
+  std::vector<int32_t> lens{0, 0, 0};
+  Plan pl = plan(p, lens, kH100);
+  expect_valid_plan(pl, "empty mqa");
+  EXPECT_EQ(pl.num_items, 3 * 4);  // 32 heads in sub-groups of 8
+  EXPECT_FALSE(pl.needs_merge);
+  p.qo_heads = 12;  // group 12 -> two sub-groups of 6
+  pl = plan(p, lens, kH100);
+  for (const WorkItem& w : pl.items()) EXPECT_EQ(w.qo_head_count, 6);
+}
+
+// ---- argument checks ----
+
+TEST(DecodeAttentionChecks, BadProblemIsRejected) {
+  std::vector<int32_t> lens{4};
+  auto bad = [&](auto edit, const char* msg) {
+    Problem p = problem(1, 8, 2, 128);
+    edit(p);
+    EXPECT_THROW_MSG(plan(p, lens, kH100), msg);
+  };
+  bad([](Problem& p) { p.head_dim = 96; }, "head_dim = 96: must be 64, 128 or 256");
+  bad([](Problem& p) { p.dtype = DType::f32; }, "dtype = fp32: must be fp16 or bf16");
+  bad([](Problem& p) { p.qo_heads = 6; p.kv_heads = 4; }, "qo_heads = 6: must be divisible by kv_heads = 4");
+  bad([](Problem& p) { p.kv_heads = 0; }, "kv_heads = 0");
+  bad([](Problem& p) { p.batch = 0; }, "batch = 0");
+  bad([](Problem& p) { p.page_size = 0; }, "page_size = 0");
+  bad([](Problem& p) { p.sm_scale = -1.f; }, "sm_scale = -1");
+  bad([](Problem& p) { p.soft_cap = NAN; }, "soft_cap = nan");
+  bad([](Problem& p) { p.layout = static_cast<Layout>(7); }, "layout = 7");
+}
+
+TEST(DecodeAttentionChecks, BadLengthsAreRejected) {
+  Problem p = problem(2, 8, 2, 64);
+  std::vector<int32_t> lens{4, -3};
+  EXPECT_THROW_MSG(plan(p, lens, kH100), "kv_lens[1] = -3: must be >= 0");
+  std::vector<int32_t> one{4};
+  EXPECT_THROW_MSG(plan(p, one, kH100), "kv_lens.size() = 1: must equal batch = 2");
+  p.layout = Layout::contiguous;
+  p.kv_len_max = 8;
+  std::vector<int32_t> long_lens{4, 9};
+  EXPECT_THROW_MSG(plan(p, long_lens, kH100), "kv_lens[1] = 9: must be <= kv_len_max = 8");
+  EXPECT_THROW_MSG(plan(p, one, DeviceInfo{}), "kv_lens.size()");
+  std::vector<int32_t> ok{4, 4};
+  EXPECT_THROW_MSG(plan(p, ok, DeviceInfo{}), "device.sm_count = 0");
+}
+
+TEST(DecodeAttentionChecks, BadRunArgumentsAreRejected) {
+  Problem p = problem(2, 8, 2, 64);
+  std::vector<int32_t> lens{40, 3000};
+  Plan pl = plan(p, lens, kH100);
+  alignas(16) static char buf[4096];
+  auto dev = [](int off) { return static_cast<void*>(buf + off); };
+  Args a;
+  a.q = dev(0); a.o = dev(16); a.k_pages = dev(32); a.v_pages = dev(48);
+  a.indptr = reinterpret_cast<const int32_t*>(dev(64));
+  a.indices = reinterpret_cast<const int32_t*>(dev(80));
+  std::vector<char> ws_storage(pl.workspace_bytes + 32);
+  void* ws = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws_storage.data()) + 15) & ~uintptr_t(15));
+  auto expect = [&](Args x, void* w, size_t n, const char* msg) { EXPECT_THROW_MSG(run(pl, x, w, n, nullptr), msg); };
+  { Args x = a; x.q = nullptr; expect(x, ws, pl.workspace_bytes, "q = null"); }
+  { Args x = a; x.q = dev(2); expect(x, ws, pl.workspace_bytes, "must be 16-byte aligned"); }
+  { Args x = a; x.o = nullptr; expect(x, ws, pl.workspace_bytes, "o = null"); }
+  { Args x = a; x.k_pages = nullptr; expect(x, ws, pl.workspace_bytes, "k_pages = null"); }
+  { Args x = a; x.v_pages = dev(8); expect(x, ws, pl.workspace_bytes, "v_pages = "); }
+  { Args x = a; x.indices = nullptr; expect(x, ws, pl.workspace_bytes, "indices = null"); }
+  { Args x = a; x.lse = reinterpret_cast<float*>(dev(1)); expect(x, ws, pl.workspace_bytes, "lse = "); }
+  expect(a, ws, pl.workspace_bytes - 1, fmt::format("workspace_bytes = {}: is too small", pl.workspace_bytes - 1).c_str());
+  expect(a, nullptr, pl.workspace_bytes, "workspace = null");
+  expect(a, static_cast<char*>(ws) + 4, pl.workspace_bytes, "workspace = ");
+  EXPECT_THROW_MSG(run(Plan{}, a, ws, pl.workspace_bytes, nullptr), "plan = empty");
+  Problem c = p;
+  c.layout = Layout::contiguous;
+  c.kv_len_max = 3000;
+  Plan pc = plan(c, lens, kH100);
+  { Args x = a; expect(x, ws, 0, "workspace_bytes"); }
+  EXPECT_THROW_MSG(run(pc, a, ws, pc.workspace_bytes, nullptr), "k = null");
+  // Everything valid: a CPU-only build says so, a CUDA build would launch (not done here).
+#if !SPW_HAVE_CUDA
+  EXPECT_THROW_MSG(run(pl, a, ws, pl.workspace_bytes, nullptr), "built without CUDA");
+#endif
+}
+
+TEST(DecodeAttentionChecks, PageTableValidation) {
+  auto rng = test::make_rng();
+  Case c = make_case(problem(3, 4, 2, 64, DType::f16, 16), {20, 0, 16}, rng);
+  validate_page_table(c.p, c.kv_lens, c.indptr, c.indices, c.last_page_len, c.num_pages);
+  {
+    auto ind = c.indices;
+    ind[1] = c.num_pages;
+    EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, c.indptr, ind, c.last_page_len, c.num_pages),
+                     fmt::format("indices[1] = {}: must be in [0, num_pages = {})", c.num_pages, c.num_pages).c_str());
+    ind[1] = -1;
+    EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, c.indptr, ind, c.last_page_len, c.num_pages), "indices[1] = -1");
+  }
+  {
+    auto ip = c.indptr;
+    ip[2] = 0;  // not monotone
+    EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, ip, c.indices, c.last_page_len, c.num_pages),
+                     "indptr[2] = 0: must be >= indptr[1] = 2 (not monotone)");
+    ip = c.indptr;
+    ip[0] = 1;
+    EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, ip, c.indices, c.last_page_len, c.num_pages), "indptr[0] = 1");
+  }
+  {
+    auto lp = c.last_page_len;
+    lp[0] = 17;
+    EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, c.indptr, c.indices, lp, c.num_pages),
+                     "last_page_len[0] = 17: must be in [1, page_size = 16]");
+    auto lens = c.kv_lens;
+    lens[2] = 15;
+    EXPECT_THROW_MSG(validate_page_table(c.p, lens, c.indptr, c.indices, c.last_page_len, c.num_pages),
+                     "kv_lens[2] = 15: differs from the page table's length 16");
+  }
+  std::vector<int32_t> short_ind(c.indices.begin(), c.indices.begin() + 1);
+  EXPECT_THROW_MSG(validate_page_table(c.p, c.kv_lens, c.indptr, short_ind, c.last_page_len, c.num_pages),
+                   "indices.size() = 1");
+}
+
+TEST(DecodeAttentionChecks, MergeArgumentsAreRejected) {
+  alignas(16) static float buf[64];
+  MergeProblem m{4, 2, 64, DType::f32, DType::f16};
+  EXPECT_THROW_MSG(merge_states({4, 0, 64}, buf, buf, buf, nullptr, nullptr), "num_states = 0");
+  EXPECT_THROW_MSG(merge_states({4, 2, 60}, buf, buf, buf, nullptr, nullptr), "head_dim = 60");
+  EXPECT_THROW_MSG(merge_states(m, nullptr, buf, buf, nullptr, nullptr), "v_in = null");
+  EXPECT_THROW_MSG(merge_states(m, buf, nullptr, buf, nullptr, nullptr), "lse_in = null");
+  EXPECT_THROW_MSG(merge_states(m, buf, buf, reinterpret_cast<char*>(buf) + 2, nullptr, nullptr), "v_out = ");
+  m.in_dtype = static_cast<DType>(9);
+  EXPECT_THROW_MSG(merge_states(m, buf, buf, buf, nullptr, nullptr), "in_dtype = 9");
+}

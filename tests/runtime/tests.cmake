@@ -18,3 +18,10 @@ if(Python3_FOUND)
   set_tests_properties(runtime_numpy_reference_smollm2 PROPERTIES LABELS cpu TIMEOUT 600
                        PASS_REGULAR_EXPRESSION "reference ok" SKIP_REGULAR_EXPRESSION "SKIP:")
 endif()
+
+# libFuzzer on the GGUF parser for a bounded time (20 s in CI; FUZZ_SECONDS=600 by hand).
+add_test(NAME runtime_gguf_fuzz
+         COMMAND ${CMAKE_CURRENT_LIST_DIR}/run_gguf_fuzz.sh ${PROJECT_SOURCE_DIR} $<TARGET_FILE:spillway>
+                 ${PROJECT_BINARY_DIR}/gguf_fuzz)
+set_tests_properties(runtime_gguf_fuzz PROPERTIES LABELS cpu TIMEOUT 600
+                     PASS_REGULAR_EXPRESSION "fuzz ok" SKIP_REGULAR_EXPRESSION "SKIP:")

@@ -19,7 +19,7 @@
 namespace spw::decode_attention {
 
 namespace {
-constexpr int kCtasPerSm = 4;       // 48 KB of shared memory and 128 threads per CTA
+constexpr int kCtasPerSm = 4;       // two waves of 2 resident CTAs (128 threads x ~254 registers, 48 KB smem)
 constexpr int kMinChunk = 256;      // below this the partial write + merge costs more than it saves
 constexpr int kChunkGranule = 64;   // a multiple of every KV tile height (64 / 32 / 16 rows)
 constexpr size_t kAlign = 256;

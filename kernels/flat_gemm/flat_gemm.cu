@@ -21,6 +21,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/common/cp_async.cuh"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/reduce.cuh"
@@ -117,14 +118,6 @@ constexpr int kMmaThreads = 128;
 constexpr int kChunks = kTileK / 8;  // 16-byte chunks per smem row (8)
 
 __device__ SPW_FORCEINLINE int swz(int row, int chunk) { return row * kTileK + ((chunk ^ (row & 7)) * 8); }
-
-__device__ SPW_FORCEINLINE void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ SPW_FORCEINLINE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ SPW_FORCEINLINE void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 __device__ SPW_FORCEINLINE void ldmatrix_x4(unsigned (&r)[4], const void* p) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));

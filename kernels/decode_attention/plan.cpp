@@ -221,11 +221,11 @@ void check_merge(const MergeProblem& p, const void* v_in, const float* lse_in, c
 #if !SPW_HAVE_CUDA
 void run(const Plan& pl, const Args& a, void* ws, size_t n, Stream) {
   check_args(pl, a, ws, n);
-  fail("decode_attention::run: Spillway was built without CUDA; GPU kernels are not available");
+  fail("decode_attention::run: Spillway was built without CUDA (GPU kernels not supported in this build)");
 }
 void merge_states(const MergeProblem& p, const void* v_in, const float* lse_in, void* v_out, float*, Stream) {
   check_merge(p, v_in, lse_in, v_out);
-  fail("decode_attention::merge_states: Spillway was built without CUDA; GPU kernels are not available");
+  fail("decode_attention::merge_states: Spillway was built without CUDA (GPU kernels not supported in this build)");
 }
 #endif
 

@@ -341,3 +341,56 @@ TEST(DecodeAttentionChecks, MergeArgumentsAreRejected) {
   m.in_dtype = static_cast<DType>(9);
   EXPECT_THROW_MSG(merge_states(m, buf, buf, buf, nullptr, nullptr), "in_dtype = 9");
 }
+
+// ---- C ABI ----
+
+#include "kernels/decode_attention/c_api.h"
+
+TEST(DecodeAttentionCApi, ErrorPathsSetStatusAndMessage) {
+  spw_decode_attention_problem cp{};
+  cp.batch = 2;
+  cp.qo_heads = 32;
+  cp.kv_heads = 8;
+  cp.head_dim = 96;
+  cp.dtype = SPW_FP16;
+  cp.layout = 0;
+  cp.page_size = 16;
+  const int32_t lens[2] = {100, 5000};
+  spw_decode_attention_handle* h = reinterpret_cast<spw_decode_attention_handle*>(0x1);
+  EXPECT_EQ(spw_decode_attention_plan(&cp, lens, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(h, nullptr);
+  EXPECT_NE(std::string(spw_last_error()).find("head_dim = 96"), std::string::npos) << spw_last_error();
+  cp.head_dim = 128;
+  cp.dtype = 7;
+  EXPECT_EQ(spw_decode_attention_plan(&cp, lens, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("problem.dtype = 7"), std::string::npos) << spw_last_error();
+  cp.dtype = SPW_BF16;
+  EXPECT_EQ(spw_decode_attention_plan(&cp, nullptr, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("kv_lens = null"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_decode_attention_plan(nullptr, lens, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(spw_decode_attention_plan(&cp, lens, 132, nullptr), SPW_ERROR_INVALID_ARGUMENT);
+
+  ASSERT_EQ(spw_decode_attention_plan(&cp, lens, 132, &h), SPW_OK) << spw_last_error();
+  size_t ws = 0;
+  ASSERT_EQ(spw_decode_attention_workspace_size(h, &ws), SPW_OK);
+  EXPECT_GT(ws, 0u);
+  EXPECT_EQ(spw_decode_attention_workspace_size(nullptr, &ws), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("plan = null"), std::string::npos);
+  EXPECT_EQ(spw_decode_attention_workspace_size(h, nullptr), SPW_ERROR_INVALID_ARGUMENT);
+  alignas(16) static char buf[256];
+  EXPECT_EQ(spw_decode_attention_run(h, nullptr, buf, buf, reinterpret_cast<int32_t*>(buf),
+                                     reinterpret_cast<int32_t*>(buf), nullptr, buf, nullptr, buf, ws, nullptr),
+            SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("q = null"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_decode_attention_run(h, buf, buf, buf, reinterpret_cast<int32_t*>(buf),
+                                     reinterpret_cast<int32_t*>(buf), nullptr, buf, nullptr, buf, ws - 1, nullptr),
+            SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("is too small"), std::string::npos) << spw_last_error();
+#if !SPW_HAVE_CUDA
+  EXPECT_EQ(spw_decode_attention_run(h, buf, buf, buf, reinterpret_cast<int32_t*>(buf),
+                                     reinterpret_cast<int32_t*>(buf), nullptr, buf, nullptr, buf, ws, nullptr),
+            SPW_ERROR_UNSUPPORTED);  // "not supported in this build"
+#endif
+  spw_decode_attention_destroy(h);
+  spw_decode_attention_destroy(nullptr);
+}

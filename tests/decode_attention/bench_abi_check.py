@@ -1,0 +1,50 @@
+"""CPU check of bench/decode_attention.py's ctypes binding (ctest `decode_attention_bench_abi`):
+imports the bench with stand-in torch/harness modules, then plans every grid case through the
+real libspillway_c with the bench's Problem struct and argtypes, and calls run with a null q to
+check that the argument list reaches the C++ checks. Timings and launches are not exercised.
+
+    python3 tests/decode_attention/bench_abi_check.py <path to libspillway_c.so>"""
+import ctypes
+import pathlib
+import sys
+import types
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+torch = types.ModuleType("torch")
+torch.float16, torch.bfloat16, torch.float32 = "float16", "bfloat16", "float32"
+nn = types.ModuleType("torch.nn")
+functional = types.ModuleType("torch.nn.functional")
+torch.nn, nn.functional = nn, functional
+harness = types.ModuleType("harness")
+
+
+def check(lib, status, what):
+    if status != 0:
+        raise RuntimeError(f"{what} failed (status {status}): {lib.spw_last_error().decode()}")
+
+
+harness.check = check
+sys.modules.update({"torch": torch, "torch.nn": nn, "torch.nn.functional": functional, "harness": harness})
+
+import decode_attention as bench  # noqa: E402
+
+lib = ctypes.CDLL(sys.argv[1])
+lib.spw_last_error.restype = ctypes.c_char_p
+bench.setup_lib(lib)
+cases = bench.grid(False) + bench.grid(True)
+for batch, kv_len, qh, kvh, dtype in cases:
+    for nosplit in (0, 1):
+        p = bench.Problem(batch, qh, kvh, bench.HEAD_DIM, bench.SPW[dtype], 0, bench.PAGE, 0, 0.0, 0.0, nosplit)
+        lens = (ctypes.c_int32 * batch)(*([kv_len] * batch))
+        h = ctypes.c_void_p()
+        check(lib, lib.spw_decode_attention_plan(ctypes.byref(p), lens, 132, ctypes.byref(h)), "plan")
+        ws = ctypes.c_size_t()
+        check(lib, lib.spw_decode_attention_workspace_size(h, ctypes.byref(ws)), "workspace_size")
+        assert ws.value > 0
+        st = lib.spw_decode_attention_run(h, None, 16, 16, 16, 16, 16, 16, 16, 16, ws.value, None)
+        msg = lib.spw_last_error().decode()
+        assert st == 1 and "q = null" in msg, (st, msg)
+        lib.spw_decode_attention_destroy(h)
+print(f"decode_attention bench abi ok ({len(cases) * 2} plans)")

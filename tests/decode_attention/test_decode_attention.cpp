@@ -65,9 +65,11 @@ TEST(DecodeAttentionReference, ChunkedMatchesNaiveSoftmaxBothLayouts) {
   const std::vector<Spec> specs = {
       {4, 1, 64, {0, 1, 7, 33}, 0.f},          {8, 2, 128, {16, 100, 0}, 0.f},
       {2, 2, 256, {5, 48}, 0.f},               {8, 1, 64, {4096}, 0.f},
-      {4, 4, 64, {17, 300}, 30.f},             {16, 2, 128, {1}, 0.f}};
+      {4, 4, 64, {17, 300}, 30.f},             {16, 2, 128, {1}, 0.f},
+      {2, 1, 64, {32768}, 0.f},                {4, 2, 64, {20000, 3, 0, 45, 1, 7}, 0.f}};  // 32K, skewed
   for (const Spec& s : specs)
-    for (int chunk : {0, 1, 16, 37}) {
+    for (int chunk : {0, 1, 16, 37, 2048}) {
+      if (chunk > 0 && chunk < 16 && s.lens[0] > 10000) continue;  // keep the long cases quick
       Problem p = problem(int(s.lens.size()), s.qo, s.kv, s.d, DType::bf16, 16);
       p.soft_cap = s.cap;
       Case c = make_case(p, s.lens, rng);

@@ -101,7 +101,9 @@ TEST(FlatGemmDispatch, ValidPlanForEveryMOnEveryShape) {
           const std::string what = fmt::format("m={} n={} k={} swiglu={} sms={}", m, n, k, swiglu, dev.sm_count);
           expect_valid_plan(pl, what);
           EXPECT_NE(pl.impl, Impl::cublaslt) << what << ": M <= 64 stays on our kernels";
-          if (!pl.from_table) EXPECT_EQ(pl.impl, m <= 4 ? Impl::gemv : Impl::mma) << what << " (rules)";
+          if (!pl.from_table) {
+            EXPECT_EQ(pl.impl, m <= 4 ? Impl::gemv : Impl::mma) << what << " (rules)";
+          }
         }
       }
 }

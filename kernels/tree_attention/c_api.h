@@ -1,0 +1,44 @@
+/* Tree attention C ABI: thin wrappers over kernels/tree_attention/tree_attention.h (semantics,
+ * layouts and the 128-token limit there). Every function returns SPW_OK or an error status;
+ * spw_last_error() gives the message. NOTE: spw_tree_attention_run currently returns an error
+ * (GPU kernel not implemented yet); plan and workspace_size work. */
+#ifndef SPILLWAY_TREE_ATTENTION_C_API_H
+#define SPILLWAY_TREE_ATTENTION_C_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/common/c_api.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct spw_tree_attention_problem {
+  int batch, qo_heads, kv_heads, head_dim; /* head_dim 64, 128 or 256 */
+  int dtype;                               /* SPW_FP16 or SPW_BF16 */
+  int page_size;
+  float sm_scale; /* 0 = 1/sqrt(head_dim) */
+  float soft_cap; /* 0 = off */
+} spw_tree_attention_problem;
+
+typedef struct spw_tree_attention_handle spw_tree_attention_handle;
+
+/* Host arrays: prefix_lens [batch], tree_sizes [batch], parents [sum tree_sizes] (request-local,
+ * -1 = child of the prefix). sm_count <= 0: query CUDA device 0. */
+int spw_tree_attention_plan(const spw_tree_attention_problem* problem, const int32_t* prefix_lens,
+                            const int32_t* tree_sizes, const int32_t* parents, int sm_count,
+                            spw_tree_attention_handle** out);
+int spw_tree_attention_workspace_size(const spw_tree_attention_handle* plan, size_t* out);
+/* Position ids (prefix_len + depth) per tree token, written to positions [total_tokens]. */
+int spw_tree_attention_positions(const spw_tree_attention_handle* plan, int32_t* positions, size_t capacity);
+int spw_tree_attention_run(const spw_tree_attention_handle* plan, const void* q, const void* k_tree,
+                           const void* v_tree, const void* k_pages, const void* v_pages, const int32_t* indptr,
+                           const int32_t* indices, const int32_t* last_page_len, void* o, float* lse,
+                           void* workspace, size_t workspace_bytes, void* stream);
+void spw_tree_attention_destroy(spw_tree_attention_handle* plan);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPILLWAY_TREE_ATTENTION_C_API_H */

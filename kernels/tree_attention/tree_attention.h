@@ -1,0 +1,103 @@
+// Tree-mask attention for verifying a token tree (SpecInfer / Medusa style speculative decoding).
+//
+// Per request r: T_r tree tokens (T_r <= kMaxTreeTokens = 128), each with its query and its own
+// K/V, a parent array (parent[i] < i, -1 = child of the prefix) and a cached prefix of
+// prefix_len_r tokens in the paged layout of decode_attention. Token i attends to the whole
+// prefix, to its tree ancestors and to itself:
+//   O[t, h]   = sum_{j in prefix + anc(t) + t} softmax_j(s_j) V_j      s_j = cap(sm_scale q[t,h].K_j)
+//   LSE[t, h] = ln sum_j exp(s_j)  (natural log)
+// The chain case (parent[i] = i - 1) is plain causal attention over the draft, same code path.
+//
+// Planned design of the kernel (not written yet, see plan.cpp run()): the T x group query rows
+// of one KV head are one tile processed against ONE read of the prefix KV (mma.sync m16n8k16,
+// fp32 accumulation, cp.async multi-stage KV ring), the prefix split into chunks like
+// decode_attention so long contexts fill the GPU; the tree part (T <= 128 keys) under the
+// ancestor bitmask; partial (O, LSE) merged with decode_attention::merge_states (reused).
+// plan() already does all host work: parent validation, depths / position ids, the 128-bit
+// ancestor masks and the prefix split.
+//
+// Layouts: tokens of all requests concatenated (tree_indptr [batch + 1] token offsets):
+//   q      [total_tokens, qo_heads, head_dim]      k_tree / v_tree [total_tokens, kv_heads, head_dim]
+//   prefix: k_pages / v_pages [num_pages, page_size, kv_heads, head_dim] + CSR page table
+//           (indptr / indices / last_page_len) exactly as decode_attention (layout paged).
+//   o      [total_tokens, qo_heads, head_dim]       lse [total_tokens, qo_heads] fp32 (optional)
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "kernels/common/dtype.h"
+#include "kernels/common/platform.h"
+#include "kernels/decode_attention/decode_attention.h"
+
+namespace spw::tree_attention {
+
+/// Most tree tokens per request (the ancestor mask is 128 bits).
+inline constexpr int kMaxTreeTokens = 128;
+
+struct Problem {
+  int batch = 0;
+  int qo_heads = 0;
+  int kv_heads = 0;
+  int head_dim = 128;        // 64, 128 or 256
+  DType dtype = DType::f16;  // fp16 or bf16
+  int page_size = 16;        // prefix pages
+  float sm_scale = 0.f;      // 0 -> 1 / sqrt(head_dim)
+  float soft_cap = 0.f;      // 0 = off
+};
+
+/// 128-bit ancestor set of a tree token: bit j set <=> token j is an ancestor of the token or
+/// the token itself (j indexes the request's tree tokens).
+struct AncestorMask {
+  std::array<uint64_t, 2> bits{};
+  bool test(int j) const { return (bits[j >> 6] >> (j & 63)) & 1u; }
+  void set(int j) { bits[j >> 6] |= uint64_t{1} << (j & 63); }
+};
+
+struct Plan {
+  Problem problem;
+  float sm_scale = 0.f;
+  std::vector<int32_t> prefix_lens;     // [batch]
+  std::vector<int32_t> tree_indptr;     // [batch + 1]
+  std::vector<int32_t> parents;         // [total_tokens], request-local indices, -1 = root level
+  std::vector<int32_t> depths;          // [total_tokens], root level = 0
+  std::vector<int32_t> positions;       // [total_tokens] = prefix_len + depth (position ids for RoPE)
+  std::vector<AncestorMask> masks;      // [total_tokens]
+  int total_tokens = 0;
+  int max_tree_tokens = 0;
+  int prefix_chunk_tokens = 0;          // prefix split (decode_attention style); 0 = no prefix
+  size_t workspace_bytes = 0;           // partial O/LSE for the prefix split + metadata
+};
+
+struct Args {
+  const void* q = nullptr;
+  const void* k_tree = nullptr;
+  const void* v_tree = nullptr;
+  const void* k_pages = nullptr;
+  const void* v_pages = nullptr;
+  const int32_t* indptr = nullptr;
+  const int32_t* indices = nullptr;
+  const int32_t* last_page_len = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;  // optional
+};
+
+void check_problem(const Problem& p, const char* where);
+
+/// Validates the trees (tree_sizes [batch] in 1..kMaxTreeTokens, parents [sum tree_sizes] with
+/// -1 <= parent[i] < i per request) and prefix_lens [batch] >= 0, derives depths, positions and
+/// ancestor masks, and sizes the workspace. Throws spw::Error naming the bad argument.
+Plan plan(const Problem& problem, std::span<const int32_t> prefix_lens, std::span<const int32_t> tree_sizes,
+          std::span<const int32_t> parents, const DeviceInfo& device);
+
+/// GPU launch. NOT IMPLEMENTED YET: throws spw::Error (see tree_attention.h header comment).
+void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_bytes, Stream stream);
+
+/// The decode_attention problem describing the prefix of `p` (paged, same heads / dtype).
+decode_attention::Problem prefix_problem(const Problem& p);
+
+}  // namespace spw::tree_attention

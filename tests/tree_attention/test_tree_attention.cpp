@@ -1,0 +1,354 @@
+// Tree-attention CPU tests: the fp64 reference against an independent naive softmax (prefix +
+// ancestors found by walking the parent array) on random trees, deep chains, wide stars and
+// T = 1 with prefixes of 0 and non-multiples of the page size; T = 1 equals the decode-attention
+// reference; a chain equals causal attention; depths / positions / masks; bad arguments; C ABI
+// error path.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "kernels/tree_attention/c_api.h"
+#include "kernels/tree_attention/reference.h"
+#include "kernels/tree_attention/tree_attention.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+using namespace spw::tree_attention;
+
+namespace {
+const DeviceInfo kH100 = DeviceInfo::synthetic(132);
+
+struct Case {
+  Problem p;
+  std::vector<int32_t> prefix_lens, tree_sizes, parents;
+  std::vector<float> q, k_tree, v_tree, k_pages, v_pages;
+  std::vector<int32_t> indptr, indices, last_page_len;
+  int num_pages = 0;
+};
+
+// Random inputs; the prefix pages are a shuffled pool so the page table is non-trivial.
+Case make_case(std::mt19937_64& rng, Problem p, std::vector<int32_t> prefix_lens,
+               std::vector<std::vector<int32_t>> trees) {
+  Case c;
+  c.p = p;
+  c.prefix_lens = prefix_lens;
+  for (auto& t : trees) {
+    c.tree_sizes.push_back(static_cast<int32_t>(t.size()));
+    c.parents.insert(c.parents.end(), t.begin(), t.end());
+  }
+  const int total = static_cast<int>(c.parents.size()), d = p.head_dim;
+  c.indptr.push_back(0);
+  for (int b = 0; b < p.batch; ++b) {
+    const int pages = (prefix_lens[b] + p.page_size - 1) / p.page_size;
+    c.indptr.push_back(c.indptr.back() + pages);
+    c.last_page_len.push_back(pages ? prefix_lens[b] - (pages - 1) * p.page_size : 0);
+  }
+  c.num_pages = c.indptr.back() + 3;
+  c.indices.resize(c.num_pages);
+  std::iota(c.indices.begin(), c.indices.end(), 0);
+  std::shuffle(c.indices.begin(), c.indices.end(), rng);
+  c.indices.resize(c.indptr.back());
+  c.q = test::random_floats(rng, size_t(total) * p.qo_heads * d, -1, 1, p.dtype);
+  c.k_tree = test::random_floats(rng, size_t(total) * p.kv_heads * d, -1, 1, p.dtype);
+  c.v_tree = test::random_floats(rng, size_t(total) * p.kv_heads * d, -1, 1, p.dtype);
+  const size_t pool = size_t(c.num_pages) * p.page_size * p.kv_heads * d;
+  c.k_pages = test::random_floats(rng, pool, -1, 1, p.dtype);
+  c.v_pages = test::random_floats(rng, pool, -1, 1, p.dtype);
+  return c;
+}
+
+reference::Inputs inputs(const Case& c) {
+  return {c.q, c.k_tree, c.v_tree, c.k_pages, c.v_pages, c.indptr, c.indices};
+}
+
+Plan plan_of(const Case& c) { return plan(c.p, c.prefix_lens, c.tree_sizes, c.parents, kH100); }
+
+// Independent naive attention: keys = prefix rows (through the page table) + the ancestors found
+// by walking the parent array + self.
+decode_attention::reference::Result naive(const Case& c) {
+  const Problem& p = c.p;
+  const int d = p.head_dim, g = p.qo_heads / p.kv_heads;
+  const double scale = p.sm_scale > 0 ? p.sm_scale : 1.0 / std::sqrt(double(d));
+  const int total = static_cast<int>(c.parents.size());
+  decode_attention::reference::Result r{std::vector<double>(size_t(total) * p.qo_heads * d, 0.0),
+                                        std::vector<double>(size_t(total) * p.qo_heads)};
+  int base = 0;
+  for (int b = 0; b < p.batch; ++b) {
+    for (int i = 0; i < c.tree_sizes[b]; ++i) {
+      const int t = base + i;
+      for (int h = 0; h < p.qo_heads; ++h) {
+        const int kh = h / g;
+        std::vector<const float*> ks, vs;
+        for (int j = 0; j < c.prefix_lens[b]; ++j) {
+          const int page = c.indices[c.indptr[b] + j / p.page_size];
+          const size_t off = ((size_t(page) * p.page_size + j % p.page_size) * p.kv_heads + kh) * d;
+          ks.push_back(&c.k_pages[off]);
+          vs.push_back(&c.v_pages[off]);
+        }
+        for (int a = i; a >= 0; a = c.parents[base + a]) {
+          const size_t off = (size_t(base + a) * p.kv_heads + kh) * d;
+          ks.push_back(&c.k_tree[off]);
+          vs.push_back(&c.v_tree[off]);
+        }
+        std::vector<double> s(ks.size());
+        double m = -INFINITY;
+        for (size_t j = 0; j < ks.size(); ++j) {
+          double dot = 0;
+          for (int e = 0; e < d; ++e) dot += double(c.q[(size_t(t) * p.qo_heads + h) * d + e]) * ks[j][e];
+          s[j] = p.soft_cap > 0 ? p.soft_cap * std::tanh(dot * scale / p.soft_cap) : dot * scale;
+          m = std::max(m, s[j]);
+        }
+        double sum = 0;
+        for (double x : s) sum += std::exp(x - m);
+        for (size_t j = 0; j < ks.size(); ++j)
+          for (int e = 0; e < d; ++e)
+            r.o[(size_t(t) * p.qo_heads + h) * d + e] += std::exp(s[j] - m) / sum * vs[j][e];
+        r.lse[size_t(t) * p.qo_heads + h] = m + std::log(sum);
+      }
+    }
+    base += c.tree_sizes[b];
+  }
+  return r;
+}
+
+double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double w = 0;
+  for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(a[i] - b[i]));
+  return w;
+}
+
+std::vector<int32_t> random_tree(std::mt19937_64& rng, int n) {
+  std::vector<int32_t> par(n);
+  for (int i = 0; i < n; ++i) par[i] = std::uniform_int_distribution<int>(-1, i - 1)(rng);
+  return par;
+}
+std::vector<int32_t> chain(int n) {
+  std::vector<int32_t> par(n);
+  for (int i = 0; i < n; ++i) par[i] = i - 1;
+  return par;
+}
+std::vector<int32_t> star(int n) {  // one root, every other token its child
+  std::vector<int32_t> par(n, 0);
+  par[0] = -1;
+  return par;
+}
+
+Problem small_problem(int qo, int kv, int d, int page) {
+  Problem p;
+  p.qo_heads = qo;
+  p.kv_heads = kv;
+  p.head_dim = d;
+  p.page_size = page;
+  return p;
+}
+}  // namespace
+
+TEST(TreeAttentionReference, MatchesNaiveOnRandomTreesChainsStarsAndSingleTokens) {
+  auto rng = test::make_rng();
+  for (auto [qo, kv, d] : {std::tuple{4, 1, 64}, std::tuple{8, 2, 128}, std::tuple{2, 2, 64}}) {
+    Problem p = small_problem(qo, kv, d, 16);
+    p.batch = 5;
+    Case c = make_case(rng, p, {0, 1, 37, 16, 133},
+                       {random_tree(rng, 23), chain(17), star(12), {-1}, random_tree(rng, 128)});
+    const Plan pl = plan_of(c);
+    const auto ref = reference::attention(pl, inputs(c));
+    const auto nv = naive(c);
+    EXPECT_LT(max_diff(ref.o, nv.o), 1e-12) << "qo " << qo << " kv " << kv << " d " << d;
+    EXPECT_LT(max_diff(ref.lse, nv.lse), 1e-12);
+  }
+}
+
+TEST(TreeAttentionReference, SoftCapAndScale) {
+  auto rng = test::make_rng();
+  Problem p = small_problem(4, 2, 64, 8);
+  p.batch = 2;
+  p.sm_scale = 0.3f;
+  p.soft_cap = 5.f;
+  Case c = make_case(rng, p, {50, 3}, {random_tree(rng, 9), random_tree(rng, 4)});
+  const auto ref = reference::attention(plan_of(c), inputs(c));
+  const auto nv = naive(c);
+  EXPECT_LT(max_diff(ref.o, nv.o), 1e-12);
+  EXPECT_LT(max_diff(ref.lse, nv.lse), 1e-12);
+}
+
+TEST(TreeAttentionReference, SingleTokenEqualsDecodeAttention) {
+  auto rng = test::make_rng();
+  Problem p = small_problem(8, 2, 128, 16);
+  p.batch = 3;
+  Case c = make_case(rng, p, {0, 45, 300}, {{-1}, {-1}, {-1}});
+  const auto ref = reference::attention(plan_of(c), inputs(c));
+  // Decode attention over a contiguous cache holding the prefix followed by the token's own K/V.
+  decode_attention::Problem dp = prefix_problem(p);
+  dp.layout = decode_attention::Layout::contiguous;
+  dp.kv_len_max = 301;
+  const int d = p.head_dim;
+  std::vector<float> k(size_t(p.batch) * dp.kv_len_max * p.kv_heads * d), v(k.size());
+  std::vector<int32_t> lens;
+  for (int b = 0; b < p.batch; ++b) {
+    const int len = c.prefix_lens[b];
+    for (int j = 0; j <= len; ++j)
+      for (int h = 0; h < p.kv_heads; ++h) {
+        const float *ks, *vs;
+        if (j < len) {
+          const int page = c.indices[c.indptr[b] + j / p.page_size];
+          const size_t off = ((size_t(page) * p.page_size + j % p.page_size) * p.kv_heads + h) * d;
+          ks = &c.k_pages[off];
+          vs = &c.v_pages[off];
+        } else {
+          ks = &c.k_tree[(size_t(b) * p.kv_heads + h) * d];
+          vs = &c.v_tree[(size_t(b) * p.kv_heads + h) * d];
+        }
+        const size_t dst = ((size_t(b) * dp.kv_len_max + j) * p.kv_heads + h) * d;
+        std::copy(ks, ks + d, k.begin() + dst);
+        std::copy(vs, vs + d, v.begin() + dst);
+      }
+    lens.push_back(len + 1);
+  }
+  decode_attention::reference::KvCache kvc;
+  kvc.k = k;
+  kvc.v = v;
+  const auto dec = decode_attention::reference::attention(dp, lens, c.q, kvc, 64);
+  EXPECT_LT(max_diff(ref.o, dec.o), 1e-12);
+  EXPECT_LT(max_diff(ref.lse, dec.lse), 1e-12);
+}
+
+TEST(TreeAttentionReference, ChainEqualsCausalAttentionOverTheDraft) {
+  auto rng = test::make_rng();
+  Problem p = small_problem(4, 4, 64, 16);
+  p.batch = 1;
+  const int T = 33;
+  Case c = make_case(rng, p, {0}, {chain(T)});
+  const auto ref = reference::attention(plan_of(c), inputs(c));
+  const int d = p.head_dim;
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < p.qo_heads; ++h) {
+      std::vector<double> s(t + 1);
+      double sum = 0;
+      for (int j = 0; j <= t; ++j) {
+        double dot = 0;
+        for (int e = 0; e < d; ++e)
+          dot += double(c.q[(size_t(t) * p.qo_heads + h) * d + e]) * c.k_tree[(size_t(j) * p.kv_heads + h) * d + e];
+        s[j] = dot / std::sqrt(double(d));
+        sum += std::exp(s[j]);
+      }
+      for (int e = 0; e < d; ++e) {
+        double o = 0;
+        for (int j = 0; j <= t; ++j) o += std::exp(s[j]) / sum * c.v_tree[(size_t(j) * p.kv_heads + h) * d + e];
+        EXPECT_NEAR(ref.o[(size_t(t) * p.qo_heads + h) * d + e], o, 1e-12);
+      }
+      EXPECT_NEAR(ref.lse[size_t(t) * p.qo_heads + h], std::log(sum), 1e-12);
+    }
+}
+
+TEST(TreeAttentionPlan, DepthsPositionsAndAncestorMasks) {
+  Problem p = small_problem(8, 2, 128, 16);
+  p.batch = 2;
+  //   request 0: 0 -> {1, 2}, 1 -> 3, 2 -> 4; 5 root-level;   request 1: chain of 130? no: 128
+  std::vector<int32_t> parents = {-1, 0, 0, 1, 2, -1};
+  const auto c = chain(128);
+  parents.insert(parents.end(), c.begin(), c.end());
+  const std::vector<int32_t> prefix = {100, 7}, sizes = {6, 128};
+  const Plan pl = plan(p, prefix, sizes, parents, kH100);
+  EXPECT_EQ(pl.total_tokens, 134);
+  EXPECT_EQ(pl.max_tree_tokens, 128);
+  EXPECT_EQ(pl.tree_indptr, (std::vector<int32_t>{0, 6, 134}));
+  EXPECT_EQ(std::vector<int32_t>(pl.depths.begin(), pl.depths.begin() + 6), (std::vector<int32_t>{0, 1, 1, 2, 2, 0}));
+  EXPECT_EQ(pl.positions[3], 102);
+  EXPECT_EQ(pl.positions[5], 100);
+  EXPECT_EQ(pl.positions[6 + 127], 7 + 127);
+  EXPECT_TRUE(pl.masks[4].test(4) && pl.masks[4].test(2) && pl.masks[4].test(0));
+  EXPECT_FALSE(pl.masks[4].test(1) || pl.masks[4].test(3) || pl.masks[4].test(5));
+  EXPECT_EQ(pl.masks[5].bits, (std::array<uint64_t, 2>{1ull << 5, 0}));
+  EXPECT_EQ(pl.masks[6 + 127].bits, (std::array<uint64_t, 2>{~0ull, ~0ull}));  // full chain
+  EXPECT_EQ(pl.masks[6 + 64].bits, (std::array<uint64_t, 2>{~0ull, 1ull}));
+  EXPECT_GT(pl.workspace_bytes, 0u);
+  EXPECT_GT(pl.prefix_chunk_tokens, 0);
+}
+
+TEST(TreeAttentionPlan, PrefixSplitAndWorkspace) {
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 1;
+  const std::vector<int32_t> parents = chain(64);
+  const Plan pl = plan(p, std::vector<int32_t>{32768}, std::vector<int32_t>{64}, parents, kH100);
+  EXPECT_LT(pl.prefix_chunk_tokens, 32768);  // long prefix split across SMs
+  EXPECT_EQ(pl.prefix_chunk_tokens % 64, 0);
+  const long long chunks = (32768 + pl.prefix_chunk_tokens - 1) / pl.prefix_chunk_tokens;
+  EXPECT_GE(pl.workspace_bytes, size_t((chunks + 1) * 64 * 32) * (128 + 1) * sizeof(float));
+  const Plan none = plan(p, std::vector<int32_t>{0}, std::vector<int32_t>{64}, parents, kH100);
+  EXPECT_EQ(none.prefix_chunk_tokens, 0);
+}
+
+TEST(TreeAttentionPlan, BadArgumentsNameArgumentAndValue) {
+  Problem p = small_problem(8, 2, 128, 16);
+  p.batch = 1;
+  const std::vector<int32_t> pre = {10}, one = {1}, root = {-1};
+  auto bad = [&](Problem q) { return plan(q, pre, one, root, kH100); };
+  Problem x = p;
+  x.head_dim = 96;
+  EXPECT_THROW_MSG(bad(x), "tree_attention::plan: head_dim = 96: must be 64, 128 or 256");
+  x = p;
+  x.qo_heads = 6;
+  x.kv_heads = 4;
+  EXPECT_THROW_MSG(bad(x), "qo_heads = 6: must be divisible by kv_heads = 4");
+  x = p;
+  x.dtype = DType::f32;
+  EXPECT_THROW_MSG(bad(x), "dtype = fp32: must be fp16 or bf16");
+  x = p;
+  x.page_size = 0;
+  EXPECT_THROW_MSG(bad(x), "page_size = 0");
+  x = p;
+  x.batch = 0;
+  EXPECT_THROW_MSG(bad(x), "batch = 0");
+  EXPECT_THROW_MSG(plan(p, std::vector<int32_t>{-3}, one, root, kH100), "prefix_lens[0] = -3: must be >= 0");
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{0}, std::vector<int32_t>{}, kH100), "tree_sizes[0] = 0");
+  const auto long_chain = chain(129);
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{129}, long_chain, kH100),
+                   "tree_sizes[0] = 129: must be in [1, 128]");
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{2}, root, kH100), "parents.size() = 1: must equal the sum");
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{2}, std::vector<int32_t>{-1, 1}, kH100),
+                   "parents[1] (request 0, token 1) = 1: must be -1");
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{3}, std::vector<int32_t>{-1, 2, 1}, kH100),
+                   "parents[1] (request 0, token 1) = 2");  // a cycle 1 <-> 2 is rejected at its first back edge
+  EXPECT_THROW_MSG(plan(p, pre, std::vector<int32_t>{2}, std::vector<int32_t>{-1, -2}, kH100), "= -2");
+  EXPECT_THROW_MSG(plan(p, std::vector<int32_t>{1, 2}, one, root, kH100), "prefix_lens.size() = 2: must equal batch = 1");
+  EXPECT_THROW_MSG(plan(p, pre, one, root, DeviceInfo::synthetic(0)), "device.sm_count = 0");
+}
+
+TEST(TreeAttentionCApi, PlanPositionsAndErrorPath) {
+  spw_tree_attention_problem cp{1, 8, 2, 128, SPW_FP16, 16, 0.f, 0.f};
+  const int32_t pre[] = {20}, sizes[] = {3}, parents[] = {-1, 0, 0};
+  spw_tree_attention_handle* h = nullptr;
+  ASSERT_EQ(spw_tree_attention_plan(&cp, pre, sizes, parents, 132, &h), SPW_OK) << spw_last_error();
+  size_t ws = 0;
+  EXPECT_EQ(spw_tree_attention_workspace_size(h, &ws), SPW_OK);
+  EXPECT_GT(ws, 0u);
+  int32_t pos[3] = {};
+  EXPECT_EQ(spw_tree_attention_positions(h, pos, 3), SPW_OK);
+  EXPECT_EQ(pos[0], 20);
+  EXPECT_EQ(pos[2], 21);
+  EXPECT_EQ(spw_tree_attention_positions(h, pos, 2), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("capacity = 2"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_tree_attention_run(h, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                   nullptr, nullptr, nullptr, 0, nullptr),
+            SPW_ERROR_UNSUPPORTED);  // GPU kernel not implemented yet
+  spw_tree_attention_destroy(h);
+
+  const int32_t bad_parents[] = {-1, 1, 0};
+  h = reinterpret_cast<spw_tree_attention_handle*>(1);
+  EXPECT_EQ(spw_tree_attention_plan(&cp, pre, sizes, bad_parents, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(h, nullptr);
+  EXPECT_NE(std::string(spw_last_error()).find("parents[1]"), std::string::npos) << spw_last_error();
+  cp.head_dim = 80;
+  EXPECT_EQ(spw_tree_attention_plan(&cp, pre, sizes, parents, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("head_dim = 80"), std::string::npos) << spw_last_error();
+  cp.head_dim = 128;
+  EXPECT_EQ(spw_tree_attention_plan(&cp, pre, sizes, nullptr, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(spw_tree_attention_plan(nullptr, pre, sizes, parents, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(spw_tree_attention_workspace_size(nullptr, &ws), SPW_ERROR_INVALID_ARGUMENT);
+}

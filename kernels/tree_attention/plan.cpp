@@ -3,6 +3,7 @@
 // chunks like decode_attention so a long prefix fills the GPU (see tree_attention.h).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/common/error.h"
 #include "kernels/tree_attention/tree_attention.h"
@@ -100,21 +101,57 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
     chunk = round_up<long long>(std::max<long long>(chunk, kMinChunk), kChunkGranule);
     pl.prefix_chunk_tokens = static_cast<int>(std::min<long long>(std::min(chunk, max_prefix), 1 << 30));
   }
-  // Workspace: partial (O, LSE) in fp32 per prefix chunk plus one for the tree part, per row.
-  long long states = 0;
-  for (int b = 0; b < p.batch; ++b) {
-    const long long chunks = pl.prefix_chunk_tokens > 0 ? ceil_div<long long>(prefix_lens[b], pl.prefix_chunk_tokens) : 0;
-    states += (chunks + 1) * tree_sizes[b];
-  }
-  const size_t rows = static_cast<size_t>(states) * p.qo_heads;
-  pl.workspace_bytes = round_up(rows * p.head_dim * sizeof(float), kAlign) + round_up(rows * sizeof(float), kAlign);
+  // Workspace: metadata image, then one fp32 partial state per (prefix chunk | tree part) per row.
+  int max_chunks = 0;
+  for (int b = 0; b < p.batch; ++b)
+    if (pl.prefix_chunk_tokens > 0) max_chunks = std::max(max_chunks, ceil_div(prefix_lens[b], pl.prefix_chunk_tokens));
+  pl.num_states = max_chunks + 1;
+  pl.prefix_lens_offset = round_up(pl.tree_indptr.size() * sizeof(int32_t), kAlign);
+  pl.masks_offset = pl.prefix_lens_offset + round_up(static_cast<size_t>(p.batch) * sizeof(int32_t), kAlign);
+  pl.meta_bytes = pl.masks_offset + pl.masks.size() * sizeof(AncestorMask);
+  pl.host_meta.assign(pl.meta_bytes, std::byte{0});
+  std::memcpy(pl.host_meta.data(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
+  std::memcpy(pl.host_meta.data() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));
+  std::memcpy(pl.host_meta.data() + pl.masks_offset, pl.masks.data(), pl.masks.size() * sizeof(AncestorMask));
+  const size_t rows = static_cast<size_t>(pl.num_states) * pl.total_tokens * p.qo_heads;
+  pl.partial_o_offset = round_up(pl.meta_bytes, kAlign);
+  pl.partial_lse_offset = pl.partial_o_offset + round_up(rows * p.head_dim * sizeof(float), kAlign);
+  pl.workspace_bytes = pl.partial_lse_offset + round_up(rows * sizeof(float), kAlign);
   return pl;
 }
 
-void run(const Plan& pl, const Args& a, void*, size_t, Stream) {
-  (void)a;
-  SPW_CHECK_ARG(pl.total_tokens > 0, "tree_attention::run", "plan", "empty", "create it with tree_attention::plan");
-  fail("tree_attention::run: the GPU kernel is not implemented yet, so running is not supported (plan() and the CPU reference are)");
+void check_args(const Plan& pl, const Args& a, const void* ws, size_t ws_bytes) {
+  constexpr const char* w = "tree_attention::run";
+  SPW_CHECK_ARG(pl.total_tokens > 0, w, "plan", "empty", "create it with tree_attention::plan");
+  check_problem(pl.problem, w);
+  auto ptr = [&](const void* x, const char* name, std::uintptr_t align) {
+    SPW_CHECK_ARG(x != nullptr, w, name, "null", "must be a device pointer");
+    SPW_CHECK_ARG(reinterpret_cast<std::uintptr_t>(x) % align == 0, w, name, x,
+                  fmt::format("must be {}-byte aligned", align));
+  };
+  ptr(a.q, "q", 16);
+  ptr(a.k_tree, "k_tree", 16);
+  ptr(a.v_tree, "v_tree", 16);
+  ptr(a.o, "o", 16);
+  if (a.lse) ptr(a.lse, "lse", 4);
+  bool any_prefix = false;
+  for (int32_t l : pl.prefix_lens) any_prefix |= l > 0;
+  if (any_prefix) {
+    ptr(a.k_pages, "k_pages", 16);
+    ptr(a.v_pages, "v_pages", 16);
+    ptr(a.indptr, "indptr", 4);
+    ptr(a.indices, "indices", 4);
+  }
+  SPW_CHECK_ARG(ws_bytes >= pl.workspace_bytes, w, "workspace_bytes", ws_bytes,
+                fmt::format("is too small: the plan needs {} bytes", pl.workspace_bytes));
+  ptr(ws, "workspace", 16);
 }
+
+#if !SPW_HAVE_CUDA
+void run(const Plan& pl, const Args& a, void* ws, size_t n, Stream) {
+  check_args(pl, a, ws, n);
+  fail("tree_attention::run: Spillway was built without CUDA (GPU kernels not supported in this build)");
+}
+#endif
 
 }  // namespace spw::tree_attention

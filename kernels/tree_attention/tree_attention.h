@@ -8,7 +8,7 @@
 //   LSE[t, h] = ln sum_j exp(s_j)  (natural log)
 // The chain case (parent[i] = i - 1) is plain causal attention over the draft, same code path.
 //
-// Planned design of the kernel (not written yet, see plan.cpp run()): the T x group query rows
+// Target design of the kernel (tree_attention.cu holds a simpler v0, see there): the T x group query rows
 // of one KV head are one tile processed against ONE read of the prefix KV (mma.sync m16n8k16,
 // fp32 accumulation, cp.async multi-stage KV ring), the prefix split into chunks like
 // decode_attention so long contexts fill the GPU; the tree part (T <= 128 keys) under the
@@ -23,7 +23,6 @@
 //   o      [total_tokens, qo_heads, head_dim]       lse [total_tokens, qo_heads] fp32 (optional)
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -53,9 +52,9 @@ struct Problem {
 /// 128-bit ancestor set of a tree token: bit j set <=> token j is an ancestor of the token or
 /// the token itself (j indexes the request's tree tokens).
 struct AncestorMask {
-  std::array<uint64_t, 2> bits{};
-  bool test(int j) const { return (bits[j >> 6] >> (j & 63)) & 1u; }
-  void set(int j) { bits[j >> 6] |= uint64_t{1} << (j & 63); }
+  uint64_t bits[2] = {0, 0};
+  SPW_HD bool test(int j) const { return (bits[j >> 6] >> (j & 63)) & 1u; }
+  SPW_HD void set(int j) { bits[j >> 6] |= uint64_t{1} << (j & 63); }
 };
 
 struct Plan {
@@ -70,7 +69,14 @@ struct Plan {
   int total_tokens = 0;
   int max_tree_tokens = 0;
   int prefix_chunk_tokens = 0;          // prefix split (decode_attention style); 0 = no prefix
-  size_t workspace_bytes = 0;           // partial O/LSE for the prefix split + metadata
+  int num_states = 1;                   // partial states per row: max prefix chunks + 1 (tree part)
+  // Workspace layout (byte offsets, 256-byte aligned sections): metadata copied in by run()
+  // (int32 tree_indptr[batch + 1], int32 prefix_lens[batch], AncestorMask masks[total_tokens]),
+  // then fp32 partial O [num_states, total_tokens * qo_heads, head_dim] and LSE [num_states, rows].
+  size_t prefix_lens_offset = 0, masks_offset = 0, meta_bytes = 0;
+  size_t partial_o_offset = 0, partial_lse_offset = 0;
+  size_t workspace_bytes = 0;
+  std::vector<std::byte> host_meta;     // the metadata image (pageable host memory, see run())
 };
 
 struct Args {
@@ -88,14 +94,21 @@ struct Args {
 
 void check_problem(const Problem& p, const char* where);
 
+
 /// Validates the trees (tree_sizes [batch] in 1..kMaxTreeTokens, parents [sum tree_sizes] with
 /// -1 <= parent[i] < i per request) and prefix_lens [batch] >= 0, derives depths, positions and
 /// ancestor masks, and sizes the workspace. Throws spw::Error naming the bad argument.
 Plan plan(const Problem& problem, std::span<const int32_t> prefix_lens, std::span<const int32_t> tree_sizes,
           std::span<const int32_t> parents, const DeviceInfo& device);
 
-/// GPU launch. NOT IMPLEMENTED YET: throws spw::Error (see tree_attention.h header comment).
+/// GPU launch (v0 kernel, see tree_attention.cu): copies the plan's metadata into the workspace
+/// (cudaMemcpyAsync from pageable memory: NOT yet CUDA-graph capturable), computes one partial
+/// state per (prefix chunk | tree part) and merges them with decode_attention::merge_states.
+/// No allocation. Without CUDA it throws.
 void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_bytes, Stream stream);
+
+/// Host checks run() performs before launching.
+void check_args(const Plan& plan, const Args& args, const void* workspace, size_t workspace_bytes);
 
 /// The decode_attention problem describing the prefix of `p` (paged, same heads / dtype).
 decode_attention::Problem prefix_problem(const Problem& p);

@@ -1,0 +1,155 @@
+"""Tree attention (T draft tokens under a tree mask over a shared paged prefix): Spillway vs baselines.
+
+Grid (params: batch, tree_tokens, prefix_len): T {1, 4, 16, 64, 128} x prefix {512, 4K, 32K} x
+batch {1, 8, 32}, Llama-3-8B heads (32 q / 8 kv, d 128), fp16, page_size 16. The tree of every
+request is a fixed random tree (seeded) with T tokens. --quick: batch {1, 8} x T {1, 16, 64} x prefix 4K.
+Impls (same process, same prefix KV):
+  spillway           spw_tree_attention_run (C ABI) -- NOTE: v0 kernel (CUDA cores), see tree_attention.cu
+  spillway:decode1   our decode attention for ONE token per request at the same prefix (the yardstick)
+  spillway:decodeT   T separate decode-attention calls (one per tree token) over the prefix
+  torch_sdpa         F.scaled_dot_product_attention with an explicit boolean mask over prefix + tree
+Bytes: prefix K and V read once, tree q/k/v read, O written.
+Plot: python3 bench/plot.py bench/results/<device>/tree_attention.json --x tree_tokens --y ms --facet prefix_len
+"""
+import ctypes
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+
+import decode_attention as da
+import harness
+
+QH, KVH, D, PAGE = 32, 8, 128, 16
+DT = torch.float16
+
+
+class TreeProblem(ctypes.Structure):
+    _fields_ = [("batch", ctypes.c_int), ("qo_heads", ctypes.c_int), ("kv_heads", ctypes.c_int),
+                ("head_dim", ctypes.c_int), ("dtype", ctypes.c_int), ("page_size", ctypes.c_int),
+                ("sm_scale", ctypes.c_float), ("soft_cap", ctypes.c_float)]
+
+
+def setup_lib(lib):
+    vp, i32p = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)
+    lib.spw_tree_attention_plan.argtypes = [ctypes.POINTER(TreeProblem), i32p, i32p, i32p, ctypes.c_int,
+                                            ctypes.POINTER(vp)]
+    lib.spw_tree_attention_workspace_size.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
+    lib.spw_tree_attention_run.argtypes = [vp] * 12 + [ctypes.c_size_t, vp]
+    lib.spw_tree_attention_destroy.argtypes = [vp]
+    lib.spw_tree_attention_destroy.restype = None
+    da.setup_lib(lib)
+
+
+def random_parents(T, rng):
+    return [rng.randint(-1, i - 1) for i in range(T)]
+
+
+def ancestor_mask(parents):
+    T = len(parents)
+    m = torch.zeros(T, T, dtype=torch.bool)
+    for i, p in enumerate(parents):
+        if p >= 0:
+            m[i] = m[p]
+        m[i, i] = True
+    return m
+
+
+def run_case(b, lib, batch, T, prefix):
+    name = f"b{batch}_T{T}_prefix{prefix}"
+    if not b.case(name, {"batch": batch, "tree_tokens": T, "prefix_len": prefix}):
+        return
+    rng = random.Random(T * 1000 + batch)
+    parents = random_parents(T, rng)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    pages = math.ceil(prefix / PAGE)
+    num_pages = batch * pages
+    kv_bytes = 2 * num_pages * PAGE * KVH * D * 2
+    free, _ = torch.cuda.mem_get_info()
+    sets = max(1, min(b.rotation_count(kv_bytes), int(0.4 * free) // kv_bytes))
+    indices = torch.randperm(num_pages, device="cuda", generator=gen).to(torch.int32)
+    indptr = torch.arange(0, num_pages + 1, pages, dtype=torch.int32, device="cuda")
+    last = torch.full((batch,), prefix - (pages - 1) * PAGE, dtype=torch.int32, device="cuda")
+    shape = (num_pages, PAGE, KVH, D)
+    k_sets = [torch.empty(shape, dtype=DT, device="cuda").uniform_(-1, 1, generator=gen) for _ in range(sets)]
+    v_sets = [torch.empty(shape, dtype=DT, device="cuda").uniform_(-1, 1, generator=gen) for _ in range(sets)]
+    q = torch.empty((batch * T, QH, D), dtype=DT, device="cuda").uniform_(-2, 2, generator=gen)
+    kt = torch.empty((batch * T, KVH, D), dtype=DT, device="cuda").uniform_(-1, 1, generator=gen)
+    vt = torch.empty_like(kt).uniform_(-1, 1, generator=gen)
+    o = torch.empty_like(q)
+    lse = torch.empty((batch * T, QH), dtype=torch.float32, device="cuda")
+    nbytes = kv_bytes + (q.numel() * 2 + kt.numel() * 2) * 2
+
+    p = TreeProblem(batch, QH, KVH, D, 0, PAGE, 0.0, 0.0)
+    arr = lambda xs: (ctypes.c_int32 * len(xs))(*xs)  # noqa: E731
+    handle = ctypes.c_void_p()
+    harness.check(lib, lib.spw_tree_attention_plan(ctypes.byref(p), arr([prefix] * batch), arr([T] * batch),
+                                                   arr(parents * batch), b.sm_count, ctypes.byref(handle)),
+                  "spw_tree_attention_plan")
+    wsz = ctypes.c_size_t()
+    harness.check(lib, lib.spw_tree_attention_workspace_size(handle, ctypes.byref(wsz)), "workspace_size")
+    ws = torch.empty(max(16, wsz.value), dtype=torch.uint8, device="cuda")
+
+    def ours(i):
+        harness.check(lib, lib.spw_tree_attention_run(
+            handle, q.data_ptr(), kt.data_ptr(), vt.data_ptr(), k_sets[i % sets].data_ptr(),
+            v_sets[i % sets].data_ptr(), indptr.data_ptr(), indices.data_ptr(), last.data_ptr(), o.data_ptr(),
+            lse.data_ptr(), ws.data_ptr(), ws.numel(), harness.stream_ptr()), "spw_tree_attention_run")
+
+    dec = da.Ours(lib, b.sm_count, batch, prefix, QH, KVH, DT, nosplit=False)
+    dq = torch.empty((batch, QH, D), dtype=DT, device="cuda").uniform_(-2, 2, generator=gen)
+    do = torch.empty_like(dq)
+    dl = torch.empty((batch, QH), dtype=torch.float32, device="cuda")
+    mask = ancestor_mask(parents).to("cuda")
+    try:
+        # Correctness once: ours vs SDPA with the boolean mask on set 0 (batch 0).
+        def contiguous(pool, rows_tree):  # [batch, kvh, prefix + T, d]
+            pre = pool[indices.long()].view(batch, pages * PAGE, KVH, D)[:, :prefix]
+            return torch.cat([pre, rows_tree.view(batch, T, KVH, D)], 1).transpose(1, 2).contiguous()
+
+        full_mask = torch.cat([torch.ones(T, prefix, dtype=torch.bool, device="cuda"), mask], 1)
+        kc, vc = contiguous(k_sets[0], kt), contiguous(v_sets[0], vt)
+        q4 = q.view(batch, T, QH, D).transpose(1, 2)
+
+        def sdpa(_i):
+            return F.scaled_dot_product_attention(q4, kc, vc, attn_mask=full_mask, enable_gqa=True)
+
+        ours(0)
+        want = sdpa(0).transpose(1, 2).reshape(batch * T, QH, D).float()
+        err = (o.float() - want).abs().max().item()
+        if not err < 3e-2:
+            raise RuntimeError(f"{name}: spillway differs from torch by {err:.3e}")
+        b.time("spillway", ours, bytes=nbytes)
+        b.time("spillway:decode1", lambda i: dec.launch(dq, k_sets[i % sets], v_sets[i % sets], indptr, indices,
+                                                        last, do, dl), bytes=kv_bytes)
+
+        def decode_t(i):
+            for _ in range(T):
+                dec.launch(dq, k_sets[i % sets], v_sets[i % sets], indptr, indices, last, do, dl)
+
+        b.time("spillway:decodeT", decode_t, bytes=nbytes)
+        b.time("torch_sdpa", sdpa, bytes=nbytes)
+    finally:
+        torch.cuda.synchronize()
+        dec.close()
+        lib.spw_tree_attention_destroy(handle)
+    del k_sets, v_sets
+    torch.cuda.empty_cache()
+
+
+def main():
+    b = harness.Bench("tree_attention", description=__doc__)
+    lib = harness.load_spillway()
+    setup_lib(lib)
+    if b.quick:
+        cases = [(bt, T, 4096) for bt in (1, 8) for T in (1, 16, 64)]
+    else:
+        cases = [(bt, T, pre) for pre in (512, 4096, 32768) for bt in (1, 8, 32) for T in (1, 4, 16, 64, 128)]
+    for batch, T, prefix in cases:
+        run_case(b, lib, batch, T, prefix)
+    b.write()
+
+
+if __name__ == "__main__":
+    main()

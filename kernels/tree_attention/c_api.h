@@ -1,8 +1,8 @@
 /* Tree attention C ABI: thin wrappers over kernels/tree_attention/tree_attention.h (semantics,
  * layouts and the 128-token limit there). Every function returns SPW_OK or an error status;
  * spw_last_error() gives the message.
- * spw_tree_attention_run launches the v0 kernel (correct, not yet fast; copies the plan's
- * metadata from pageable memory, so it is not CUDA-graph capturable yet). */
+ * spw_tree_attention_run launches the v0 kernel (correct, not yet fast). The handle owns the
+ * host metadata every run (and every captured graph) copies: destroy it after those are done. */
 #ifndef SPILLWAY_TREE_ATTENTION_C_API_H
 #define SPILLWAY_TREE_ATTENTION_C_API_H
 

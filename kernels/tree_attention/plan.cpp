@@ -6,7 +6,12 @@
 #include <cstring>
 
 #include "kernels/common/error.h"
+#include "kernels/common/device.h"
 #include "kernels/tree_attention/tree_attention.h"
+
+#if SPW_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace spw::tree_attention {
 
@@ -15,6 +20,21 @@ constexpr int kMinChunk = 256;
 constexpr int kChunkGranule = 64;
 constexpr int kCtasPerSm = 2;
 constexpr size_t kAlign = 256;
+
+// Pinned host memory when a device is present (a pageable source would make cudaMemcpyAsync
+// synchronous and uncapturable), plain heap memory otherwise.
+std::shared_ptr<std::byte> alloc_host(size_t bytes) {
+  bytes = std::max<size_t>(bytes, 16);
+#if SPW_HAVE_CUDA
+  if (cuda_device_count() > 0) {
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess)
+      return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
+    (void)cudaGetLastError();
+  }
+#endif
+  return std::shared_ptr<std::byte>(new std::byte[bytes](), std::default_delete<std::byte[]>());
+}
 }  // namespace
 
 void check_problem(const Problem& p, const char* w) {
@@ -109,10 +129,11 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   pl.prefix_lens_offset = round_up(pl.tree_indptr.size() * sizeof(int32_t), kAlign);
   pl.masks_offset = pl.prefix_lens_offset + round_up(static_cast<size_t>(p.batch) * sizeof(int32_t), kAlign);
   pl.meta_bytes = pl.masks_offset + pl.masks.size() * sizeof(AncestorMask);
-  pl.host_meta.assign(pl.meta_bytes, std::byte{0});
-  std::memcpy(pl.host_meta.data(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
-  std::memcpy(pl.host_meta.data() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));
-  std::memcpy(pl.host_meta.data() + pl.masks_offset, pl.masks.data(), pl.masks.size() * sizeof(AncestorMask));
+  pl.host_meta = alloc_host(pl.meta_bytes);
+  std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
+  std::memcpy(pl.host_meta.get(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
+  std::memcpy(pl.host_meta.get() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));
+  std::memcpy(pl.host_meta.get() + pl.masks_offset, pl.masks.data(), pl.masks.size() * sizeof(AncestorMask));
   const size_t rows = static_cast<size_t>(pl.num_states) * pl.total_tokens * p.qo_heads;
   pl.partial_o_offset = round_up(pl.meta_bytes, kAlign);
   pl.partial_lse_offset = pl.partial_o_offset + round_up(rows * p.head_dim * sizeof(float), kAlign);
@@ -122,7 +143,7 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
 
 void check_args(const Plan& pl, const Args& a, const void* ws, size_t ws_bytes) {
   constexpr const char* w = "tree_attention::run";
-  SPW_CHECK_ARG(pl.total_tokens > 0, w, "plan", "empty", "create it with tree_attention::plan");
+  SPW_CHECK_ARG(pl.total_tokens > 0 && pl.host_meta != nullptr, w, "plan", "empty", "create it with tree_attention::plan");
   check_problem(pl.problem, w);
   auto ptr = [&](const void* x, const char* name, std::uintptr_t align) {
     SPW_CHECK_ARG(x != nullptr, w, name, "null", "must be a device pointer");

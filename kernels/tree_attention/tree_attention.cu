@@ -7,7 +7,7 @@
 // chunk, mostly from L2). Each CTA writes fp32 partial (O, LSE) per row and state; the
 // partials are combined by decode_attention::merge_states (fixed order -> deterministic).
 // Missing: tensor cores (mma m16n8k16 over the T x group tile), cp.async KV staging, one
-// prefix read per KV head for all rows, a graph-capturable metadata copy.
+// prefix read per KV head for all rows.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -122,7 +122,7 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   check_args(pl, a, ws, ws_bytes);
   const Problem& pr = pl.problem;
   auto* base = static_cast<std::byte*>(ws);
-  SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.data(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
+  SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
   Params prm{};
   prm.q = a.q;
   prm.k_tree = a.k_tree;

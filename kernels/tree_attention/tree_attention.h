@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -76,7 +77,9 @@ struct Plan {
   size_t prefix_lens_offset = 0, masks_offset = 0, meta_bytes = 0;
   size_t partial_o_offset = 0, partial_lse_offset = 0;
   size_t workspace_bytes = 0;
-  std::vector<std::byte> host_meta;     // the metadata image (pageable host memory, see run())
+  /// The metadata image, pinned when a CUDA device is present (so the copy in run() is async and
+  /// capturable). A captured graph re-reads it on replay: THE PLAN MUST OUTLIVE EVERY LAUNCH/GRAPH.
+  std::shared_ptr<std::byte> host_meta;
 };
 
 struct Args {
@@ -102,7 +105,7 @@ Plan plan(const Problem& problem, std::span<const int32_t> prefix_lens, std::spa
           std::span<const int32_t> parents, const DeviceInfo& device);
 
 /// GPU launch (v0 kernel, see tree_attention.cu): copies the plan's metadata into the workspace
-/// (cudaMemcpyAsync from pageable memory: NOT yet CUDA-graph capturable), computes one partial
+/// (cudaMemcpyAsync from the plan's pinned memory; capturable), computes one partial
 /// state per (prefix chunk | tree part) and merges them with decode_attention::merge_states.
 /// No allocation. Without CUDA it throws.
 void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_bytes, Stream stream);

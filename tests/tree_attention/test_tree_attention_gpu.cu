@@ -1,7 +1,7 @@
 // Tree-attention GPU tests against the fp64 reference (skipped without a usable GPU): group
 // sizes 1/4/8, head dims 64/128/256, fp16/bf16, random trees / chain / star / T = 1, prefix 0,
 // non-multiples of the page size and a long (split) prefix, LSE, poisoned outputs and workspace,
-// bitwise repeat determinism. (Not run in the session that wrote them: no GPU.)
+// bitwise repeat determinism, CUDA-graph capture + replay. (Not run in the session that wrote them: no GPU.)
 #include <cmath>
 #include <cstring>
 #include <tuple>
@@ -109,4 +109,39 @@ TEST(TreeAttentionGpu, RepeatRunsAreBitwiseIdentical) {
   const Out a = run_case<spw::half>(c, pl), b = run_case<spw::half>(c, pl);
   EXPECT_EQ(a.o_bits, b.o_bits);
   EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float)));
+}
+
+TEST(TreeAttentionGpu, CudaGraphCaptureAndReplayMatchesDirectRun) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 2;
+  Case c = make_case(rng, p, {3000, 50}, {random_tree(rng, 32), chain(16)});
+  const Plan pl = plan(c.p, c.prefix_lens, c.tree_sizes, c.parents, query_device(0));
+  const Out direct = run_case<spw::half>(c, pl);
+  auto q = up<spw::half>(c.q), kt = up<spw::half>(c.k_tree), vt = up<spw::half>(c.v_tree);
+  auto kp = up<spw::half>(c.k_pages), vp = up<spw::half>(c.v_pages);
+  auto indptr = up_ints(c.indptr), indices = up_ints(c.indices), last = up_ints(c.last_page_len);
+  DeviceBuffer<spw::half> o(c.q.size());
+  DeviceBuffer<float> lse(static_cast<size_t>(pl.total_tokens) * c.p.qo_heads);
+  DeviceBuffer<unsigned char> ws(pl.workspace_bytes);
+  SPW_CUDA_CHECK(cudaMemset(o.get(), test::kPoisonByte, o.size() * sizeof(spw::half)));
+  Args a{q.get(), kt.get(), vt.get(), kp.get(), vp.get(), indptr.get(), indices.get(), last.get(), o.get(), lse.get()};
+  cudaStream_t s;
+  SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  run(pl, a, ws.get(), pl.workspace_bytes, s);
+  SPW_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 3; ++i) SPW_CUDA_CHECK(cudaGraphLaunch(exec, s));
+  SPW_CUDA_CHECK(cudaStreamSynchronize(s));
+  auto oh = o.download();
+  std::vector<unsigned char> bits(oh.size() * sizeof(spw::half));
+  std::memcpy(bits.data(), oh.data(), bits.size());
+  EXPECT_EQ(bits, direct.o_bits);
+  SPW_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  SPW_CUDA_CHECK(cudaGraphDestroy(graph));
+  SPW_CUDA_CHECK(cudaStreamDestroy(s));
 }

@@ -56,6 +56,25 @@ def ancestor_mask(parents):
     return m
 
 
+def plan_case(lib, sm_count, batch, T, prefix, parents):
+    """Plan handle + workspace bytes for one case (every request the same tree and prefix)."""
+    p = TreeProblem(batch, QH, KVH, D, 0, PAGE, 0.0, 0.0)
+    arr = lambda xs: (ctypes.c_int32 * len(xs))(*xs)  # noqa: E731
+    handle = ctypes.c_void_p()
+    harness.check(lib, lib.spw_tree_attention_plan(ctypes.byref(p), arr([prefix] * batch), arr([T] * batch),
+                                                   arr(parents * batch), sm_count, ctypes.byref(handle)),
+                  "spw_tree_attention_plan")
+    wsz = ctypes.c_size_t()
+    harness.check(lib, lib.spw_tree_attention_workspace_size(handle, ctypes.byref(wsz)), "workspace_size")
+    return handle, wsz.value
+
+
+def grid(quick):
+    if quick:
+        return [(bt, T, 4096) for bt in (1, 8) for T in (1, 16, 64)]
+    return [(bt, T, pre) for pre in (512, 4096, 32768) for bt in (1, 8, 32) for T in (1, 4, 16, 64, 128)]
+
+
 def run_case(b, lib, batch, T, prefix):
     name = f"b{batch}_T{T}_prefix{prefix}"
     if not b.case(name, {"batch": batch, "tree_tokens": T, "prefix_len": prefix}):
@@ -81,15 +100,8 @@ def run_case(b, lib, batch, T, prefix):
     lse = torch.empty((batch * T, QH), dtype=torch.float32, device="cuda")
     nbytes = kv_bytes + (q.numel() * 2 + kt.numel() * 2) * 2
 
-    p = TreeProblem(batch, QH, KVH, D, 0, PAGE, 0.0, 0.0)
-    arr = lambda xs: (ctypes.c_int32 * len(xs))(*xs)  # noqa: E731
-    handle = ctypes.c_void_p()
-    harness.check(lib, lib.spw_tree_attention_plan(ctypes.byref(p), arr([prefix] * batch), arr([T] * batch),
-                                                   arr(parents * batch), b.sm_count, ctypes.byref(handle)),
-                  "spw_tree_attention_plan")
-    wsz = ctypes.c_size_t()
-    harness.check(lib, lib.spw_tree_attention_workspace_size(handle, ctypes.byref(wsz)), "workspace_size")
-    ws = torch.empty(max(16, wsz.value), dtype=torch.uint8, device="cuda")
+    handle, wsz = plan_case(lib, b.sm_count, batch, T, prefix, parents)
+    ws = torch.empty(max(16, wsz), dtype=torch.uint8, device="cuda")
 
     def ours(i):
         harness.check(lib, lib.spw_tree_attention_run(
@@ -142,11 +154,7 @@ def main():
     b = harness.Bench("tree_attention", description=__doc__)
     lib = harness.load_spillway()
     setup_lib(lib)
-    if b.quick:
-        cases = [(bt, T, 4096) for bt in (1, 8) for T in (1, 16, 64)]
-    else:
-        cases = [(bt, T, pre) for pre in (512, 4096, 32768) for bt in (1, 8, 32) for T in (1, 4, 16, 64, 128)]
-    for batch, T, prefix in cases:
+    for batch, T, prefix in grid(b.quick):
         run_case(b, lib, batch, T, prefix)
     b.write()
 

@@ -1,0 +1,46 @@
+"""CPU check of bench/tree_attention.py's ctypes binding (ctest `tree_attention_bench_abi`):
+imports the bench with stand-in torch/harness modules, plans every grid case through the real
+libspillway_c with the bench's struct and argtypes, and calls run with a null q to check that
+the argument list reaches the C++ checks. No launches.
+
+    python3 tests/tree_attention/bench_abi_check.py <path to libspillway_c.so>"""
+import ctypes
+import pathlib
+import random
+import sys
+import types
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+torch = types.ModuleType("torch")
+torch.float16, torch.bfloat16, torch.float32 = "float16", "bfloat16", "float32"
+nn = types.ModuleType("torch.nn")
+functional = types.ModuleType("torch.nn.functional")
+torch.nn, nn.functional = nn, functional
+harness = types.ModuleType("harness")
+
+
+def check(lib, status, what):
+    if status != 0:
+        raise RuntimeError(f"{what} failed (status {status}): {lib.spw_last_error().decode()}")
+
+
+harness.check = check
+sys.modules.update({"torch": torch, "torch.nn": nn, "torch.nn.functional": functional, "harness": harness})
+
+import tree_attention as bench  # noqa: E402
+
+lib = ctypes.CDLL(sys.argv[1])
+lib.spw_last_error.restype = ctypes.c_char_p
+bench.setup_lib(lib)
+cases = bench.grid(False) + bench.grid(True)
+for batch, T, prefix in cases:
+    parents = bench.random_parents(T, random.Random(T))
+    h, ws = bench.plan_case(lib, 132, batch, T, prefix, parents)
+    assert ws > 0
+    st = lib.spw_tree_attention_run(h, None, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, ws, None)
+    msg = lib.spw_last_error().decode()
+    assert st == 1 and "q = null" in msg, (st, msg)
+    lib.spw_tree_attention_destroy(h)
+print(f"tree_attention bench abi ok ({len(cases)} plans)")

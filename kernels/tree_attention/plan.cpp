@@ -141,6 +141,12 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   return pl;
 }
 
+void validate_page_table(const Plan& pl, std::span<const int32_t> indptr, std::span<const int32_t> indices,
+                         std::span<const int32_t> last_page_len, int num_pages) {
+  decode_attention::validate_page_table(prefix_problem(pl.problem), pl.prefix_lens, indptr, indices, last_page_len,
+                                        num_pages);
+}
+
 void check_args(const Plan& pl, const Args& a, const void* ws, size_t ws_bytes) {
   constexpr const char* w = "tree_attention::run";
   SPW_CHECK_ARG(pl.total_tokens > 0 && pl.host_meta != nullptr, w, "plan", "empty", "create it with tree_attention::plan");

@@ -113,6 +113,11 @@ void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_b
 /// Host checks run() performs before launching.
 void check_args(const Plan& plan, const Args& args, const void* workspace, size_t workspace_bytes);
 
+/// Debug validation of the prefix page table (host copies), via
+/// decode_attention::validate_page_table with the plan's prefix lengths.
+void validate_page_table(const Plan& plan, std::span<const int32_t> indptr, std::span<const int32_t> indices,
+                         std::span<const int32_t> last_page_len, int num_pages);
+
 /// The decode_attention problem describing the prefix of `p` (paged, same heads / dtype).
 decode_attention::Problem prefix_problem(const Problem& p);
 

@@ -254,6 +254,22 @@ TEST(TreeAttentionPlan, BadArgumentsNameArgumentAndValue) {
   EXPECT_THROW_MSG(plan(p, pre, one, root, DeviceInfo::synthetic(0)), "device.sm_count = 0");
 }
 
+TEST(TreeAttentionPlan, PrefixPageTableValidation) {
+  auto rng = test::make_rng();
+  Problem p = small_problem(4, 2, 64, 16);
+  p.batch = 2;
+  Case c = make_case(rng, p, {37, 0}, {chain(3), {-1}});
+  const Plan pl = plan_of(c);
+  validate_page_table(pl, c.indptr, c.indices, c.last_page_len, c.num_pages);
+  auto bad = c.indices;
+  bad[1] = c.num_pages;
+  EXPECT_THROW_MSG(validate_page_table(pl, c.indptr, bad, c.last_page_len, c.num_pages), "indices[1] = ");
+  auto last = c.last_page_len;
+  last[0] = 4;
+  EXPECT_THROW_MSG(validate_page_table(pl, c.indptr, c.indices, last, c.num_pages),
+                   "kv_lens[0] = 37: differs from the page table's length 36");
+}
+
 TEST(TreeAttentionCApi, PlanPositionsAndErrorPath) {
   spw_tree_attention_problem cp{1, 8, 2, 128, SPW_FP16, 16, 0.f, 0.f};
   const int32_t pre[] = {20}, sizes[] = {3}, parents[] = {-1, 0, 0};

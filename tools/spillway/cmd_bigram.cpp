@@ -43,6 +43,7 @@ void usage() {
       "  --out FILE       output (default MODEL.bigram, next to the model)\n"
       "  --top-k K        candidates kept per token (default 1)\n"
       "  --batch N        sequences per forward with --from-model (default 512)\n"
+      "  --no-bos         context [v] instead of [BOS, v] with --from-model\n"
       "  --backend cpu|cuda\n",
       kDefaultModel);
 }
@@ -55,7 +56,7 @@ int bigram(const std::vector<std::string>& args) {
   SPW_CHECK(args[0] == "build", "bigram: unknown subcommand '{}' (expected 'build')", args[0]);
   std::string model = kDefaultModel, out, backend;
   std::vector<std::string> texts;
-  bool from_model = false;
+  bool from_model = false, no_bos = false;
   int top_k = 1, batch = 512;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -67,6 +68,7 @@ int bigram(const std::vector<std::string>& args) {
     else if (a == "--model") model = value();
     else if (a == "--out") out = value();
     else if (a == "--from-model") from_model = true;
+    else if (a == "--no-bos") no_bos = true;
     else if (a == "--top-k") top_k = std::stoi(value());
     else if (a == "--batch") batch = std::stoi(value());
     else if (a == "--backend") backend = value();
@@ -93,7 +95,10 @@ int bigram(const std::vector<std::string>& args) {
   decode::BigramTable table;
   if (from_model) {
     auto m = open_model(model, 0, backend);
-    const int32_t bos = tok.add_bos() ? tok.bos_id() : -1;
+    // BOS even where the tokenizer does not add it (SmolLM2: add_bos = false): a lone token at
+    // position 0 is an attention sink whose prediction is nearly constant ('-' after every
+    // token on SmolLM2-135M), while after BOS it is the real one-token continuation.
+    const int32_t bos = no_bos ? -1 : tok.bos_id();
     fmt::print(stderr, "bigram from model: {} tokens, batch {}, context {}\n", m->config().vocab_size, batch,
                bos >= 0 ? "[BOS, v]" : "[v]");
     table = decode::BigramTable::from_model(*m, bos, top_k, hash, batch, [](int64_t done, int64_t total, double eta) {

@@ -16,22 +16,14 @@
 #include "runtime/model_loader.h"
 #include "runtime/tokenizer.h"
 #include "tools/spillway/command.h"
+#include "tools/spillway/open_model.h"
 
 namespace {
 
 using namespace spw;
 
-// Loads a GGUF model on a backend (max_layers <= 0: all layers).
-std::shared_ptr<rt::Model> open_model(const std::string& path, int max_layers, const std::string& backend,
-                                      int context = 2048) {
-  rt::LoadOptions lo;
-  lo.backend = backend.empty() ? "cpu" : backend;
-  lo.max_layers = max_layers > 0 ? max_layers : -1;
-  lo.max_tokens = context;
-  return rt::load_model(path, lo);
-}
-
-constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+using cli::kDefaultModel;
+using cli::open_model;
 
 void usage() {
   fmt::print(

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "kernels/common/pinned.h"
 #include "kernels/common/error.h"
 #include "kernels/common/vec.h"
 #include "kernels/decode_attention/decode_attention.h"
@@ -26,22 +27,6 @@ constexpr size_t kAlign = 256;
 
 size_t align_up(size_t x) { return round_up(x, kAlign); }
 
-// Host memory for the metadata: pinned when a device is present (a pageable source would make
-// cudaMemcpyAsync synchronous and is not capturable), plain heap memory otherwise.
-std::shared_ptr<std::byte> alloc_host(size_t bytes) {
-  bytes = std::max<size_t>(bytes, 16);
-#if SPW_HAVE_CUDA
-  if (cuda_device_count() > 0) {
-    void* p = nullptr;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess)
-      return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
-    (void)cudaGetLastError();
-  }
-#endif
-  void* p = std::aligned_alloc(kAlign, align_up(bytes));
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
-}
 }  // namespace
 
 std::span<const WorkItem> Plan::items() const {
@@ -134,7 +119,7 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
   pl.partial_lse_offset = pl.partial_o_offset + align_up(po);
   pl.workspace_bytes = pl.partial_lse_offset + align_up(static_cast<size_t>(slots) * p.qo_heads * sizeof(float));
 
-  pl.host_meta = alloc_host(pl.meta_bytes);
+  pl.host_meta = alloc_plan_host_memory(pl.meta_bytes);
   std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get() + pl.items_offset, items.data(), items.size() * sizeof(WorkItem));
   std::memcpy(pl.host_meta.get() + pl.splits_offset, splits.data(), splits.size() * sizeof(RequestSplit));

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/common/pinned.h"
 #include "kernels/common/error.h"
 #include "kernels/common/device.h"
 #include "kernels/tree_attention/tree_attention.h"
@@ -21,20 +22,6 @@ constexpr int kChunkGranule = 64;
 constexpr int kCtasPerSm = 2;
 constexpr size_t kAlign = 256;
 
-// Pinned host memory when a device is present (a pageable source would make cudaMemcpyAsync
-// synchronous and uncapturable), plain heap memory otherwise.
-std::shared_ptr<std::byte> alloc_host(size_t bytes) {
-  bytes = std::max<size_t>(bytes, 16);
-#if SPW_HAVE_CUDA
-  if (cuda_device_count() > 0) {
-    void* p = nullptr;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess)
-      return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
-    (void)cudaGetLastError();
-  }
-#endif
-  return std::shared_ptr<std::byte>(new std::byte[bytes](), std::default_delete<std::byte[]>());
-}
 }  // namespace
 
 void check_problem(const Problem& p, const char* w) {
@@ -129,7 +116,7 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   pl.prefix_lens_offset = round_up(pl.tree_indptr.size() * sizeof(int32_t), kAlign);
   pl.masks_offset = pl.prefix_lens_offset + round_up(static_cast<size_t>(p.batch) * sizeof(int32_t), kAlign);
   pl.meta_bytes = pl.masks_offset + pl.masks.size() * sizeof(AncestorMask);
-  pl.host_meta = alloc_host(pl.meta_bytes);
+  pl.host_meta = alloc_plan_host_memory(pl.meta_bytes);
   std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
   std::memcpy(pl.host_meta.get() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));

@@ -128,6 +128,9 @@ void run(const Plan& plan, const Args& args, void* workspace, size_t workspace_b
 
 /// Host checks run() performs before launching (exposed for the C ABI and tests).
 void check_problem(const Problem& p, const char* where);
+/// The head/shape/dtype checks shared with tree attention (same kernels' limits): batch >= 1,
+/// heads >= 1 with qo_heads % kv_heads == 0, head_dim 64/128/256, fp16/bf16.
+void check_heads(const char* where, int batch, int qo_heads, int kv_heads, int head_dim, DType dtype);
 void check_args(const Plan& plan, const Args& args, const void* workspace, size_t workspace_bytes);
 
 /// Debug validation of a page table (host copies): indptr monotone from 0, every page index in

@@ -37,16 +37,20 @@ std::span<const RequestSplit> Plan::splits() const {
           static_cast<size_t>(problem.batch)};
 }
 
-void check_problem(const Problem& p, const char* w) {
-  SPW_CHECK_ARG(p.batch >= 1, w, "batch", p.batch, "must be >= 1");
-  SPW_CHECK_ARG(p.qo_heads >= 1, w, "qo_heads", p.qo_heads, "must be >= 1");
-  SPW_CHECK_ARG(p.kv_heads >= 1, w, "kv_heads", p.kv_heads, "must be >= 1");
-  SPW_CHECK_ARG(p.qo_heads % p.kv_heads == 0, w, "qo_heads", p.qo_heads,
-                fmt::format("must be divisible by kv_heads = {}", p.kv_heads));
-  SPW_CHECK_ARG(p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256, w, "head_dim", p.head_dim,
+void check_heads(const char* w, int batch, int qo_heads, int kv_heads, int head_dim, DType dtype) {
+  SPW_CHECK_ARG(batch >= 1, w, "batch", batch, "must be >= 1");
+  SPW_CHECK_ARG(qo_heads >= 1, w, "qo_heads", qo_heads, "must be >= 1");
+  SPW_CHECK_ARG(kv_heads >= 1, w, "kv_heads", kv_heads, "must be >= 1");
+  SPW_CHECK_ARG(qo_heads % kv_heads == 0, w, "qo_heads", qo_heads,
+                fmt::format("must be divisible by kv_heads = {}", kv_heads));
+  SPW_CHECK_ARG(head_dim == 64 || head_dim == 128 || head_dim == 256, w, "head_dim", head_dim,
                 "must be 64, 128 or 256");
-  SPW_CHECK_ARG(p.dtype == DType::f16 || p.dtype == DType::bf16, w, "dtype", dtype_name(p.dtype),
+  SPW_CHECK_ARG(dtype == DType::f16 || dtype == DType::bf16, w, "dtype", dtype_name(dtype),
                 "must be fp16 or bf16");
+}
+
+void check_problem(const Problem& p, const char* w) {
+  check_heads(w, p.batch, p.qo_heads, p.kv_heads, p.head_dim, p.dtype);
   SPW_CHECK_ARG(p.layout == Layout::paged || p.layout == Layout::contiguous, w, "layout",
                 static_cast<int>(p.layout), "must be paged (0) or contiguous (1)");
   if (p.layout == Layout::paged) SPW_CHECK_ARG(p.page_size >= 1, w, "page_size", p.page_size, "must be >= 1");

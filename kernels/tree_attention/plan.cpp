@@ -8,6 +8,7 @@
 #include "kernels/common/pinned.h"
 #include "kernels/common/error.h"
 #include "kernels/common/device.h"
+#include "kernels/decode_attention/decode_attention.h"
 #include "kernels/tree_attention/tree_attention.h"
 
 #if SPW_HAVE_CUDA
@@ -25,15 +26,7 @@ constexpr size_t kAlign = 256;
 }  // namespace
 
 void check_problem(const Problem& p, const char* w) {
-  SPW_CHECK_ARG(p.batch >= 1, w, "batch", p.batch, "must be >= 1");
-  SPW_CHECK_ARG(p.qo_heads >= 1, w, "qo_heads", p.qo_heads, "must be >= 1");
-  SPW_CHECK_ARG(p.kv_heads >= 1, w, "kv_heads", p.kv_heads, "must be >= 1");
-  SPW_CHECK_ARG(p.qo_heads % p.kv_heads == 0, w, "qo_heads", p.qo_heads,
-                fmt::format("must be divisible by kv_heads = {}", p.kv_heads));
-  SPW_CHECK_ARG(p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256, w, "head_dim", p.head_dim,
-                "must be 64, 128 or 256");
-  SPW_CHECK_ARG(p.dtype == DType::f16 || p.dtype == DType::bf16, w, "dtype", dtype_name(p.dtype),
-                "must be fp16 or bf16");
+  decode_attention::check_heads(w, p.batch, p.qo_heads, p.kv_heads, p.head_dim, p.dtype);
   SPW_CHECK_ARG(p.page_size >= 1, w, "page_size", p.page_size, "must be >= 1");
   SPW_CHECK_ARG(std::isfinite(p.sm_scale) && p.sm_scale >= 0.f, w, "sm_scale", p.sm_scale,
                 "must be finite and >= 0 (0 = 1/sqrt(head_dim))");

@@ -8,32 +8,11 @@ import ctypes
 import pathlib
 import random
 import sys
-import types
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+from bench_stubs import check, import_bench  # noqa: E402,F401
 
-torch = types.ModuleType("torch")
-torch.float16, torch.bfloat16, torch.float32 = "float16", "bfloat16", "float32"
-nn = types.ModuleType("torch.nn")
-functional = types.ModuleType("torch.nn.functional")
-torch.nn, nn.functional = nn, functional
-harness = types.ModuleType("harness")
-
-
-def check(lib, status, what):
-    if status != 0:
-        raise RuntimeError(f"{what} failed (status {status}): {lib.spw_last_error().decode()}")
-
-
-harness.check = check
-sys.modules.update({"torch": torch, "torch.nn": nn, "torch.nn.functional": functional, "harness": harness})
-
-import tree_attention as bench  # noqa: E402
-
-lib = ctypes.CDLL(sys.argv[1])
-lib.spw_last_error.restype = ctypes.c_char_p
-bench.setup_lib(lib)
+bench, lib = import_bench("tree_attention", sys.argv[1])
 cases = bench.grid(False) + bench.grid(True)
 for batch, T, prefix in cases:
     parents = bench.random_parents(T, random.Random(T))

@@ -6,6 +6,7 @@
 
 #include "kernels/common/error.h"
 #include "kernels/common/rope.h"
+#include "runtime/cpu_matmul.h"
 #include "runtime/thread_pool.h"
 
 namespace spw::rt {
@@ -109,19 +110,10 @@ class CpuModel final : public Model {
     seqs_[i].k.resize(w_.config.num_layers);
     seqs_[i].v.resize(w_.config.num_layers);
   }
-  // Y[t, :] (+)= X[t, :] . W^T (+ bias) for t < T.
+  // Y[t, :] (+)= X[t, :] . W^T (+ bias) for t < T; output rows split over the threads.
   void matmul(const float* x, int T, const float* w, int rows, int cols, const float* bias, float* y, bool accumulate) {
-    pool_.parallel_for(rows, [&](int r0, int r1) {
-      for (int r = r0; r < r1; ++r) {
-        const float* wr = w + static_cast<size_t>(r) * cols;
-        const float b = bias ? bias[r] : 0.f;
-        for (int t = 0; t < T; ++t) {
-          float v = dot(x + static_cast<size_t>(t) * cols, wr, cols) + b;
-          float& out = y[static_cast<size_t>(t) * rows + r];
-          out = accumulate ? out + v : v;
-        }
-      }
-    });
+    const MatmulArgs a{x, T, w, rows, cols, bias, y, accumulate};
+    pool_.parallel_for(rows, [&](int r0, int r1) { matmul_rows(a, r0, r1); });
   }
   void matmul(const float* x, int T, const Matrix& m, float* y, bool accumulate = false) {
     matmul(x, T, m.w.data(), m.rows, m.cols, m.bias.empty() ? nullptr : m.bias.data(), y, accumulate);

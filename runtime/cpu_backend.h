@@ -1,7 +1,9 @@
 // CPU backend: the reference implementation of the Model interface. fp32 weights and math,
 // output rows of every matrix product split over a thread pool, one pass over the weights
-// per forward for all new tokens of all sequences (so verifying k draft tokens costs about
-// one token's weight traffic, as speculative decoding needs). KV cache: per sequence and
+// per forward for all new tokens of all sequences, register-blocked AVX-512 / AVX2 products
+// (runtime/cpu_matmul.h), so verifying k draft tokens costs little more than one token, as
+// speculative decoding needs; a token's logits are bit-identical whatever else shares its
+// forward. KV cache: per sequence and
 // layer, grown on demand; chains and token trees (ancestor masks) in the same attention loop.
 #pragma once
 

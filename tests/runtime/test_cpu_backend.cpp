@@ -62,6 +62,31 @@ TEST_F(CpuBackend, ConfigFromMetadata) {
   EXPECT_EQ(load_model(path(), {.max_layers = 1})->config().num_layers, 1);
 }
 
+// Greedy speculative decoding is bit-identical to plain decoding only if a token's logits do
+// not depend on how many tokens share its forward: the CPU backend guarantees this exactly.
+TEST_F(CpuBackend, ChainAndTreeLogitsAreBitIdenticalToSingleTokenSteps) {
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  const std::vector<int32_t> ids{256, 72, 101, 5, 6, 8, 42, 300, 11};
+  const int s = m->create_sequence();
+  std::vector<float> chain;
+  SeqInput in{s, ids, {}};
+  m->forward(std::span(&in, 1), chain);
+  for (size_t n = 1; n <= ids.size(); ++n) {
+    const auto single = run_single(*m, {ids.begin(), ids.begin() + n});
+    ASSERT_EQ(std::memcmp(single.data(), &chain[(n - 1) * V], V * sizeof(float)), 0) << "token " << n - 1;
+  }
+  // A tree after a cached prefix: node 3 = prefix + ids[0], ids[1], ids[3].
+  const std::vector<int32_t> tree{7, 8, 9, 10}, parents{-1, 0, 0, 1};
+  std::vector<float> logits;
+  SeqInput t{s, tree, parents};
+  m->forward(std::span(&t, 1), logits);
+  std::vector<int32_t> path = ids;
+  path.insert(path.end(), {7, 8, 10});
+  const auto single = run_single(*m, path);
+  EXPECT_EQ(std::memcmp(single.data(), &logits[3 * size_t(V)], V * sizeof(float)), 0);
+}
+
 TEST_F(CpuBackend, ChainEqualsSingleTokenSteps) {
   auto m = load_model(path());
   const int V = m->config().vocab_size;

@@ -1,0 +1,43 @@
+// matmul_rows for AVX-512F (16 fp32 lanes; 4 weight rows x 4 tokens = 16 accumulators of 32
+// registers). Compiled with -mavx512f -mavx2 -mfma (runtime/CMakeLists.txt) on x86-64 only;
+// called only after the CPU was checked to support it. Includes nothing but intrinsics so
+// that no shared inline function gets compiled with these flags.
+#include "runtime/cpu_matmul.h"
+
+#if defined(SPW_CPU_MATMUL_AVX512)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialised value) as the
+// unused merge source, which -Wuninitialized reports at every use; nothing here is uninitialised.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstddef>
+#include <utility>
+
+namespace spw::rt {
+namespace {
+
+struct V {
+  static constexpr int lanes = 16;
+  using reg = __m512;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsum(reg a) {  // (low 256 + high 256), then as in the AVX2 path
+    const __m512 swapped = _mm512_shuffle_f32x4(a, a, 0x4E);  // 128-bit chunks 2, 3, 0, 1
+    const __m256 h = _mm512_castps512_ps256(_mm512_add_ps(a, swapped));
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+  }
+};
+constexpr int kRows = 4, kTokens = 4;
+#include "runtime/cpu_matmul_blocked.h"
+
+}  // namespace
+
+namespace detail {
+void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1) { run_blocked(a, r0, r1); }
+}  // namespace detail
+}  // namespace spw::rt
+#endif

@@ -1,0 +1,144 @@
+// The CPU backend's matrix product (runtime/cpu_matmul.h) on every instruction set this CPU
+// and build can run: against an fp64 reference over shapes that exercise every remainder
+// (rows not a multiple of the row block, tokens not a multiple of the token block, columns
+// not a multiple of the vector width), bias and accumulate; batch invariance (a token's
+// outputs are bit-identical whatever T, token block and row range); bad ISA names. And the
+// thread pool that splits the rows: every index exactly once, over many back-to-back calls
+// and after the workers have gone to sleep.
+#include <atomic>
+#include <cmath>
+#include <thread>
+
+#include "runtime/cpu_matmul.h"
+#include "runtime/thread_pool.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+using namespace spw::rt;
+
+namespace {
+
+std::vector<const char*> runnable_isas() {
+  std::vector<const char*> out;
+  for (const char* isa : {"avx512", "avx2", "generic"})
+    if (matmul_isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+struct Case {
+  int rows, cols, T;
+};
+
+std::vector<double> reference(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& bias,
+                              const std::vector<float>& y0, const Case& c, bool accumulate) {
+  std::vector<double> y(static_cast<size_t>(c.T) * c.rows);
+  for (int t = 0; t < c.T; ++t)
+    for (int r = 0; r < c.rows; ++r) {
+      double s = bias.empty() ? 0.0 : bias[r];
+      for (int k = 0; k < c.cols; ++k) s += double(x[size_t(t) * c.cols + k]) * w[size_t(r) * c.cols + k];
+      y[size_t(t) * c.rows + r] = (accumulate ? y0[size_t(t) * c.rows + r] : 0.0) + s;
+    }
+  return y;
+}
+
+TEST(CpuMatmul, GenericIsAlwaysRunnableAndChosenIsaIsOneOfThem) {
+  EXPECT_TRUE(matmul_isa_supported("generic"));
+  EXPECT_FALSE(matmul_isa_supported("sse9"));
+  const std::string chosen = matmul_isa();
+  EXPECT_TRUE(chosen == "avx512" || chosen == "avx2" || chosen == "generic") << chosen;
+  EXPECT_TRUE(matmul_isa_supported(chosen.c_str()));
+}
+
+TEST(CpuMatmul, MatchesFp64ReferenceOnEveryIsaAndRemainderShape) {
+  auto rng = test::make_rng();
+  const Case cases[] = {{1, 1, 1},   {3, 7, 1},   {4, 16, 4},   {5, 17, 3},   {17, 15, 5},  {64, 64, 8},
+                        {9, 576, 9}, {33, 1000, 2}, {8, 33, 17}, {130, 48, 1}, {7, 576, 64}};
+  for (const char* isa : runnable_isas())
+    for (const Case& c : cases)
+      for (int variant = 0; variant < 3; ++variant) {  // plain, bias, bias + accumulate
+        const bool with_bias = variant >= 1, accumulate = variant == 2;
+        const auto x = test::random_floats(rng, size_t(c.T) * c.cols);
+        const auto w = test::random_floats(rng, size_t(c.rows) * c.cols);
+        const auto bias = with_bias ? test::random_floats(rng, c.rows) : std::vector<float>{};
+        const auto y0 = test::random_floats(rng, size_t(c.T) * c.rows);
+        std::vector<float> y = accumulate ? y0 : test::poisoned<float>(y0.size());
+        MatmulArgs a{x.data(), c.T, w.data(), c.rows, c.cols, with_bias ? bias.data() : nullptr, y.data(), accumulate};
+        matmul_rows_isa(isa, a, 0, c.rows);
+        // fp32 accumulation of cols products of magnitude <= 1: error ~ cols * 2^-24 per term.
+        const double bound = 1e-6 * (c.cols + 4);
+        EXPECT_TRUE(test::close_to(y, reference(x, w, bias, y0, c, accumulate), {bound, bound}))
+            << isa << " rows " << c.rows << " cols " << c.cols << " T " << c.T << " variant " << variant;
+      }
+}
+
+TEST(CpuMatmul, TokenOutputsAreBitIdenticalWhateverTheBatchAndRowSplit) {
+  auto rng = test::make_rng();
+  const int rows = 37, cols = 203, T = 11;  // no dimension a multiple of any block
+  const auto x = test::random_floats(rng, size_t(T) * cols);
+  const auto w = test::random_floats(rng, size_t(rows) * cols);
+  const auto bias = test::random_floats(rng, rows);
+  for (const char* isa : runnable_isas()) {
+    std::vector<float> all(size_t(T) * rows);
+    matmul_rows_isa(isa, {x.data(), T, w.data(), rows, cols, bias.data(), all.data(), false}, 0, rows);
+    for (int t0 = 0; t0 < T; ++t0)
+      for (int n = 1; t0 + n <= T; n += 3) {  // tokens [t0, t0 + n) alone, rows split at odd places
+        std::vector<float> part(size_t(n) * rows);
+        const MatmulArgs a{x.data() + size_t(t0) * cols, n, w.data(), rows, cols, bias.data(), part.data(), false};
+        for (auto [r0, r1] : {std::pair{0, 5}, std::pair{5, 6}, std::pair{6, 23}, std::pair{23, rows}})
+          matmul_rows_isa(isa, a, r0, r1);
+        for (int t = 0; t < n; ++t)
+          for (int r = 0; r < rows; ++r)
+            ASSERT_EQ(std::memcmp(&part[size_t(t) * rows + r], &all[size_t(t0 + t) * rows + r], sizeof(float)), 0)
+                << isa << " token " << t0 + t << " of a batch of " << n << " row " << r;
+      }
+  }
+}
+
+TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {
+  float x = 1, w = 1, y = 0;
+  const MatmulArgs a{&x, 1, &w, 1, 1, nullptr, &y, false};
+  EXPECT_THROW_MSG(matmul_rows_isa("sse9", a, 0, 1), "isa = sse9: unknown");
+  for (const char* isa : {"avx512", "avx2"})
+    if (!matmul_isa_supported(isa)) EXPECT_THROW_MSG(matmul_rows_isa(isa, a, 0, 1), "not supported");
+}
+
+TEST(ThreadPool, EveryIndexExactlyOnceOverManyCalls) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (int n : {0, 1, 2, 3, 7, 64, 1001}) {
+      for (int rep = 0; rep < 200; ++rep) {
+        std::vector<std::atomic<int>> hits(n);
+        pool.parallel_for(n, [&](int b, int e) {
+          ASSERT_LT(b, e);
+          for (int i = b; i < e; ++i) hits[i].fetch_add(1);
+        });
+        for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
+  ThreadPool pool(3);
+  for (int rep = 0; rep < 5; ++rep) {
+    std::this_thread::sleep_for(ThreadPool::kSpin * 4);  // past the spin: every worker sleeps
+    std::atomic<int> sum{0};
+    pool.parallel_for(300, [&](int b, int e) {
+      for (int i = b; i < e; ++i) sum.fetch_add(i);
+    });
+    EXPECT_EQ(sum.load(), 299 * 300 / 2);
+  }
+}
+
+TEST(ThreadPool, CallerSleepsUntilASlowWorkerFinishes) {
+  ThreadPool pool(2);
+  std::atomic<int> done{0};
+  pool.parallel_for(2, [&](int b, int) {
+    if (b == 1) std::this_thread::sleep_for(ThreadPool::kSpin * 5);  // the worker's chunk outlasts the caller's spin
+    done.fetch_add(1);
+  });
+  EXPECT_EQ(done.load(), 2);
+}
+
+}  // namespace

@@ -30,6 +30,7 @@ struct SeqState {
   Draft chain;
   TokenTree tree;
   bool is_tree = false;
+  int k_now = 0;  // this sequence's current draft length (DraftLength::adaptive)
 };
 
 void count(DecodeStats& s, size_t pos, const std::string& src, bool acc) {
@@ -96,6 +97,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     s.text = prompts[i];
     s.prompt_len = s.text.size();
     s.rng = Rng(params.sampling.seed + i);
+    s.k_now = params.k;
     s.gen.stats.target_cost = target_cost;
     for (int32_t t : s.text)
       SPW_CHECK(t >= 0 && t < vocab, "{}: prompt {} has token {} outside the vocabulary ({})", where, i, t, vocab);
@@ -141,12 +143,13 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         s.gen.stats.decode_s = since(t_loop);
         continue;
       }
-      const int dmax = std::max(0, std::min({params.k, remaining - 1, room - 1}));
+      s.is_tree = params.tree_width > 1;
+      const int k = s.is_tree || params.draft_length == DraftLength::fixed ? params.k : s.k_now;
+      const int dmax = std::max(0, std::min({k, remaining - 1, room - 1}));
       s.step_tokens.assign(1, s.text.back());
       s.step_parents.clear();
       s.chain = Draft{};
       s.tree = TokenTree{};
-      s.is_tree = params.tree_width > 1;
       if (s.drafter && dmax > 0) {
         const auto t_draft = Clock::now();
         if (!s.is_tree) {
@@ -206,6 +209,9 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
           if (static_cast<int>(i) < vr.accepted) ++st.accepted_at[i];
         }
         st.drafted += s.chain.tokens.size();
+        if (!s.chain.tokens.empty())
+          s.k_now = vr.accepted == static_cast<int>(s.chain.tokens.size()) ? std::min(params.k, s.k_now + 2)
+                                                                            : std::max(1, s.k_now - 1);
         emitted.assign(s.chain.tokens.begin(), s.chain.tokens.begin() + vr.accepted);
         target_.rollback(s.seq_id, cached + 1 + vr.accepted);
       } else {

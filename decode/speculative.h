@@ -33,9 +33,19 @@ namespace spw::decode {
 inline constexpr int kMaxDraftTokens = 64;
 inline constexpr int kMaxTreeWidth = 16;
 
+/// How many tokens a chain drafter is asked for each step.
+enum class DraftLength {
+  fixed,     // always k (fewer only near max_new_tokens / the context limit)
+  adaptive,  // per sequence: starts at k; +2 after a step that accepted the whole draft,
+             // -1 (down to 1) after one that did not: cheap 1-2 token drafts while the drafter
+             // is wrong, long ones while it is right. Exactness is unaffected (the length only
+             // depends on earlier steps). Trees always use k.
+};
+
 struct GenerateParams {
   int max_new_tokens = 128;
-  int k = 4;               // draft length (tree depth)
+  int k = 4;               // draft length (tree depth); the upper bound when adaptive
+  DraftLength draft_length = DraftLength::fixed;
   int tree_width = 1;      // 1: chain drafts; > 1: up to tree_width branches (token tree)
   int max_tree_nodes = 64; // tree size limit per step
   SamplingParams sampling; // temperature 0 = greedy; sequence i uses seed + i

@@ -58,11 +58,13 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
   int64_t accepted = 0;
   for (int width : {1, 3}) {
     for (int k : {1, 4, 7}) {
-      for (const auto& prompt : prompts()) {
+      for (const auto& prompt : prompts())
+      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive}) {
         GenerateParams gp;
         gp.max_new_tokens = 30;
         gp.k = k;
         gp.tree_width = width;
+        gp.draft_length = length;
         std::vector<int32_t> streamed;
         gp.on_token = [&](int i, int32_t t) {
           EXPECT_EQ(i, 0);
@@ -71,6 +73,7 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
         auto g = dec.generate(prompt, gp);
         const auto ref = target.greedy_reference(prompt, 30);
         ASSERT_EQ(g.tokens, ref) << GetParam() << " k=" << k << " width=" << width
+                                 << " adaptive=" << (length == DraftLength::adaptive)
                                  << " prompt size " << prompt.size();
         EXPECT_EQ(streamed, g.tokens);
         const bool at_limit = prompt.size() + ref.size() >= static_cast<size_t>(spw::test::kMaxTokens);
@@ -78,11 +81,15 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
         EXPECT_EQ(g.stats.generated, static_cast<int64_t>(g.tokens.size()));
         EXPECT_LE(g.stats.target_passes, g.stats.generated);
         accepted += g.stats.accepted;
-        if (std::string(GetParam()) == "none") EXPECT_EQ(g.stats.target_passes, g.stats.generated);
+        if (std::string(GetParam()) == "none") {
+          EXPECT_EQ(g.stats.target_passes, g.stats.generated);
+        }
       }
     }
   }
-  if (std::string(GetParam()) != "none") EXPECT_GT(accepted, 0) << GetParam();
+  if (std::string(GetParam()) != "none") {
+    EXPECT_GT(accepted, 0) << GetParam();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllDrafters, GreedyEquality, ::testing::ValuesIn(kSpecs));
@@ -113,6 +120,75 @@ TEST(GreedyDecoding, BatchWithDifferentAcceptanceMatchesEachSequence) {
       EXPECT_EQ(target.forward_calls - calls_before, 1 + max_passes) << spec;
     }
   }
+}
+
+namespace {
+// Proposes `k` copies of a fixed token and records the k it was asked for.
+struct RecordingDrafter : Drafter {
+  int32_t token;
+  std::vector<int>* asked;
+  RecordingDrafter(int32_t t, std::vector<int>* a) : token(t), asked(a) {}
+  std::string name() const override { return "recording"; }
+  Draft propose(std::span<const int32_t>, int k) override {
+    asked->push_back(k);
+    return Draft{std::vector<int32_t>(k, token), {}, {}};
+  }
+};
+}  // namespace
+
+TEST(GreedyDecoding, AdaptiveDraftLengthShrinksOnRejectionAndGrowsOnAcceptance) {
+  FakeModel target = make_target();
+  const std::vector<int32_t> prompt{1, 2, 3};
+  const auto ref = target.greedy_reference(prompt, 12);
+  // A token the target never emits next is always rejected: k goes 6, 5, 4, 3, 2, 1, 1, ...
+  int32_t wrong = 0;
+  while (std::find(ref.begin(), ref.end(), wrong) != ref.end()) ++wrong;
+  std::vector<int> asked;
+  SpeculativeDecoder dec(target, [&] { return std::make_unique<RecordingDrafter>(wrong, &asked); });
+  GenerateParams gp;
+  gp.max_new_tokens = 12;
+  gp.k = 6;
+  gp.draft_length = DraftLength::adaptive;
+  auto g = dec.generate(prompt, gp);
+  EXPECT_EQ(g.tokens, ref);
+  ASSERT_GE(asked.size(), 8u);
+  EXPECT_EQ(std::vector<int>(asked.begin(), asked.begin() + 8), (std::vector<int>{6, 5, 4, 3, 2, 1, 1, 1}));
+  // Fixed length keeps asking for 6 (until max_new_tokens limits the draft).
+  asked.clear();
+  gp.draft_length = DraftLength::fixed;
+  EXPECT_EQ(dec.generate(prompt, gp).tokens, ref);
+  EXPECT_EQ(asked.front(), 6);
+  EXPECT_EQ(asked[3], 6);
+  // An oracle drafter (proposes the target's own continuation) stays at k: each step accepts all.
+  struct Oracle : Drafter {
+    std::vector<int32_t> full;  // prompt + reference continuation
+    std::vector<int>* asked;
+    std::string name() const override { return "oracle"; }
+    Draft propose(std::span<const int32_t> context, int k) override {
+      asked->push_back(k);
+      Draft d;
+      for (size_t i = context.size(); i < full.size() && d.tokens.size() < static_cast<size_t>(k); ++i)
+        d.tokens.push_back(full[i]);
+      return d;
+    }
+  };
+  const auto long_ref = target.greedy_reference(prompt, 40);
+  std::vector<int32_t> full = prompt;
+  full.insert(full.end(), long_ref.begin(), long_ref.end());
+  asked.clear();
+  SpeculativeDecoder oracle(target, [&] {
+    auto d = std::make_unique<Oracle>();
+    d->full = full;
+    d->asked = &asked;
+    return d;
+  });
+  gp.draft_length = DraftLength::adaptive;
+  gp.max_new_tokens = 40;
+  auto go = oracle.generate(prompt, gp);
+  EXPECT_EQ(go.tokens, long_ref);
+  ASSERT_GE(asked.size(), 4u);
+  EXPECT_EQ(std::vector<int>(asked.begin(), asked.begin() + 4), (std::vector<int>{6, 6, 6, 6}));
+  EXPECT_EQ(go.stats.accepted, go.stats.drafted);
 }
 
 TEST(GreedyDecoding, EosStopsAndIsEmitted) {

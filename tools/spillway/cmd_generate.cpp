@@ -43,7 +43,9 @@ void usage() {
       "  --draft SPEC        none | maxgram | maxgram+bigram | bigram | model:PATH | self:L |\n"
       "                      vcascade(...) | hcascade(...)  (default: maxgram, or maxgram+bigram\n"
       "                      when MODEL.bigram exists; grammar in decode/README.md)\n"
-      "  --k N               draft tokens per step (default 6)\n"
+      "  --k N               draft tokens per step (default 6; the maximum when adaptive)\n"
+      "  --draft-length L    adaptive (default: shorter drafts while they are rejected, longer\n"
+      "                      while accepted) | fixed (always k)\n"
       "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
       "  --compare           run autoregressive decoding first and print the speedup\n"
       "  --temperature T     0 = greedy (default 0)\n"
@@ -145,6 +147,7 @@ int generate(const std::vector<std::string>& args) {
   Options o;
   o.gp.max_new_tokens = 128;
   o.gp.k = 6;
+  o.gp.draft_length = decode::DraftLength::adaptive;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& {
@@ -168,6 +171,11 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--max-tokens") o.gp.max_new_tokens = static_cast<int>(number("tokens"));
     else if (a == "--draft") o.draft = value();
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
+    else if (a == "--draft-length") {
+      const std::string& v = value();
+      SPW_CHECK(v == "fixed" || v == "adaptive", "generate: --draft-length = '{}': must be fixed or adaptive", v);
+      o.gp.draft_length = v == "fixed" ? decode::DraftLength::fixed : decode::DraftLength::adaptive;
+    }
     else if (a == "--tree") o.gp.tree_width = static_cast<int>(number("branches"));
     else if (a == "--compare") o.compare = true;
     else if (a == "--temperature") o.gp.sampling.temperature = static_cast<float>(number("temperature"));

@@ -12,17 +12,6 @@
 namespace spw::rt {
 namespace {
 
-// 8 independent accumulators: the compiler turns this into SIMD lanes without -ffast-math.
-inline float dot(const float* a, const float* b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = 0;
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
   double ss = 0;
   for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
@@ -221,7 +210,10 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       std::copy_n(&k[size_t(t) * kvd], kvd, s.k[l].begin() + (plan[t].base + plan[t].index) * kvd);
       std::copy_n(&v[size_t(t) * kvd], kvd, s.v[l].begin() + (plan[t].base + plan[t].index) * kvd);
     }
-    // Attention: each (token, head) sees the cached prefix and its visible new tokens.
+    // Attention: each (token, head) sees the cached prefix and its visible new tokens. Scores
+    // are matmul_rows products of the query with the head's slice of the cached K rows
+    // (consecutive keys in one call, a tree token's scattered ancestors one row each), so a
+    // token's scores do not depend on what else is in the forward.
     pool_.parallel_for(T * nq, [&](int w0, int w1) {
       std::vector<float> scores;
       for (int w = w0; w < w1; ++w) {
@@ -229,21 +221,31 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
         const TokenPlan& p = plan[t];
         const Sequence& s = seqs_[p.seq];
         const float* qv = &q[(size_t(t) * nq + head) * hd];
-        const int n_keys = p.base + static_cast<int>(p.visible.size());
-        scores.resize(n_keys);
+        const float* kc = s.k[l].data() + size_t(kvh) * hd;
+        const float* vc = s.v[l].data() + size_t(kvh) * hd;
+        const int n_vis = static_cast<int>(p.visible.size());
+        const int n_keys = p.base + n_vis;
         auto key_row = [&](int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
-        float m = -INFINITY;
-        for (int j = 0; j < n_keys; ++j) {
-          scores[j] = dot(qv, &s.k[l][size_t(key_row(j)) * kvd + size_t(kvh) * hd], hd) * scale;
-          m = std::max(m, scores[j]);
+        scores.resize(n_keys);
+        // Keys [0, n_run) are cache rows [0, n_run): the prefix plus a chain's new tokens.
+        int n_run = p.base;
+        while (n_run < n_keys && key_row(n_run) == n_run) ++n_run;
+        MatmulArgs sa{qv, 1, kc, n_run, hd, nullptr, scores.data(), false};
+        sa.w_stride = static_cast<long>(kvd);
+        if (n_run > 0) matmul_rows(sa, 0, n_run);
+        for (int j = n_run; j < n_keys; ++j) {
+          MatmulArgs one{qv, 1, kc + size_t(key_row(j)) * kvd, 1, hd, nullptr, &scores[j], false};
+          matmul_rows(one, 0, 1);
         }
+        float m = -INFINITY;
+        for (int j = 0; j < n_keys; ++j) m = std::max(m, scores[j] *= scale);
         double sum = 0;
         for (int j = 0; j < n_keys; ++j) sum += (scores[j] = std::exp(scores[j] - m));
         float* o = &att[(size_t(t) * nq + head) * hd];
         std::fill_n(o, hd, 0.f);
         for (int j = 0; j < n_keys; ++j) {
           const float pj = static_cast<float>(scores[j] / sum);
-          const float* vr = &s.v[l][size_t(key_row(j)) * kvd + size_t(kvh) * hd];
+          const float* vr = vc + size_t(key_row(j)) * kvd;
           for (int d = 0; d < hd; ++d) o[d] += pj * vr[d];
         }
       }

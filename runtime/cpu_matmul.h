@@ -17,8 +17,9 @@
 namespace spw::rt {
 
 /// One product, restricted to output columns (weight rows) [row_begin, row_end) so that
-/// callers can split the rows over threads. x: [T, cols] (row stride cols), w: [rows, cols],
-/// bias: [rows] or null, y: [T, rows] (row stride rows). accumulate: y += product, else y =.
+/// callers can split the rows over threads. x: [T, cols], w: [rows, cols], bias: [rows] or
+/// null, y: [T, rows]; each with a row stride in elements (0 = packed: cols, cols, rows), so
+/// that e.g. one head of a KV cache row can be the weight. accumulate: y += product, else y =.
 struct MatmulArgs {
   const float* x = nullptr;
   int T = 0;
@@ -27,6 +28,7 @@ struct MatmulArgs {
   const float* bias = nullptr;
   float* y = nullptr;
   bool accumulate = false;
+  long x_stride = 0, w_stride = 0, y_stride = 0;
 };
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end);
 

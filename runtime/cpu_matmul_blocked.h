@@ -22,13 +22,15 @@ void block(const MatmulArgs& a, int r, int t) {
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < TT; ++j) acc[i][j] = V::zero();
   const int cols = a.cols, full = cols / V::lanes * V::lanes;
-  const float* w = a.w + static_cast<size_t>(r) * cols;
-  const float* x = a.x + static_cast<size_t>(t) * cols;
+  const size_t ws = a.w_stride ? a.w_stride : cols, xs = a.x_stride ? a.x_stride : cols;
+  const size_t ys = a.y_stride ? a.y_stride : a.rows;
+  const float* w = a.w + r * ws;
+  const float* x = a.x + t * xs;
   for (int k = 0; k < full; k += V::lanes) {
     V::reg wv[R];
-    for (int i = 0; i < R; ++i) wv[i] = V::load(w + static_cast<size_t>(i) * cols + k);
+    for (int i = 0; i < R; ++i) wv[i] = V::load(w + i * ws + k);
     for (int j = 0; j < TT; ++j) {
-      const V::reg xv = V::load(x + static_cast<size_t>(j) * cols + k);
+      const V::reg xv = V::load(x + j * xs + k);
       for (int i = 0; i < R; ++i) acc[i][j] = V::fma(wv[i], xv, acc[i][j]);
     }
   }
@@ -36,10 +38,9 @@ void block(const MatmulArgs& a, int r, int t) {
     const float b = a.bias ? a.bias[r + i] : 0.f;
     for (int j = 0; j < TT; ++j) {
       float s = V::hsum(acc[i][j]);
-      if (full < cols)
-        s += tail_dot(w + static_cast<size_t>(i) * cols + full, x + static_cast<size_t>(j) * cols + full, cols - full);
+      if (full < cols) s += tail_dot(w + i * ws + full, x + j * xs + full, cols - full);
       s += b;
-      float& out = a.y[static_cast<size_t>(t + j) * a.rows + r + i];
+      float& out = a.y[(t + j) * ys + r + i];
       out = a.accumulate ? out + s : s;
     }
   }

@@ -1,5 +1,7 @@
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define SPW_PAUSE() _mm_pause()
@@ -10,62 +12,78 @@
 namespace spw::rt {
 namespace {
 
-// Spins until pred() or kSpin has passed; returns pred().
+uint32_t generation_of(uint64_t state) { return static_cast<uint32_t>(state >> 32); }
+
+// Waits until pred(): pause for a few microseconds, then yield (lets a descheduled thread
+// this one waits for run here). Gives up after `limit` (returns pred()); no limit if zero.
 template <class Pred>
-bool spin_until(Pred pred) {
-  const auto end = std::chrono::steady_clock::now() + ThreadPool::kSpin;
+bool spin_until(Pred pred, std::chrono::microseconds limit) {
+  const auto start = std::chrono::steady_clock::now();
   for (int i = 1;; ++i) {
     if (pred()) return true;
-    SPW_PAUSE();
-    if (i % 64 == 0 && std::chrono::steady_clock::now() > end) return pred();
+    if (i < 256) {
+      SPW_PAUSE();
+      continue;
+    }
+    std::this_thread::yield();
+    if (limit.count() > 0 && i % 16 == 0 && std::chrono::steady_clock::now() - start > limit) return pred();
   }
-}
-
-void run_chunk(const std::function<void(int, int)>& fn, int n, int index, int parts) {
-  const int begin = static_cast<int>(static_cast<long long>(n) * index / parts);
-  const int end = static_cast<int>(static_cast<long long>(n) * (index + 1) / parts);
-  if (begin < end) fn(begin, end);
 }
 
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    ++generation_;
+    state_.fetch_add(uint64_t{1} << 32);  // a new generation wakes every waiter, who sees stop_
   }
-  start_cv_.notify_all();
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-// Ordering: the caller publishes job_/job_n_, then bumps generation_ (seq_cst) and reads
-// sleepers_; a worker going to sleep increments sleepers_ (seq_cst) and then re-reads
-// generation_ under mu_. One of the two sees the other's store, so a new job is never missed.
-void ThreadPool::worker(int index) {
-  long seen = 0;
+// Claims chunks of job `generation` until none is left. A claim is a CAS on state_ that
+// expects this generation, so a thread that is late never runs a chunk of a newer job with
+// an older job's description: once its CAS succeeds, the job cannot have completed, hence
+// fn_/n_/chunks_ are still this job's (they are rewritten only after completion).
+void ThreadPool::claim_chunks(uint32_t generation) {
+  uint64_t s = state_.load(std::memory_order_acquire);
   for (;;) {
-    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+    if (generation_of(s) != generation) return;
+    const uint32_t chunk = static_cast<uint32_t>(s);
+    if (static_cast<int>(chunk) >= chunks_) return;  // a stale chunks_ only makes us return early
+    if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    const int n = n_, parts = chunks_;
+    const int begin = static_cast<int>(static_cast<long long>(n) * chunk / parts);
+    const int end = static_cast<int>(static_cast<long long>(n) * (chunk + 1) / parts);
+    (*fn_)(begin, end);
+    done_chunks_.fetch_add(1, std::memory_order_release);
+    s = state_.load(std::memory_order_acquire);
+  }
+}
+
+// Sleep protocol: parallel_for publishes the generation (seq_cst) and then reads sleepers_;
+// a worker about to sleep increments sleepers_ (seq_cst) and re-reads the generation under
+// mu_. One of the two sees the other's store, so no job is missed.
+void ThreadPool::worker() {
+  uint32_t seen = 0;  // the constructor's generation: a job or stop published before this
+                      // thread started is seen as new
+  for (;;) {
+    auto fresh = [&] { return stop_.load() || generation_of(state_.load(std::memory_order_acquire)) != seen; };
+    if (!spin_until(fresh, kSpin)) {
       std::unique_lock<std::mutex> lock(mu_);
       sleepers_.fetch_add(1);
-      start_cv_.wait(lock, [&] { return generation_.load() != seen; });
+      wake_.wait(lock, fresh);
       sleepers_.fetch_sub(1);
     }
-    seen = generation_.load(std::memory_order_acquire);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-    }
-    run_chunk(*job_, job_n_, index, size());
-    if (pending_.fetch_sub(1) == 1 && caller_asleep_.load()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_cv_.notify_one();
-    }
+    if (stop_.load()) return;
+    seen = generation_of(state_.load(std::memory_order_acquire));
+    claim_chunks(seen);
   }
 }
 
@@ -74,21 +92,19 @@ void ThreadPool::parallel_for(int n, const std::function<void(int, int)>& fn) {
     if (n > 0) fn(0, n);
     return;
   }
-  job_ = &fn;
-  job_n_ = n;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1);
+  fn_ = &fn;
+  n_ = n;
+  chunks_ = std::min(n, size() * kChunksPerThread);
+  done_chunks_.store(0, std::memory_order_relaxed);
+  ++generation_;
+  state_.store(uint64_t{generation_} << 32);  // publishes the job (seq_cst)
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    start_cv_.notify_all();
+    wake_.notify_all();
   }
-  run_chunk(fn, n, 0, size());
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-    std::unique_lock<std::mutex> lock(mu_);
-    caller_asleep_.store(true);
-    done_cv_.wait(lock, [&] { return pending_.load() == 0; });
-    caller_asleep_.store(false);
-  }
+  claim_chunks(generation_);
+  // Every chunk is claimed; wait for the ones other threads are still running.
+  spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == chunks_; }, std::chrono::microseconds(0));
 }
 
 }  // namespace spw::rt

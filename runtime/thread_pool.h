@@ -1,16 +1,19 @@
 // A small fixed pool of worker threads for the CPU backend: parallel_for splits [0, n) into
-// one contiguous chunk per thread (the caller's thread works too), so matrix products split
-// their output rows without spawning threads per call.
+// contiguous chunks that the caller's thread and the workers claim from a shared counter, so
+// matrix products split their output rows without spawning threads per call.
 //
 // A forward pass makes a few hundred parallel_for calls, microseconds apart, so waking a
-// sleeping thread each time (tens of microseconds on a VM) would cost as much as the work.
-// Threads therefore spin for a short while (kSpin) on an atomic generation counter before
-// they sleep on a condition variable; a call that finds no sleeper notifies nobody.
+// sleeping thread each time (tens of microseconds on a VM) would cost as much as the work:
+// idle workers spin for a short while (kSpin; pause, then yield) before they sleep on a
+// condition variable, and a call that finds no sleeper notifies nobody. Chunks are claimed,
+// not assigned: when a worker is slow to wake (the machine is busy with other processes),
+// the caller takes its chunks instead of waiting for it.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -27,25 +30,33 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
-  /// Calls fn(begin, end) on disjoint chunks covering [0, n); returns when all are done.
-  /// Not reentrant: one call at a time, from one thread.
+  /// Calls fn(begin, end) on disjoint non-empty chunks covering [0, n) (several per thread,
+  /// in any order, on any thread); returns when all are done. Not reentrant: one call at a
+  /// time, from one thread.
   void parallel_for(int n, const std::function<void(int, int)>& fn);
 
-  /// How long an idle thread spins before it sleeps.
-  static constexpr std::chrono::microseconds kSpin{300};
+  /// How long an idle worker spins (then yields) before it sleeps.
+  static constexpr std::chrono::microseconds kSpin{200};
+  /// Chunks per thread and call.
+  static constexpr int kChunksPerThread = 4;
 
  private:
-  void worker(int index);
+  void worker();
+  void claim_chunks(uint32_t generation);
+
   std::vector<std::thread> workers_;
+  // (generation << 32) | next unclaimed chunk of the current job.
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int> done_chunks_{0};
+  // The current job; written by parallel_for before it publishes the generation.
+  const std::function<void(int, int)>* fn_ = nullptr;
+  int n_ = 0, chunks_ = 0;
+  uint32_t generation_ = 0;
+
   std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  int job_n_ = 0;
-  std::atomic<long> generation_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<int> sleepers_{0};      // workers blocked (or about to block) on start_cv_
-  std::atomic<bool> caller_asleep_{false};
-  bool stop_ = false;                 // guarded by mu_
+  std::condition_variable wake_;
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace spw::rt

@@ -94,6 +94,32 @@ TEST(CpuMatmul, TokenOutputsAreBitIdenticalWhateverTheBatchAndRowSplit) {
   }
 }
 
+TEST(CpuMatmul, RowStridesSelectSlicesOfWiderMatrices) {
+  // x, w and y as column slices of wider row-major arrays (e.g. one head of a KV cache row).
+  auto rng = test::make_rng();
+  const int rows = 13, cols = 40, T = 5, xs = 57, ws = 96, ys = 21, w_off = 32;
+  const auto xbig = test::random_floats(rng, size_t(T) * xs);
+  const auto wbig = test::random_floats(rng, size_t(rows) * ws);
+  std::vector<float> x, w;
+  for (int t = 0; t < T; ++t) x.insert(x.end(), xbig.begin() + t * xs, xbig.begin() + t * xs + cols);
+  for (int r = 0; r < rows; ++r) w.insert(w.end(), wbig.begin() + r * ws + w_off, wbig.begin() + r * ws + w_off + cols);
+  const auto ref = reference(x, w, {}, {}, {rows, cols, T}, false);
+  for (const char* isa : runnable_isas()) {
+    auto ybig = test::poisoned<float>(size_t(T) * ys);
+    MatmulArgs a{xbig.data(), T, wbig.data() + w_off, rows, cols, nullptr, ybig.data(), false};
+    a.x_stride = xs;
+    a.w_stride = ws;
+    a.y_stride = ys;
+    matmul_rows_isa(isa, a, 0, rows);
+    std::vector<float> y;
+    for (int t = 0; t < T; ++t) {
+      y.insert(y.end(), ybig.begin() + t * ys, ybig.begin() + t * ys + rows);
+      for (int c = rows; c < ys; ++c) EXPECT_TRUE(std::isnan(ybig[size_t(t) * ys + c])) << isa << " wrote past the row";
+    }
+    EXPECT_TRUE(test::close_to(y, ref, {1e-5, 1e-5})) << isa;
+  }
+}
+
 TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {
   float x = 1, w = 1, y = 0;
   const MatmulArgs a{&x, 1, &w, 1, 1, nullptr, &y, false};
@@ -131,14 +157,27 @@ TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
   }
 }
 
-TEST(ThreadPool, CallerSleepsUntilASlowWorkerFinishes) {
+TEST(ThreadPool, WaitsForEveryChunkEvenWhenOneIsSlow) {
   ThreadPool pool(2);
-  std::atomic<int> done{0};
-  pool.parallel_for(2, [&](int b, int) {
-    if (b == 1) std::this_thread::sleep_for(ThreadPool::kSpin * 5);  // the worker's chunk outlasts the caller's spin
-    done.fetch_add(1);
+  for (int rep = 0; rep < 3; ++rep) {
+    std::atomic<int> done{0};
+    pool.parallel_for(2, [&](int b, int) {
+      if (b == 1) std::this_thread::sleep_for(ThreadPool::kSpin * 5);  // outlasts every spin
+      done.fetch_add(1);
+    });
+    EXPECT_EQ(done.load(), 2);
+  }
+}
+
+TEST(ThreadPool, CallerDoesTheWorkWhenWorkersAreBusyElsewhere) {
+  // More threads than cores and every worker asleep: the call still completes, whoever runs it.
+  ThreadPool pool(8);
+  std::this_thread::sleep_for(ThreadPool::kSpin * 4);
+  std::vector<std::atomic<int>> hits(50);
+  pool.parallel_for(50, [&](int b, int e) {
+    for (int i = b; i < e; ++i) hits[i].fetch_add(1);
   });
-  EXPECT_EQ(done.load(), 2);
+  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
 }
 
 }  // namespace

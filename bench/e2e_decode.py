@@ -8,8 +8,9 @@ bench/results/<device-slug>/e2e_decode.json + .md in the BENCH_FORMAT.md shape w
 `tokens_per_s`, `speedup` (vs autoregressive in the same run and mode), `accepted_per_step`,
 plus acceptance of Max-Gram- and bigram-proposed positions separately.
 
-    python3 bench/e2e_decode.py [--spillway build/tools/spillway/spillway] [--model M]
+    python3 bench/e2e_decode.py [--spillway build/tools/spillway] [--model M]
                                 [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
+                                [--k K] [--draft-length adaptive|fixed]
 Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
 """
 from __future__ import annotations
@@ -19,14 +20,13 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import device_slug  # noqa: E402
+from results_format import cpu_name, cpu_slug, default_exe, device_slug, gpu_name_driver  # noqa: E402
 
 
 def configs(layers: int, bigram: bool) -> list[str]:
@@ -49,7 +49,7 @@ def run(args, spec: str, temperature: float, prompts: pathlib.Path) -> list[dict
         out = f.name
     cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
            "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(args.k),
-           "--temperature", str(temperature), "--seed", "1"]
+           "--temperature", str(temperature), "--seed", "1", "--draft-length", args.draft_length]
     if args.backend:
         cmd += ["--backend", args.backend]
     print("$", " ".join(cmd), flush=True)
@@ -61,13 +61,14 @@ def run(args, spec: str, temperature: float, prompts: pathlib.Path) -> list[dict
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--spillway", default=str(ROOT / "build/tools/spillway/spillway"))
+    ap.add_argument("--spillway", default=default_exe())
     ap.add_argument("--model", default=str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--backend", default="")
     ap.add_argument("--quick", action="store_true", help="6 prompts, 64 tokens")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--self-layers", type=int, default=8)
+    ap.add_argument("--draft-length", choices=("adaptive", "fixed"), default="adaptive")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
 
@@ -110,23 +111,28 @@ def main() -> int:
                    "swi": round(sum(r["swi"] for r in res) / len(res), 4),
                    "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
                    "params": {"mode": mode, "draft": spec, "backend": backend, "max_tokens": args.max_tokens,
-                              "k": args.k, "prompts": len(res)}}
+                              "k": args.k, "draft_length": args.draft_length, "prompts": len(res)}}
             if identical is not None:
                 row["identical_to_autoregressive"] = identical
             rows.append(row)
             table.append(row)
             print(json.dumps(row), flush=True)
 
-    device = f"cpu-{platform.processor() or platform.machine()}" if backend in ("cpu", "default") else backend
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    doc = {"name": "e2e_decode", "device": device, "driver": "", "commit": commit,
+    if backend == "cuda":
+        device, driver = gpu_name_driver()
+        slug = device_slug(device)
+    else:
+        device, driver, slug = f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+    commit = os.environ.get("SPW_COMMIT") or subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    doc = {"name": "e2e_decode", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "rows": rows}
-    out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / device_slug(device)
+    out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
-          f"{args.max_tokens} tokens per prompt, k = {args.k}. speedup = tokens/s over autoregressive "
+          f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length). speedup = tokens/s over autoregressive "
           "in the same mode and run.", "",
           "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter |", "|---|---|---:|---:|---:|---:|---|"]
     for r in table:

@@ -1,5 +1,46 @@
-"""Results files of BENCH_FORMAT.md: device slug and the markdown table (no torch needed,
-so the CPU test suite checks them)."""
+"""Results files of BENCH_FORMAT.md: device names and slugs, the markdown table, and where
+the spillway CLI was built (no torch needed, so the CPU test suite checks them)."""
+import pathlib
+import platform
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def default_exe() -> str:
+    """The spillway CLI of the GPU build (build-gpu/, tools/gpu/run_all.sh) or else of build/."""
+    for d in ("build-gpu", "build"):
+        p = ROOT / d / "tools" / "spillway"
+        if p.exists():
+            return str(p)
+    return str(ROOT / "build" / "tools" / "spillway")
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (e.g. 'AMD EPYC')."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def cpu_slug() -> str:
+    """Results folder of CPU runs: cpu-<model name>."""
+    return "cpu-" + "-".join(cpu_name().lower().replace("(r)", "").replace("(tm)", "").split())[:60]
+
+
+def gpu_name_driver() -> tuple[str, str]:
+    """(name, driver) of GPU 0 from nvidia-smi, or ('unknown-gpu', 'unknown')."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True).stdout.splitlines()[0]
+        name, driver = (s.strip() for s in out.split(",", 1))
+        return name, driver
+    except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
+        return "unknown-gpu", "unknown"
 
 
 def device_slug(name: str) -> str:

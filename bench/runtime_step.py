@@ -1,73 +1,133 @@
-"""runtime_step: latency of one target forward verifying k tokens after a context, the cost
-curve speculative decoding relies on.
+"""runtime_step: latency of one target forward verifying k tokens per sequence after a context,
+the cost curve speculative decoding relies on (issue 8), plus decode tokens/s at k = 1.
 
     python3 bench/runtime_step.py --cpu [--model M] [--contexts 128,512] [--reps 5]
+    python3 bench/runtime_step.py [--gpu] [--quick]          # CUDA backend (default mode)
 
---cpu times Spillway's CPU backend (`spillway step`) and writes
-bench/results/cpu-<model>/runtime_step.{json,md} in the BENCH_FORMAT shape (rows with
-`median_us` and `tokens_per_s`; `gbs` is the fp32 weight bytes read once per forward divided
-by the time). The GPU half of this benchmark needs the CUDA backend, which does not exist yet."""
+--cpu: Spillway's CPU backend on SmolLM2 (`spillway step`), results in
+bench/results/cpu-<cpu model>/runtime_step.{json,md}.
+--gpu: the CUDA backend on SmolLM2-135M (when models/ has it) and on a Llama-2-7B-shaped model
+with random fp16 weights: k = 1..64 at context 512 and 4K, batch 1 and 8; then decode
+tokens/s (k = 1) at batch 1, 8, 32 (context 512). Results in
+bench/results/<gpu name>/runtime_step.{json,md} (+ .png with bench/plot.py).
+
+Rows (BENCH_FORMAT shape): `median_us` of one forward (wall clock: forward() returns with the
+logits on the host), `tokens_per_s` = batch * k / median, and `gbs` = the weight bytes one
+forward must read (fp32 on the CPU, fp16/bf16 on the GPU; KV cache not counted) / median."""
 import argparse
 import datetime
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from results_format import markdown_table  # noqa: E402
+from results_format import cpu_name, cpu_slug, default_exe, device_slug, gpu_name_driver, markdown_table  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Parameters read per forward (every weight once; tied embeddings read once as lm_head; the
+# embedding gather is negligible): SmolLM2-135M and Llama-2-7B (untied, vocab 32000).
+WEIGHT_PARAMS = {"SmolLM2-135M-Instruct.Q4_1": 134_515_008, "llama2-7b-random": 6_738_415_616 - 32000 * 4096}
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+def run_step(exe: str, args: list[str]) -> list[dict]:
+    cmd = [exe, "step", *args]
+    print("$", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr.strip(), flush=True)
+        raise RuntimeError(f"spillway step failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def to_row(r: dict, impl: str, bytes_per_param: int, threads: int | None = None) -> dict:
+    model = r["model"]
+    case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}"
+    secs = r["median_ms"] / 1000.0
+    weight_bytes = WEIGHT_PARAMS.get(model, 0) * bytes_per_param
+    params = {"model": model, "batch": r["batch"], "context": r["context"], "k": r["k"]}
+    if threads:
+        params["threads"] = threads
+    row = {"case": case, "impl": impl, "median_us": round(r["median_ms"] * 1000, 1),
+           "tokens_per_s": r["tokens_per_s"], "gbs": round(weight_bytes / secs / 1e9, 1) if weight_bytes else 0.0,
+           "pct_copy": 0.0, "params": params}
+    print(f"  {case:<52} {r['median_ms']:9.3f} ms  {r['tokens_per_s']:10.1f} tok/s  {row['gbs']:7.1f} GB/s", flush=True)
+    return row
+
+
+def write(doc: dict, slug: str, out_root: str) -> None:
+    out = pathlib.Path(out_root) / slug
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runtime_step.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "runtime_step.md").write_text(markdown_table(doc) + "\n" + doc["note"] + "\n")
+    print(f"wrote {out / 'runtime_step.json'}")
+
+
+def meta(device: str, driver: str, rows: list, note: str, skipped: list | None = None) -> dict:
+    commit = os.environ.get("SPW_COMMIT") or subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    doc = {"name": "runtime_step", "device": device, "driver": driver, "commit": commit or "unknown",
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "copy_bandwidth_gbs": 0.0, "rows": rows, "note": note}
+    if skipped:
+        doc["skipped"] = skipped
+    return doc
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu", action="store_true", required=True)
-    ap.add_argument("--model", default=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--contexts", default="128,512")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--cpu", action="store_true", help="CPU backend")
+    mode.add_argument("--gpu", action="store_true", help="CUDA backend (default)")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--contexts", default="")
     ap.add_argument("--ks", default="1,2,4,8,16,32,64")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--exe", default=str(ROOT / "build" / "tools" / "spillway"))
+    ap.add_argument("--reps", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="fewer k values and repetitions")
+    ap.add_argument("--exe", default=default_exe())
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
-    proc = subprocess.run([a.exe, "step", "--model", a.model, "--contexts", a.contexts, "--ks", a.ks,
-                           "--reps", str(a.reps)], check=True, capture_output=True, text=True)
-    model = pathlib.Path(a.model).name.removesuffix(".gguf")
-    weight_bytes = None
-    rows = []
-    for line in proc.stdout.splitlines():
-        r = json.loads(line)
-        case = f"{model}_ctx{r['context']}_k{r['k']}"
-        row = {"case": case, "impl": "spillway:cpu", "median_us": round(r["median_ms"] * 1000, 1),
-               "tokens_per_s": r["tokens_per_s"], "gbs": 0.0, "pct_copy": 0.0,
-               "params": {"model": model, "context": r["context"], "k": r["k"], "threads": os.cpu_count()}}
-        rows.append(row)
-        print(f"  {case:<48} {r['median_ms']:9.2f} ms  {r['tokens_per_s']:8.1f} tok/s", flush=True)
-    slug = "cpu-" + "-".join(cpu_name().lower().replace("(r)", "").replace("(tm)", "").split())[:60]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    doc = {"name": "runtime_step", "device": f"{cpu_name()} ({os.cpu_count()} threads)", "driver": "none",
-           "commit": commit or "unknown",
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "copy_bandwidth_gbs": 0.0, "rows": rows,
-           "note": f"median of {a.reps} forwards after one warm-up; CPU backend, fp32 weights"}
-    out = pathlib.Path(a.out) / slug
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "runtime_step.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "runtime_step.md").write_text(markdown_table(doc))
-    print(f"wrote {out / 'runtime_step.json'}")
-    del weight_bytes
+    ks = "1,4,16,64" if a.quick else a.ks
+
+    if a.cpu:
+        reps = a.reps or 5
+        rows = [to_row(r, "spillway:cpu", 4, os.cpu_count())
+                for r in run_step(a.exe, ["--model", a.model, "--contexts", a.contexts or "128,512", "--ks", ks,
+                                          "--reps", str(reps)])]
+        slug = cpu_slug()
+        write(meta(f"{cpu_name()} ({os.cpu_count()} threads)", "none", rows,
+                   f"median of {reps} forwards after one warm-up (wall clock); CPU backend, fp32 weights "
+                   f"({rows[0]['params']['threads']} threads); gbs = fp32 weight bytes / time"), slug, a.out)
+        return
+
+    reps = a.reps or (5 if a.quick else 20)
+    contexts = a.contexts or "512,4096"
+    rows, skipped = [], []
+    models = []
+    if pathlib.Path(a.model).exists():
+        models.append(("--model", a.model))
+    else:
+        skipped.append({"case": pathlib.Path(a.model).stem, "impl": "spillway:cuda",
+                        "reason": f"{a.model} not present (tools/gpu/prepare_carry.sh carries it in two halves)"})
+    models.append(("--random", "llama2-7b"))
+    for flag, value in models:
+        try:
+            base = [flag, value, "--backend", "cuda", "--reps", str(reps)]
+            for r in run_step(a.exe, base + ["--contexts", contexts, "--batch", "1,8", "--ks", ks]):
+                rows.append(to_row(r, "spillway:cuda", 2))
+            for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "32", "--ks", "1"]):
+                rows.append(to_row(r, "spillway:cuda", 2))
+        except RuntimeError as e:
+            skipped.append({"case": value, "impl": "spillway:cuda", "reason": str(e)})
+    name, driver = gpu_name_driver()
+    write(meta(name, driver, rows,
+               f"median of {reps} forwards after one warm-up (wall clock incl. the logits copy to the host); "
+               "CUDA backend, fp16 weights and KV cache; gbs = fp16 weight bytes / time (KV cache not counted)",
+               skipped), device_slug(name), a.out)
+    if not rows:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

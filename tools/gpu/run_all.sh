@@ -25,8 +25,16 @@ if [ -f .whl/.installed ] || ls .whl/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export SPW_COMMIT=$(cat .carry/commit.txt 2>/dev/null | tr -d '\n' || echo unknown)
+# The default model travels in two halves (a device call carries at most 64 MiB; see
+# tools/gpu/prepare_carry.sh): join them once both have arrived.
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$model" ] && ls .carry-model-1/part-* .carry-model-2/part-* >/dev/null 2>&1; then
+  mkdir -p models && cat .carry-model-1/part-* .carry-model-2/part-* > "$model.tmp" && mv "$model.tmp" "$model"
+  for b in .carry-model-*/*.bigram; do [ -f "$b" ] && cp "$b" models/; done
+fi
 note "spillway GPU run, commit $SPW_COMMIT, $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$summary"
+if [ -f "$model" ]; then note "model: $model ($(du -h "$model" | cut -f1))"; else note "model: $model absent (its tests skip)"; fi
 
 if has build; then
   t0=$(date +%s)
@@ -72,8 +80,13 @@ if has bench; then
     benches+=("$name")
   done
   for name in "${benches[@]}"; do
-    b=bench/$name.py
-    (cd bench && PYTHONUNBUFFERED=1 timeout "${SPW_BENCH_TIMEOUT:-900}" python3 "$name.py" $qflag) > "$OUT/logs/bench_$name.log" 2>&1
+    extra=()
+    case $name in
+      # the decode demo's benchmark on the CUDA backend; 6 prompts unless SPW_E2E_FULL=1
+      e2e_decode) extra=(--backend cuda); [ "${SPW_E2E_FULL:-0}" = 1 ] || extra+=(--quick);;
+    esac
+    (cd bench && PYTHONUNBUFFERED=1 timeout "${SPW_BENCH_TIMEOUT:-900}" python3 "$name.py" $qflag "${extra[@]}") \
+      > "$OUT/logs/bench_$name.log" 2>&1
     rc=$?; note "bench $name: rc=$rc"; [ $rc -ne 0 ] && { tail -5 "$OUT/logs/bench_$name.log"; status=1; }
   done
   for j in bench/results/*/*.json; do python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true; done

@@ -1,12 +1,15 @@
-// `spillway step --model F`: the cost curve speculative decoding relies on — latency of one
-// target forward over k new tokens (k = 1, 2, 4, ..., 64) after a context of C tokens, on the
-// CPU backend. Prints one JSON object per (context, k) (bench/runtime_step.py collects them).
+// `spillway step`: the cost curve speculative decoding relies on — latency of one target
+// forward over k new tokens (k = 1, 2, 4, ..., 64) per sequence, for a batch of sequences after
+// a context of C tokens each, on the CPU or CUDA backend (or a random-weight Llama-2-7B shape
+// on the GPU). Prints one JSON object per (batch, context, k); bench/runtime_step.py collects them.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <random>
 
+#include "runtime/cuda_backend.h"
 #include "runtime/model_loader.h"
 #include "tools/spillway/cli_args.h"
 #include "tools/spillway/command.h"
@@ -31,55 +34,101 @@ std::vector<int> parse_list(const std::string& s, const char* name) {
   return out;
 }
 
+// B sequences, each prefilled with `ctx` random tokens; one JSON line per k: the median
+// latency of a forward of k new tokens for every sequence (rolled back after each run).
+void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<int>& ks, int reps, std::mt19937& rng,
+                  const std::string& label) {
+  const int vocab = model.config().vocab_size;
+  std::vector<int> seqs(batch);
+  std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(ctx));
+  std::vector<spw::rt::SeqInput> inputs;
+  for (int b = 0; b < batch; ++b) {
+    seqs[b] = model.create_sequence();
+    for (auto& t : prompts[b]) t = static_cast<int32_t>(rng() % vocab);
+    inputs.push_back({seqs[b], prompts[b], {}});
+  }
+  std::vector<float> logits;
+  model.forward(inputs, logits);
+  for (int k : ks) {
+    std::vector<std::vector<int32_t>> drafts(batch, std::vector<int32_t>(k));
+    inputs.clear();
+    for (int b = 0; b < batch; ++b) {
+      for (auto& t : drafts[b]) t = static_cast<int32_t>(rng() % vocab);
+      inputs.push_back({seqs[b], drafts[b], {}});
+    }
+    std::vector<double> ms;
+    for (int r = 0; r < reps + 1; ++r) {  // the first run warms caches and is dropped
+      auto t0 = std::chrono::steady_clock::now();
+      model.forward(inputs, logits);  // returns with the logits on the host
+      auto t1 = std::chrono::steady_clock::now();
+      for (int s : seqs) model.rollback(s, ctx);
+      if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    fmt::print(
+        "{{\"model\": \"{}\", \"backend\": \"{}\", \"context\": {}, \"batch\": {}, \"k\": {}, \"median_ms\": {:.3f}, "
+        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}}}\n",
+        label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps);
+    std::fflush(stdout);
+  }
+  for (int s : seqs) model.free_sequence(s);
+}
+
 int step(const std::vector<std::string>& argv) {
   using spw::cli::Args;
   Args a = Args::parse(argv, {"--help"});
   if (a.has("--help")) {
-    fmt::print("usage: spillway step [--model F] [--contexts 128,512] [--ks 1,2,4,8,16,32,64] [--reps 5]\n"
-               "Median latency of one forward over k tokens after a context (CPU backend), as JSON lines.\n");
+    fmt::print(
+        "usage: spillway step [--model F | --random llama2-7b] [--backend cpu|cuda] [--dtype f16|bf16]\n"
+        "                     [--contexts 128,512] [--batch 1] [--ks 1,2,4,8,16,32,64] [--reps 5] [--threads N]\n"
+        "Median latency of one forward over k new tokens per sequence, for `batch` sequences after a\n"
+        "context of C tokens each, as JSON lines (bench/runtime_step.py collects them).\n"
+        "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n");
     return 0;
   }
-  a.only({"--model", "--contexts", "--ks", "--reps", "--threads"});
-  const std::string path = a.get("--model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads"});
   const auto contexts = parse_list(a.get("--contexts", "128,512"), "contexts");
+  const auto batches = parse_list(a.get("--batch", "1"), "batch");
   const auto ks = parse_list(a.get("--ks", "1,2,4,8,16,32,64"), "ks");
   const int reps = a.get_int("--reps", 5);
   SPW_CHECK(reps >= 1, "--reps = {}: must be >= 1", reps);
-  spw::rt::LoadOptions lo;
-  lo.threads = a.get_int("--threads", 0);
-  auto model = spw::rt::load_model(path, lo);
-  const int vocab = model->config().vocab_size;
-  std::mt19937 rng(1);
-  std::vector<float> logits;
-  for (int ctx : contexts) {
-    const int seq = model->create_sequence();
-    std::vector<int32_t> prompt(ctx);
-    for (auto& t : prompt) t = static_cast<int32_t>(rng() % vocab);
-    spw::rt::SeqInput pre{seq, prompt, {}};
-    model->forward(std::span(&pre, 1), logits);
-    for (int k : ks) {
-      std::vector<int32_t> draft(k);
-      for (auto& t : draft) t = static_cast<int32_t>(rng() % vocab);
-      std::vector<double> ms;
-      for (int r = 0; r < reps + 1; ++r) {  // the first run warms caches and is dropped
-        spw::rt::SeqInput in{seq, draft, {}};
-        auto t0 = std::chrono::steady_clock::now();
-        model->forward(std::span(&in, 1), logits);
-        auto t1 = std::chrono::steady_clock::now();
-        model->rollback(seq, ctx);
-        if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      }
-      std::sort(ms.begin(), ms.end());
-      const double median = ms[ms.size() / 2];
-      fmt::print("{{\"context\": {}, \"k\": {}, \"median_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}}}\n", ctx, k,
-                 median, k / (median / 1000.0), reps);
-      std::fflush(stdout);
-    }
-    model->free_sequence(seq);
+  const std::string backend = a.get("--backend", "cpu");
+  SPW_CHECK(backend == "cpu" || backend == "cuda", "--backend = '{}': must be cpu or cuda", backend);
+  const std::string dtype = a.get("--dtype", "f16");
+  SPW_CHECK(dtype == "f16" || dtype == "bf16", "--dtype = '{}': must be f16 or bf16", dtype);
+  int longest = 0;
+  for (int c : contexts) longest = std::max(longest, c);
+  const int max_k = *std::max_element(ks.begin(), ks.end());
+
+  std::unique_ptr<spw::rt::Model> model;
+  std::string label;
+  if (a.has("--random")) {
+    SPW_CHECK(a.get("--random") == "llama2-7b", "--random = '{}': the only random shape is llama2-7b", a.get("--random"));
+    SPW_CHECK(backend == "cuda", "--random needs --backend cuda (no CPU backend for random weights)");
+    SPW_CHECK(!a.has("--model"), "--random and --model exclude each other");
+    spw::rt::CudaBackendOptions co;
+    co.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
+    co.max_tokens = longest + max_k;
+    model = spw::rt::make_cuda_model_random(spw::rt::llama2_7b_config(), 1, co);
+    label = "llama2-7b-random";
+  } else {
+    const std::string path = a.get("--model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    spw::rt::LoadOptions lo;
+    lo.backend = backend;
+    lo.threads = a.get_int("--threads", 0);
+    lo.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
+    model = spw::rt::load_model(path, lo);
+    label = std::filesystem::path(path).stem().string();
   }
+  SPW_CHECK(longest + max_k <= model->max_tokens(), "context {} + k {} exceeds the model's limit {}", longest, max_k,
+            model->max_tokens());
+  std::mt19937 rng(1);
+  for (int batch : batches)
+    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label);
   return 0;
 }
 
-spw::cli::CommandRegistration reg({"step", "time one target forward over k tokens (CPU cost curve)", step});
+spw::cli::CommandRegistration reg({"step", "time one target forward over k tokens (cost curve; CPU or CUDA)", step});
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "kernels/common/error.h"
 #include "runtime/cpu_backend.h"
+#include "runtime/cuda_backend.h"
 #include "runtime/gguf.h"
 #include "runtime/llama_weights.h"
 
@@ -9,8 +10,14 @@ namespace spw::rt {
 
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& o) {
   SPW_CHECK_ARG(o.backend == "cpu" || o.backend == "cuda", "load_model", "backend", o.backend, "must be cpu or cuda");
-  SPW_CHECK(o.backend == "cpu", "load_model: backend = cuda: the CUDA backend is not implemented yet; use --backend cpu");
   GgufFile file = GgufFile::open(path);
+  if (o.backend == "cuda") {
+    CudaBackendOptions cuda;
+    cuda.device = o.device;
+    cuda.dtype = o.dtype;
+    cuda.max_tokens = o.max_tokens;
+    return make_cuda_model(load_llama_weights(file, o.max_layers), cuda);
+  }
   CpuBackendOptions cpu;
   cpu.threads = o.threads;
   cpu.max_tokens = o.max_tokens;

@@ -1,0 +1,450 @@
+// CUDA backend (see cuda_backend.h): sequences, the paged KV pool and the forward pass.
+#include <algorithm>
+#include <functional>
+#include <optional>
+
+#include "kernels/common/device.h"
+#include "kernels/decode_attention/decode_attention.h"
+#include "kernels/flat_gemm/flat_gemm.h"
+#include "kernels/small_ops/small_ops.h"
+#include "kernels/tree_attention/tree_attention.h"
+#include "runtime/cuda_backend.h"
+#include "runtime/cuda_kernels.cuh"
+#include "runtime/cuda_resources.cuh"
+#include "runtime/cuda_weights.cuh"
+#include "runtime/forward_passes.h"
+#include "runtime/paged_kv.h"
+
+namespace spw::rt {
+namespace {
+
+using cuda::Buffer16;
+using Bytes = DeviceBuffer<std::byte>;
+
+// The five products of a pass of m tokens, planned once per m at construction.
+struct GemmPlans {
+  flat_gemm::Plan qkv, wo, gate_up, down, lm_head;
+};
+
+// Per-pass metadata, one int32 array on the host (pinned) and its device mirror; sections start
+// at multiples of 64 elements (256 bytes).
+struct MetaLayout {
+  size_t ids = 0, positions, rows, indptr, last_page_len, indices, total;
+  MetaLayout(int max_pass_tokens, int num_pages) {
+    auto up = [](size_t n) { return (n + 63) / 64 * 64; };
+    positions = up(max_pass_tokens);
+    rows = positions + up(max_pass_tokens);
+    indptr = rows + up(max_pass_tokens);
+    last_page_len = indptr + up(max_pass_tokens + 1);
+    indices = last_page_len + up(max_pass_tokens);
+    total = indices + up(num_pages);
+  }
+};
+
+class CudaModel final : public Model {
+ public:
+  CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
+            const std::function<cuda::DeviceWeights(cudaStream_t)>& make_weights);
+  ~CudaModel() override { cudaSetDevice(device_.ordinal); }  // members free on their device
+
+  const ModelConfig& config() const override { return w_.config; }
+  std::string backend_name() const override { return "cuda"; }
+  int max_tokens() const override { return max_tokens_; }
+
+  int create_sequence() override { return book_->create(); }
+  void free_sequence(int id) override {
+    check_seq(id, "free_sequence");
+    book_->release(id);
+  }
+  int cached_tokens(int id) const override {
+    check_seq(id, "cached_tokens");
+    return book_->length(id);
+  }
+  void rollback(int id, int new_len) override;
+  void keep_tokens(int id, int base, std::span<const int32_t> offsets) override;
+  void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
+
+ private:
+  void check_seq(int id, const char* where) const {
+    SPW_CHECK(book_->live(id), "Model::{}: seq_id = {}: no such sequence", where, id);
+  }
+  void use_device() const { SPW_CUDA_CHECK(cudaSetDevice(device_.ordinal)); }
+  size_t q_dim() const { return size_t(w_.config.num_heads) * w_.config.head_dim; }
+  size_t kv_dim() const { return size_t(w_.config.num_kv_heads) * w_.config.head_dim; }
+  uint16_t* k_plane(int layer) const { return pool_.get() + size_t(2 * layer) * plane_elems_; }
+  uint16_t* v_plane(int layer) const { return pool_.get() + size_t(2 * layer + 1) * plane_elems_; }
+  void make_biases_uniform();
+  void plan_gemms();
+  void ensure_attention_workspace(size_t bytes);
+  void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, std::vector<float>& logits);
+  void gemm(const flat_gemm::Plan& p, const void* x, const void* w, const Buffer16& bias, const void* residual,
+            void* y) {
+    flat_gemm::Args a{x, w, bias.size() ? bias.get() : nullptr, residual, y, lt_.get()};
+    flat_gemm::run(p, a, gemm_ws_.get(), gemm_ws_.bytes(), stream_.get());
+  }
+
+  DeviceInfo device_;
+  CudaBackendOptions opt_;
+  int max_tokens_ = 0;
+  cuda::Stream stream_;
+  cuda::CublasLt lt_;
+  cuda::Event meta_copied_;
+  cuda::DeviceWeights w_;
+  RopeParams rope_;
+  std::optional<PagedKvBook> book_;
+  size_t plane_elems_ = 0;  // one K or V plane of one layer: num_pages * page_size * kv_dim
+  Buffer16 pool_;           // [layer][K | V] planes
+  Buffer16 x_, h_, qkv_, q_, k_, v_, att_, ffn_;
+  DeviceBuffer<float> logits_;
+  std::vector<GemmPlans> gemm_plans_;  // [m - 1]
+  Bytes gemm_ws_, attn_ws_;
+  std::optional<MetaLayout> meta_;
+  cuda::PinnedArray<int32_t> meta_host_, keep_host_;
+  DeviceBuffer<int32_t> meta_dev_, keep_dev_;
+  // Plans of the forward in flight: their pinned metadata is read by the launches until the
+  // final sync, so they live until the next forward.
+  std::vector<decode_attention::Plan> decode_plans_;
+  std::vector<tree_attention::Plan> tree_plans_;
+  PageTable table_;
+  std::vector<int> table_seqs_, table_lens_;
+  std::vector<int32_t> positions_, parents_, sizes_;
+};
+
+CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
+                     const std::function<cuda::DeviceWeights(cudaStream_t)>& make_weights)
+    : device_(device), opt_(o), w_(make_weights(stream_.get())) {
+  const ModelConfig& c = w_.config;
+  max_tokens_ = o.max_tokens > 0 ? o.max_tokens : c.max_context;
+  rope_.head_dim = c.head_dim;
+  rope_.theta = c.rope_theta;
+  rope_.neox = w_.neox_rope;
+  rope_.scaling_factor = c.rope_scaling_factor;
+  rope_.low_freq_factor = c.rope_low_freq_factor;
+  rope_.high_freq_factor = c.rope_high_freq_factor;
+  rope_.original_context = c.rope_original_context;
+  make_biases_uniform();
+
+  const size_t T = o.max_forward_tokens, H = c.hidden, I = c.intermediate;
+  x_ = Buffer16(T * H);
+  h_ = Buffer16(T * H);
+  qkv_ = Buffer16(T * (q_dim() + 2 * kv_dim()));
+  q_ = Buffer16(T * q_dim());
+  k_ = Buffer16(T * kv_dim());
+  v_ = Buffer16(T * kv_dim());
+  att_ = Buffer16(T * q_dim());
+  ffn_ = Buffer16(T * I);
+  logits_ = DeviceBuffer<float>(T * c.vocab_size);
+  plan_gemms();
+
+  // KV pool: what the option asks, else 64 full-length sequences within 3/4 of the free memory
+  // (what is left serves a second model, e.g. a drafter, and the rare workspace growth).
+  const size_t dsize = dtype_size(o.dtype);
+  const long long page_bytes = static_cast<long long>(o.page_size) * kv_dim() * 2 * c.num_layers * dsize;
+  long long pages = 0;
+  if (o.kv_cache_bytes > 0) {
+    pages = o.kv_cache_bytes / page_bytes;
+    SPW_CHECK_ARG(pages >= 1, "make_cuda_model", "options.kv_cache_bytes", o.kv_cache_bytes,
+                  fmt::format("must hold at least one KV page ({} bytes)", page_bytes));
+  } else {
+    size_t free_bytes = 0, total_bytes = 0;
+    SPW_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const long long want = 64LL * ((max_tokens_ + o.page_size - 1) / o.page_size);
+    pages = std::min<long long>(want, static_cast<long long>(free_bytes / 4 * 3) / page_bytes);
+    SPW_CHECK(pages >= 1, "make_cuda_model: {} bytes of free device memory cannot hold one KV page of {} bytes",
+              free_bytes, page_bytes);
+  }
+  pages = std::min<long long>(pages, ((1LL << 31) - 1) / o.page_size);
+  book_.emplace(static_cast<int>(pages), o.page_size, max_tokens_);
+  plane_elems_ = static_cast<size_t>(pages) * o.page_size * kv_dim();
+  pool_ = Buffer16(2 * size_t(c.num_layers) * plane_elems_);
+
+  meta_.emplace(o.max_forward_tokens, static_cast<int>(pages));
+  meta_host_ = cuda::PinnedArray<int32_t>(meta_->total);
+  meta_dev_ = DeviceBuffer<int32_t>(meta_->total);
+  keep_host_ = cuda::PinnedArray<int32_t>(2 * size_t(max_tokens_));
+  keep_dev_ = DeviceBuffer<int32_t>(2 * size_t(max_tokens_));
+
+  // Attention workspace for the usual worst cases (one full-length sequence decoding, and a
+  // tree of the largest size at the end of one); rare larger plans grow it (outside the layers).
+  decode_attention::Problem dp{1, c.num_heads, c.num_kv_heads, c.head_dim, o.dtype, decode_attention::Layout::paged,
+                               o.page_size};
+  const int32_t full = max_tokens_;
+  size_t ws = decode_attention::plan(dp, std::span(&full, 1), device_).workspace_bytes;
+  const int32_t tree = std::min({tree_attention::kMaxTreeTokens, o.max_forward_tokens, max_tokens_});
+  const int32_t prefix = max_tokens_ - tree;
+  std::vector<int32_t> chain(tree);
+  for (int i = 0; i < tree; ++i) chain[i] = i - 1;
+  tree_attention::Problem tp{1, c.num_heads, c.num_kv_heads, c.head_dim, o.dtype, o.page_size};
+  ws = std::max(ws, tree_attention::plan(tp, std::span(&prefix, 1), std::span(&tree, 1), chain, device_).workspace_bytes);
+  attn_ws_ = Bytes(ws);
+  stream_.sync();
+}
+
+// One flag per product for all layers: a layer without the bias others have gets zeros.
+void CudaModel::make_biases_uniform() {
+  auto fix = [&](Buffer16 cuda::DeviceLayer::*bias, size_t n) {
+    bool any = false;
+    for (auto& l : w_.layers) any |= (l.*bias).size() > 0;
+    if (!any) return;
+    for (auto& l : w_.layers)
+      if ((l.*bias).size() == 0) {
+        l.*bias = Buffer16(n);
+        SPW_CUDA_CHECK(cudaMemsetAsync((l.*bias).get(), 0, (l.*bias).bytes(), stream_.get()));
+      }
+  };
+  const ModelConfig& c = w_.config;
+  fix(&cuda::DeviceLayer::bqkv, q_dim() + 2 * kv_dim());
+  fix(&cuda::DeviceLayer::bo, c.hidden);
+  fix(&cuda::DeviceLayer::bgu, 2 * size_t(c.intermediate));
+  fix(&cuda::DeviceLayer::bdown, c.hidden);
+}
+
+void CudaModel::plan_gemms() {
+  const ModelConfig& c = w_.config;
+  const cuda::DeviceLayer& l0 = w_.layers[0];
+  const DType dt = opt_.dtype;
+  size_t ws = 0;
+  for (int m = 1; m <= opt_.max_forward_tokens; ++m) {
+    GemmPlans g;
+    auto plan = [&](int n, int k, bool bias, bool residual, bool swiglu, DType out) {
+      flat_gemm::Problem p{dt, out, m, n, k, bias, residual, swiglu};
+      flat_gemm::Plan pl = flat_gemm::plan(p, device_);
+      ws = std::max(ws, pl.workspace_bytes);
+      return pl;
+    };
+    g.qkv = plan(static_cast<int>(q_dim() + 2 * kv_dim()), c.hidden, l0.bqkv.size() > 0, false, false, dt);
+    g.wo = plan(c.hidden, static_cast<int>(q_dim()), l0.bo.size() > 0, true, false, dt);
+    g.gate_up = plan(2 * c.intermediate, c.hidden, l0.bgu.size() > 0, false, true, dt);
+    g.down = plan(c.hidden, c.intermediate, l0.bdown.size() > 0, true, false, dt);
+    g.lm_head = plan(c.vocab_size, c.hidden, w_.output_bias.size() > 0, false, false, DType::f32);
+    gemm_plans_.push_back(g);
+  }
+  gemm_ws_ = Bytes(std::max<size_t>(ws, 256));
+}
+
+void CudaModel::ensure_attention_workspace(size_t bytes) {
+  if (bytes <= attn_ws_.bytes()) return;
+  const size_t grown = std::max(bytes, attn_ws_.bytes() + attn_ws_.bytes() / 2);
+  stream_.sync();  // launches already queued may still use the old buffer
+  attn_ws_ = Bytes();
+  attn_ws_ = Bytes(grown);
+}
+
+void CudaModel::rollback(int id, int new_len) {
+  check_seq(id, "rollback");
+  const int len = book_->length(id);
+  SPW_CHECK_ARG(new_len >= 0 && new_len <= len, "Model::rollback", "new_len", new_len,
+                fmt::format("must be in 0..{} (cached tokens)", len));
+  book_->truncate(id, new_len);
+}
+
+void CudaModel::keep_tokens(int id, int base, std::span<const int32_t> offsets) {
+  check_seq(id, "keep_tokens");
+  const int len = book_->length(id);
+  SPW_CHECK_ARG(base >= 0 && base <= len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", len));
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < len, "Model::keep_tokens",
+                  fmt::format("offsets[{}]", i), offsets[i],
+                  fmt::format("must index a cached token after base (< {})", len - base));
+    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i),
+                  offsets[i], "offsets must be strictly increasing");
+  }
+  use_device();
+  std::vector<int64_t> src, dst;
+  book_->keep(id, base, offsets, src, dst);
+  if (src.empty()) return;
+  const int moves = static_cast<int>(src.size());
+  for (int i = 0; i < moves; ++i) {
+    keep_host_.get()[i] = static_cast<int32_t>(src[i]);
+    keep_host_.get()[moves + i] = static_cast<int32_t>(dst[i]);
+  }
+  SPW_CUDA_CHECK(cudaMemcpyAsync(keep_dev_.get(), keep_host_.get(), 2 * size_t(moves) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream_.get()));
+  cuda::move_rows(pool_.get(), 2 * w_.config.num_layers, plane_elems_, static_cast<int>(kv_dim()), keep_dev_.get(),
+                  keep_dev_.get() + moves, moves, stream_.get());
+  stream_.sync();  // keep_host_ is reused by the next call
+}
+
+void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
+  const ModelConfig& c = w_.config;
+  ForwardLimits lim{c.vocab_size, max_tokens_, opt_.max_forward_tokens, tree_attention::kMaxTreeTokens};
+  const ForwardPasses fp = plan_forward_passes(batch, [&](int id) {
+    check_seq(id, "forward");
+    return book_->length(id);
+  }, lim);
+  use_device();
+  // Reserve every sequence's new tokens first: a full pool fails here, with nothing changed.
+  size_t reserved = 0;
+  auto undo = [&] {
+    for (size_t b = 0; b < reserved; ++b) book_->truncate(batch[b].seq_id, fp.cached[b]);
+  };
+  try {
+    for (; reserved < batch.size(); ++reserved) book_->append(batch[reserved].seq_id, int(batch[reserved].tokens.size()));
+  } catch (const Error& e) {
+    undo();
+    fail("Model::forward: batch[{}] (seq_id {}): {}", reserved, batch[reserved].seq_id, e.what());
+  }
+  try {
+    decode_plans_.clear();
+    tree_plans_.clear();
+    logits.resize(static_cast<size_t>(fp.total_tokens) * c.vocab_size);
+    for (const auto& pass : fp.passes) run_pass(pass, batch, logits);
+    stream_.sync();
+  } catch (...) {
+    cudaStreamSynchronize(stream_.get());  // let queued work finish before the plans go
+    undo();
+    throw;
+  }
+}
+
+void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch,
+                         std::vector<float>& logits) {
+  const ModelConfig& c = w_.config;
+  const MetaLayout& ml = *meta_;
+  const DType dt = opt_.dtype;
+  const bool decode = std::all_of(pass.begin(), pass.end(), [](const PassPiece& p) { return p.count == 1; });
+  positions_.clear();
+  parents_.clear();
+  sizes_.clear();
+  table_seqs_.clear();
+  table_lens_.clear();
+  for (const PassPiece& p : pass) {
+    piece_positions(p, batch[p.batch_index], positions_, parents_);
+    sizes_.push_back(p.count);
+    table_seqs_.push_back(p.seq_id);
+    table_lens_.push_back(decode ? p.prefix + 1 : p.prefix);  // decode reads its own new row from the pool
+  }
+  const int T = static_cast<int>(positions_.size()), B = static_cast<int>(pass.size());
+  book_->page_table(table_seqs_, table_lens_, table_);
+
+  // Host metadata -> pinned staging (after the previous pass's copy out of it) -> device.
+  meta_copied_.wait();
+  int32_t* hm = meta_host_.get();
+  int t = 0;
+  for (const PassPiece& p : pass)
+    for (int j = 0; j < p.count; ++j, ++t) {
+      hm[ml.ids + t] = batch[p.batch_index].tokens[p.first + j];
+      hm[ml.positions + t] = positions_[t];
+      hm[ml.rows + t] = static_cast<int32_t>(book_->row(p.seq_id, p.prefix + j));
+    }
+  std::copy(table_.indptr.begin(), table_.indptr.end(), hm + ml.indptr);
+  std::copy(table_.last_page_len.begin(), table_.last_page_len.end(), hm + ml.last_page_len);
+  std::copy(table_.indices.begin(), table_.indices.end(), hm + ml.indices);
+  SPW_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.get(), hm, (ml.indices + table_.indices.size()) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream_.get()));
+  meta_copied_.record(stream_.get());
+  const int32_t* dm = meta_dev_.get();
+
+  // Attention plan of this pass (shared by every layer).
+  const decode_attention::Plan* dplan = nullptr;
+  const tree_attention::Plan* tplan = nullptr;
+  if (decode) {
+    decode_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, decode_attention::Layout::paged,
+                                opt_.page_size};
+    decode_plans_.push_back(decode_attention::plan(p, table_lens_, device_));
+    dplan = &decode_plans_.back();
+    if (opt_.debug_checks)
+      decode_attention::validate_page_table(p, table_lens_, table_.indptr, table_.indices, table_.last_page_len,
+                                            book_->num_pages());
+    ensure_attention_workspace(dplan->workspace_bytes);
+  } else {
+    tree_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, opt_.page_size};
+    tree_plans_.push_back(tree_attention::plan(p, table_lens_, sizes_, parents_, device_));
+    tplan = &tree_plans_.back();
+    if (opt_.debug_checks) {
+      tree_attention::validate_page_table(*tplan, table_.indptr, table_.indices, table_.last_page_len,
+                                          book_->num_pages());
+      SPW_CHECK(tplan->positions == positions_, "CudaModel: tree_attention positions differ from the backend's");
+    }
+    ensure_attention_workspace(tplan->workspace_bytes);
+  }
+
+  const GemmPlans& g = gemm_plans_[T - 1];
+  cudaStream_t s = stream_.get();
+  const int qkv_dim = static_cast<int>(q_dim() + 2 * kv_dim());
+  small_ops::embedding({dt, T, c.vocab_size, c.hidden, dm + ml.ids, w_.token_embd.get(), x_.get(), nullptr}, s);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const cuda::DeviceLayer& L = w_.layers[l];
+    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.attn_norm.get(), h_.get(), c.rms_eps}, s);
+    gemm(g.qkv, h_.get(), L.wqkv.get(), L.bqkv, nullptr, qkv_.get());
+    small_ops::RopeArgs ra{dt, T, c.num_heads, c.num_kv_heads, qkv_.get(), qkv_.get() + q_dim(), qkv_dim, qkv_dim,
+                           dm + ml.positions, rope_};
+    small_ops::rope(ra, s);
+    cuda::store_qkv({T, static_cast<int>(q_dim()), static_cast<int>(kv_dim()), qkv_.get(), q_.get(),
+                     decode ? nullptr : k_.get(), decode ? nullptr : v_.get(), k_plane(l), v_plane(l), dm + ml.rows},
+                    s);
+    if (decode) {
+      decode_attention::Args a;
+      a.q = q_.get();
+      a.k_pages = k_plane(l);
+      a.v_pages = v_plane(l);
+      a.indptr = dm + ml.indptr;
+      a.indices = dm + ml.indices;
+      a.last_page_len = dm + ml.last_page_len;
+      a.o = att_.get();
+      decode_attention::run(*dplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
+    } else {
+      tree_attention::Args a;
+      a.q = q_.get();
+      a.k_tree = k_.get();
+      a.v_tree = v_.get();
+      a.k_pages = k_plane(l);
+      a.v_pages = v_plane(l);
+      a.indptr = dm + ml.indptr;
+      a.indices = dm + ml.indices;
+      a.last_page_len = dm + ml.last_page_len;
+      a.o = att_.get();
+      tree_attention::run(*tplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
+    }
+    gemm(g.wo, att_.get(), L.wo.get(), L.bo, x_.get(), x_.get());  // x += att . Wo^T
+    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.ffn_norm.get(), h_.get(), c.rms_eps}, s);
+    gemm(g.gate_up, h_.get(), L.wgu.get(), L.bgu, nullptr, ffn_.get());  // silu(gate) * up
+    gemm(g.down, ffn_.get(), L.wdown.get(), L.bdown, x_.get(), x_.get());  // x += ffn . Wdown^T
+  }
+  small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
+  gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
+
+  // Logits rows back to the caller's order (adjacent pieces in one copy).
+  const size_t V = c.vocab_size;
+  for (size_t i = 0, row = 0; i < pass.size();) {
+    size_t j = i + 1, rows = pass[i].count;
+    while (j < pass.size() && pass[j].out_row == pass[j - 1].out_row + pass[j - 1].count) rows += pass[j++].count;
+    SPW_CUDA_CHECK(cudaMemcpyAsync(logits.data() + size_t(pass[i].out_row) * V, logits_.get() + row * V,
+                                   rows * V * sizeof(float), cudaMemcpyDeviceToHost, s));
+    row += rows;
+    i = j;
+  }
+  if (opt_.debug_checks) stream_.sync();  // a failing launch is reported by the pass that made it
+}
+
+void require_device(int ordinal, const char* where) {
+  if (auto why = gpu_unavailable_reason()) fail("{}: the CUDA backend cannot run: {}", where, *why);
+  const int n = cuda_device_count();
+  SPW_CHECK_ARG(ordinal < n, where, "options.device", ordinal, fmt::format("must be < {} (CUDA devices present)", n));
+  SPW_CUDA_CHECK(cudaSetDevice(ordinal));
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_cuda_model(LlamaWeights weights, const CudaBackendOptions& options) {
+  constexpr const char* w = "make_cuda_model";
+  check_cuda_weights(weights, options, w);
+  require_device(options.device, w);
+  const DeviceInfo device = query_device(options.device);
+  return std::make_unique<CudaModel>(options, device, [&](cudaStream_t s) {
+    return cuda::upload_weights(std::move(weights), options.dtype, s);
+  });
+}
+
+std::unique_ptr<Model> make_cuda_model_random(const ModelConfig& config, uint64_t seed,
+                                              const CudaBackendOptions& options) {
+  constexpr const char* w = "make_cuda_model_random";
+  check_cuda_backend(config, options, w);
+  require_device(options.device, w);
+  const DeviceInfo device = query_device(options.device);
+  return std::make_unique<CudaModel>(options, device, [&](cudaStream_t s) {
+    return cuda::random_weights(config, seed, options.dtype, s);
+  });
+}
+
+}  // namespace spw::rt

@@ -1,0 +1,76 @@
+// CUDA backend: the Model interface on one GPU, built from Spillway's kernels.
+//
+// Weights are converted once to fp16 (or bf16) on the device. Per layer: RMSNorm (small_ops),
+// one fused Q|K|V projection (+ Qwen2 biases in the GEMM epilogue), RoPE in place (small_ops),
+// one small kernel that stores the new K/V rows into the paged cache, attention, the output
+// projection with the residual add fused, RMSNorm, one fused gate|up projection with SwiGLU in
+// the GEMM epilogue, and the down projection with the residual add fused. Every product goes
+// through flat_gemm (its dispatcher picks GEMV / tensor-core flat GEMM / cuBLASLt per shape).
+// Attention is decode_attention when every sequence of a pass brings one token, tree_attention
+// (chain or token tree over the cached paged prefix) otherwise.
+//
+// KV cache: one device pool of pages (page_size tokens; per layer a K plane and a V plane of
+// [num_pages, page_size, kv_heads, head_dim]) shared by all sequences; runtime/paged_kv.h keeps
+// the page lists, so rollback frees pages and keep_tokens moves only the kept rows. The residual
+// stream is kept in the compute dtype; logits are fp32, copied to the host at the end of forward().
+//
+// Passes: a forward is cut into passes of at most max_forward_tokens tokens (activation buffers
+// are sized for that) and at most 128 tokens per sequence (tree_attention's limit); a long chain
+// (prompt prefill) takes several passes, a token tree must fit one (at most 128 tokens).
+//
+// Not (yet) done: CUDA-graph capture of a whole step (the attention plans are rebuilt per
+// pass, and each allocates its small pinned metadata block), quantised weights on the device.
+// In a build without CUDA every factory throws spw::Error saying so.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/common/dtype.h"
+#include "runtime/llama_weights.h"
+#include "runtime/model.h"
+
+namespace spw::rt {
+
+struct CudaBackendOptions {
+  int device = 0;                   // CUDA device ordinal
+  DType dtype = DType::f16;         // weights, activations and KV cache: f16 or bf16
+  int max_tokens = 0;               // per-sequence cache limit; 0: the model's context length
+  int page_size = 16;               // KV cache page, in tokens (1..1024)
+  long long kv_cache_bytes = 0;     // page pool size; 0: enough for 64 full-length sequences,
+                                    // at most 3/4 of the device memory free after the weights
+  int max_forward_tokens = 256;     // tokens per internal pass (activation buffers); longer
+                                    // forwards (prompt prefill) are split into passes
+  bool debug_checks = false;        // validate every page table on the host before use (tests)
+};
+
+/// The host checks make_cuda_model / make_cuda_model_random do before touching the device
+/// (exposed so they can be tested without a GPU): options (dtype fp16/bf16, max_tokens >= 0,
+/// page_size 1..1024, kv_cache_bytes >= 0, max_forward_tokens >= 1) and the model shape the
+/// kernels support (head_dim 64/128/256, heads divisible by kv heads, hidden, intermediate and
+/// head sizes multiples of 8, vocab >= 1). Throws spw::Error "<where>: <argument> = <value>: <why>".
+void check_cuda_backend(const ModelConfig& config, const CudaBackendOptions& options, const char* where);
+
+/// check_cuda_backend on weights.config, then the size of every tensor of `weights` against
+/// it (biases empty or one per output row; lm_head absent exactly when tied). Host only.
+void check_cuda_weights(const LlamaWeights& weights, const CudaBackendOptions& options, const char* where);
+
+/// Uploads `weights` (dequantised fp32, e.g. from load_llama_weights) converted to the
+/// options' dtype and frees the host copies layer by layer. Throws spw::Error for a bad
+/// option or an unsupported shape (see check_cuda_backend), and when no CUDA device can be
+/// used (with the CUDA runtime's reason) or the build has no CUDA.
+std::unique_ptr<Model> make_cuda_model(LlamaWeights weights, const CudaBackendOptions& options = {});
+
+/// A model of the given shape with random weights generated on the device (matrices uniform
+/// in +-1/sqrt(fan_in), embeddings uniform in +-1, norms 1, biases 0; deterministic for a
+/// seed): for benchmarks of large shapes (e.g. Llama-2-7B) without a weight file. `config`
+/// must be complete (vocab, hidden, intermediate, layers, heads, kv heads, head_dim,
+/// max_context). Throws like make_cuda_model.
+std::unique_ptr<Model> make_cuda_model_random(const ModelConfig& config, uint64_t seed,
+                                              const CudaBackendOptions& options = {});
+
+/// The Llama-2-7B shape (vocab 32000, hidden 4096, 32 layers, 32 heads, MHA, FFN 11008,
+/// head_dim 128, context 4096, untied lm_head) for make_cuda_model_random.
+ModelConfig llama2_7b_config();
+
+}  // namespace spw::rt

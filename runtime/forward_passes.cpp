@@ -1,0 +1,94 @@
+// Validation of a forward batch and its split into passes (see forward_passes.h).
+#include "runtime/forward_passes.h"
+
+#include <algorithm>
+
+#include "kernels/common/error.h"
+
+namespace spw::rt {
+
+ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
+                                  const ForwardLimits& lim) {
+  constexpr const char* w = "Model::forward";
+  SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
+  SPW_CHECK_ARG(lim.max_pass_tokens >= 1, w, "max_pass_tokens", lim.max_pass_tokens, "must be >= 1");
+  SPW_CHECK_ARG(lim.max_piece_tokens >= 1, w, "max_piece_tokens", lim.max_piece_tokens, "must be >= 1");
+  const int max_tree = std::min(lim.max_piece_tokens, lim.max_pass_tokens);
+  ForwardPasses fp;
+  std::vector<int> out_row(batch.size());
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const SeqInput& in = batch[b];
+    const int len = cached_tokens(in.seq_id);
+    for (size_t j = 0; j < b; ++j)
+      SPW_CHECK(batch[j].seq_id != in.seq_id, "Model::forward: seq_id {} appears twice in one batch", in.seq_id);
+    const int n = static_cast<int>(in.tokens.size());
+    SPW_CHECK_ARG(n >= 1, w, fmt::format("batch[{}].tokens.size()", b), n, "must be >= 1");
+    SPW_CHECK(static_cast<long long>(len) + n <= lim.max_tokens,
+              "Model::forward: sequence {} holds {} tokens; {} more exceed the context limit {}", in.seq_id, len, n,
+              lim.max_tokens);
+    SPW_CHECK_ARG(in.parents.empty() || static_cast<int>(in.parents.size()) == n, w,
+                  fmt::format("batch[{}].parents.size()", b), in.parents.size(), fmt::format("must be 0 or {}", n));
+    for (int i = 0; i < n; ++i) {
+      SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < lim.vocab_size, w, fmt::format("batch[{}].tokens[{}]", b, i),
+                    in.tokens[i], fmt::format("must be in 0..{}", lim.vocab_size - 1));
+      if (!in.parents.empty())
+        SPW_CHECK_ARG(in.parents[i] >= -1 && in.parents[i] < i, w, fmt::format("batch[{}].parents[{}]", b, i),
+                      in.parents[i], "must be -1 or the index of an earlier token");
+    }
+    SPW_CHECK_ARG(in.parents.empty() || n <= max_tree, w, fmt::format("batch[{}].parents.size()", b), n,
+                  fmt::format("a token tree may have at most {} tokens on this backend (tree attention limit {}, "
+                              "max_forward_tokens {})",
+                              max_tree, lim.max_piece_tokens, lim.max_pass_tokens));
+    fp.cached.push_back(len);
+    out_row[b] = fp.total_tokens;
+    fp.total_tokens += n;
+  }
+
+  std::vector<int> done(batch.size(), 0);
+  size_t finished = 0;
+  while (finished < batch.size()) {
+    std::vector<PassPiece> pass;
+    int budget = lim.max_pass_tokens;
+    for (size_t b = 0; b < batch.size() && budget > 0; ++b) {
+      const int n = static_cast<int>(batch[b].tokens.size());
+      if (done[b] == n) continue;
+      const bool tree = !batch[b].parents.empty();
+      int take = tree ? n : std::min({n - done[b], lim.max_piece_tokens, budget});
+      if (take > budget) continue;  // a tree waits for a pass with room for all of it
+      PassPiece p;
+      p.batch_index = static_cast<int>(b);
+      p.seq_id = batch[b].seq_id;
+      p.first = done[b];
+      p.count = take;
+      p.prefix = fp.cached[b] + done[b];
+      p.tree = tree;
+      p.out_row = out_row[b] + done[b];
+      pass.push_back(p);
+      budget -= take;
+      done[b] += take;
+      if (done[b] == n) ++finished;
+    }
+    fp.passes.push_back(std::move(pass));  // never empty: the first unfinished entry always fits
+  }
+  return fp;
+}
+
+void piece_positions(const PassPiece& p, const SeqInput& in, std::vector<int32_t>& positions,
+                     std::vector<int32_t>& parents) {
+  if (!p.tree) {
+    for (int j = 0; j < p.count; ++j) {
+      positions.push_back(p.prefix + j);
+      parents.push_back(j - 1);
+    }
+    return;
+  }
+  const size_t base = positions.size();
+  for (int i = 0; i < p.count; ++i) {
+    const int par = in.parents[i];
+    const int depth = par < 0 ? 0 : positions[base + par] - p.prefix + 1;
+    positions.push_back(p.prefix + depth);
+    parents.push_back(par);
+  }
+}
+
+}  // namespace spw::rt

@@ -1,0 +1,61 @@
+// Host side of a batched forward call on a backend with limits per pass (the CUDA backend):
+// validates a batch exactly as the CPU backend does (same checks, same messages) and cuts it
+// into passes that fit the activation buffers and the attention kernels. Pure host code,
+// tested on the CPU.
+//
+// A pass holds at most `max_pass_tokens` tokens and each sequence at most once. A chain is cut
+// into pieces of at most `max_piece_tokens` tokens (tree_attention's per-request limit); a
+// later piece of the same chain goes into a later pass and sees the earlier pieces as cached
+// prefix. A token tree (parents given) is never cut: it must fit one piece and one pass.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "runtime/model.h"
+
+namespace spw::rt {
+
+/// One sequence's share of a pass: `count` consecutive new tokens of batch[batch_index],
+/// starting at its new token `first`.
+struct PassPiece {
+  int batch_index = 0;  // index into the forward's batch
+  int seq_id = -1;
+  int first = 0;        // first of the sequence's new tokens in this piece
+  int count = 0;
+  int prefix = 0;       // tokens cached before this piece (cached at forward start + first)
+  bool tree = false;    // the whole token tree of the sequence (parents given)
+  int out_row = 0;      // logits row of the piece's first token
+};
+
+struct ForwardLimits {
+  int vocab_size = 0;
+  int max_tokens = 0;        // per-sequence cache limit
+  int max_pass_tokens = 0;   // tokens per pass (activation buffers)
+  int max_piece_tokens = 0;  // tokens per sequence and pass (attention kernel limit)
+};
+
+struct ForwardPasses {
+  int total_tokens = 0;
+  std::vector<int> cached;                     // per batch entry: tokens cached before the call
+  std::vector<std::vector<PassPiece>> passes;  // in execution order
+};
+
+/// Validates `batch` and splits it into passes. `cached_tokens(seq_id)` returns a sequence's
+/// cached tokens and throws spw::Error for an unknown id (its message is the caller's). Checks,
+/// in the CPU backend's order: non-empty batch; per entry: known id, not twice, >= 1 token,
+/// cache limit, parents size, token ids in range, parents[i] in -1..i-1; then (CUDA limit) a
+/// tree of at most min(max_piece_tokens, max_pass_tokens) tokens. Throws spw::Error
+/// "Model::forward: <argument> = <value>: <why>".
+ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
+                                  const ForwardLimits& limits);
+
+/// Appends the RoPE positions and piece-local parent indices (-1 = child of the piece's prefix)
+/// of the piece's tokens: a chain piece gives prefix + j and j - 1; a tree gives cached + depth
+/// and the batch's parents.
+void piece_positions(const PassPiece& piece, const SeqInput& input, std::vector<int32_t>& positions,
+                     std::vector<int32_t>& parents);
+
+}  // namespace spw::rt

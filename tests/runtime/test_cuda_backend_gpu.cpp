@@ -1,0 +1,264 @@
+// CUDA backend against the CPU backend on tiny random models, fp16 and bf16 (skipped without a
+// usable GPU): greedy decoding for 64 steps, chain and tree forwards, rollback and keep_tokens,
+// batches of sequences of different lengths (decode_attention and tree_attention paths),
+// prefill over several passes, and bad input rejected as the CPU backend rejects it.
+#include "tests/runtime/cuda_vs_cpu.h"
+
+using namespace spw;
+using namespace spw::rt;
+
+namespace {
+
+class CudaVsCpu : public ::testing::TestWithParam<DType> {
+ protected:
+  static void SetUpTestSuite() { models_ = new test::TinyModels(); }
+  static void TearDownTestSuite() {
+    delete models_;
+    models_ = nullptr;
+  }
+  // page_size 4 by default so that every test crosses pages.
+  test::Both both(const std::string& path, CudaBackendOptions o = {.page_size = 4}) {
+    o.dtype = GetParam();
+    return {load_model(path), test::cuda_model(path, o)};
+  }
+  test::Tolerance tol() const { return test::model_tolerance(GetParam()); }
+  static inline test::TinyModels* models_ = nullptr;
+};
+
+const std::vector<int32_t> kPrompt = {256, 72, 101, 108, 108, 111, 44, 32, 119};
+
+// Tied lm_head: each backend decodes greedily on its own logits; the tokens must be equal and
+// every step's logits close.
+TEST_P(CudaVsCpu, GreedyDecodingTiedModel64Steps) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->tied);
+  const int V = m.vocab(), s = m.create();
+  m.forward({{s, kPrompt, {}}});
+  ASSERT_TRUE(m.rows_close(tol()));
+  std::vector<int32_t> tc, tg;
+  for (int step = 0; step < 64; ++step) {
+    tc.push_back(test::argmax(m.lc.data() + m.lc.size() - V, V));
+    tg.push_back(test::argmax(m.lg.data() + m.lg.size() - V, V));
+    ASSERT_EQ(tc, tg) << "step " << step;
+    m.cpu->forward(std::vector<SeqInput>{{s, std::span(&tc.back(), 1), {}}}, m.lc);
+    m.gpu->forward(std::vector<SeqInput>{{s, std::span(&tg.back(), 1), {}}}, m.lg);
+    ASSERT_TRUE(m.rows_close(tol())) << "step " << step;
+  }
+  m.expect_same_lengths({s});
+}
+
+// Untied models have near ties (random logits of std ~1 over 320 tokens): both backends are fed
+// the CPU's greedy token for 64 steps; the CUDA argmax must be the same token except at a near
+// tie within the tolerance (counted, printed), and every step's logits close.
+TEST_P(CudaVsCpu, GreedyTokensMatchCpuFor64Steps) {
+  SPW_REQUIRE_GPU();
+  for (const std::string* path : {&models_->untied, &models_->qwen2}) {
+    auto m = both(*path);
+    const int V = m.vocab(), s = m.create();
+    m.forward({{s, kPrompt, {}}});
+    ASSERT_TRUE(m.rows_close(tol())) << *path;
+    int near_ties = 0;
+    for (int step = 0; step < 64; ++step) {
+      const float* c = m.lc.data() + m.lc.size() - V;
+      ASSERT_TRUE(test::same_greedy(c, m.lg.data() + m.lg.size() - V, V, tol(), &near_ties)) << *path << " " << step;
+      const int32_t next = test::argmax(c, V);
+      m.forward({{s, std::span(&next, 1), {}}});
+      ASSERT_TRUE(m.rows_close(tol())) << *path << " step " << step;
+    }
+    std::printf("%s: %d near ties in 64 greedy steps\n", path->c_str(), near_ties);
+  }
+}
+
+TEST_P(CudaVsCpu, ChainForwardOverCachedPrefix) {
+  SPW_REQUIRE_GPU();
+  for (int page : {4, 16}) {
+    auto m = both(models_->qwen2, {.page_size = page});
+    const int s = m.create();
+    const std::vector<int32_t> prefix(kPrompt.begin(), kPrompt.begin() + 5), chain = {5, 6, 7, 8, 9, 10, 11};
+    m.forward({{s, prefix, {}}});
+    ASSERT_TRUE(m.rows_close(tol()));
+    m.forward({{s, chain, {}}});  // tree_attention, chain case, prefix from the pool
+    EXPECT_EQ(m.lg.size(), chain.size() * m.vocab());
+    EXPECT_TRUE(m.rows_close(tol())) << "page_size " << page;
+    m.expect_same_lengths({s});
+  }
+}
+
+TEST_P(CudaVsCpu, TreeForwardThenKeepAcceptedPath) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->untied);
+  const int s = m.create();
+  const std::vector<int32_t> prefix(kPrompt.begin(), kPrompt.begin() + 3);
+  m.forward({{s, prefix, {}}});
+  //        0(5) - 1(6) - 3(8)
+  //     /        \ 2(7)
+  //  4(9) - 5(10)
+  const std::vector<int32_t> tokens = {5, 6, 7, 8, 9, 10}, parents = {-1, 0, 1, 1, -1, 4};
+  m.forward({{s, tokens, parents}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.keep(s, 3, {0, 1, 3});  // path 0 -> 1 -> 3: token 3 moves to slot 2
+  m.expect_same_lengths({s});
+  const int32_t next = 42;
+  m.forward({{s, std::span(&next, 1), {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  // Overlapping moves (a row is read, then overwritten by a later move), across pages.
+  const std::vector<int32_t> eight = {20, 21, 22, 23, 24, 25, 26, 27};
+  m.forward({{s, eight, {}}});
+  m.keep(s, 7, {1, 2, 5, 7});
+  m.expect_same_lengths({s});
+  const std::vector<int32_t> more = {30, 31, 32};
+  m.forward({{s, more, {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.keep(s, 2, {0, 1, 2});  // nothing moves, only truncation
+  m.forward({{s, std::span(&next, 1), {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.expect_same_lengths({s});
+}
+
+TEST_P(CudaVsCpu, RollbackFreesPagesAndContinues) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->tied);
+  const int s = m.create();
+  const std::vector<int32_t> ids = {256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  m.forward({{s, ids, {}}});
+  m.rollback(s, 3);  // 11 -> 3 tokens: two of three pages freed
+  const std::vector<int32_t> more = {77, 78, 79, 80, 81};
+  m.forward({{s, more, {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.rollback(s, 0);
+  m.forward({{s, more, {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.expect_same_lengths({s});
+}
+
+TEST_P(CudaVsCpu, BatchOfSequencesWithDifferentLengths) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->qwen2);
+  std::vector<int> seqs;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int len : {1, 17, 40, 3}) {
+    seqs.push_back(m.create());
+    std::vector<int32_t> p(len);
+    for (int i = 0; i < len; ++i) p[i] = (len * 31 + i * 7) % 320;
+    prompts.push_back(p);
+  }
+  std::vector<SeqInput> prefill;
+  for (size_t i = 0; i < seqs.size(); ++i) prefill.push_back({seqs[i], prompts[i], {}});
+  m.forward(prefill);  // one pass, tree_attention (chains of different lengths, empty prefixes)
+  EXPECT_TRUE(m.rows_close(tol()));
+  std::vector<int32_t> next(4);
+  for (int step = 0; step < 6; ++step) {  // every sequence one token: decode_attention
+    std::vector<SeqInput> b;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      next[i] = static_cast<int32_t>((step * 11 + i * 3) % 320);
+      b.push_back({seqs[i], std::span(&next[i], 1), {}});
+    }
+    m.forward(b);
+    EXPECT_TRUE(m.rows_close(tol())) << "step " << step;
+  }
+  // A mixed batch: chain, tree, single token, chain (tree_attention over prefixes of 7..46).
+  const std::vector<int32_t> c3 = {1, 2, 3}, tree = {4, 5, 6, 7, 8, 9}, tp = {-1, 0, 0, 1, -1, 4}, c2 = {10, 11};
+  const int32_t one = 12;
+  m.forward({{seqs[0], c3, {}}, {seqs[1], tree, tp}, {seqs[2], std::span(&one, 1), {}}, {seqs[3], c2, {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  // Free one, create another (same id on both), batch again.
+  m.free(seqs[1]);
+  seqs[1] = m.create();
+  m.forward({{seqs[1], c2, {}}, {seqs[2], c3, {}}});
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.expect_same_lengths({seqs[0], seqs[1], seqs[2], seqs[3]});
+}
+
+TEST_P(CudaVsCpu, PrefillLongerThanMaxForwardTokens) {
+  SPW_REQUIRE_GPU();
+  std::vector<int32_t> prompt(300), other(150);
+  for (int i = 0; i < 300; ++i) prompt[i] = (i * 13 + 5) % 320;
+  for (int i = 0; i < 150; ++i) other[i] = (i * 17 + 3) % 320;
+  // 48 tokens per pass: 7 passes (flat_gemm mma path); 256: pieces of 128 (tree_attention limit,
+  // cuBLASLt for M > 64); 64 with two prompts: pieces of both sequences share passes.
+  for (int mft : {48, 256, 64}) {
+    auto m = both(models_->untied, {.page_size = 16, .max_forward_tokens = mft});
+    const int a = m.create(), b = m.create();
+    if (mft == 64) m.forward({{a, prompt, {}}, {b, other, {}}});
+    else m.forward({{a, prompt, {}}});
+    EXPECT_TRUE(m.rows_close(tol())) << "max_forward_tokens " << mft;
+    const int32_t t1 = 7, t2 = 9;
+    m.forward({{a, std::span(&t1, 1), {}}, {b, std::span(&t2, 1), {}}});
+    EXPECT_TRUE(m.rows_close(tol())) << "max_forward_tokens " << mft;
+    m.expect_same_lengths({a, b});
+  }
+}
+
+TEST_P(CudaVsCpu, BadInputRejectedAsOnTheCpu) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->tied);
+  Model& g = *m.gpu;
+  std::vector<float> logits;
+  std::vector<int32_t> ok = {1, 2};
+  const int s = m.create();
+  auto fwd = [&](std::vector<SeqInput> b) { g.forward(b, logits); };
+  EXPECT_THROW_MSG(fwd({{99, ok, {}}}), "Model::forward: seq_id = 99: no such sequence");
+  std::vector<int32_t> bad = {1, 320};
+  EXPECT_THROW_MSG(fwd({{s, bad, {}}}), "batch[0].tokens[1] = 320: must be in 0..319");
+  std::vector<int32_t> parents = {-1, 1}, short_parents = {-1}, none;
+  EXPECT_THROW_MSG(fwd({{s, ok, parents}}), "batch[0].parents[1] = 1");
+  EXPECT_THROW_MSG(fwd({{s, ok, short_parents}}), "parents.size()");
+  EXPECT_THROW_MSG(fwd({{s, none, {}}}), "tokens.size() = 0");
+  std::vector<int32_t> many(513, 1);
+  EXPECT_THROW_MSG(fwd({{s, many, {}}}), "exceed the context limit 512");
+  std::vector<int32_t> big_tree(129, 1), chain_parents(129);
+  for (int i = 0; i < 129; ++i) chain_parents[i] = i - 1;
+  EXPECT_THROW_MSG(fwd({{s, big_tree, chain_parents}}), "at most 128 tokens");
+  EXPECT_THROW_MSG(fwd({{s, ok, {}}, {s, ok, {}}}), "appears twice");
+  EXPECT_EQ(g.cached_tokens(s), 0);  // nothing appended by the failed calls
+  EXPECT_THROW_MSG(g.rollback(s, 1), "Model::rollback: new_len = 1: must be in 0..0");
+  fwd({{s, ok, {}}});
+  std::vector<int32_t> unsorted = {1, 0}, past = {5};
+  EXPECT_THROW_MSG(g.keep_tokens(s, 0, unsorted), "strictly increasing");
+  EXPECT_THROW_MSG(g.keep_tokens(s, 0, past), "Model::keep_tokens: offsets[0] = 5");
+  EXPECT_THROW_MSG(g.keep_tokens(s, 3, {}), "Model::keep_tokens: base = 3: must be in 0..2");
+  EXPECT_THROW_MSG(g.cached_tokens(7), "Model::cached_tokens: seq_id = 7: no such sequence");
+  EXPECT_THROW_MSG(g.free_sequence(7), "Model::free_sequence: seq_id = 7");
+  EXPECT_EQ(g.cached_tokens(s), 2);
+}
+
+TEST_P(CudaVsCpu, PoolExhaustionLeavesSequencesUnchanged) {
+  SPW_REQUIRE_GPU();
+  const ModelConfig c = load_model(models_->tied)->config();
+  // Room for 4 pages of 16 tokens: 64 tokens in all.
+  const long long page_bytes = 16LL * c.num_kv_heads * c.head_dim * 2 * c.num_layers * dtype_size(GetParam());
+  auto g = test::cuda_model(models_->tied, {.dtype = GetParam(), .page_size = 16, .kv_cache_bytes = 4 * page_bytes});
+  const int a = g->create_sequence(), b = g->create_sequence();
+  std::vector<int32_t> forty(40, 3), thirty(30, 4);
+  std::vector<float> logits;
+  g->forward(std::vector<SeqInput>{{a, forty, {}}}, logits);  // 3 pages
+  EXPECT_THROW_MSG(g->forward(std::vector<SeqInput>{{a, std::span(forty.data(), 8), {}}, {b, thirty, {}}}, logits),
+                   "the KV cache pool is exhausted");
+  EXPECT_EQ(g->cached_tokens(a), 40);
+  EXPECT_EQ(g->cached_tokens(b), 0);
+  g->rollback(a, 10);  // 1 page
+  g->forward(std::vector<SeqInput>{{a, std::span(forty.data(), 8), {}}, {b, thirty, {}}}, logits);
+  EXPECT_EQ(g->cached_tokens(a), 18);
+  EXPECT_EQ(g->cached_tokens(b), 30);
+}
+
+TEST_P(CudaVsCpu, LoadModelWithBackendCuda) {
+  SPW_REQUIRE_GPU();
+  auto g = load_model(models_->qwen2, {.backend = "cuda", .max_tokens = 100, .dtype = GetParam()});
+  EXPECT_EQ(g->backend_name(), "cuda");
+  EXPECT_EQ(g->max_tokens(), 100);
+  EXPECT_EQ(g->config().head_dim, 64);
+  EXPECT_TRUE(g->config().attention_bias);
+  auto c = load_model(models_->qwen2, {.max_tokens = 100});
+  const int s = g->create_sequence();
+  EXPECT_EQ(c->create_sequence(), s);
+  std::vector<float> lg, lc;
+  g->forward(std::vector<SeqInput>{{s, kPrompt, {}}}, lg);
+  c->forward(std::vector<SeqInput>{{s, kPrompt, {}}}, lc);
+  EXPECT_TRUE(test::close_to(lg, std::vector<double>(lc.begin(), lc.end()), tol()));
+}
+
+INSTANTIATE_TEST_SUITE_P(DTypes, CudaVsCpu, ::testing::Values(DType::f16, DType::bf16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace

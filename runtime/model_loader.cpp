@@ -1,5 +1,6 @@
 #include "runtime/model_loader.h"
 
+#include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda_backend.h"
@@ -16,6 +17,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& o)
     cuda.device = o.device;
     cuda.dtype = o.dtype;
     cuda.max_tokens = o.max_tokens;
+    // Shape and device first: dequantising a large model only to learn that it cannot run is slow.
+    check_cuda_backend(read_llama_config(file), cuda, "load_model");
+    if (auto why = gpu_unavailable_reason()) fail("load_model: the CUDA backend cannot run: {}", *why);
     return make_cuda_model(load_llama_weights(file, o.max_layers), cuda);
   }
   CpuBackendOptions cpu;

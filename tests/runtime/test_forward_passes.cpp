@@ -274,7 +274,7 @@ TEST_F(CudaBackendHostModels, WeightShapesAreChecked) {
 TEST_F(CudaBackendHostModels, CudaBackendWithoutGpuSaysWhy) {
   // Shape errors come first, GPU or not (the default tiny model has head_dim 16).
   EXPECT_THROW_MSG(load_model((dir_ / "hd16.gguf").string(), {.backend = "cuda"}),
-                   "make_cuda_model: config.head_dim = 16: must be 64, 128 or 256");
+                   "load_model: config.head_dim = 16: must be 64, 128 or 256");
   if (!gpu_unavailable_reason()) GTEST_SKIP() << "a GPU is present: the no-GPU errors cannot be observed here";
   const std::string why = SPW_HAVE_CUDA ? "the CUDA backend cannot run: no usable CUDA device" : "built without CUDA";
   EXPECT_THROW_MSG(load_model((dir_ / "hd64.gguf").string(), {.backend = "cuda"}), why);

@@ -108,6 +108,7 @@ class CudaModel final : public Model {
   PageTable table_;
   std::vector<int> table_seqs_, table_lens_;
   std::vector<int32_t> positions_, parents_, sizes_;
+  std::vector<int64_t> keep_src_, keep_dst_;
 };
 
 CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
@@ -250,7 +251,10 @@ void CudaModel::keep_tokens(int id, int base, std::span<const int32_t> offsets) 
                   offsets[i], "offsets must be strictly increasing");
   }
   use_device();
-  std::vector<int64_t> src, dst;
+  std::vector<int64_t>& src = keep_src_;
+  std::vector<int64_t>& dst = keep_dst_;
+  src.clear();
+  dst.clear();
   book_->keep(id, base, offsets, src, dst);
   if (src.empty()) return;
   const int moves = static_cast<int>(src.size());

@@ -98,7 +98,7 @@ TEST(CudaSmolLM2, MatchesCpuBackend) {
   SPW_REQUIRE_GPU();
   const std::string model = std::string(SPW_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent (tools/fetch_model.sh fetches it)";
-  EXPECT_EQ(load_llama_weights(GgufFile::open(model)).config.head_dim, 64);
+  EXPECT_EQ(read_llama_config(GgufFile::open(model)).head_dim, 64);
   test::Both m{load_model(model, {.max_tokens = 256}), load_model(model, {.backend = "cuda", .max_tokens = 256})};
   const test::Tolerance tol{3e-2, 3e-2};
   const int V = m.vocab(), s = m.create();

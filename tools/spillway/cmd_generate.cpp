@@ -52,7 +52,7 @@ void usage() {
       "  --top-p P           nucleus sampling (default 1)\n"
       "  --seed S            sampling seed (default 0)\n"
       "  --bigram FILE       bigram table (default MODEL.bigram when present)\n"
-      "  --backend cpu|cuda  (default: cuda when available, else cpu)\n"
+      "  --backend cpu|cuda  cpu (default; the fp32 reference) or cuda (GPU 0, fp16; not yet run on a GPU)\n"
       "  --prompts FILE      JSONL prompt set ({{\"id\", \"prompt\"}} per line): no streaming\n"
       "  --json OUT          write per-prompt results as JSON lines (with --prompts)\n",
       kDefaultModel);

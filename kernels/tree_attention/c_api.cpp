@@ -24,6 +24,12 @@ extern "C" {
 int spw_tree_attention_plan(const spw_tree_attention_problem* c, const int32_t* prefix_lens,
                             const int32_t* tree_sizes, const int32_t* parents, int sm_count,
                             spw_tree_attention_handle** out) {
+  return spw_tree_attention_plan_ex(c, prefix_lens, tree_sizes, parents, sm_count, nullptr, out);
+}
+
+int spw_tree_attention_plan_ex(const spw_tree_attention_problem* c, const int32_t* prefix_lens,
+                               const int32_t* tree_sizes, const int32_t* parents, int sm_count,
+                               const spw_tree_attention_options* options, spw_tree_attention_handle** out) {
   return spw::capi::guarded([&] {
     constexpr const char* w = "spw_tree_attention_plan";
     SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must point to a plan handle");
@@ -40,6 +46,11 @@ int spw_tree_attention_plan(const spw_tree_attention_problem* c, const int32_t* 
     p.page_size = c->page_size;
     p.sm_scale = c->sm_scale;
     p.soft_cap = c->soft_cap;
+    if (options) {
+      p.impl = static_cast<ta::Impl>(options->impl);
+      p.chunk_tokens = options->chunk_tokens;
+      p.max_rows_per_cta = options->max_rows_per_cta;
+    }
     ta::check_problem(p, w);
     SPW_CHECK_ARG(prefix_lens != nullptr, w, "prefix_lens", "null", "host array of batch lengths required");
     SPW_CHECK_ARG(tree_sizes != nullptr, w, "tree_sizes", "null", "host array of batch tree sizes required");
@@ -51,6 +62,16 @@ int spw_tree_attention_plan(const spw_tree_attention_problem* c, const int32_t* 
     *out = new spw_tree_attention_handle{ta::plan(p, std::span<const int32_t>(prefix_lens, n),
                                                   std::span<const int32_t>(tree_sizes, n),
                                                   std::span<const int32_t>(parents, static_cast<size_t>(total)), dev)};
+  });
+}
+
+int spw_tree_attention_plan_info_get(const spw_tree_attention_handle* plan, spw_tree_attention_plan_info* out) {
+  return spw::capi::guarded([&] {
+    constexpr const char* w = "spw_tree_attention_plan_info_get";
+    const auto& p = plan_of(plan, w);
+    SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must point to a spw_tree_attention_plan_info");
+    *out = {static_cast<int>(p.impl), p.prefix_chunk_tokens, p.num_states, p.rows_per_cta, p.row_blocks, p.warps,
+            p.smem_bytes};
   });
 }
 

@@ -1,4 +1,5 @@
-// Tree-attention kernels, v0: CORRECTNESS FIRST, NOT THE FAST DESIGN (see tree_attention.h).
+// Tree-attention kernels, v0: CORRECTNESS FIRST, NOT THE FAST DESIGN (see tree_attention.h; the
+// fast one is tree_attention_mma.cu). Also run(), which launches either.
 // One CTA per (state, request, kv head, block of 16 query rows): state s < num_states - 1 is
 // prefix chunk s, the last state is the tree part under the ancestor mask. Each warp keeps 4
 // query rows (token, head of the GQA group) in registers with fp32 accumulators and the log2
@@ -6,8 +7,8 @@
 // memory (rows of one CTA share every K/V load through L1; different row blocks re-read the
 // chunk, mostly from L2). Each CTA writes fp32 partial (O, LSE) per row and state; the
 // partials are combined by decode_attention::merge_states (fixed order -> deterministic).
-// Missing: tensor cores (mma m16n8k16 over the T x group tile), cp.async KV staging, one
-// prefix read per KV head for all rows.
+// Missing (the mma kernel has them): tensor cores, cp.async KV staging, one prefix read per KV
+// head for all rows.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,6 +17,7 @@
 #include "kernels/common/dtype.h"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/softmax_state.h"
+#include "kernels/tree_attention/launch.h"
 #include "kernels/tree_attention/tree_attention.h"
 
 namespace spw::tree_attention {
@@ -25,16 +27,7 @@ constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerCta = kWarps * kRowsPerWarp;
 
-struct Params {
-  const void *q, *k_tree, *v_tree, *k_pages, *v_pages;
-  const int32_t *indptr, *indices;
-  const int32_t *tree_indptr, *prefix_lens;
-  const AncestorMask* masks;
-  float* partial_o;
-  float* partial_lse;
-  int qo_heads, kv_heads, page_size, chunk, num_states, total_rows;
-  float scale_log2, soft_cap;
-};
+using Params = detail::KernelParams;
 
 template <typename T>
 __device__ SPW_FORCEINLINE float as_float(T x) {
@@ -142,15 +135,25 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   prm.chunk = std::max(pl.prefix_chunk_tokens, 1);
   prm.num_states = pl.num_states;
   prm.total_rows = pl.total_tokens * pr.qo_heads;
+  prm.batch_heads = pr.batch * pr.kv_heads;
+  prm.rows_per_cta = pl.rows_per_cta;
+  prm.row_blocks = pl.row_blocks;
+  prm.sm_scale = pl.sm_scale;
   prm.scale_log2 = pl.sm_scale * kLog2e;
   prm.soft_cap = pr.soft_cap;
   auto st = static_cast<cudaStream_t>(stream);
-  const bool f16 = pr.dtype == DType::f16;
-  switch (pr.head_dim) {
-    case 64: f16 ? launch<half, 64>(pl, prm, st) : launch<__nv_bfloat16, 64>(pl, prm, st); break;
-    case 128: f16 ? launch<half, 128>(pl, prm, st) : launch<__nv_bfloat16, 128>(pl, prm, st); break;
-    case 256: f16 ? launch<half, 256>(pl, prm, st) : launch<__nv_bfloat16, 256>(pl, prm, st); break;
-    default: fail("tree_attention::run: head_dim = {}: not supported", pr.head_dim);
+  if (pl.impl == Impl::mma) {
+    detail::launch_mma(pl, prm, st);
+  } else {
+    SPW_CHECK(pl.impl == Impl::v0, "tree_attention::run: plan.impl = {}: not a kernel (create the plan with plan())",
+              impl_name(pl.impl));
+    const bool f16 = pr.dtype == DType::f16;
+    switch (pr.head_dim) {
+      case 64: f16 ? launch<half, 64>(pl, prm, st) : launch<__nv_bfloat16, 64>(pl, prm, st); break;
+      case 128: f16 ? launch<half, 128>(pl, prm, st) : launch<__nv_bfloat16, 128>(pl, prm, st); break;
+      case 256: f16 ? launch<half, 256>(pl, prm, st) : launch<__nv_bfloat16, 256>(pl, prm, st); break;
+      default: fail("tree_attention::run: head_dim = {}: not supported", pr.head_dim);
+    }
   }
   decode_attention::MergeProblem mp;
   mp.rows = prm.total_rows;

@@ -8,13 +8,19 @@
 //   LSE[t, h] = ln sum_j exp(s_j)  (natural log)
 // The chain case (parent[i] = i - 1) is plain causal attention over the draft, same code path.
 //
-// Target design of the kernel (tree_attention.cu holds a simpler v0, see there): the T x group query rows
-// of one KV head are one tile processed against ONE read of the prefix KV (mma.sync m16n8k16,
-// fp32 accumulation, cp.async multi-stage KV ring), the prefix split into chunks like
-// decode_attention so long contexts fill the GPU; the tree part (T <= 128 keys) under the
-// ancestor bitmask; partial (O, LSE) merged with decode_attention::merge_states (reused).
-// plan() already does all host work: parent validation, depths / position ids, the 128-bit
-// ancestor masks and the prefix split.
+// Kernels (Problem::impl selects; automatic = mma):
+//  - mma (tree_attention_mma.cu, the fast one): one CTA per (prefix chunk | tree part, request, KV
+//    head, row block) processes all T x group query rows of that KV head (up to 256 rows per CTA
+//    for head_dim 64/128, 128 for 256; more rows -> row blocks) against ONE read of its prefix
+//    chunk: K/V tiles in a cp.async ring, mma.sync m16n8k16 for Q.K^T and P.V with fp32
+//    accumulation, log2-domain online softmax; the tree part (T <= 128 keys) under the ancestor
+//    bitmask. plan() picks the prefix chunk from a small cost model (parallelism vs. the partial
+//    states' traffic).
+//  - v0 (tree_attention.cu): CUDA cores, one CTA per 16 query rows; kept as a cross-check.
+// Both write fp32 partial (O, LSE) per (prefix chunk | tree part) and row in the same workspace
+// layout, merged by decode_attention::merge_states (reused; fixed order -> deterministic).
+// plan() does all host work: parent validation, depths / position ids, the 128-bit ancestor
+// masks, the prefix split and the kernel's launch shape.
 //
 // Layouts: tokens of all requests concatenated (tree_indptr [batch + 1] token offsets):
 //   q      [total_tokens, qo_heads, head_dim]      k_tree / v_tree [total_tokens, kv_heads, head_dim]
@@ -27,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "kernels/common/device.h"
@@ -39,6 +46,17 @@ namespace spw::tree_attention {
 /// Most tree tokens per request (the ancestor mask is 128 bits).
 inline constexpr int kMaxTreeTokens = 128;
 
+/// Kernel of the partial states. automatic = mma.
+enum class Impl : int { automatic = 0, v0 = 1, mma = 2 };
+constexpr std::string_view impl_name(Impl i) {
+  switch (i) {
+    case Impl::automatic: return "auto";
+    case Impl::v0: return "v0";
+    case Impl::mma: return "mma";
+  }
+  return "unknown-impl";
+}
+
 struct Problem {
   int batch = 0;
   int qo_heads = 0;
@@ -48,6 +66,10 @@ struct Problem {
   int page_size = 16;        // prefix pages
   float sm_scale = 0.f;      // 0 -> 1 / sqrt(head_dim)
   float soft_cap = 0.f;      // 0 = off
+  Impl impl = Impl::automatic;
+  // Tuning overrides for benchmarks and tests (0 = the planner's choice):
+  int chunk_tokens = 0;      // prefix tokens per partial state (>= 16)
+  int max_rows_per_cta = 0;  // mma: at most this many query rows per CTA (multiple of 16)
 };
 
 /// 128-bit ancestor set of a tree token: bit j set <=> token j is an ancestor of the token or
@@ -71,6 +93,13 @@ struct Plan {
   int max_tree_tokens = 0;
   int prefix_chunk_tokens = 0;          // prefix split (decode_attention style); 0 = no prefix
   int num_states = 1;                   // partial states per row: max prefix chunks + 1 (tree part)
+  Impl impl = Impl::mma;                // the kernel run() launches (never automatic)
+  // mma launch shape: CTA (state, request, kv head, row block) holds rows [rb * rows_per_cta, ...)
+  // of the request's T x group rows (row = token * group + head in group).
+  int rows_per_cta = 0;                 // multiple of 16
+  int row_blocks = 1;                   // ceil(max_tree_tokens * group / rows_per_cta)
+  int warps = 0;                        // warps per CTA
+  int smem_bytes = 0;                   // dynamic shared memory per CTA
   // Workspace layout (byte offsets, 256-byte aligned sections): metadata copied in by run()
   // (int32 tree_indptr[batch + 1], int32 prefix_lens[batch], AncestorMask masks[total_tokens]),
   // then fp32 partial O [num_states, total_tokens * qo_heads, head_dim] and LSE [num_states, rows].
@@ -104,7 +133,7 @@ void check_problem(const Problem& p, const char* where);
 Plan plan(const Problem& problem, std::span<const int32_t> prefix_lens, std::span<const int32_t> tree_sizes,
           std::span<const int32_t> parents, const DeviceInfo& device);
 
-/// GPU launch (v0 kernel, see tree_attention.cu): copies the plan's metadata into the workspace
+/// GPU launch (plan.impl's kernel): copies the plan's metadata into the workspace
 /// (cudaMemcpyAsync from the plan's pinned memory; capturable), computes one partial
 /// state per (prefix chunk | tree part) and merges them with decode_attention::merge_states.
 /// No allocation. Without CUDA it throws.

@@ -304,3 +304,183 @@ TEST(TreeAttentionCApi, PlanPositionsAndErrorPath) {
   EXPECT_EQ(spw_tree_attention_plan(nullptr, pre, sizes, parents, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(spw_tree_attention_workspace_size(nullptr, &ws), SPW_ERROR_INVALID_ARGUMENT);
 }
+
+// ---- kernel selection and the mma launch shape (plan only; the kernels run in the GPU tests) ----
+
+TEST(TreeAttentionPlan, ImplSelectionAndMmaLaunchShape) {
+  auto shape = [](int qo, int kv, int d, int T, Impl impl = Impl::automatic, int max_rows = 0) {
+    Problem p = small_problem(qo, kv, d, 16);
+    p.batch = 1;
+    p.impl = impl;
+    p.max_rows_per_cta = max_rows;
+    return plan(p, std::vector<int32_t>{100}, std::vector<int32_t>{T}, chain(T), kH100);
+  };
+  // automatic = mma; T = 64 x group 4 = 256 rows: one CTA of 8 warps holds every row of a KV head.
+  Plan a = shape(32, 8, 128, 64);
+  EXPECT_EQ(a.impl, Impl::mma);
+  EXPECT_EQ(a.rows_per_cta, 256);
+  EXPECT_EQ(a.row_blocks, 1);
+  EXPECT_EQ(a.warps, 8);
+  EXPECT_EQ(a.smem_bytes, 256 * 136 * 2 * 2);  // Q 256 x (128 + 8) + K/V 2 stages x 2 x 64 x 136, 2 bytes
+  EXPECT_EQ(shape(32, 8, 128, 64, Impl::mma).rows_per_cta, 256);
+  // T = 128 x group 8 = 1024 rows: 4 row blocks of 256; head_dim 256 holds 128 rows per CTA.
+  Plan b = shape(16, 2, 128, 128);
+  EXPECT_EQ(b.row_blocks, 4);
+  EXPECT_EQ(b.rows_per_cta, 256);
+  Plan c = shape(8, 2, 256, 128);
+  EXPECT_EQ(c.row_blocks, 4);
+  EXPECT_EQ(c.rows_per_cta, 128);
+  EXPECT_EQ(c.warps, 8);
+  // Few rows: 16-row tile, 4 warps (the minimum: loaders); 5 x 3 = 15 rows -> 16.
+  Plan d = shape(8, 2, 128, 1);
+  EXPECT_EQ(d.rows_per_cta, 16);
+  EXPECT_EQ(d.warps, 4);
+  EXPECT_EQ(shape(6, 2, 64, 5).rows_per_cta, 16);
+  // 17 x 8 = 136 rows -> 144 (9 m-tiles over 5 warps); 66 x 4 = 264 rows -> 2 balanced blocks of 144.
+  Plan e = shape(16, 2, 128, 17);
+  EXPECT_EQ(e.rows_per_cta, 144);
+  EXPECT_EQ(e.warps, 5);
+  Plan f = shape(32, 8, 128, 66);
+  EXPECT_EQ(f.row_blocks, 2);
+  EXPECT_EQ(f.rows_per_cta, 144);
+  // max_rows_per_cta caps the rows: 256 rows in blocks of 64.
+  Plan g = shape(32, 8, 128, 64, Impl::mma, 64);
+  EXPECT_EQ(g.row_blocks, 4);
+  EXPECT_EQ(g.rows_per_cta, 64);
+  EXPECT_EQ(g.warps, 4);
+  // v0 keeps its own shape and chunking: 16-row blocks, chunks of >= 256 tokens.
+  Plan v = shape(32, 8, 128, 64, Impl::v0);
+  EXPECT_EQ(v.impl, Impl::v0);
+  EXPECT_EQ(v.rows_per_cta, 16);
+  EXPECT_EQ(v.row_blocks, 16);
+  EXPECT_EQ(v.smem_bytes, 0);
+  EXPECT_EQ(v.prefix_chunk_tokens, 100);  // min(max(ceil(100 * 8 / 264), 256) rounded to 64, prefix)
+  // Same workspace layout for both kernels when the split is the same.
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 1;
+  p.chunk_tokens = 512;
+  const auto par = chain(40);
+  p.impl = Impl::v0;
+  const Plan pv = plan(p, std::vector<int32_t>{3000}, std::vector<int32_t>{40}, par, kH100);
+  p.impl = Impl::mma;
+  const Plan pm = plan(p, std::vector<int32_t>{3000}, std::vector<int32_t>{40}, par, kH100);
+  EXPECT_EQ(pv.num_states, 7);  // ceil(3000 / 512) + 1
+  EXPECT_EQ(pm.num_states, 7);
+  EXPECT_EQ(pv.workspace_bytes, pm.workspace_bytes);
+  EXPECT_EQ(pv.partial_o_offset, pm.partial_o_offset);
+  EXPECT_EQ(pv.partial_lse_offset, pm.partial_lse_offset);
+}
+
+TEST(TreeAttentionPlan, MmaRowCapFollowsSharedMemoryAndComputeCapability) {
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 1;
+  const auto par = chain(64);
+  const std::vector<int32_t> pre = {10}, sz = {64};
+  // A 99 KB opt-in device (sm_86/89): K/V ring 68 KB, Q <= 31 KB -> 112 rows -> 3 blocks of 96.
+  DeviceInfo small = DeviceInfo::synthetic(84, 8, 6);
+  small.max_smem_per_block = 99 * 1024;
+  const Plan pl = plan(p, pre, sz, par, small);
+  EXPECT_EQ(pl.row_blocks, 3);
+  EXPECT_EQ(pl.rows_per_cta, 96);
+  EXPECT_LE(pl.smem_bytes, small.max_smem_per_block);
+  DeviceInfo tiny = DeviceInfo::synthetic(84, 8, 6);
+  tiny.max_smem_per_block = 48 * 1024;
+  p.head_dim = 256;
+  EXPECT_THROW_MSG(plan(p, pre, sz, par, tiny), "device.max_smem_per_block = 49152: the mma kernel needs at least");
+  p.head_dim = 128;
+  const DeviceInfo turing = DeviceInfo::synthetic(40, 7, 5);
+  EXPECT_THROW_MSG(plan(p, pre, sz, par, turing), "device compute capability = 7.5: the mma kernel needs sm_80");
+  p.impl = Impl::v0;
+  EXPECT_NO_THROW(plan(p, pre, sz, par, turing));
+}
+
+TEST(TreeAttentionPlan, MmaPrefixSplit) {
+  auto chunk_of = [](int batch, int qo, int kv, int T, int prefix) {
+    Problem p = small_problem(qo, kv, 128, 16);
+    p.batch = batch;
+    std::vector<int32_t> par;
+    for (int b = 0; b < batch; ++b) {
+      const auto t = chain(T);
+      par.insert(par.end(), t.begin(), t.end());
+    }
+    return plan(p, std::vector<int32_t>(batch, prefix), std::vector<int32_t>(batch, T), par, kH100);
+  };
+  for (int T : {1, 4, 16, 64, 128})
+    for (int prefix : {512, 4096, 32768})
+      for (int batch : {1, 8, 32}) {
+        const Plan pl = chunk_of(batch, 32, 8, T, prefix);
+        SCOPED_TRACE(fmt::format("T {} prefix {} batch {}: chunk {}", T, prefix, batch, pl.prefix_chunk_tokens));
+        EXPECT_EQ(pl.prefix_chunk_tokens % 64, 0);
+        EXPECT_GE(pl.prefix_chunk_tokens, 64);
+        const long long ctas = (pl.num_states - 1) * 8LL * batch * pl.row_blocks;
+        // Never more than ~4 waves of prefix CTAs; a batch that alone fills the GPU is not split
+        // further than it pays.
+        EXPECT_LE(ctas, 4 * 132 + 8LL * batch * pl.row_blocks);
+        if (batch == 1 && prefix >= 4096) {
+          EXPECT_GE(ctas, 64) << "a long prefix of one request fills the GPU";
+        }
+      }
+  // The yardstick case (T = 1) splits like Flash-Decoding; 32 long requests need no split.
+  EXPECT_EQ(chunk_of(1, 32, 8, 1, 4096).prefix_chunk_tokens, 256);
+  EXPECT_EQ(chunk_of(32, 32, 8, 64, 4096).num_states, 2);
+  // A chunk override wins.
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 1;
+  p.chunk_tokens = 100;
+  const Plan o = plan(p, std::vector<int32_t>{1000}, std::vector<int32_t>{1}, std::vector<int32_t>{-1}, kH100);
+  EXPECT_EQ(o.prefix_chunk_tokens, 100);
+  EXPECT_EQ(o.num_states, 11);
+}
+
+TEST(TreeAttentionPlan, BadKernelOptions) {
+  Problem p = small_problem(8, 2, 128, 16);
+  p.batch = 1;
+  const std::vector<int32_t> pre = {10}, one = {1}, root = {-1};
+  Problem x = p;
+  x.impl = static_cast<Impl>(7);
+  EXPECT_THROW_MSG(plan(x, pre, one, root, kH100), "tree_attention::plan: impl = 7: must be automatic (0), v0 (1) or mma (2)");
+  x = p;
+  x.chunk_tokens = 5;
+  EXPECT_THROW_MSG(plan(x, pre, one, root, kH100), "chunk_tokens = 5: must be 0 (planner's choice) or >= 16");
+  x = p;
+  x.max_rows_per_cta = 40;
+  EXPECT_THROW_MSG(plan(x, pre, one, root, kH100), "max_rows_per_cta = 40: must be 0 (kernel limit) or a positive multiple of 16");
+  x.max_rows_per_cta = -16;
+  EXPECT_THROW_MSG(plan(x, pre, one, root, kH100), "max_rows_per_cta = -16");
+}
+
+TEST(TreeAttentionCApi, PlanExOptionsAndPlanInfo) {
+  spw_tree_attention_problem cp{1, 32, 8, 128, SPW_FP16, 16, 0.f, 0.f};
+  const int32_t pre[] = {4096}, sizes[] = {64};
+  std::vector<int32_t> parents = chain(64);
+  spw_tree_attention_handle* h = nullptr;
+  spw_tree_attention_plan_info info{};
+  ASSERT_EQ(spw_tree_attention_plan(&cp, pre, sizes, parents.data(), 132, &h), SPW_OK) << spw_last_error();
+  ASSERT_EQ(spw_tree_attention_plan_info_get(h, &info), SPW_OK) << spw_last_error();
+  EXPECT_EQ(info.impl, SPW_TREE_ATTENTION_MMA);
+  EXPECT_EQ(info.rows_per_cta, 256);
+  EXPECT_EQ(info.warps, 8);
+  EXPECT_EQ(info.num_states, (4096 + info.prefix_chunk_tokens - 1) / info.prefix_chunk_tokens + 1);
+  spw_tree_attention_destroy(h);
+  spw_tree_attention_options opt{SPW_TREE_ATTENTION_V0, 512, 0};
+  ASSERT_EQ(spw_tree_attention_plan_ex(&cp, pre, sizes, parents.data(), 132, &opt, &h), SPW_OK) << spw_last_error();
+  ASSERT_EQ(spw_tree_attention_plan_info_get(h, &info), SPW_OK);
+  EXPECT_EQ(info.impl, SPW_TREE_ATTENTION_V0);
+  EXPECT_EQ(info.prefix_chunk_tokens, 512);
+  EXPECT_EQ(info.num_states, 9);
+  EXPECT_EQ(spw_tree_attention_plan_info_get(h, nullptr), SPW_ERROR_INVALID_ARGUMENT);
+  spw_tree_attention_destroy(h);
+  opt = {SPW_TREE_ATTENTION_MMA, 0, 64};
+  ASSERT_EQ(spw_tree_attention_plan_ex(&cp, pre, sizes, parents.data(), 132, &opt, &h), SPW_OK) << spw_last_error();
+  ASSERT_EQ(spw_tree_attention_plan_info_get(h, &info), SPW_OK);
+  EXPECT_EQ(info.rows_per_cta, 64);
+  EXPECT_EQ(info.row_blocks, 4);
+  spw_tree_attention_destroy(h);
+  ASSERT_EQ(spw_tree_attention_plan_ex(&cp, pre, sizes, parents.data(), 132, nullptr, &h), SPW_OK);
+  spw_tree_attention_destroy(h);
+  opt = {9, 0, 0};
+  EXPECT_EQ(spw_tree_attention_plan_ex(&cp, pre, sizes, parents.data(), 132, &opt, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(h, nullptr);
+  EXPECT_NE(std::string(spw_last_error()).find("impl = 9"), std::string::npos) << spw_last_error();
+  EXPECT_EQ(spw_tree_attention_plan_info_get(nullptr, &info), SPW_ERROR_INVALID_ARGUMENT);
+}

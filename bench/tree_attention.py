@@ -4,11 +4,16 @@ Grid (params: batch, tree_tokens, prefix_len): T {1, 4, 16, 64, 128} x prefix {5
 batch {1, 8, 32}, Llama-3-8B heads (32 q / 8 kv, d 128), fp16, page_size 16. The tree of every
 request is a fixed random tree (seeded) with T tokens. --quick: batch {1, 8} x T {1, 16, 64} x prefix 4K.
 Impls (same process, same prefix KV):
-  spillway           spw_tree_attention_run (C ABI) -- NOTE: v0 kernel (CUDA cores), see tree_attention.cu
+  spillway           spw_tree_attention_run (C ABI), the tensor-core mma kernel (tree_attention_mma.cu)
+                     with the planner's choices (printed per case: prefix chunk, states, rows per CTA)
+  spillway:v0        the same call with the v0 kernel (CUDA cores, one CTA per 16 query rows)
+  spillway:rows128   mma with at most 128 query rows per CTA (row blocks re-read the prefix from L2,
+                     fewer partial states): only where T x group > 128, to decide that planner question
   spillway:decode1   our decode attention for ONE token per request at the same prefix (the yardstick)
   spillway:decodeT   T separate decode-attention calls (one per tree token) over the prefix
   torch_sdpa         F.scaled_dot_product_attention with an explicit boolean mask over prefix + tree
-Bytes: prefix K and V read once, tree q/k/v read, O written.
+Bytes: prefix K and V read once, tree q/k/v read, O written. FLOPs (spillway*): 4 x rows x keys x d over
+prefix + tree keys (tensor-core work, the mma kernel's bound at large T).
 Plot: python3 bench/plot.py bench/results/<device>/tree_attention.json --x tree_tokens --y ms --facet prefix_len
 """
 import ctypes
@@ -31,10 +36,30 @@ class TreeProblem(ctypes.Structure):
                 ("sm_scale", ctypes.c_float), ("soft_cap", ctypes.c_float)]
 
 
+class TreeOptions(ctypes.Structure):
+    _fields_ = [("impl", ctypes.c_int), ("chunk_tokens", ctypes.c_int), ("max_rows_per_cta", ctypes.c_int)]
+
+
+class TreePlanInfo(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_int) for f in ("impl", "prefix_chunk_tokens", "num_states", "rows_per_cta",
+                                             "row_blocks", "warps", "smem_bytes")]
+
+
+# impl name -> spw_tree_attention_options (impl: 0 auto = mma, 1 v0, 2 mma; chunk_tokens; max_rows_per_cta)
+IMPLS = {"spillway": (0, 0, 0), "spillway:v0": (1, 0, 0), "spillway:rows128": (2, 0, 128)}
+
+
+def impls_for(T):
+    return [n for n in IMPLS if n != "spillway:rows128" or T * QH // KVH > 128]
+
+
 def setup_lib(lib):
     vp, i32p = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)
     lib.spw_tree_attention_plan.argtypes = [ctypes.POINTER(TreeProblem), i32p, i32p, i32p, ctypes.c_int,
                                             ctypes.POINTER(vp)]
+    lib.spw_tree_attention_plan_ex.argtypes = [ctypes.POINTER(TreeProblem), i32p, i32p, i32p, ctypes.c_int,
+                                               ctypes.POINTER(TreeOptions), ctypes.POINTER(vp)]
+    lib.spw_tree_attention_plan_info_get.argtypes = [vp, ctypes.POINTER(TreePlanInfo)]
     lib.spw_tree_attention_workspace_size.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
     lib.spw_tree_attention_run.argtypes = [vp] * 12 + [ctypes.c_size_t, vp]
     lib.spw_tree_attention_destroy.argtypes = [vp]
@@ -56,17 +81,25 @@ def ancestor_mask(parents):
     return m
 
 
-def plan_case(lib, sm_count, batch, T, prefix, parents):
+def plan_case(lib, sm_count, batch, T, prefix, parents, impl="spillway"):
     """Plan handle + workspace bytes for one case (every request the same tree and prefix)."""
     p = TreeProblem(batch, QH, KVH, D, 0, PAGE, 0.0, 0.0)
+    opts = TreeOptions(*IMPLS[impl])
     arr = lambda xs: (ctypes.c_int32 * len(xs))(*xs)  # noqa: E731
     handle = ctypes.c_void_p()
-    harness.check(lib, lib.spw_tree_attention_plan(ctypes.byref(p), arr([prefix] * batch), arr([T] * batch),
-                                                   arr(parents * batch), sm_count, ctypes.byref(handle)),
-                  "spw_tree_attention_plan")
+    harness.check(lib, lib.spw_tree_attention_plan_ex(ctypes.byref(p), arr([prefix] * batch), arr([T] * batch),
+                                                      arr(parents * batch), sm_count, ctypes.byref(opts),
+                                                      ctypes.byref(handle)),
+                  "spw_tree_attention_plan_ex")
     wsz = ctypes.c_size_t()
     harness.check(lib, lib.spw_tree_attention_workspace_size(handle, ctypes.byref(wsz)), "workspace_size")
     return handle, wsz.value
+
+
+def plan_info(lib, handle):
+    info = TreePlanInfo()
+    harness.check(lib, lib.spw_tree_attention_plan_info_get(handle, ctypes.byref(info)), "plan_info_get")
+    return info
 
 
 def grid(quick):
@@ -100,14 +133,27 @@ def run_case(b, lib, batch, T, prefix):
     lse = torch.empty((batch * T, QH), dtype=torch.float32, device="cuda")
     nbytes = kv_bytes + (q.numel() * 2 + kt.numel() * 2) * 2
 
-    handle, wsz = plan_case(lib, b.sm_count, batch, T, prefix, parents)
-    ws = torch.empty(max(16, wsz), dtype=torch.uint8, device="cuda")
+    plans = {}  # impl -> (handle, workspace)
+    for impl in impls_for(T):
+        handle, wsz = plan_case(lib, b.sm_count, batch, T, prefix, parents, impl)
+        plans[impl] = (handle, torch.empty(max(16, wsz), dtype=torch.uint8, device="cuda"))
+        info = plan_info(lib, handle)
+        print(f"  {name:<44} {impl:<22} plan: {'mma' if info.impl == 2 else 'v0'}, chunk "
+              f"{info.prefix_chunk_tokens}, {info.num_states} states, {info.rows_per_cta} rows x "
+              f"{info.row_blocks} blocks per KV head, {info.warps} warps, {info.smem_bytes} B smem", flush=True)
 
-    def ours(i):
-        harness.check(lib, lib.spw_tree_attention_run(
-            handle, q.data_ptr(), kt.data_ptr(), vt.data_ptr(), k_sets[i % sets].data_ptr(),
-            v_sets[i % sets].data_ptr(), indptr.data_ptr(), indices.data_ptr(), last.data_ptr(), o.data_ptr(),
-            lse.data_ptr(), ws.data_ptr(), ws.numel(), harness.stream_ptr()), "spw_tree_attention_run")
+    def ours(impl):
+        handle, ws = plans[impl]
+
+        def launch(i):
+            harness.check(lib, lib.spw_tree_attention_run(
+                handle, q.data_ptr(), kt.data_ptr(), vt.data_ptr(), k_sets[i % sets].data_ptr(),
+                v_sets[i % sets].data_ptr(), indptr.data_ptr(), indices.data_ptr(), last.data_ptr(), o.data_ptr(),
+                lse.data_ptr(), ws.data_ptr(), ws.numel(), harness.stream_ptr()), "spw_tree_attention_run")
+        return launch
+
+    tree_keys = sum(int(m) for m in ancestor_mask(parents).sum(1)) / T  # mean ancestors + self
+    flops = 4.0 * batch * T * QH * (prefix + tree_keys) * D
 
     dec = da.Ours(lib, b.sm_count, batch, prefix, QH, KVH, DT, nosplit=False)
     dq = torch.empty((batch, QH, D), dtype=DT, device="cuda").uniform_(-2, 2, generator=gen)
@@ -127,12 +173,15 @@ def run_case(b, lib, batch, T, prefix):
         def sdpa(_i):
             return F.scaled_dot_product_attention(q4, kc, vc, attn_mask=full_mask, enable_gqa=True)
 
-        ours(0)
         want = sdpa(0).transpose(1, 2).reshape(batch * T, QH, D).float()
-        err = (o.float() - want).abs().max().item()
-        if not err < 3e-2:
-            raise RuntimeError(f"{name}: spillway differs from torch by {err:.3e}")
-        b.time("spillway", ours, bytes=nbytes)
+        for impl in plans:
+            o.fill_(float("nan"))
+            ours(impl)(0)
+            err = (o.float() - want).abs().max().item()
+            if not err < 3e-2:
+                raise RuntimeError(f"{name}: {impl} differs from torch by {err:.3e}")
+        for impl in plans:
+            b.time(impl, ours(impl), bytes=nbytes, flops=flops)
         b.time("spillway:decode1", lambda i: dec.launch(dq, k_sets[i % sets], v_sets[i % sets], indptr, indices,
                                                         last, do, dl), bytes=kv_bytes)
 
@@ -145,7 +194,8 @@ def run_case(b, lib, batch, T, prefix):
     finally:
         torch.cuda.synchronize()
         dec.close()
-        lib.spw_tree_attention_destroy(handle)
+        for handle, _ in plans.values():
+            lib.spw_tree_attention_destroy(handle)
     del k_sets, v_sets
     torch.cuda.empty_cache()
 

@@ -22,8 +22,9 @@
 //   scores           x sm_scale (soft cap: cap * tanh(s / cap)) in the log2 domain; keys past
 //                    the chunk end and, in the tree part, keys outside the row's ancestor mask
 //                    (128-bit AncestorMask, one 64-bit word per tile) -> -inf;
-//   online softmax   per row: max over the quad (2 shuffles), rescale of O and of the lane's
-//                    partial row sum, exp2 (kernels/common/softmax_state.h math);
+//   online softmax   per row: max over the quad (2 shuffles), rescale of the lane's partial row
+//                    sum and of O (skipped when no row of the warp has a new max: x 1.0f is
+//                    exact), exp2 (kernels/common/softmax_state.h math);
 //   O += P V         P = the score accumulators rounded to fp16/bf16 (C layout == A layout),
 //                    B = V rows via ldmatrix.trans.
 // Epilogue: quad sum of the row sums, normalised O as fp32 float2 stores (a quad writes whole
@@ -34,8 +35,8 @@
 // Shared memory: rows_per_cta * (head_dim + 8) * 2 (Q) + stages * 2 * keys * (head_dim + 8) * 2
 // (K/V): head_dim 64: <= 36 + 54 KB; 128: <= 68 + 68 KB; 256: <= 66 + 66 KB. One CTA of 8 warps
 // per SM (255 registers); 4-warp CTAs (<= 64 rows) fit two per SM.
-// Registers (ptxas, sm_90, CUDA 13): head_dim 64: 231, 128: 255 with ~100 bytes of spills (the
-// row statistics, reloaded once per tile), 256: 240.
+// Registers (ptxas, sm_90, CUDA 13): head_dim 64: 227, 128: 255 with 112 bytes of spill stores
+// (a few row statistics and prologue values, reloaded from L1 once per tile), 256: 240.
 // Instantiations: {fp16, bf16} x head_dim {64, 128, 256}.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -178,10 +179,14 @@ SPW_UNROLL
         }
       st[mt][h].m = m_new;
       st[mt][h].d = st[mt][h].d * alpha + sum;  // this lane's columns only; quad-summed at the end
+      // Rescale O only when some row of the warp has a new max (x 1.0f is exact: skipping it
+      // changes no bit, and after the first stages the max rarely moves).
+      if (__any_sync(0xffffffffu, alpha != 1.f)) {
 SPW_UNROLL
-      for (int dt = 0; dt < DT; ++dt) {
-        o[mt][dt][2 * h] *= alpha;
-        o[mt][dt][2 * h + 1] *= alpha;
+        for (int dt = 0; dt < DT; ++dt) {
+          o[mt][dt][2 * h] *= alpha;
+          o[mt][dt][2 * h + 1] *= alpha;
+        }
       }
     }
 

@@ -30,13 +30,7 @@ class CpuModel final : public Model {
   CpuModel(LlamaWeights w, const CpuBackendOptions& o)
       : w_(std::move(w)), pool_(o.threads), max_tokens_(o.max_tokens > 0 ? o.max_tokens : w_.config.max_context) {
     const ModelConfig& c = w_.config;
-    rope_.head_dim = c.head_dim;
-    rope_.theta = c.rope_theta;
-    rope_.neox = w_.neox_rope;
-    rope_.scaling_factor = c.rope_scaling_factor;
-    rope_.low_freq_factor = c.rope_low_freq_factor;
-    rope_.high_freq_factor = c.rope_high_freq_factor;
-    rope_.original_context = c.rope_original_context;
+    rope_ = rope_params(c, w_.neox_rope);
     for (int i = 0; i < c.head_dim / 2; ++i) inv_freq_.push_back(rope_inv_freq(i, rope_));
   }
 
@@ -215,7 +209,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     // (consecutive keys in one call, a tree token's scattered ancestors one row each), so a
     // token's scores do not depend on what else is in the forward.
     pool_.parallel_for(T * nq, [&](int w0, int w1) {
-      std::vector<float> scores;
+      thread_local std::vector<float> scores;  // grows to the longest context once per thread
       for (int w = w0; w < w1; ++w) {
         const int t = w / nq, head = w % nq, kvh = head / group;
         const TokenPlan& p = plan[t];

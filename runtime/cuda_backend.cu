@@ -116,13 +116,7 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
     : device_(device), opt_(o), w_(make_weights(stream_.get())) {
   const ModelConfig& c = w_.config;
   max_tokens_ = o.max_tokens > 0 ? o.max_tokens : c.max_context;
-  rope_.head_dim = c.head_dim;
-  rope_.theta = c.rope_theta;
-  rope_.neox = w_.neox_rope;
-  rope_.scaling_factor = c.rope_scaling_factor;
-  rope_.low_freq_factor = c.rope_low_freq_factor;
-  rope_.high_freq_factor = c.rope_high_freq_factor;
-  rope_.original_context = c.rope_original_context;
+  rope_ = rope_params(c, w_.neox_rope);
   make_biases_uniform();
 
   const size_t T = o.max_forward_tokens, H = c.hidden, I = c.intermediate;

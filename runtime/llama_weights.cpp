@@ -103,4 +103,16 @@ LlamaWeights load_llama_weights(const GgufFile& f, int max_layers) {
   return w;
 }
 
+RopeParams rope_params(const ModelConfig& c, bool neox) {
+  RopeParams r;
+  r.head_dim = c.head_dim;
+  r.theta = c.rope_theta;
+  r.neox = neox;
+  r.scaling_factor = c.rope_scaling_factor;
+  r.low_freq_factor = c.rope_low_freq_factor;
+  r.high_freq_factor = c.rope_high_freq_factor;
+  r.original_context = c.rope_original_context;
+  return r;
+}
+
 }  // namespace spw::rt

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/rope.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 
@@ -36,6 +37,10 @@ struct LlamaWeights {
 
 /// Reads the hyper-parameters; throws naming a missing or inconsistent key.
 ModelConfig read_llama_config(const GgufFile& file);
+
+/// RoPE parameters of a model (head_dim, theta, Llama-3 scaling, NeoX pairing), as both
+/// backends apply them.
+RopeParams rope_params(const ModelConfig& config, bool neox);
 
 /// Loads and dequantises the weights of the first `max_layers` layers (all when < 0).
 /// Every tensor's presence and shape is checked against the config.

@@ -12,3 +12,9 @@ if(Python3_FOUND)
   set_tests_properties(bench_harness_fake_torch PROPERTIES LABELS cpu TIMEOUT 120
                        PASS_REGULAR_EXPRESSION "harness ok")
 endif()
+if(Python3_FOUND)
+  add_test(NAME bench_cpu_scripts
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_cpu_bench_scripts.py $<TARGET_FILE:spillway>)
+  set_tests_properties(bench_cpu_scripts PROPERTIES LABELS cpu TIMEOUT 600
+                       PASS_REGULAR_EXPRESSION "cpu bench scripts ok")
+endif()

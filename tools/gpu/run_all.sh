@@ -9,6 +9,12 @@
 # bench     every bench/*.py benchmark (--quick with `quick`), results under bench/results/
 # Logs and results go to $OUT (default /tmp/spillway-out) as a few files: summary.txt,
 # logs.tar.gz, results.tar.gz (the device call returns at most 8 files).
+# Environment: SPW_BENCHES="decode_attention flat_gemm ..." runs only those benchmarks;
+# SPW_TEST_FILTER=regex runs only the matching gpu tests (ctest -R); SPW_BENCH_TIMEOUT (900 s)
+# per benchmark; SPW_E2E_FULL=1 the whole e2e prompt set.
+# With a short device budget (15 minutes in all): `build` first, then `test` (the failures say
+# what to fix), then `bench quick` with SPW_BENCHES set to the families being worked on;
+# `sanitize` is the slowest stage (memcheck of every gpu test binary).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/spillway-out}
@@ -46,7 +52,8 @@ if has build; then
 fi
 
 if has test; then
-  (cd build-gpu && ctest -L gpu --output-on-failure --timeout 600) > "$OUT/logs/ctest_gpu.log" 2>&1
+  (cd build-gpu && ctest -L gpu ${SPW_TEST_FILTER:+-R "$SPW_TEST_FILTER"} --output-on-failure --timeout 600) \
+    > "$OUT/logs/ctest_gpu.log" 2>&1
   rc=$?; note "ctest -L gpu: rc=$rc — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
   grep -E "Failed|\*\*\*" "$OUT/logs/ctest_gpu.log" | head -20 | tee -a "$summary"
   [ $rc -ne 0 ] && status=1
@@ -79,6 +86,7 @@ if has bench; then
     case $name in harness|plot|results_format|copy_bandwidth) continue;; esac
     benches+=("$name")
   done
+  if [ -n "${SPW_BENCHES:-}" ]; then read -r -a benches <<< "$SPW_BENCHES"; fi
   for name in "${benches[@]}"; do
     extra=()
     case $name in

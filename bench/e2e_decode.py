@@ -59,6 +59,38 @@ def run(args, spec: str, temperature: float, prompts: pathlib.Path) -> list[dict
     return rows
 
 
+def plot(json_path: pathlib.Path) -> None:
+    """e2e_decode.png next to the results: speedup over autoregressive per configuration, one
+    panel per mode (greedy, sampled); skipped without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return
+    doc = json.loads(json_path.read_text())
+    modes = ["greedy", "sampled"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(doc["rows"]) / 2 + 1.5), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        rows = [r for r in doc["rows"] if r["params"]["mode"] == mode]
+        names = [r["params"]["draft"] for r in rows]
+        ax.barh(range(len(rows)), [r["speedup"] or 0 for r in rows], color="tab:blue")
+        ax.axvline(1.0, color="gray", linestyle="--")
+        for i, r in enumerate(rows):
+            ax.text((r["speedup"] or 0) + 0.01, i, f"{r['speedup']:.2f}x, {r['accepted_per_step'] + 1:.2f} tok/pass",
+                    va="center", fontsize=7)
+        ax.set_yticks(range(len(rows)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("speedup over autoregressive (tokens/s)")
+        ax.set_title(mode)
+    fig.suptitle(f"e2e_decode — {doc['device']} ({doc['date'][:10]}, {doc.get('model', '')})")
+    fig.tight_layout()
+    out = json_path.with_suffix(".png")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spillway", default=default_exe())
@@ -70,7 +102,11 @@ def main() -> int:
     ap.add_argument("--self-layers", type=int, default=8)
     ap.add_argument("--draft-length", choices=("adaptive", "fixed"), default="adaptive")
     ap.add_argument("--out", default="")
+    ap.add_argument("--plot", default="", help="only redraw the plot of this results file")
     args = ap.parse_args()
+    if args.plot:
+        plot(pathlib.Path(args.plot))
+        return 0
 
     prompts = ROOT / "bench/prompts/e2e_prompts.jsonl"
     if args.quick:
@@ -141,6 +177,7 @@ def main() -> int:
                   f"{r['speedup']:.2f}x | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} |")
     (out_dir / "e2e_decode.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out_dir}/e2e_decode.json and .md")
+    plot(out_dir / "e2e_decode.json")
     return 0
 
 

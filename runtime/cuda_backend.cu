@@ -371,8 +371,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     cuda::store_qkv({T, static_cast<int>(q_dim()), static_cast<int>(kv_dim()), qkv_.get(), q_.get(),
                      decode ? nullptr : k_.get(), decode ? nullptr : v_.get(), k_plane(l), v_plane(l), dm + ml.rows},
                     s);
-    if (decode) {
-      decode_attention::Args a;
+    auto paged = [&](auto& a) {  // the fields both attention families share
       a.q = q_.get();
       a.k_pages = k_plane(l);
       a.v_pages = v_plane(l);
@@ -380,18 +379,16 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       a.indices = dm + ml.indices;
       a.last_page_len = dm + ml.last_page_len;
       a.o = att_.get();
+    };
+    if (decode) {
+      decode_attention::Args a;
+      paged(a);
       decode_attention::run(*dplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
     } else {
       tree_attention::Args a;
-      a.q = q_.get();
+      paged(a);
       a.k_tree = k_.get();
       a.v_tree = v_.get();
-      a.k_pages = k_plane(l);
-      a.v_pages = v_plane(l);
-      a.indptr = dm + ml.indptr;
-      a.indices = dm + ml.indices;
-      a.last_page_len = dm + ml.last_page_len;
-      a.o = att_.get();
       tree_attention::run(*tplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
     }
     gemm(g.wo, att_.get(), L.wo.get(), L.bo, x_.get(), x_.get());  // x += att . Wo^T

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "kernels/common/error.h"
 #include "kernels/common/rope.h"
 #include "runtime/cpu_matmul.h"
+#include "runtime/forward_passes.h"
 #include "runtime/thread_pool.h"
 
 namespace spw::rt {
@@ -53,20 +53,13 @@ class CpuModel final : public Model {
 
   void rollback(int id, int new_len) override {
     Sequence& s = seq(id, "rollback");
-    SPW_CHECK_ARG(new_len >= 0 && new_len <= s.len, "Model::rollback", "new_len", new_len,
-                  fmt::format("must be in 0..{} (cached tokens)", s.len));
+    check_rollback(s.len, new_len);
     s.len = new_len;
   }
 
   void keep_tokens(int id, int base, std::span<const int32_t> offsets) override {
     Sequence& s = seq(id, "keep_tokens");
-    SPW_CHECK_ARG(base >= 0 && base <= s.len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", s.len));
-    for (size_t i = 0; i < offsets.size(); ++i) {
-      SPW_CHECK_ARG(offsets[i] >= 0 && base + offsets[i] < s.len, "Model::keep_tokens", fmt::format("offsets[{}]", i),
-                    offsets[i], fmt::format("must index a cached token after base (< {})", s.len - base));
-      SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i), offsets[i],
-                    "offsets must be strictly increasing");
-    }
+    check_keep_tokens(s.len, base, offsets);
     const size_t row = kv_dim();
     for (size_t l = 0; l < s.k.size(); ++l)
       for (size_t i = 0; i < offsets.size(); ++i) {
@@ -131,24 +124,14 @@ struct TokenPlan {
 
 void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
   const ModelConfig& c = w_.config;
-  SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
+  check_forward_batch(batch, [&](int id) { return seq(id, "forward").len; }, c.vocab_size, max_tokens_);
   std::vector<TokenPlan> plan;
-  std::set<int> seen;
   std::vector<int32_t> ids;
-  for (size_t b = 0; b < batch.size(); ++b) {
-    const SeqInput& in = batch[b];
-    Sequence& s = seq(in.seq_id, "forward");
-    SPW_CHECK(seen.insert(in.seq_id).second, "Model::forward: seq_id {} appears twice in one batch", in.seq_id);
+  for (const SeqInput& in : batch) {
+    const Sequence& s = seqs_[in.seq_id];
     const int n = static_cast<int>(in.tokens.size());
-    SPW_CHECK_ARG(n >= 1, "Model::forward", fmt::format("batch[{}].tokens.size()", b), n, "must be >= 1");
-    SPW_CHECK(s.len + n <= max_tokens_, "Model::forward: sequence {} holds {} tokens; {} more exceed the context limit {}",
-              in.seq_id, s.len, n, max_tokens_);
-    SPW_CHECK_ARG(in.parents.empty() || static_cast<int>(in.parents.size()) == n, "Model::forward",
-                  fmt::format("batch[{}].parents.size()", b), in.parents.size(), fmt::format("must be 0 or {}", n));
     std::vector<int> depth(n);
     for (int i = 0; i < n; ++i) {
-      SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < c.vocab_size, "Model::forward",
-                    fmt::format("batch[{}].tokens[{}]", b, i), in.tokens[i], fmt::format("must be in 0..{}", c.vocab_size - 1));
       TokenPlan t;
       t.seq = in.seq_id;
       t.base = s.len;
@@ -158,8 +141,6 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
         for (int j = 0; j <= i; ++j) t.visible.push_back(j);
       } else {
         const int p = in.parents[i];
-        SPW_CHECK_ARG(p >= -1 && p < i, "Model::forward", fmt::format("batch[{}].parents[{}]", b, i), p,
-                      "must be -1 or the index of an earlier token");
         depth[i] = p < 0 ? 0 : depth[p] + 1;
         for (int a = i; a >= 0; a = in.parents[a]) t.visible.push_back(a);
         std::reverse(t.visible.begin(), t.visible.end());

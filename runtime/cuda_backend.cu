@@ -227,23 +227,13 @@ void CudaModel::ensure_attention_workspace(size_t bytes) {
 
 void CudaModel::rollback(int id, int new_len) {
   check_seq(id, "rollback");
-  const int len = book_->length(id);
-  SPW_CHECK_ARG(new_len >= 0 && new_len <= len, "Model::rollback", "new_len", new_len,
-                fmt::format("must be in 0..{} (cached tokens)", len));
+  check_rollback(book_->length(id), new_len);
   book_->truncate(id, new_len);
 }
 
 void CudaModel::keep_tokens(int id, int base, std::span<const int32_t> offsets) {
   check_seq(id, "keep_tokens");
-  const int len = book_->length(id);
-  SPW_CHECK_ARG(base >= 0 && base <= len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", len));
-  for (size_t i = 0; i < offsets.size(); ++i) {
-    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < len, "Model::keep_tokens",
-                  fmt::format("offsets[{}]", i), offsets[i],
-                  fmt::format("must index a cached token after base (< {})", len - base));
-    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i),
-                  offsets[i], "offsets must be strictly increasing");
-  }
+  check_keep_tokens(book_->length(id), base, offsets);
   use_device();
   std::vector<int64_t>& src = keep_src_;
   std::vector<int64_t>& dst = keep_dst_;

@@ -7,15 +7,11 @@
 
 namespace spw::rt {
 
-ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
-                                  const ForwardLimits& lim) {
+std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
+                                     int vocab_size, int max_tokens, const ForwardLimits* tree_limits) {
   constexpr const char* w = "Model::forward";
   SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
-  SPW_CHECK_ARG(lim.max_pass_tokens >= 1, w, "max_pass_tokens", lim.max_pass_tokens, "must be >= 1");
-  SPW_CHECK_ARG(lim.max_piece_tokens >= 1, w, "max_piece_tokens", lim.max_piece_tokens, "must be >= 1");
-  const int max_tree = std::min(lim.max_piece_tokens, lim.max_pass_tokens);
-  ForwardPasses fp;
-  std::vector<int> out_row(batch.size());
+  std::vector<int> cached;
   for (size_t b = 0; b < batch.size(); ++b) {
     const SeqInput& in = batch[b];
     const int len = cached_tokens(in.seq_id);
@@ -23,25 +19,60 @@ ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::fu
       SPW_CHECK(batch[j].seq_id != in.seq_id, "Model::forward: seq_id {} appears twice in one batch", in.seq_id);
     const int n = static_cast<int>(in.tokens.size());
     SPW_CHECK_ARG(n >= 1, w, fmt::format("batch[{}].tokens.size()", b), n, "must be >= 1");
-    SPW_CHECK(static_cast<long long>(len) + n <= lim.max_tokens,
+    SPW_CHECK(static_cast<long long>(len) + n <= max_tokens,
               "Model::forward: sequence {} holds {} tokens; {} more exceed the context limit {}", in.seq_id, len, n,
-              lim.max_tokens);
+              max_tokens);
     SPW_CHECK_ARG(in.parents.empty() || static_cast<int>(in.parents.size()) == n, w,
                   fmt::format("batch[{}].parents.size()", b), in.parents.size(), fmt::format("must be 0 or {}", n));
     for (int i = 0; i < n; ++i) {
-      SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < lim.vocab_size, w, fmt::format("batch[{}].tokens[{}]", b, i),
-                    in.tokens[i], fmt::format("must be in 0..{}", lim.vocab_size - 1));
+      SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < vocab_size, w, fmt::format("batch[{}].tokens[{}]", b, i),
+                    in.tokens[i], fmt::format("must be in 0..{}", vocab_size - 1));
       if (!in.parents.empty())
         SPW_CHECK_ARG(in.parents[i] >= -1 && in.parents[i] < i, w, fmt::format("batch[{}].parents[{}]", b, i),
                       in.parents[i], "must be -1 or the index of an earlier token");
     }
-    SPW_CHECK_ARG(in.parents.empty() || n <= max_tree, w, fmt::format("batch[{}].parents.size()", b), n,
-                  fmt::format("a token tree may have at most {} tokens on this backend (tree attention limit {}, "
-                              "max_forward_tokens {})",
-                              max_tree, lim.max_piece_tokens, lim.max_pass_tokens));
-    fp.cached.push_back(len);
+    if (tree_limits) {
+      const ForwardLimits& lim = *tree_limits;
+      const int max_tree = std::min(lim.max_piece_tokens, lim.max_pass_tokens);
+      SPW_CHECK_ARG(in.parents.empty() || n <= max_tree, w, fmt::format("batch[{}].parents.size()", b), n,
+                    fmt::format("a token tree may have at most {} tokens on this backend (tree attention limit {}, "
+                                "max_forward_tokens {})",
+                                max_tree, lim.max_piece_tokens, lim.max_pass_tokens));
+    }
+    cached.push_back(len);
+  }
+  return cached;
+}
+
+void check_rollback(int cached_tokens, int new_len) {
+  SPW_CHECK_ARG(new_len >= 0 && new_len <= cached_tokens, "Model::rollback", "new_len", new_len,
+                fmt::format("must be in 0..{} (cached tokens)", cached_tokens));
+}
+
+void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets) {
+  const int len = cached_tokens;
+  SPW_CHECK_ARG(base >= 0 && base <= len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", len));
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < len, "Model::keep_tokens",
+                  fmt::format("offsets[{}]", i), offsets[i],
+                  fmt::format("must index a cached token after base (< {})", len - base));
+    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i),
+                  offsets[i], "offsets must be strictly increasing");
+  }
+}
+
+ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
+                                  const ForwardLimits& lim) {
+  constexpr const char* w = "Model::forward";
+  SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
+  SPW_CHECK_ARG(lim.max_pass_tokens >= 1, w, "max_pass_tokens", lim.max_pass_tokens, "must be >= 1");
+  SPW_CHECK_ARG(lim.max_piece_tokens >= 1, w, "max_piece_tokens", lim.max_piece_tokens, "must be >= 1");
+  ForwardPasses fp;
+  fp.cached = check_forward_batch(batch, cached_tokens, lim.vocab_size, lim.max_tokens, &lim);
+  std::vector<int> out_row(batch.size());
+  for (size_t b = 0; b < batch.size(); ++b) {
     out_row[b] = fp.total_tokens;
-    fp.total_tokens += n;
+    fp.total_tokens += static_cast<int>(batch[b].tokens.size());
   }
 
   std::vector<int> done(batch.size(), 0);

@@ -1,7 +1,7 @@
-// Host side of a batched forward call on a backend with limits per pass (the CUDA backend):
-// validates a batch exactly as the CPU backend does (same checks, same messages) and cuts it
-// into passes that fit the activation buffers and the attention kernels. Pure host code,
-// tested on the CPU.
+// Host side of the Model calls, shared by both backends: the argument checks of forward(),
+// rollback() and keep_tokens() (one set of checks and messages), and, for a backend with
+// limits per pass (the CUDA backend), the split of a forward batch into passes that fit the
+// activation buffers and the attention kernels. Pure host code, tested on the CPU.
 //
 // A pass holds at most `max_pass_tokens` tokens and each sequence at most once. A chain is cut
 // into pieces of at most `max_piece_tokens` tokens (tree_attention's per-request limit); a
@@ -43,7 +43,22 @@ struct ForwardPasses {
   std::vector<std::vector<PassPiece>> passes;  // in execution order
 };
 
-/// Validates `batch` and splits it into passes. `cached_tokens(seq_id)` returns a sequence's
+/// Checks a forward batch and returns each entry's cached tokens. `cached_tokens(seq_id)`
+/// returns a sequence's cached tokens and throws spw::Error for an unknown id (its message is
+/// the caller's). Checks, in order: non-empty batch; per entry: known id, not twice, >= 1 token,
+/// cache limit `max_tokens`, parents size, token ids in 0..vocab_size-1, parents[i] in -1..i-1,
+/// and, with `tree_limits`, a tree of at most min(max_piece_tokens, max_pass_tokens) tokens.
+/// Throws spw::Error "Model::forward: <argument> = <value>: <why>".
+std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
+                                     int vocab_size, int max_tokens, const ForwardLimits* tree_limits = nullptr);
+
+/// Model::rollback's check: 0 <= new_len <= cached_tokens.
+void check_rollback(int cached_tokens, int new_len);
+/// Model::keep_tokens's checks: 0 <= base <= cached_tokens, offsets strictly increasing and
+/// indexing cached tokens after base.
+void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets);
+
+/// Validates `batch` (check_forward_batch with these limits) and splits it into passes. `cached_tokens(seq_id)` returns a sequence's
 /// cached tokens and throws spw::Error for an unknown id (its message is the caller's). Checks,
 /// in the CPU backend's order: non-empty batch; per entry: known id, not twice, >= 1 token,
 /// cache limit, parents size, token ids in range, parents[i] in -1..i-1; then (CUDA limit) a

@@ -59,9 +59,14 @@ void fill_table(BlockFn (*table)[kTokens], std::integer_sequence<int, I...>) {
   (fill_row<I>(table[I], std::make_integer_sequence<int, kTokens>{}), ...);
 }
 
+struct BlockTable {
+  BlockFn fn[kRows][kTokens];
+  BlockTable() { fill_table(fn, std::make_integer_sequence<int, kRows>{}); }
+};
+
 void run_blocked(const MatmulArgs& a, int r0, int r1) {
-  BlockFn table[kRows][kTokens];
-  fill_table(table, std::make_integer_sequence<int, kRows>{});
+  static const BlockTable blocks;  // filled once, not on every call
+  const auto& table = blocks.fn;
   for (int r = r0; r < r1; r += kRows) {
     const int rr = r1 - r < kRows ? r1 - r : kRows;
     for (int t = 0; t < a.T; t += kTokens) {

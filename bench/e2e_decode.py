@@ -26,7 +26,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import cpu_name, cpu_slug, default_exe, device_slug, gpu_name_driver  # noqa: E402
+from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
 
 
 def configs(layers: int, bigram: bool) -> list[str]:
@@ -159,8 +159,7 @@ def main() -> int:
         slug = device_slug(device)
     else:
         device, driver, slug = f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
-    commit = os.environ.get("SPW_COMMIT") or subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     doc = {"name": "e2e_decode", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "rows": rows}

@@ -33,7 +33,7 @@ import sys
 
 import torch
 
-from results_format import device_slug, markdown_table
+from results_format import device_slug, git_commit, markdown_table  # noqa: F401 (git_commit: harness.git_commit)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -81,19 +81,6 @@ def driver_version() -> str:
                                   capture_output=True, text=True, check=True).stdout.strip()
         except Exception:  # noqa: BLE001
             return "unknown"
-
-
-def git_commit() -> str:
-    if os.environ.get("SPW_COMMIT"):
-        return os.environ["SPW_COMMIT"]
-    f = ROOT / ".carry" / "commit.txt"
-    if f.exists():
-        return f.read_text().strip()
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 # ---------------------------------------------------------------- timing

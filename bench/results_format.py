@@ -1,5 +1,6 @@
 """Results files of BENCH_FORMAT.md: device names and slugs, the markdown table, and where
 the spillway CLI was built (no torch needed, so the CPU test suite checks them)."""
+import os
 import pathlib
 import platform
 import subprocess
@@ -14,6 +15,21 @@ def default_exe() -> str:
         if p.exists():
             return str(p)
     return str(ROOT / "build" / "tools" / "spillway")
+
+
+def git_commit() -> str:
+    """The measured tree's commit: $SPW_COMMIT, else .carry/commit.txt (GPU machine, no .git),
+    else `git rev-parse HEAD`, else 'unknown'."""
+    if os.environ.get("SPW_COMMIT"):
+        return os.environ["SPW_COMMIT"]
+    f = ROOT / ".carry" / "commit.txt"
+    if f.exists():
+        return f.read_text().strip()
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
 
 
 def cpu_name() -> str:

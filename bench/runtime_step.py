@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from results_format import cpu_name, cpu_slug, default_exe, device_slug, gpu_name_driver, markdown_table  # noqa: E402
+from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver, markdown_table  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,8 +66,7 @@ def write(doc: dict, slug: str, out_root: str) -> None:
 
 
 def meta(device: str, driver: str, rows: list, note: str, skipped: list | None = None) -> dict:
-    commit = os.environ.get("SPW_COMMIT") or subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     doc = {"name": "runtime_step", "device": device, "driver": driver, "commit": commit or "unknown",
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": 0.0, "rows": rows, "note": note}

@@ -101,8 +101,10 @@ class CudaModel final : public Model {
   std::optional<MetaLayout> meta_;
   cuda::PinnedArray<int32_t> meta_host_, keep_host_;
   DeviceBuffer<int32_t> meta_dev_, keep_dev_;
-  // Plans of the forward in flight: their pinned metadata is read by the launches until the
-  // final sync, so they live until the next forward.
+  // Plans of the forward in flight: their metadata (carved from plan_host_, pinned) is read by
+  // the launches until the final sync, so they live until the next forward, which rewinds the
+  // arena. One forward's plans fit in it after the first few forwards: planning allocates nothing.
+  PlanHostArena plan_host_{size_t(1) << 20};
   std::vector<decode_attention::Plan> decode_plans_;
   std::vector<tree_attention::Plan> tree_plans_;
   PageTable table_;
@@ -275,6 +277,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
   try {
     decode_plans_.clear();
     tree_plans_.clear();
+    plan_host_.reset();  // the previous forward ended with a sync: nothing reads the arena now
     logits.resize(static_cast<size_t>(fp.total_tokens) * c.vocab_size);
     for (const auto& pass : fp.passes) run_pass(pass, batch, logits);
     stream_.sync();
@@ -329,7 +332,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   if (decode) {
     decode_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, decode_attention::Layout::paged,
                                 opt_.page_size};
-    decode_plans_.push_back(decode_attention::plan(p, table_lens_, device_));
+    decode_plans_.push_back(decode_attention::plan(p, table_lens_, device_, &plan_host_));
     dplan = &decode_plans_.back();
     if (opt_.debug_checks)
       decode_attention::validate_page_table(p, table_lens_, table_.indptr, table_.indices, table_.last_page_len,
@@ -337,7 +340,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     ensure_attention_workspace(dplan->workspace_bytes);
   } else {
     tree_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, opt_.page_size};
-    tree_plans_.push_back(tree_attention::plan(p, table_lens_, sizes_, parents_, device_));
+    tree_plans_.push_back(tree_attention::plan(p, table_lens_, sizes_, parents_, device_, &plan_host_));
     tplan = &tree_plans_.back();
     if (opt_.debug_checks) {
       tree_attention::validate_page_table(*tplan, table_.indptr, table_.indices, table_.last_page_len,

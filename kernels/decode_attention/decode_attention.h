@@ -21,7 +21,8 @@
 // CUDA device is present) into the caller's workspace with cudaMemcpyAsync. Nothing is
 // allocated in run() and there is no host sync, so run() can be captured in a CUDA graph;
 // the graph's memcpy node reads the Plan's host memory on every replay, so THE PLAN MUST
-// OUTLIVE EVERY LAUNCH AND EVERY GRAPH that captured it.
+// OUTLIVE EVERY LAUNCH AND EVERY GRAPH that captured it. Planning every step? Pass a
+// PlanHostArena (kernels/common/pinned.h) to plan(): no pinned allocation per plan.
 //
 // Layouts (row-major, element type = dtype unless noted):
 //   q      [batch, qo_heads, head_dim]
@@ -42,6 +43,7 @@
 
 #include "kernels/common/device.h"
 #include "kernels/common/dtype.h"
+#include "kernels/common/pinned.h"
 #include "kernels/common/platform.h"
 
 namespace spw::decode_attention {
@@ -119,7 +121,10 @@ struct Args {
 
 /// Host scheduling: checks `problem` and `kv_lens` (one per request), chooses the chunk size for
 /// `device` and builds the work list. Throws spw::Error naming the bad argument.
-Plan plan(const Problem& problem, std::span<const int32_t> kv_lens, const DeviceInfo& device);
+/// The work list's host memory comes from `host` when given (no allocation in steady state: the
+/// way to plan once per step; see PlanHostArena's lifetime rule), else from a fresh pinned buffer.
+Plan plan(const Problem& problem, std::span<const int32_t> kv_lens, const DeviceInfo& device,
+          PlanHostArena* host = nullptr);
 
 /// Launches the attention (and, if any request was split, the merge) on `stream`. `workspace`
 /// must be 16-byte aligned device memory of at least plan.workspace_bytes. Allocates nothing,

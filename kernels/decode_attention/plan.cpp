@@ -61,7 +61,7 @@ void check_problem(const Problem& p, const char* w) {
                 "must be finite and >= 0 (0 = off)");
 }
 
-Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& device) {
+Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& device, PlanHostArena* host) {
   constexpr const char* w = "decode_attention::plan";
   check_problem(p, w);
   SPW_CHECK_ARG(kv_lens.size() == static_cast<size_t>(p.batch), w, "kv_lens.size()", kv_lens.size(),
@@ -123,7 +123,7 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
   pl.partial_lse_offset = pl.partial_o_offset + align_up(po);
   pl.workspace_bytes = pl.partial_lse_offset + align_up(static_cast<size_t>(slots) * p.qo_heads * sizeof(float));
 
-  pl.host_meta = alloc_plan_host_memory(pl.meta_bytes);
+  pl.host_meta = plan_host_memory(pl.meta_bytes, host);
   std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get() + pl.items_offset, items.data(), items.size() * sizeof(WorkItem));
   std::memcpy(pl.host_meta.get() + pl.splits_offset, splits.data(), splits.size() * sizeof(RequestSplit));

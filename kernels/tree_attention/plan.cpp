@@ -121,7 +121,7 @@ decode_attention::Problem prefix_problem(const Problem& p) {
 }
 
 Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<const int32_t> tree_sizes,
-          std::span<const int32_t> parents, const DeviceInfo& device) {
+          std::span<const int32_t> parents, const DeviceInfo& device, PlanHostArena* host) {
   constexpr const char* w = "tree_attention::plan";
   check_problem(p, w);
   SPW_CHECK_ARG(device.sm_count > 0, w, "device.sm_count", device.sm_count, "must be > 0");
@@ -210,7 +210,7 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   pl.prefix_lens_offset = round_up(pl.tree_indptr.size() * sizeof(int32_t), kAlign);
   pl.masks_offset = pl.prefix_lens_offset + round_up(static_cast<size_t>(p.batch) * sizeof(int32_t), kAlign);
   pl.meta_bytes = pl.masks_offset + pl.masks.size() * sizeof(AncestorMask);
-  pl.host_meta = alloc_plan_host_memory(pl.meta_bytes);
+  pl.host_meta = plan_host_memory(pl.meta_bytes, host);
   std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
   std::memcpy(pl.host_meta.get() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));

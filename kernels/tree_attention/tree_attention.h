@@ -130,8 +130,10 @@ void check_problem(const Problem& p, const char* where);
 /// Validates the trees (tree_sizes [batch] in 1..kMaxTreeTokens, parents [sum tree_sizes] with
 /// -1 <= parent[i] < i per request) and prefix_lens [batch] >= 0, derives depths, positions and
 /// ancestor masks, and sizes the workspace. Throws spw::Error naming the bad argument.
+/// The metadata image comes from `host` when given (see decode_attention::plan), else from a
+/// fresh pinned buffer.
 Plan plan(const Problem& problem, std::span<const int32_t> prefix_lens, std::span<const int32_t> tree_sizes,
-          std::span<const int32_t> parents, const DeviceInfo& device);
+          std::span<const int32_t> parents, const DeviceInfo& device, PlanHostArena* host = nullptr);
 
 /// GPU launch (plan.impl's kernel): copies the plan's metadata into the workspace
 /// (cudaMemcpyAsync from the plan's pinned memory; capturable), computes one partial

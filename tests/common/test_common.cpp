@@ -1,10 +1,12 @@
 // CPU-side tests of kernels/common: dtype conversions, Vec, online softmax / LSE merge,
 // errors, device queries without a GPU.
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/common/c_api.h"
 #include "kernels/common/device.h"
+#include "kernels/common/pinned.h"
 #include "kernels/common/softmax_state.h"
 #include "kernels/common/vec.h"
 #include "tests/common/helpers.h"
@@ -185,6 +187,49 @@ TEST(Device, SyntheticAndQueryWithoutGpu) {
     EXPECT_EQ(cuda_device_count(), 0);
     EXPECT_THROW(query_device(0), Error);
   }
+}
+
+TEST(PlanHostArena, TakesAlignedZeroedBytesAndReusesThemAfterReset) {
+  PlanHostArena arena(1000);
+  EXPECT_EQ(arena.capacity(), 1024u);
+  EXPECT_EQ(arena.allocations(), 1);
+  auto a = arena.take(10), b = arena.take(300);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.get()) % 256, 0u);
+  EXPECT_EQ(b.get() - a.get(), 256);  // sections rounded to 256 bytes
+  EXPECT_EQ(arena.used(), 256u + 512u);
+  std::memset(b.get(), 0x5a, 300);
+  arena.reset();
+  auto c = arena.take(300);
+  EXPECT_EQ(c.get(), a.get()) << "reset rewinds to the start of the block";
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(c.get()[i], std::byte{0}) << "take() must zero reused bytes, at " << i;
+  for (int step = 0; step < 100; ++step) {  // steady state: the same sizes again and again
+    arena.reset();
+    (void)arena.take(10);
+    (void)arena.take(300);
+  }
+  EXPECT_EQ(arena.allocations(), 1) << "no allocation once the arena holds a step's plans";
+}
+
+TEST(PlanHostArena, GrowsWithoutInvalidatingEarlierTakes) {
+  PlanHostArena arena;  // nothing reserved: the first take allocates
+  EXPECT_EQ(arena.capacity(), 0u);
+  auto a = arena.take(4096);
+  std::memset(a.get(), 0x11, 4096);
+  EXPECT_EQ(arena.allocations(), 1);
+  auto b = arena.take(5000);  // does not fit: a new block of at least twice the size
+  EXPECT_EQ(arena.allocations(), 2);
+  EXPECT_GE(arena.capacity(), 2u * 4096);
+  std::memset(b.get(), 0x22, 5000);
+  for (int i = 0; i < 4096; ++i) ASSERT_EQ(a.get()[i], std::byte{0x11}) << "old block must stay alive, at " << i;
+  std::shared_ptr<std::byte> kept;
+  {
+    PlanHostArena gone(256);
+    kept = gone.take(64);
+  }
+  kept.get()[63] = std::byte{7};  // outlives its arena (shared ownership of the block; ASan would see)
+  auto d = plan_host_memory(32, nullptr);  // no arena: its own zeroed buffer
+  EXPECT_EQ(d.get()[31], std::byte{0});
+  EXPECT_EQ(plan_host_memory(32, &arena).get(), b.get() + 5120);
 }
 
 TEST(Helpers, RandomFloatsAreNeverZeroAndRounded) {

@@ -1,6 +1,7 @@
 // Decode-attention CPU tests: the chunked fp64 reference against a naive softmax, paged vs
 // contiguous, planner properties (coverage, balance on a skewed batch, workspace size), page
 // table validation, every bad argument (messages name argument and value), the CPU-only run.
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -223,6 +224,24 @@ TEST(DecodeAttentionPlan, AllEmptyBatchAndMqaSubgroups) {
   p.qo_heads = 12;  // group 12 -> two sub-groups of 6
   pl = plan(p, lens, kH100);
   for (const WorkItem& w : pl.items()) EXPECT_EQ(w.qo_head_count, 6);
+}
+
+TEST(DecodeAttentionPlan, ArenaPlansEqualFreshPlansAndStopAllocating) {
+  // The runtime plans every step into one PlanHostArena: same work list, no allocation per step.
+  auto rng = test::make_rng();
+  PlanHostArena arena(64 << 10);
+  for (int step = 0; step < 50; ++step) {
+    const int batch = std::uniform_int_distribution<int>(1, 8)(rng);
+    std::vector<int32_t> lens(batch);
+    for (auto& l : lens) l = std::uniform_int_distribution<int>(0, 20000)(rng);
+    const Problem p = problem(batch, 32, 8, 128);
+    arena.reset();
+    const Plan a = plan(p, lens, kH100, &arena), f = plan(p, lens, kH100);
+    expect_valid_plan(a, fmt::format("arena step {}", step));
+    ASSERT_EQ(a.meta_bytes, f.meta_bytes);
+    ASSERT_EQ(std::memcmp(a.host_meta.get(), f.host_meta.get(), a.meta_bytes), 0) << "step " << step;
+  }
+  EXPECT_EQ(arena.allocations(), 1);
 }
 
 // ---- argument checks ----

@@ -218,6 +218,24 @@ TEST(TreeAttentionPlan, PrefixSplitAndWorkspace) {
   EXPECT_EQ(none.prefix_chunk_tokens, 0);
 }
 
+TEST(TreeAttentionPlan, ArenaPlanEqualsFreshPlan) {
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 2;
+  std::vector<int32_t> parents = {-1, 0, 0, 1, 2, -1};
+  const auto c = chain(40);
+  parents.insert(parents.end(), c.begin(), c.end());
+  const std::vector<int32_t> prefix = {5000, 17}, sizes = {6, 40};
+  PlanHostArena arena(256);  // too small for the metadata image: grows once, then holds
+  for (int step = 0; step < 3; ++step) {
+    arena.reset();
+    const Plan a = plan(p, prefix, sizes, parents, kH100, &arena), f = plan(p, prefix, sizes, parents, kH100);
+    ASSERT_EQ(a.meta_bytes, f.meta_bytes);
+    EXPECT_EQ(std::memcmp(a.host_meta.get(), f.host_meta.get(), a.meta_bytes), 0);
+    EXPECT_EQ(a.workspace_bytes, f.workspace_bytes);
+  }
+  EXPECT_EQ(arena.allocations(), 2);
+}
+
 TEST(TreeAttentionPlan, BadArgumentsNameArgumentAndValue) {
   Problem p = small_problem(8, 2, 128, 16);
   p.batch = 1;

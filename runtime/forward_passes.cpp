@@ -49,15 +49,15 @@ void check_rollback(int cached_tokens, int new_len) {
                 fmt::format("must be in 0..{} (cached tokens)", cached_tokens));
 }
 
-void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets) {
+void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets, const char* w) {
   const int len = cached_tokens;
-  SPW_CHECK_ARG(base >= 0 && base <= len, "Model::keep_tokens", "base", base, fmt::format("must be in 0..{}", len));
+  SPW_CHECK_ARG(base >= 0 && base <= len, w, "base", base, fmt::format("must be in 0..{}", len));
   for (size_t i = 0; i < offsets.size(); ++i) {
-    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < len, "Model::keep_tokens",
+    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < len, w,
                   fmt::format("offsets[{}]", i), offsets[i],
                   fmt::format("must index a cached token after base (< {})", len - base));
-    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], "Model::keep_tokens", fmt::format("offsets[{}]", i),
-                  offsets[i], "offsets must be strictly increasing");
+    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], w, fmt::format("offsets[{}]", i), offsets[i],
+                  "offsets must be strictly increasing");
   }
 }
 

@@ -55,8 +55,9 @@ std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std:
 /// Model::rollback's check: 0 <= new_len <= cached_tokens.
 void check_rollback(int cached_tokens, int new_len);
 /// Model::keep_tokens's checks: 0 <= base <= cached_tokens, offsets strictly increasing and
-/// indexing cached tokens after base.
-void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets);
+/// indexing cached tokens after base; `where` starts the messages (PagedKvBook::keep passes its name).
+void check_keep_tokens(int cached_tokens, int base, std::span<const int32_t> offsets,
+                       const char* where = "Model::keep_tokens");
 
 /// Validates `batch` (check_forward_batch with these limits) and splits it into passes. `cached_tokens(seq_id)` returns a sequence's
 /// cached tokens and throws spw::Error for an unknown id (its message is the caller's). Checks,

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/common/error.h"
+#include "runtime/forward_passes.h"
 
 namespace spw::rt {
 
@@ -127,16 +128,8 @@ PageTable PagedKvBook::page_table(std::span<const int> seqs, std::span<const int
 
 void PagedKvBook::keep(int seq, int base, std::span<const int32_t> offsets, std::vector<int64_t>& src_rows,
                        std::vector<int64_t>& dst_rows) {
-  constexpr const char* w = "PagedKvBook::keep";
   const Seq& s = get(seq, "keep");
-  SPW_CHECK_ARG(base >= 0 && base <= s.len, w, "base", base, fmt::format("must be in 0..{}", s.len));
-  for (size_t i = 0; i < offsets.size(); ++i) {
-    SPW_CHECK_ARG(offsets[i] >= 0 && static_cast<long long>(base) + offsets[i] < s.len, w,
-                  fmt::format("offsets[{}]", i), offsets[i],
-                  fmt::format("must index a held token after base (< {})", s.len - base));
-    SPW_CHECK_ARG(i == 0 || offsets[i] > offsets[i - 1], w, fmt::format("offsets[{}]", i), offsets[i],
-                  "offsets must be strictly increasing");
-  }
+  check_keep_tokens(s.len, base, offsets, "PagedKvBook::keep");
   for (size_t i = 0; i < offsets.size(); ++i) {
     if (offsets[i] == static_cast<int32_t>(i)) continue;
     src_rows.push_back(row(seq, base + offsets[i]));

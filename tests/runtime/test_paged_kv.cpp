@@ -189,7 +189,7 @@ TEST(PagedKvBook, KeepErrorsNameArgumentAndLeaveBookUnchanged) {
   const std::vector<int32_t> dup = {2, 2};
   EXPECT_THROW_MSG(book.keep(s, 0, dup, src, dst), "offsets[1] = 2: offsets must be strictly increasing");
   const std::vector<int32_t> past = {0, 4};
-  EXPECT_THROW_MSG(book.keep(s, 2, past, src, dst), "offsets[1] = 4: must index a held token after base (< 4)");
+  EXPECT_THROW_MSG(book.keep(s, 2, past, src, dst), "offsets[1] = 4: must index a cached token after base (< 4)");
   const std::vector<int32_t> neg = {-1};
   EXPECT_THROW_MSG(book.keep(s, 2, neg, src, dst), "offsets[0] = -1");
   EXPECT_THROW_MSG(book.keep(s, 7, {}, src, dst), "base = 7: must be in 0..6");

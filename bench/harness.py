@@ -28,12 +28,11 @@ import math
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 
 import torch
 
-from results_format import device_slug, git_commit, markdown_table  # noqa: F401 (git_commit: harness.git_commit)
+from results_format import device_slug, git_commit, gpu_name_driver, markdown_table  # noqa: F401 (git_commit: harness.git_commit)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -70,17 +69,14 @@ def ptr(t: torch.Tensor) -> ctypes.c_void_p:
 
 # ---------------------------------------------------------------- device facts
 def driver_version() -> str:
+    """The NVIDIA driver version (NVML when importable, else nvidia-smi), or 'unknown'."""
     try:
         import pynvml  # nvidia-ml-py
         pynvml.nvmlInit()
         v = pynvml.nvmlSystemGetDriverVersion()
         return v.decode() if isinstance(v, bytes) else v
-    except Exception:  # noqa: BLE001 - best effort, recorded as unknown
-        try:
-            return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                  capture_output=True, text=True, check=True).stdout.strip()
-        except Exception:  # noqa: BLE001
-            return "unknown"
+    except Exception:  # noqa: BLE001 - best effort; nvidia-smi next
+        return gpu_name_driver()[1]
 
 
 # ---------------------------------------------------------------- timing

@@ -45,7 +45,9 @@ class DeviceBuffer {
     return host;
   }
   /// Fills every byte with `byte` (tests poison outputs with 0xFF = NaN for fp16/bf16/fp32).
-  void fill_bytes(int byte) { SPW_CUDA_CHECK(cudaMemset(ptr_, byte, bytes())); }
+  void fill_bytes(int byte) {
+    if (count_) SPW_CUDA_CHECK(cudaMemset(ptr_, byte, bytes()));
+  }
 
  private:
   T* ptr_ = nullptr;

@@ -16,6 +16,10 @@
 // side with the same padding; with no GPU to measure it against mma.sync it was not kept
 // (the issue says keep it only if the numbers say so).
 // Instantiations: 2 dtypes x (gemv + reduce + 4 mma M-tilings) = 12 kernels.
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -310,6 +314,21 @@ void run_cublaslt(const Plan& pl, const Args& a, void* out, DType out_type, void
   size_t ws_bytes = kCublasLtWorkspace;
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                         sizeof(ws_bytes)));
+  // The heuristic assumes 256-byte aligned operands unless told otherwise; the API promises
+  // only 16, so say what the pointers really are (an algorithm needing more would fail).
+  auto alignment = [](const void* q) {
+    const auto v = reinterpret_cast<std::uintptr_t>(q);
+    return static_cast<uint32_t>(std::min<std::uintptr_t>(256, v & (~v + 1)));
+  };
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> aligned[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.w},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, a.x},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, out},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, out}};
+  for (const auto& [attr, q] : aligned) {
+    const uint32_t bytes = alignment(q);
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof(bytes)));
+  }
   cublasLtMatmulHeuristicResult_t results[kCublasLtAlgos] = {};
   int found = 0;
   SPW_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, kCublasLtAlgos, results, &found));

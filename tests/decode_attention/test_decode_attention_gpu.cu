@@ -229,6 +229,9 @@ TEST(DecodeAttentionGpu, GraphCaptureAndReplayWithNewInputs) {
     }
     dev.o.fill_bytes(test::kPoisonByte);
     dev.lse.fill_bytes(test::kPoisonByte);
+    // The uploads and poison fills ran on the legacy default stream, which a non-blocking
+    // stream does not wait for: finish them before the replay.
+    SPW_CUDA_CHECK(cudaDeviceSynchronize());
     SPW_CUDA_CHECK(cudaGraphLaunch(exec, stream));
     SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
     const Output out = download(dev);

@@ -104,9 +104,13 @@ struct ArgMaxPair {
   int index;
 };
 // Larger value wins; on equal values the lower index, so the result is order-independent.
+// NaN loses to every number (the CPU's `x[j] > x[best]` never picks one); a total order, so
+// the block reduction is associative.
 struct ArgMaxOp {
   __device__ ArgMaxPair operator()(const ArgMaxPair& a, const ArgMaxPair& b) const {
-    if (a.value > b.value || (a.value == b.value && a.index < b.index)) return a;
+    const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
+    if (a_nan != b_nan) return a_nan ? b : a;
+    if (a.value > b.value || (!(a.value < b.value) && a.index < b.index)) return a;
     return b;
   }
 };
@@ -118,8 +122,9 @@ __global__ void argmax_kernel(const float* __restrict__ logits, int vocab, int32
   ArgMaxPair best{-INFINITY, vocab};
   for (int j = threadIdx.x; j < vocab; j += kThreads) best = ArgMaxOp{}(best, ArgMaxPair{row[j], j});
   ArgMaxPair r = Reduce(tmp).Reduce(best, ArgMaxOp{});
-  // A row of NaN/-inf only: fall back to index 0, as the CPU reference does.
-  if (threadIdx.x == 0) out[blockIdx.x] = r.index < vocab ? r.index : 0;
+  // The CPU reference starts from index 0 and keeps it when it is NaN (nothing compares
+  // greater); a row of NaN only falls back to 0 the same way.
+  if (threadIdx.x == 0) out[blockIdx.x] = r.index < vocab && !isnan(row[0]) ? r.index : 0;
 }
 
 int grid_for(long long work, int threads) {

@@ -1,4 +1,5 @@
 // GPU small ops against their CPU references (skipped without a usable GPU).
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/common/device_buffer.h"
@@ -77,6 +78,33 @@ TYPED_TEST(SmallOpsGpu, RopeMatchesReference) {
       tol.rel_l2 = std::max(tol.rel_l2, 5e-3);
       EXPECT_TRUE(test::close_to(test::to_floats(dq.download()), ref::rope(q, tokens, qh, pos, p), tol));
       EXPECT_TRUE(test::close_to(test::to_floats(dk.download()), ref::rope(k, tokens, kh, pos, p), tol));
+
+      // In place on a fused qkv buffer, as the CUDA backend calls it: q and k are column blocks
+      // of [tokens, (qh + 2 kh) * head_dim] rows; v (after k) must stay untouched.
+      const int qd = qh * head_dim, kd = kh * head_dim, qkv_dim = qd + 2 * kd;
+      auto v = test::random_floats(rng, size_t(tokens) * kd, -1.f, 1.f, dt);
+      std::vector<float> qkv(size_t(tokens) * qkv_dim);
+      for (int t = 0; t < tokens; ++t) {
+        std::copy_n(q.begin() + size_t(t) * qd, qd, qkv.begin() + size_t(t) * qkv_dim);
+        std::copy_n(k.begin() + size_t(t) * kd, kd, qkv.begin() + size_t(t) * qkv_dim + qd);
+        std::copy_n(v.begin() + size_t(t) * kd, kd, qkv.begin() + size_t(t) * qkv_dim + qd + kd);
+      }
+      DeviceBuffer<T> dqkv(test::to_storage<T>(qkv));
+      a.q = dqkv.get();
+      a.k = dqkv.get() + qd;
+      a.q_row_stride = a.k_row_stride = qkv_dim;
+      small_ops::rope(a, nullptr);
+      SPW_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto out = test::to_floats(dqkv.download());
+      std::vector<float> q_out, k_out;
+      for (int t = 0; t < tokens; ++t) {
+        const auto row = out.begin() + size_t(t) * qkv_dim;
+        q_out.insert(q_out.end(), row, row + qd);
+        k_out.insert(k_out.end(), row + qd, row + qd + kd);
+        for (int j = 0; j < kd; ++j) ASSERT_EQ(row[qd + kd + j], v[size_t(t) * kd + j]) << "v changed, token " << t;
+      }
+      EXPECT_TRUE(test::close_to(q_out, ref::rope(q, tokens, qh, pos, p), tol)) << "strided q";
+      EXPECT_TRUE(test::close_to(k_out, ref::rope(k, tokens, kh, pos, p), tol)) << "strided k";
     }
   }
 }
@@ -120,6 +148,11 @@ TEST(SmallOpsGpuArgmax, MatchesReferenceWithTies) {
       logits[size_t(vocab) + 3] = 50.f;
       logits[size_t(vocab) + vocab - 2] = 50.f;
     }
+    if (vocab > 1) {  // NaN never wins (row 2), except at index 0, which the CPU keeps (row 3)
+      for (size_t j : {size_t(1), size_t(vocab) / 2, size_t(vocab) - 1}) logits[2 * size_t(vocab) + j] = NAN;
+      logits[3 * size_t(vocab)] = NAN;
+    }
+    if (vocab == 7) std::fill(logits.begin(), logits.begin() + vocab, -INFINITY);  // all -inf: index 0
     DeviceBuffer<float> dl(logits);
     DeviceBuffer<int32_t> dout(rows);
     dout.fill_bytes(test::kPoisonByte);

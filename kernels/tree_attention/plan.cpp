@@ -185,7 +185,7 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
                   fmt::format("{}.{}", device.cc_major, device.cc_minor), "the mma kernel needs sm_80 or newer");
     const int d = p.head_dim;
     const int smem_limit = device.max_smem_per_block > 0 ? device.max_smem_per_block : 227 * 1024;
-    int cap = std::min(mma::max_rows(d), (smem_limit - mma::kv_smem_bytes(d)) / (2 * d) / 16 * 16);
+    int cap = std::min(mma::max_rows(d), (smem_limit - mma::kv_smem_bytes(d)) / (2 * mma::row_stride(d)) / 16 * 16);
     SPW_CHECK_ARG(cap >= 16, w, "device.max_smem_per_block", smem_limit,
                   fmt::format("the mma kernel needs at least {} bytes for head_dim {}", mma::smem_bytes(d, 16), d));
     if (p.max_rows_per_cta > 0) cap = std::min(cap, p.max_rows_per_cta);

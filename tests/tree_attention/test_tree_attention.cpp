@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/tree_attention/c_api.h"
+#include "kernels/tree_attention/mma_shape.h"
 #include "kernels/tree_attention/reference.h"
 #include "kernels/tree_attention/tree_attention.h"
 #include "tests/common/helpers.h"
@@ -401,9 +402,16 @@ TEST(TreeAttentionPlan, MmaRowCapFollowsSharedMemoryAndComputeCapability) {
   EXPECT_EQ(pl.row_blocks, 3);
   EXPECT_EQ(pl.rows_per_cta, 96);
   EXPECT_LE(pl.smem_bytes, small.max_smem_per_block);
+  // A limit between 32 rows of bare head_dim (2 * 256 bytes) and 32 padded rows (2 * 264 bytes)
+  // above the d256 ring: the cap must count the padded row stride (16 rows fit, 32 do not).
+  DeviceInfo odd = DeviceInfo::synthetic(84, 8, 6);
+  odd.max_smem_per_block = spw::tree_attention::mma::kv_smem_bytes(256) + 32 * 2 * 256;
+  p.head_dim = 256;
+  const Plan o = plan(p, pre, sz, par, odd);
+  EXPECT_EQ(o.rows_per_cta, 16);
+  EXPECT_LE(o.smem_bytes, odd.max_smem_per_block);
   DeviceInfo tiny = DeviceInfo::synthetic(84, 8, 6);
   tiny.max_smem_per_block = 48 * 1024;
-  p.head_dim = 256;
   EXPECT_THROW_MSG(plan(p, pre, sz, par, tiny), "device.max_smem_per_block = 49152: the mma kernel needs at least");
   p.head_dim = 128;
   const DeviceInfo turing = DeviceInfo::synthetic(40, 7, 5);

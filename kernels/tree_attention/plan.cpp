@@ -169,6 +169,8 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   const long long max_rows = static_cast<long long>(pl.max_tree_tokens) * group;
   pl.impl = p.impl == Impl::automatic ? Impl::mma : p.impl;
   if (pl.impl == Impl::v0) {
+    SPW_CHECK_ARG(static_cast<long long>(p.batch) * p.kv_heads <= 65535, w, "batch * kv_heads",
+                  static_cast<long long>(p.batch) * p.kv_heads, "must be <= 65535 for the v0 kernel (grid y); use mma");
     pl.rows_per_cta = 16;
     pl.row_blocks = static_cast<int>(ceil_div<long long>(max_rows, 16));
     pl.warps = 4;

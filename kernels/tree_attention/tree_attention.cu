@@ -47,7 +47,9 @@ __global__ void __launch_bounds__(kWarps * 32) tree_partial_kernel(Params p) {
   if (row0 >= n_rows) return;
   const bool tree_part = s == p.num_states - 1;
   const int plen = p.prefix_lens[b];
-  const int j0 = tree_part ? 0 : min(plen, s * p.chunk), j1 = tree_part ? n_tree : min(plen, (s + 1) * p.chunk);
+  const long long c0 = static_cast<long long>(s) * p.chunk;  // (s + 1) * chunk may pass INT_MAX
+  const int j0 = tree_part ? 0 : static_cast<int>(min(static_cast<long long>(plen), c0)),
+            j1 = tree_part ? n_tree : static_cast<int>(min(static_cast<long long>(plen), c0 + p.chunk));
 
   float q[kRowsPerWarp][E], acc[kRowsPerWarp][E];
   SoftmaxState st[kRowsPerWarp];

@@ -418,6 +418,12 @@ TEST(TreeAttentionPlan, MmaRowCapFollowsSharedMemoryAndComputeCapability) {
   EXPECT_THROW_MSG(plan(p, pre, sz, par, turing), "device compute capability = 7.5: the mma kernel needs sm_80");
   p.impl = Impl::v0;
   EXPECT_NO_THROW(plan(p, pre, sz, par, turing));
+  // v0's grid puts (request, kv head) on y: at most 65535 of them.
+  p.batch = 8200;
+  const std::vector<int32_t> pre8(8200, 3), sz8(8200, 1), par8(8200, -1);
+  EXPECT_THROW_MSG(plan(p, pre8, sz8, par8, kH100), "batch * kv_heads = 65600: must be <= 65535 for the v0 kernel");
+  p.impl = Impl::mma;
+  EXPECT_NO_THROW(plan(p, pre8, sz8, par8, kH100));
 }
 
 TEST(TreeAttentionPlan, MmaPrefixSplit) {

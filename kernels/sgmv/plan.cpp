@@ -101,6 +101,9 @@ Plan plan(const Problem& p, const int32_t* seg_starts, const int32_t* adapter_id
     while (pl.n_chunk_cols > 256 && groups * ceil_div(widest, pl.n_chunk_cols) < target) pl.n_chunk_cols /= 2;
   }
   pl.n_chunks = ceil_div(widest, pl.n_chunk_cols);
+  const long long grid_z = static_cast<long long>(p.num_slices) * std::max(pl.k_split, pl.n_chunks);
+  SPW_CHECK_ARG(grid_z <= 65535, w, "num_slices x (hidden / k_chunk | widest slice / n_chunk_cols)", grid_z,
+                "must be <= 65535 (grid.z limit): use fewer or narrower slices");
 
   size_t off = 0;
   if (pl.k_split > 1) {

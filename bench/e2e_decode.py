@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
 
 
-def configs(layers: int, bigram: bool) -> list[str]:
+def configs(layers: int, bigram: bool) -> list[tuple[str, int]]:
+    """(draft spec, tree width) of every row: width 1 = chain drafts, > 1 = token trees."""
     mg = "maxgram+bigram" if bigram else "maxgram"
     out = ["none", "maxgram"]
     if bigram:
@@ -41,15 +42,23 @@ def configs(layers: int, bigram: bool) -> list[str]:
     if bigram:
         out += [f"vcascade(self:{layers},{mg};lenience=2)",
                 f"hcascade(vcascade(self:{layers},{mg};lenience=2)*3,{mg}*3)"]
-    return out
+    rows = [(spec, 1) for spec in out]
+    # Token trees (up to 4 branches): more tokens per pass for a wider verification pass, which
+    # pays where a pass costs about the same for 1 and 30 tokens (the GPU).
+    rows += [("maxgram", 4)] + ([(mg, 4)] if bigram else [])
+    return rows
 
 
-def run(args, spec: str, temperature: float, prompts: pathlib.Path) -> list[dict]:
+def label(spec: str, tree: int) -> str:
+    return spec if tree == 1 else f"{spec} tree={tree}"
+
+
+def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path) -> list[dict]:
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
         out = f.name
     cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
            "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(args.k),
-           "--temperature", str(temperature), "--seed", "1", "--draft-length", args.draft_length]
+           "--temperature", str(temperature), "--seed", "1", "--draft-length", args.draft_length, "--tree", str(tree)]
     if args.backend:
         cmd += ["--backend", args.backend]
     print("$", " ".join(cmd), flush=True)
@@ -121,8 +130,9 @@ def main() -> int:
     for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
         base = None
         base_tokens = {}
-        for spec in configs(args.self_layers, bigram):
-            res = run(args, spec, temp, prompts)
+        for spec, tree in configs(args.self_layers, bigram):
+            res = run(args, spec, tree, temp, prompts)
+            name = label(spec, tree)
             tokens = sum(r["tokens"] for r in res)
             # tokens/s over the whole prompt set: total tokens / total decode time.
             secs = sum(r["tokens"] / r["tokens_per_s"] for r in res if r["tokens_per_s"] > 0)
@@ -141,12 +151,12 @@ def main() -> int:
             identical = None
             if mode == "greedy" and spec != "none":
                 identical = all(base_tokens.get(r["id"]) == r["output_hash"] for r in res)
-            row = {"case": f"{mode}_{spec}", "impl": "spillway" if spec == "none" else f"spillway:{spec}",
+            row = {"case": f"{mode}_{name}", "impl": "spillway" if spec == "none" else f"spillway:{name}",
                    "tokens_per_s": round(tps, 3), "speedup": round(tps / base, 4) if base else None,
                    "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
                    "swi": round(sum(r["swi"] for r in res) / len(res), 4),
                    "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
-                   "params": {"mode": mode, "draft": spec, "backend": backend, "max_tokens": args.max_tokens,
+                   "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
                               "k": args.k, "draft_length": args.draft_length, "prompts": len(res)}}
             if identical is not None:
                 row["identical_to_autoregressive"] = identical

@@ -37,6 +37,7 @@ with tempfile.TemporaryDirectory() as d:
     doc = json.loads((out / "e2e_decode.json").read_text())
     rows = {r["case"]: r for r in doc["rows"]}
     assert "greedy_none" in rows and "sampled_none" in rows and "greedy_maxgram" in rows, list(rows)
+    assert rows["greedy_maxgram tree=4"]["params"]["tree"] == 4, list(rows)  # token-tree rows
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r
         if case.startswith("greedy_") and case != "greedy_none":

@@ -372,6 +372,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       a.indices = dm + ml.indices;
       a.last_page_len = dm + ml.last_page_len;
       a.o = att_.get();
+      a.metadata_in_workspace = l > 0;  // layer 0's run copied the pass's metadata in
     };
     if (decode) {
       decode_attention::Args a;

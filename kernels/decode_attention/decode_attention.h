@@ -117,6 +117,11 @@ struct Args {
   // outputs
   void* o = nullptr;
   float* lse = nullptr;                    // optional (nullptr: not written)
+  /// true when this workspace already holds this plan's metadata: an earlier run() of the same
+  /// plan with the same workspace, in stream order, and nothing has written the workspace since
+  /// (e.g. every layer after the first of a forward pass). run() then skips its host-to-device
+  /// copy of the metadata (one copy per pass instead of one per layer).
+  bool metadata_in_workspace = false;
 };
 
 /// Host scheduling: checks `problem` and `kv_lens` (one per request), chooses the chunk size for

@@ -117,7 +117,8 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   check_args(pl, a, ws, ws_bytes);
   const Problem& pr = pl.problem;
   auto* base = static_cast<std::byte*>(ws);
-  SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
+  if (!a.metadata_in_workspace)
+    SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
   Params prm{};
   prm.q = a.q;
   prm.k_tree = a.k_tree;

@@ -122,6 +122,11 @@ struct Args {
   const int32_t* last_page_len = nullptr;
   void* o = nullptr;
   float* lse = nullptr;  // optional
+  /// true when this workspace already holds this plan's metadata: an earlier run() of the same
+  /// plan with the same workspace, in stream order, and nothing has written the workspace since
+  /// (e.g. every layer after the first of a forward pass). run() then skips its host-to-device
+  /// copy of the metadata (one copy per pass instead of one per layer).
+  bool metadata_in_workspace = false;
 };
 
 void check_problem(const Problem& p, const char* where);

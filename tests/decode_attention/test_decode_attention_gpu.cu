@@ -205,6 +205,33 @@ TEST(DecodeAttentionGpu, RepeatRunsAreBitwiseIdentical) {
   }
 }
 
+// metadata_in_workspace: a second run of the same plan on the same workspace uses the work list
+// already there (the runtime copies it once per pass, not once per layer). Proof: the plan's
+// host copy is scrambled before the second run, which must still give the first run's bits.
+TEST(DecodeAttentionGpu, MetadataInWorkspaceSkipsTheCopy) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  Case c = make_case(problem(3, 32, 8, 128, DType::f16, 16), {9000, 1, 3000}, rng);
+  DeviceCase<half> dev(c);
+  const Plan pl = plan(c.p, c.kv_lens, query_device(0));
+  ASSERT_TRUE(pl.needs_merge);
+  DeviceBuffer<unsigned char> ws(pl.workspace_bytes);
+  ws.fill_bytes(test::kPoisonByte);
+  dev.o.fill_bytes(test::kPoisonByte);
+  run(pl, dev.args(), ws.get(), ws.bytes(), nullptr);
+  SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  const Output first = download(dev);
+  EXPECT_TRUE(test::close_to(first.o, reference::attention(c.p, c.kv_lens, c.q, c.paged_cache()).o,
+                             test::tolerance_for(c.p.dtype)));
+  std::memset(pl.host_meta.get(), 0x7f, pl.meta_bytes);  // a copy now would launch garbage items
+  dev.o.fill_bytes(test::kPoisonByte);
+  Args a = dev.args();
+  a.metadata_in_workspace = true;
+  run(pl, a, ws.get(), ws.bytes(), nullptr);
+  SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(download(dev).o_bits, first.o_bits);
+}
+
 TEST(DecodeAttentionGpu, GraphCaptureAndReplayWithNewInputs) {
   SPW_REQUIRE_GPU();
   auto rng = test::make_rng();

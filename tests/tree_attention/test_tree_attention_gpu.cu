@@ -38,8 +38,11 @@ struct Out {
   std::vector<unsigned char> o_bits;
 };
 
+// Poisons O, LSE and the workspace, runs `pl`, downloads. rerun_from_workspace: then scrambles the
+// plan's host metadata, poisons O again and runs with metadata_in_workspace (the copy skipped):
+// the result returned is that second run's.
 template <typename T>
-Out run_case(const Case& c, const Plan& pl) {
+Out run_case(const Case& c, const Plan& pl, bool rerun_from_workspace = false) {
   auto q = up<T>(c.q), kt = up<T>(c.k_tree), vt = up<T>(c.v_tree), kp = up<T>(c.k_pages), vp = up<T>(c.v_pages);
   auto indptr = up_ints(c.indptr), indices = up_ints(c.indices), last = up_ints(c.last_page_len);
   DeviceBuffer<T> o(c.q.size());
@@ -51,6 +54,13 @@ Out run_case(const Case& c, const Plan& pl) {
   Args a{q.get(), kt.get(), vt.get(), kp.get(), vp.get(), indptr.get(), indices.get(), last.get(), o.get(), lse.get()};
   run(pl, a, ws.get(), pl.workspace_bytes, nullptr);
   SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  if (rerun_from_workspace) {
+    std::memset(pl.host_meta.get(), 0x7f, pl.meta_bytes);  // a copy now would break the run
+    SPW_CUDA_CHECK(cudaMemset(o.get(), test::kPoisonByte, o.size() * sizeof(T)));
+    a.metadata_in_workspace = true;
+    run(pl, a, ws.get(), pl.workspace_bytes, nullptr);
+    SPW_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   Out out;
   auto oh = o.download();
   out.o = test::to_floats(oh);
@@ -135,6 +145,19 @@ TEST(TreeAttentionGpu, RepeatRunsAreBitwiseIdentical) {
     const Out a = run_case<spw::half>(c, pl), b = run_case<spw::half>(c, pl);
     EXPECT_EQ(a.o_bits, b.o_bits) << impl_name(impl);
     EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float))) << impl_name(impl);
+  }
+}
+
+TEST(TreeAttentionGpu, MetadataInWorkspaceSkipsTheCopy) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  Problem p = small_problem(32, 8, 128, 16);
+  p.batch = 2;
+  Case c = make_case(rng, p, {3000, 40}, {random_tree(rng, 32), chain(7)});
+  for (Impl impl : kImpls) {
+    const Out a = run_case<spw::half>(c, plan_for(c, impl));
+    const Out b = run_case<spw::half>(c, plan_for(c, impl), true);
+    EXPECT_EQ(a.o_bits, b.o_bits) << impl_name(impl);
   }
 }
 

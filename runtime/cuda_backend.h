@@ -18,8 +18,10 @@
 // are sized for that) and at most 128 tokens per sequence (tree_attention's limit); a long chain
 // (prompt prefill) takes several passes, a token tree must fit one (at most 128 tokens).
 //
-// Not (yet) done: CUDA-graph capture of a whole step (the attention plans are rebuilt per
-// pass, and each allocates its small pinned metadata block), quantised weights on the device.
+// Host work per pass: the attention plan is rebuilt (its metadata carved from one reused
+// pinned arena: no allocation in steady state) and copied to the device once, for all layers.
+// Not (yet) done: CUDA-graph capture of a whole step (the plans' launch shapes change with the
+// sequence lengths), quantised weights on the device.
 // In a build without CUDA every factory throws spw::Error saying so.
 #pragma once
 

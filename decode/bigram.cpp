@@ -140,7 +140,7 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
   const auto start = std::chrono::steady_clock::now();
   try {
     if (base) {
-      for (int i = 0; i < batch; ++i) inputs[i] = {seqs[i], std::span<const int32_t>(&bos, 1), {}};
+      for (int i = 0; i < batch; ++i) inputs[i] = {seqs[i], std::span<const int32_t>(&bos, 1), {}, /*logits_rows=*/0};
       model.forward(inputs, logits);
     }
     for (int v0 = 0; v0 < vocab; v0 += batch) {

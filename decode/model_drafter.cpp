@@ -33,7 +33,7 @@ void ModelDrafter::collect_costs(std::vector<DraftCost>& out) const {
 }
 
 bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_t> extra,
-                        size_t rows, std::vector<float>& out) {
+                        size_t rows, std::vector<float>* out, std::vector<int32_t>* greedy) {
   const size_t total = context.size() + extra.size();
   if (context.empty() || total > static_cast<size_t>(model_->max_tokens())) return false;
   if (seq_ < 0) seq_ = model_->create_sequence();
@@ -46,12 +46,11 @@ bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_
   }
   std::vector<int32_t> fed(context.begin() + lcp, context.end());
   fed.insert(fed.end(), extra.begin(), extra.end());
-  rt::SeqInput in{seq_, fed, {}};
-  model_->forward(std::span<const rt::SeqInput>(&in, 1), out);
+  rt::SeqInput in{seq_, fed, {}, static_cast<int>(std::min(rows, fed.size()))};
+  if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), *greedy);
+  else model_->forward(std::span<const rt::SeqInput>(&in, 1), *out);
   ++forwards_;
   cached_.insert(cached_.end(), fed.begin(), fed.end());
-  const size_t keep = std::min(rows, fed.size());
-  out.erase(out.begin(), out.end() - keep * vocab_);
   return true;
 }
 
@@ -61,20 +60,23 @@ Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
   // The last proposed token is never fed: context + k - 1 tokens must fit.
   k = std::min<int64_t>(k, static_cast<int64_t>(model_->max_tokens()) - context.size() + 1);
   if (k <= 0) return d;
+  // Greedy drafting reads only the model's greedy token (forward_argmax), sampling its logits.
+  const bool greedy = sampling_.greedy();
   std::vector<float> logits, q;
-  std::vector<int32_t> step;
+  std::vector<int32_t> top, step;
   for (int i = 0; i < k; ++i) {
     if (i == 0) {
-      if (!feed(context, {}, 1, logits)) break;
+      if (!feed(context, {}, 1, greedy ? nullptr : &logits, greedy ? &top : nullptr)) break;
     } else {
       rt::SeqInput in{seq_, step, {}};
-      model_->forward(std::span<const rt::SeqInput>(&in, 1), logits);
+      if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), top);
+      else model_->forward(std::span<const rt::SeqInput>(&in, 1), logits);
       ++forwards_;
       cached_.push_back(step[0]);
     }
     int32_t tok;
-    if (sampling_.greedy()) {
-      tok = argmax(logits);
+    if (greedy) {
+      tok = top[0];
     } else {
       sampling_probs(logits, sampling_, q);
       tok = sample(q, rng_);
@@ -91,7 +93,7 @@ std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, 
   std::vector<Draft> out;
   if (context.empty() || k <= 0) return out;
   std::vector<float> first;
-  if (!feed(context, {}, 1, first)) return out;
+  if (!feed(context, {}, 1, &first, nullptr)) return out;
   std::vector<int32_t> order(vocab_);
   std::iota(order.begin(), order.end(), 0);
   const int alts = std::min(width, vocab_);
@@ -111,7 +113,7 @@ std::vector<std::vector<float>> ModelDrafter::score(std::span<const int32_t> con
                                                     std::span<const int32_t> draft) {
   std::vector<float> logits;
   std::vector<std::vector<float>> rows;
-  if (!feed(context, draft, draft.size() + 1, logits)) return rows;
+  if (!feed(context, draft, draft.size() + 1, &logits, nullptr)) return rows;
   const size_t n = logits.size() / vocab_;
   rows.resize(n);
   for (size_t i = 0; i < n; ++i)

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "kernels/common/error.h"
+#include "runtime/model.h"
 
 namespace spw::decode {
 
@@ -40,10 +41,7 @@ double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
 int32_t argmax(std::span<const float> logits) {
   SPW_CHECK(!logits.empty(), "argmax: empty logits");
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
-  return best;
+  return rt::greedy_token(logits);
 }
 
 void softmax(std::span<const float> logits, std::vector<float>& probs) {

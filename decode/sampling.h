@@ -29,7 +29,7 @@ class Rng {
 };
 
 /// Index of the largest logit (lowest index on ties).
-int32_t argmax(std::span<const float> logits);
+int32_t argmax(std::span<const float> logits);  // rt::greedy_token (one tie/NaN rule everywhere)
 /// The distribution sampled from: softmax(logits / temperature) restricted to the top-p
 /// nucleus and renormalised. temperature <= 0 gives the one-hot argmax distribution.
 void sampling_probs(std::span<const float> logits, const SamplingParams& params,

@@ -119,16 +119,16 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     s.seq_id = target_.create_sequence();
     if (factory_) s.drafter = factory_();
     if (s.text.size() > 1)
-      inputs.push_back({s.seq_id, std::span<const int32_t>(s.text.data(), s.text.size() - 1), {}});
+      inputs.push_back({s.seq_id, std::span<const int32_t>(s.text.data(), s.text.size() - 1), {}, /*logits_rows=*/0});
   }
   std::vector<float> logits;
-  if (!inputs.empty()) target_.forward(inputs, logits);
+  std::vector<int32_t> target_tokens;
+  if (!inputs.empty()) target_.forward(inputs, logits);  // no rows wanted: fills the caches
   const double prefill_s = since(t_prefill);
   for (auto& s : seqs) s.gen.stats.prefill_s = prefill_s;
 
   const auto t_loop = Clock::now();
   std::vector<SeqState*> active;
-  std::vector<float> row_logits;
   while (true) {
     active.clear();
     inputs.clear();
@@ -186,8 +186,12 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     }
     if (active.empty()) break;
 
+    // Greedy verification reads only the target's greedy tokens: forward_argmax (on the CUDA
+    // backend 4 bytes per row leave the device instead of a row of logits).
+    const bool greedy = params.sampling.greedy();
     const auto t_fwd = Clock::now();
-    target_.forward(inputs, logits);
+    if (greedy) target_.forward_argmax(inputs, target_tokens);
+    else target_.forward(inputs, logits);
     const double fwd_s = since(t_fwd);
     size_t row = 0;
     for (SeqState* sp : active) {
@@ -196,13 +200,15 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       st.target_s += fwd_s;
       ++st.target_passes;
       const size_t n = s.step_tokens.size();
-      std::span<const float> lg(logits.data() + row * vocab, n * vocab);
+      std::span<const float> lg = greedy ? std::span<const float>() : std::span<const float>(logits.data() + row * vocab, n * vocab);
+      std::span<const int32_t> tg = greedy ? std::span<const int32_t>(target_tokens.data() + row, n) : std::span<const int32_t>();
       row += n;
       const int cached = static_cast<int>(s.text.size()) - 1;  // pending goes at index `cached`
       VerifyResult vr;
       std::vector<int32_t> emitted;
       if (!s.is_tree || s.tree.size() == 0) {
-        vr = verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
+        vr = greedy ? verify_chain_greedy(tg, s.chain.tokens)
+                    : verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
         for (size_t i = 0; i < s.chain.tokens.size(); ++i) {
           count(st, i, s.chain.sources[i], static_cast<int>(i) < vr.accepted);
           ++st.proposed_at[i];
@@ -215,8 +221,9 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         emitted.assign(s.chain.tokens.begin(), s.chain.tokens.begin() + vr.accepted);
         target_.rollback(s.seq_id, cached + 1 + vr.accepted);
       } else {
-        vr = verify_tree(lg, vocab, std::span<const int32_t>(s.step_tokens).subspan(1), s.tree.parents,
-                         params.sampling, s.rng);
+        const auto tree_tokens = std::span<const int32_t>(s.step_tokens).subspan(1);
+        vr = greedy ? verify_tree_greedy(tg, tree_tokens, s.tree.parents)
+                    : verify_tree(lg, vocab, tree_tokens, s.tree.parents, params.sampling, s.rng);
         std::vector<bool> on_path(s.tree.size(), false);
         for (int32_t v : vr.path) on_path[v] = true;
         int max_depth = -1;

@@ -11,7 +11,66 @@ namespace {
 std::span<const float> row(std::span<const float> logits, int vocab, size_t i) {
   return logits.subspan(i * vocab, vocab);
 }
+
+// Greedy chain: target(i) = the target's greedy token after context + draft[:i].
+template <typename Target>
+VerifyResult greedy_chain(const Target& target, std::span<const int32_t> draft) {
+  VerifyResult r;
+  while (static_cast<size_t>(r.accepted) < draft.size() && draft[r.accepted] == target(r.accepted)) ++r.accepted;
+  r.next_token = target(r.accepted);
+  return r;
+}
+
+// children[0] = the root's children, children[i + 1] = node i's (checks the parent array).
+std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents, const char* where) {
+  const int t = static_cast<int>(parents.size());
+  std::vector<std::vector<int32_t>> children(t + 1);
+  for (int i = 0; i < t; ++i) {
+    SPW_CHECK(parents[i] >= -1 && parents[i] < i, "{}: parents[{}] = {}: must be in [-1, {})", where, i,
+              parents[i], i);
+    children[parents[i] + 1].push_back(i);
+  }
+  return children;
+}
+
+// Greedy tree walk: target(i) = the target's greedy token at row i (0 = root, i + 1 = node i).
+template <typename Target>
+VerifyResult greedy_tree(const Target& target, std::span<const int32_t> tokens,
+                         const std::vector<std::vector<int32_t>>& children) {
+  VerifyResult r;
+  for (int cur = -1;;) {
+    const int32_t a = target(cur + 1);
+    int next = -1;
+    for (int c : children[cur + 1])
+      if (tokens[c] == a) {
+        next = c;
+        break;
+      }
+    if (next < 0) {
+      r.next_token = a;
+      return r;
+    }
+    r.path.push_back(next);
+    ++r.accepted;
+    cur = next;
+  }
+}
 }  // namespace
+
+VerifyResult verify_chain_greedy(std::span<const int32_t> target, std::span<const int32_t> draft) {
+  SPW_CHECK(target.size() == draft.size() + 1, "verify_chain_greedy: {} target tokens for {} draft tokens (expected {})",
+            target.size(), draft.size(), draft.size() + 1);
+  return greedy_chain([&](size_t i) { return target[i]; }, draft);
+}
+
+VerifyResult verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
+                                std::span<const int32_t> parents) {
+  SPW_CHECK(parents.size() == tokens.size(), "verify_tree_greedy: {} parents for {} tokens", parents.size(),
+            tokens.size());
+  SPW_CHECK(target.size() == tokens.size() + 1, "verify_tree_greedy: {} target tokens for {} tree tokens (expected {})",
+            target.size(), tokens.size(), tokens.size() + 1);
+  return greedy_tree([&](size_t i) { return target[i]; }, tokens, tree_children(parents, "verify_tree_greedy"));
+}
 
 VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
                           const std::vector<std::vector<float>>& draft_probs,
@@ -21,14 +80,8 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
             "verify_chain: logits has {} values, expected ({} + 1) * {}", logits.size(), n, vocab);
   SPW_CHECK(draft_probs.empty() || draft_probs.size() == n,
             "verify_chain: {} probability rows for {} draft tokens", draft_probs.size(), n);
+  if (params.greedy()) return greedy_chain([&](size_t i) { return argmax(row(logits, vocab, i)); }, draft);
   VerifyResult r;
-  if (params.greedy()) {
-    while (static_cast<size_t>(r.accepted) < n &&
-           draft[r.accepted] == argmax(row(logits, vocab, r.accepted)))
-      ++r.accepted;
-    r.next_token = argmax(row(logits, vocab, r.accepted));
-    return r;
-  }
   std::vector<float> p;
   for (size_t i = 0; i < n; ++i) {
     sampling_probs(row(logits, vocab, i), params, p);
@@ -66,12 +119,8 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
             parents.size(), t);
   SPW_CHECK(logits.size() == static_cast<size_t>(t + 1) * vocab,
             "verify_tree: logits has {} values, expected ({} + 1) * {}", logits.size(), t, vocab);
-  std::vector<std::vector<int32_t>> children(t + 1);  // index 0 = root, i + 1 = node i
-  for (int i = 0; i < t; ++i) {
-    SPW_CHECK(parents[i] >= -1 && parents[i] < i, "verify_tree: parents[{}] = {}: must be in [-1, {})",
-              i, parents[i], i);
-    children[parents[i] + 1].push_back(i);
-  }
+  const auto children = tree_children(parents, "verify_tree");  // index 0 = root, i + 1 = node i
+  if (params.greedy()) return greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, children);
   VerifyResult r;
   int cur = -1;  // current node (-1 = root)
   std::vector<float> p;
@@ -79,33 +128,20 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
     const auto lg = row(logits, vocab, cur + 1);
     const auto& kids = children[cur + 1];
     int next = -1;
-    if (params.greedy()) {
-      const int32_t a = argmax(lg);
-      for (int c : kids)
-        if (tokens[c] == a) {
-          next = c;
-          break;
-        }
-      if (next < 0) {
-        r.next_token = a;
-        return r;
+    sampling_probs(lg, params, p);
+    for (int c : kids) {
+      const int32_t x = tokens[c];
+      double total = 0;
+      for (float v : p) total += v;
+      if (rng.uniform() * total < p[x]) {
+        next = c;
+        break;
       }
-    } else {
-      sampling_probs(lg, params, p);
-      for (int c : kids) {
-        const int32_t x = tokens[c];
-        double total = 0;
-        for (float v : p) total += v;
-        if (rng.uniform() * total < p[x]) {
-          next = c;
-          break;
-        }
-        if (!params.test_broken_residual) p[x] = 0.f;
-      }
-      if (next < 0) {
-        r.next_token = sample(p, rng);
-        return r;
-      }
+      if (!params.test_broken_residual) p[x] = 0.f;
+    }
+    if (next < 0) {
+      r.next_token = sample(p, rng);
+      return r;
     }
     r.path.push_back(next);
     ++r.accepted;

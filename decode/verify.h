@@ -41,4 +41,11 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
 VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
                          std::span<const int32_t> parents, const SamplingParams& params, Rng& rng);
 
+/// Greedy verification from the target's greedy tokens alone (Model::forward_argmax), the same
+/// result as verify_chain / verify_tree with greedy params on the logits they came from:
+/// target[i] is the greedy token of logits row i (n + 1, resp. T + 1 rows).
+VerifyResult verify_chain_greedy(std::span<const int32_t> target, std::span<const int32_t> draft);
+VerifyResult verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
+                                std::span<const int32_t> parents);
+
 }  // namespace spw::decode

@@ -232,10 +232,18 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
     matmul(g.data(), T, L.w_down, x.data(), /*accumulate=*/true);
   }
-  for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], w_.output_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
-  logits.resize(static_cast<size_t>(T) * c.vocab_size);
+  // lm_head over the wanted rows only (each entry's last logits_rows tokens), packed in order;
+  // the matmul is batch-invariant, so a row's logits do not depend on which others are wanted.
+  int R = 0, t0 = 0;
+  for (const SeqInput& in : batch) {
+    const int n = static_cast<int>(in.tokens.size());
+    for (int t = t0 + n - wanted_rows(in); t < t0 + n; ++t, ++R)
+      rmsnorm(&x[size_t(t) * H], w_.output_norm.data(), &h[size_t(R) * H], H, c.rms_eps);
+    t0 += n;
+  }
+  logits.resize(static_cast<size_t>(R) * c.vocab_size);
   const float* lm = c.tied_embeddings ? w_.token_embd.data() : w_.output.w.data();
-  matmul(h.data(), T, lm, c.vocab_size, H, nullptr, logits.data(), false);
+  if (R > 0) matmul(h.data(), R, lm, c.vocab_size, H, nullptr, logits.data(), false);
   for (const auto& in : batch) seqs_[in.seq_id].len += static_cast<int>(in.tokens.size());
 }
 

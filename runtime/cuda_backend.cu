@@ -62,7 +62,10 @@ class CudaModel final : public Model {
   }
   void rollback(int id, int new_len) override;
   void keep_tokens(int id, int base, std::span<const int32_t> offsets) override;
-  void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
+  void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override { run(batch, {&logits, nullptr}); }
+  void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens) override {
+    run(batch, {nullptr, &tokens});
+  }
 
  private:
   void check_seq(int id, const char* where) const {
@@ -76,7 +79,13 @@ class CudaModel final : public Model {
   void make_biases_uniform();
   void plan_gemms();
   void ensure_attention_workspace(size_t bytes);
-  void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, std::vector<float>& logits);
+  // What a forward returns: the wanted rows' logits, or only their greedy tokens.
+  struct Output {
+    std::vector<float>* logits = nullptr;
+    std::vector<int32_t>* tokens = nullptr;
+  };
+  void run(std::span<const SeqInput> batch, Output out);
+  void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out);
   void gemm(const flat_gemm::Plan& p, const void* x, const void* w, const Buffer16& bias, const void* residual,
             void* y) {
     flat_gemm::Args a{x, w, bias.size() ? bias.get() : nullptr, residual, y, lt_.get()};
@@ -96,6 +105,7 @@ class CudaModel final : public Model {
   Buffer16 pool_;           // [layer][K | V] planes
   Buffer16 x_, h_, qkv_, q_, k_, v_, att_, ffn_;
   DeviceBuffer<float> logits_;
+  DeviceBuffer<int32_t> argmax_;  // [max_forward_tokens] greedy token of each logits_ row
   std::vector<GemmPlans> gemm_plans_;  // [m - 1]
   Bytes gemm_ws_, attn_ws_;
   std::optional<MetaLayout> meta_;
@@ -131,6 +141,7 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
   att_ = Buffer16(T * q_dim());
   ffn_ = Buffer16(T * I);
   logits_ = DeviceBuffer<float>(T * c.vocab_size);
+  argmax_ = DeviceBuffer<int32_t>(T);
   plan_gemms();
 
   // KV pool: what the option asks, else 64 full-length sequences within 3/4 of the free memory
@@ -255,7 +266,7 @@ void CudaModel::keep_tokens(int id, int base, std::span<const int32_t> offsets) 
   stream_.sync();  // keep_host_ is reused by the next call
 }
 
-void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
+void CudaModel::run(std::span<const SeqInput> batch, Output out) {
   const ModelConfig& c = w_.config;
   ForwardLimits lim{c.vocab_size, max_tokens_, opt_.max_forward_tokens, tree_attention::kMaxTreeTokens};
   const ForwardPasses fp = plan_forward_passes(batch, [&](int id) {
@@ -278,8 +289,9 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
     decode_plans_.clear();
     tree_plans_.clear();
     plan_host_.reset();  // the previous forward ended with a sync: nothing reads the arena now
-    logits.resize(static_cast<size_t>(fp.total_tokens) * c.vocab_size);
-    for (const auto& pass : fp.passes) run_pass(pass, batch, logits);
+    if (out.logits) out.logits->resize(static_cast<size_t>(fp.total_rows) * c.vocab_size);
+    if (out.tokens) out.tokens->resize(fp.total_rows);
+    for (const auto& pass : fp.passes) run_pass(pass, batch, out);
     stream_.sync();
   } catch (...) {
     cudaStreamSynchronize(stream_.get());  // let queued work finish before the plans go
@@ -288,8 +300,7 @@ void CudaModel::forward(std::span<const SeqInput> batch, std::vector<float>& log
   }
 }
 
-void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch,
-                         std::vector<float>& logits) {
+void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out) {
   const ModelConfig& c = w_.config;
   const MetaLayout& ml = *meta_;
   const DType dt = opt_.dtype;
@@ -390,19 +401,39 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     gemm(g.gate_up, h_.get(), L.wgu.get(), L.bgu, nullptr, ffn_.get());  // silu(gate) * up
     gemm(g.down, ffn_.get(), L.wdown.get(), L.bdown, x_.get(), x_.get());  // x += ffn . Wdown^T
   }
-  small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
-  gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
-
-  // Logits rows back to the caller's order (adjacent pieces in one copy).
-  const size_t V = c.vocab_size;
-  for (size_t i = 0, row = 0; i < pass.size();) {
-    size_t j = i + 1, rows = pass[i].count;
-    while (j < pass.size() && pass[j].out_row == pass[j - 1].out_row + pass[j - 1].count) rows += pass[j++].count;
-    SPW_CUDA_CHECK(cudaMemcpyAsync(logits.data() + size_t(pass[i].out_row) * V, logits_.get() + row * V,
-                                   rows * V * sizeof(float), cudaMemcpyDeviceToHost, s));
-    row += rows;
-    i = j;
+  // Output: the lm_head over the pass (skipped when no row of it is wanted, e.g. a prefill),
+  // then the wanted rows (or their greedy tokens) back in the caller's order, runs of rows that
+  // are adjacent on both sides in one copy.
+  int wanted = 0;
+  for (const PassPiece& p : pass) wanted += p.out_count;
+  if (wanted > 0) {
+    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
+    gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
+    if (out.tokens) small_ops::argmax(logits_.get(), T, c.vocab_size, argmax_.get(), s);
   }
+  const size_t V = c.vocab_size;
+  auto copy_rows = [&](int src_row, int dst_row, int rows) {
+    if (out.logits)
+      SPW_CUDA_CHECK(cudaMemcpyAsync(out.logits->data() + size_t(dst_row) * V, logits_.get() + size_t(src_row) * V,
+                                     size_t(rows) * V * sizeof(float), cudaMemcpyDeviceToHost, s));
+    else
+      SPW_CUDA_CHECK(cudaMemcpyAsync(out.tokens->data() + dst_row, argmax_.get() + src_row, size_t(rows) * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, s));
+  };
+  int run_src = 0, run_dst = 0, run_rows = 0, pass_row = 0;
+  for (const PassPiece& p : pass) {
+    if (p.out_count > 0) {
+      const int src = pass_row + p.out_first;
+      if (run_rows > 0 && src == run_src + run_rows && p.out_row == run_dst + run_rows) {
+        run_rows += p.out_count;
+      } else {
+        if (run_rows > 0) copy_rows(run_src, run_dst, run_rows);
+        run_src = src, run_dst = p.out_row, run_rows = p.out_count;
+      }
+    }
+    pass_row += p.count;
+  }
+  if (run_rows > 0) copy_rows(run_src, run_dst, run_rows);
   if (opt_.debug_checks) stream_.sync();  // a failing launch is reported by the pass that made it
 }
 

@@ -24,6 +24,8 @@ std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std:
               max_tokens);
     SPW_CHECK_ARG(in.parents.empty() || static_cast<int>(in.parents.size()) == n, w,
                   fmt::format("batch[{}].parents.size()", b), in.parents.size(), fmt::format("must be 0 or {}", n));
+    SPW_CHECK_ARG(in.logits_rows >= -1 && in.logits_rows <= n, w, fmt::format("batch[{}].logits_rows", b),
+                  in.logits_rows, fmt::format("must be -1 (all) or in 0..{} (tokens.size())", n));
     for (int i = 0; i < n; ++i) {
       SPW_CHECK_ARG(in.tokens[i] >= 0 && in.tokens[i] < vocab_size, w, fmt::format("batch[{}].tokens[{}]", b, i),
                     in.tokens[i], fmt::format("must be in 0..{}", vocab_size - 1));
@@ -69,10 +71,11 @@ ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::fu
   SPW_CHECK_ARG(lim.max_piece_tokens >= 1, w, "max_piece_tokens", lim.max_piece_tokens, "must be >= 1");
   ForwardPasses fp;
   fp.cached = check_forward_batch(batch, cached_tokens, lim.vocab_size, lim.max_tokens, &lim);
-  std::vector<int> out_row(batch.size());
+  std::vector<int> out_row(batch.size());  // output row of each entry's first wanted token
   for (size_t b = 0; b < batch.size(); ++b) {
-    out_row[b] = fp.total_tokens;
+    out_row[b] = fp.total_rows;
     fp.total_tokens += static_cast<int>(batch[b].tokens.size());
+    fp.total_rows += wanted_rows(batch[b]);
   }
 
   std::vector<int> done(batch.size(), 0);
@@ -93,7 +96,13 @@ ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::fu
       p.count = take;
       p.prefix = fp.cached[b] + done[b];
       p.tree = tree;
-      p.out_row = out_row[b] + done[b];
+      // Wanted tokens are the entry's last wanted_rows: [n - wanted, n) meets this piece in
+      // [first + out_first, first + out_first + out_count).
+      const int want_from = n - wanted_rows(batch[b]);
+      const int lo = std::max(done[b], want_from), hi = done[b] + take;
+      p.out_first = std::max(0, lo - done[b]);
+      p.out_count = std::max(0, hi - lo);
+      p.out_row = out_row[b] + std::max(0, lo - want_from);
       pass.push_back(p);
       budget -= take;
       done[b] += take;

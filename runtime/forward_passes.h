@@ -27,7 +27,11 @@ struct PassPiece {
   int count = 0;
   int prefix = 0;       // tokens cached before this piece (cached at forward start + first)
   bool tree = false;    // the whole token tree of the sequence (parents given)
-  int out_row = 0;      // logits row of the piece's first token
+  // Output rows: the piece's tokens out_first .. out_first + out_count - 1 (piece-local) are
+  // wanted (SeqInput::logits_rows), as output rows out_row, out_row + 1, ...
+  int out_first = 0;
+  int out_count = 0;
+  int out_row = 0;
 };
 
 struct ForwardLimits {
@@ -39,6 +43,7 @@ struct ForwardLimits {
 
 struct ForwardPasses {
   int total_tokens = 0;
+  int total_rows = 0;                          // output rows (wanted logits rows)
   std::vector<int> cached;                     // per batch entry: tokens cached before the call
   std::vector<std::vector<PassPiece>> passes;  // in execution order
 };
@@ -46,7 +51,7 @@ struct ForwardPasses {
 /// Checks a forward batch and returns each entry's cached tokens. `cached_tokens(seq_id)`
 /// returns a sequence's cached tokens and throws spw::Error for an unknown id (its message is
 /// the caller's). Checks, in order: non-empty batch; per entry: known id, not twice, >= 1 token,
-/// cache limit `max_tokens`, parents size, token ids in 0..vocab_size-1, parents[i] in -1..i-1,
+/// cache limit `max_tokens`, parents size, logits_rows in -1..N, token ids in 0..vocab_size-1, parents[i] in -1..i-1,
 /// and, with `tree_limits`, a tree of at most min(max_piece_tokens, max_pass_tokens) tokens.
 /// Throws spw::Error "Model::forward: <argument> = <value>: <why>".
 std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,

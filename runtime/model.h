@@ -46,7 +46,20 @@ struct SeqInput {
   // Otherwise size N, parents[i] < i, -1 = child of the cached prefix: token i sees the cache,
   // its ancestors and itself, and its position is cached_tokens + depth(i).
   std::span<const int32_t> parents;
+  // Rows of output wanted: the last `logits_rows` of the N tokens; -1 (default) = all N, 0 =
+  // none (e.g. a prompt prefill whose logits nobody reads: the lm_head is skipped for it).
+  int logits_rows = -1;
 };
+
+/// Rows of output `in` asks for: N for -1, else in.logits_rows.
+inline int wanted_rows(const SeqInput& in) {
+  return in.logits_rows < 0 ? static_cast<int>(in.tokens.size()) : in.logits_rows;
+}
+
+/// The most likely token of one row of logits: the lowest index among equal maxima; a NaN
+/// never wins unless it is at index 0 (nothing compares greater than it). The rule of greedy
+/// decoding everywhere (decode::argmax, Model::forward_argmax on every backend).
+int32_t greedy_token(std::span<const float> logits);
 
 /// A loaded model on one backend, serving any number of sequences.
 class Model {
@@ -67,9 +80,16 @@ class Model {
   virtual int max_tokens() const = 0;
 
   /// Runs one forward pass over the new tokens of every sequence in `batch` and appends
-  /// their K/V to the caches. `logits` is resized to [total new tokens, vocab_size],
-  /// row-major fp32, rows in the order of `batch` then of each sequence's tokens.
+  /// their K/V to the caches. `logits` is resized to [wanted rows, vocab_size], row-major
+  /// fp32: each sequence's wanted rows (SeqInput::logits_rows; all its new tokens by default)
+  /// in the order of `batch`, then of the sequence's tokens.
   virtual void forward(std::span<const SeqInput> batch, std::vector<float>& logits) = 0;
+
+  /// forward(), returning for each wanted row only its greedy_token (`tokens` resized to the
+  /// wanted rows, same order): all that greedy decoding and verification read. The default
+  /// runs forward() and reduces the rows on the host; the CUDA backend reduces on the device
+  /// and copies 4 bytes per row instead of 4 * vocab_size.
+  virtual void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens);
 
   /// Drops every cached token at position >= new_len (new_len <= cached_tokens).
   virtual void rollback(int seq_id, int new_len) = 0;

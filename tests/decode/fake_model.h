@@ -54,8 +54,13 @@ class FakeModel : public rt::Model {
   void forward(std::span<const rt::SeqInput> batch, std::vector<float>& logits) override {
     ++forward_calls;
     size_t total = 0;
-    for (const auto& s : batch) total += s.tokens.size();
+    for (const auto& s : batch) {
+      if (s.logits_rows < -1 || s.logits_rows > static_cast<int>(s.tokens.size()))
+        throw std::runtime_error("forward: bad logits_rows");
+      total += rt::wanted_rows(s);
+    }
     logits.assign(total * cfg_.vocab_size, 0.f);
+    std::vector<float> one(cfg_.vocab_size);
     size_t row = 0;
     for (const auto& s : batch) {
       auto& cache = at(s.seq_id);
@@ -77,10 +82,11 @@ class FakeModel : public rt::Model {
         std::vector<int32_t> visible = ctx;
         visible.insert(visible.end(), chain.rbegin(), chain.rend());
         const int pos = base + static_cast<int>(chain.size()) - 1;
-        logits_after(visible, pos + 1, &logits[(row + i) * cfg_.vocab_size]);
+        const int first_wanted = n - rt::wanted_rows(s);  // the last wanted_rows tokens have rows
+        logits_after(visible, pos + 1, i >= first_wanted ? &logits[(row + i - first_wanted) * cfg_.vocab_size] : one.data());
         cache.push_back({s.tokens[i], pos});
       }
-      row += n;
+      row += rt::wanted_rows(s);
     }
   }
   void rollback(int id, int new_len) override {

@@ -232,3 +232,35 @@ TEST(Sampling, TopPKeepsTheSmallestNucleusAndRenormalises) {
   EXPECT_EQ(nonzero, keep);
   for (size_t i = 0; i < keep; ++i) EXPECT_GT(q[order[i]], 0.f);
 }
+
+// verify_*_greedy on the target's greedy tokens = verify_* with greedy params on the logits.
+TEST(GreedyVerify, ArgmaxFormsEqualTheLogitsFormsOnRandomChainsAndTrees) {
+  auto rng = spw::test::make_rng(7);
+  const int vocab = 5;  // small: drafts often match
+  SamplingParams greedy;
+  Rng unused(1);
+  for (int trial = 0; trial < 500; ++trial) {
+    const int n = std::uniform_int_distribution<int>(0, 8)(rng);
+    std::vector<int32_t> draft(n), parents(n);
+    for (int i = 0; i < n; ++i) {
+      draft[i] = std::uniform_int_distribution<int>(0, vocab - 1)(rng);
+      parents[i] = std::uniform_int_distribution<int>(-1, i - 1)(rng);
+    }
+    std::vector<float> logits((n + 1) * vocab);
+    for (auto& x : logits) x = static_cast<float>(std::uniform_int_distribution<int>(0, 3)(rng));  // ties too
+    std::vector<int32_t> top(n + 1);
+    for (int r = 0; r <= n; ++r) top[r] = argmax(std::span<const float>(logits.data() + r * vocab, vocab));
+    const auto a = verify_chain(logits, vocab, draft, {}, greedy, unused), b = verify_chain_greedy(top, draft);
+    ASSERT_EQ(a.accepted, b.accepted) << trial;
+    ASSERT_EQ(a.next_token, b.next_token) << trial;
+    const auto t = verify_tree(logits, vocab, draft, parents, greedy, unused),
+               u = verify_tree_greedy(top, draft, parents);
+    ASSERT_EQ(t.accepted, u.accepted) << trial;
+    ASSERT_EQ(t.path, u.path) << trial;
+    ASSERT_EQ(t.next_token, u.next_token) << trial;
+  }
+  const std::vector<int32_t> two{1, 2};
+  EXPECT_THROW_MSG(verify_chain_greedy(two, two), "verify_chain_greedy: 2 target tokens for 2 draft tokens (expected 3)");
+  EXPECT_THROW_MSG(verify_tree_greedy(std::vector<int32_t>{1, 2, 3}, two, std::vector<int32_t>{-1, 1}),
+                   "verify_tree_greedy: parents[1] = 1: must be in [-1, 1)");
+}

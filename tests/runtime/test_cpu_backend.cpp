@@ -4,6 +4,7 @@
 // equal separate runs, and bad input is rejected by name. (Agreement with an independent
 // NumPy implementation: the runtime_numpy_reference_* tests.)
 #include <filesystem>
+#include <limits>
 
 #include "runtime/gguf_writer.h"
 #include "runtime/model_loader.h"
@@ -85,6 +86,54 @@ TEST_F(CpuBackend, ChainAndTreeLogitsAreBitIdenticalToSingleTokenSteps) {
   path.insert(path.end(), {7, 8, 10});
   const auto single = run_single(*m, path);
   EXPECT_EQ(std::memcmp(single.data(), &logits[3 * size_t(V)], V * sizeof(float)), 0);
+}
+
+// SeqInput::logits_rows: each entry's last rows only, packed in batch order, bit-identical to
+// the same rows of a full forward; 0 rows still fills the cache. forward_argmax returns the
+// greedy token of exactly those rows.
+TEST_F(CpuBackend, WantedRowsAndArgmaxMatchTheFullForward) {
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  const std::vector<int32_t> a{256, 72, 101, 5, 6}, b{256, 8, 42}, c{256, 300, 11, 9};
+  auto fresh = [&] { return std::vector<int>{m->create_sequence(), m->create_sequence(), m->create_sequence()}; };
+  const auto s0 = fresh();
+  std::vector<float> full;
+  std::vector<SeqInput> all{{s0[0], a, {}}, {s0[1], b, {}}, {s0[2], c, {}}};
+  m->forward(all, full);
+  const auto s1 = fresh();
+  std::vector<float> some;
+  std::vector<SeqInput> wanted{{s1[0], a, {}, 2}, {s1[1], b, {}, 0}, {s1[2], c, {}, 4}};
+  m->forward(wanted, some);
+  ASSERT_EQ(some.size(), size_t(2 + 0 + 4) * V);
+  const int rows_of_full[] = {3, 4, 8, 9, 10, 11};  // a's last 2, none of b, all of c
+  for (int r = 0; r < 6; ++r)
+    EXPECT_EQ(std::memcmp(&some[size_t(r) * V], &full[size_t(rows_of_full[r]) * V], V * sizeof(float)), 0) << r;
+  EXPECT_EQ(m->cached_tokens(s1[1]), 3) << "no rows wanted, cache still filled";
+  // The next token after b sees the cache that the 0-row forward filled.
+  const int32_t next = 17;
+  std::vector<float> after0, after1;
+  m->forward(std::vector<SeqInput>{{s0[1], std::span(&next, 1), {}}}, after0);
+  m->forward(std::vector<SeqInput>{{s1[1], std::span(&next, 1), {}}}, after1);
+  EXPECT_EQ(after0, after1);
+  const auto s2 = fresh();
+  std::vector<int32_t> tokens;
+  m->forward_argmax(std::vector<SeqInput>{{s2[0], a, {}, 2}, {s2[1], b, {}, 0}, {s2[2], c, {}, 4}}, tokens);
+  ASSERT_EQ(tokens.size(), 6u);
+  for (int r = 0; r < 6; ++r)
+    EXPECT_EQ(tokens[r], greedy_token(std::span<const float>(&full[size_t(rows_of_full[r]) * V], V))) << r;
+  std::vector<float> none;
+  const auto s3 = fresh();
+  EXPECT_THROW_MSG(m->forward(std::vector<SeqInput>{{s3[0], a, {}, 6}}, none),
+                   "Model::forward: batch[0].logits_rows = 6: must be -1 (all) or in 0..5");
+}
+
+TEST(GreedyToken, LowestIndexOfTheMaximumAndNaNRules) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(greedy_token(std::vector<float>{1, 3, 2, 3}), 1);
+  EXPECT_EQ(greedy_token(std::vector<float>{-inf, -inf}), 0);
+  EXPECT_EQ(greedy_token(std::vector<float>{1, nan, 5, nan}), 2) << "NaN never wins";
+  EXPECT_EQ(greedy_token(std::vector<float>{nan, 9, 10}), 0) << "except at index 0: nothing compares greater";
+  EXPECT_THROW_MSG(greedy_token(std::vector<float>{}), "greedy_token: empty logits");
 }
 
 TEST_F(CpuBackend, ChainEqualsSingleTokenSteps) {

@@ -258,6 +258,38 @@ TEST_P(CudaVsCpu, LoadModelWithBackendCuda) {
   EXPECT_TRUE(test::close_to(lg, std::vector<double>(lc.begin(), lc.end()), tol()));
 }
 
+// SeqInput::logits_rows over several passes (max_forward_tokens 8 cuts the prompts): the
+// wanted rows close to the CPU's, 0 rows skips the lm_head but fills the cache, and
+// forward_argmax gives exactly the greedy tokens of the same forward's logits.
+TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
+  SPW_REQUIRE_GPU();
+  auto m = both(models_->untied, {.page_size = 4, .max_forward_tokens = 8});
+  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  auto batch = [&](int s0, int s1, int s2) {
+    return std::vector<SeqInput>{{s0, a, {}, 3}, {s1, b, {}, 0}, {s2, c, {}, -1}};
+  };
+  const int x0 = m.create(), x1 = m.create(), x2 = m.create();
+  m.forward(batch(x0, x1, x2));
+  ASSERT_EQ(m.lg.size(), size_t(3 + 0 + 5) * m.vocab());
+  EXPECT_TRUE(m.rows_close(tol()));
+  m.expect_same_lengths({x0, x1, x2});
+  const int32_t next = 99;
+  m.forward({{x1, std::span(&next, 1), {}}});  // after the 0-row prefill of b
+  EXPECT_TRUE(m.rows_close(tol()));
+  // The same batch on fresh sequences, greedy tokens only (the device reduces the rows).
+  const int y0 = m.create(), y1 = m.create(), y2 = m.create();
+  std::vector<int32_t> tokens;
+  m.gpu->forward_argmax(batch(y0, y1, y2), tokens);
+  m.cpu->forward(batch(y0, y1, y2), m.lc);  // keep the CPU in step
+  const int V = m.vocab();
+  std::vector<float> lg2;
+  const int z0 = m.gpu->create_sequence(), z1 = m.gpu->create_sequence(), z2 = m.gpu->create_sequence();
+  m.gpu->forward(batch(z0, z1, z2), lg2);
+  ASSERT_EQ(tokens.size(), 8u);
+  for (size_t r = 0; r < tokens.size(); ++r)
+    EXPECT_EQ(tokens[r], greedy_token(std::span<const float>(lg2.data() + r * V, V))) << "row " << r;
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaVsCpu, ::testing::Values(DType::f16, DType::bf16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 

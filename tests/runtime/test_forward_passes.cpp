@@ -37,6 +37,8 @@ TEST(ForwardPasses, RejectsBadBatchesLikeTheCpuBackend) {
     EXPECT_THROW_MSG(plan_forward_passes(batch, cached, kLimits), msg);
   };
   check({}, "Model::forward: batch is empty");
+  check({{0, ok, {}, 3}}, "Model::forward: batch[0].logits_rows = 3: must be -1 (all) or in 0..2");
+  check({{0, ok, {}, -2}}, "batch[0].logits_rows = -2");
   check({{99, ok, {}}}, "seq_id = 99: no such sequence");
   std::vector<int32_t> bad = {1, 320};
   check({{0, bad, {}}}, "Model::forward: batch[0].tokens[1] = 320: must be in 0..319");
@@ -73,14 +75,18 @@ TEST(ForwardPasses, RejectsBadBatchesLikeTheCpuBackend) {
 
 // Every token of every entry is covered once, in order, each pass within its limits, each
 // sequence at most once per pass, and a later piece of a chain sees the earlier ones as prefix.
+// Output rows: exactly the wanted tokens (each entry's last logits_rows) have rows, packed in
+// batch order.
 void expect_valid(const ForwardPasses& fp, std::span<const SeqInput> batch, const ForwardLimits& lim) {
   std::vector<int> next(batch.size(), 0), row(batch.size());
-  int total = 0;
+  int total = 0, rows = 0, covered = 0;
   for (size_t b = 0; b < batch.size(); ++b) {
-    row[b] = total;
+    row[b] = rows;
     total += static_cast<int>(batch[b].tokens.size());
+    rows += wanted_rows(batch[b]);
   }
   ASSERT_EQ(fp.total_tokens, total);
+  ASSERT_EQ(fp.total_rows, rows);
   for (const auto& pass : fp.passes) {
     ASSERT_FALSE(pass.empty());
     int tokens = 0;
@@ -91,7 +97,15 @@ void expect_valid(const ForwardPasses& fp, std::span<const SeqInput> batch, cons
       EXPECT_EQ(p.seq_id, batch[p.batch_index].seq_id);
       EXPECT_EQ(p.first, next[p.batch_index]);
       EXPECT_EQ(p.prefix, fp.cached[p.batch_index] + p.first);
-      EXPECT_EQ(p.out_row, row[p.batch_index] + p.first);
+      const int n = static_cast<int>(batch[p.batch_index].tokens.size());
+      const int from = n - wanted_rows(batch[p.batch_index]);
+      for (int j = p.first; j < p.first + p.count; ++j)
+        EXPECT_EQ(j >= from, j - p.first >= p.out_first && j - p.first < p.out_first + p.out_count)
+            << "token " << j << " of entry " << p.batch_index;
+      if (p.out_count > 0) {
+        EXPECT_EQ(p.out_row, row[p.batch_index] + p.first + p.out_first - from);
+      }
+      covered += p.out_count;
       EXPECT_EQ(p.tree, !batch[p.batch_index].parents.empty());
       if (p.tree) {
         EXPECT_EQ(p.count, static_cast<int>(batch[p.batch_index].tokens.size()));
@@ -101,6 +115,7 @@ void expect_valid(const ForwardPasses& fp, std::span<const SeqInput> batch, cons
     }
     EXPECT_LE(tokens, lim.max_pass_tokens);
   }
+  EXPECT_EQ(covered, rows);
   for (size_t b = 0; b < batch.size(); ++b) EXPECT_EQ(next[b], static_cast<int>(batch[b].tokens.size()));
 }
 
@@ -163,7 +178,10 @@ TEST(ForwardPasses, RandomBatchesAreCoveredWithinLimits) {
       if (tree)
         for (int i = 0; i < len; ++i) pars[b].push_back(static_cast<int32_t>(rng() % (i + 1)) - 1);
       lens[10 + b] = rng() % 100;
-      batch.push_back({10 + b, toks[b], pars[b]});
+      // logits rows: all (-1), none, or the last few
+      const int mode = static_cast<int>(rng() % 3);
+      const int want = mode == 0 ? -1 : mode == 1 ? 0 : static_cast<int>(rng() % (len + 1));
+      batch.push_back({10 + b, toks[b], pars[b], want});
     }
     auto fp = plan_forward_passes(batch, cache_of(lens), lim);
     expect_valid(fp, batch, lim);

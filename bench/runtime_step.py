@@ -44,10 +44,12 @@ def run_step(exe: str, args: list[str]) -> list[dict]:
 
 def to_row(r: dict, impl: str, bytes_per_param: int, threads: int | None = None) -> dict:
     model = r["model"]
-    case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}"
+    argmax = r.get("output") == "argmax"
+    case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("_argmax" if argmax else "")
     secs = r["median_ms"] / 1000.0
     weight_bytes = WEIGHT_PARAMS.get(model, 0) * bytes_per_param
-    params = {"model": model, "batch": r["batch"], "context": r["context"], "k": r["k"]}
+    params = {"model": model, "batch": r["batch"], "context": r["context"], "k": r["k"],
+              "output": r.get("output", "logits")}
     if threads:
         params["threads"] = threads
     row = {"case": case, "impl": impl, "median_us": round(r["median_ms"] * 1000, 1),
@@ -118,6 +120,9 @@ def main() -> None:
                 rows.append(to_row(r, "spillway:cuda", 2))
             for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "32", "--ks", "1"]):
                 rows.append(to_row(r, "spillway:cuda", 2))
+            # greedy verification's cost curve: forward_argmax (no logits rows leave the device)
+            for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]):
+                rows.append(to_row(r, "spillway:cuda:argmax", 2))
         except RuntimeError as e:
             skipped.append({"case": value, "impl": "spillway:cuda", "reason": str(e)})
     name, driver = gpu_name_driver()

@@ -36,8 +36,9 @@ std::vector<int> parse_list(const std::string& s, const char* name) {
 
 // B sequences, each prefilled with `ctx` random tokens; one JSON line per k: the median
 // latency of a forward of k new tokens for every sequence (rolled back after each run).
+// argmax: forward_argmax (what greedy verification runs: only the greedy tokens come back).
 void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<int>& ks, int reps, std::mt19937& rng,
-                  const std::string& label) {
+                  const std::string& label, bool argmax) {
   const int vocab = model.config().vocab_size;
   std::vector<int> seqs(batch);
   std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(ctx));
@@ -45,9 +46,10 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
   for (int b = 0; b < batch; ++b) {
     seqs[b] = model.create_sequence();
     for (auto& t : prompts[b]) t = static_cast<int32_t>(rng() % vocab);
-    inputs.push_back({seqs[b], prompts[b], {}});
+    inputs.push_back({seqs[b], prompts[b], {}, /*logits_rows=*/0});
   }
   std::vector<float> logits;
+  std::vector<int32_t> tokens;
   model.forward(inputs, logits);
   for (int k : ks) {
     std::vector<std::vector<int32_t>> drafts(batch, std::vector<int32_t>(k));
@@ -59,7 +61,8 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
     std::vector<double> ms;
     for (int r = 0; r < reps + 1; ++r) {  // the first run warms caches and is dropped
       auto t0 = std::chrono::steady_clock::now();
-      model.forward(inputs, logits);  // returns with the logits on the host
+      if (argmax) model.forward_argmax(inputs, tokens);  // returns with the tokens on the host
+      else model.forward(inputs, logits);                 // returns with the logits on the host
       auto t1 = std::chrono::steady_clock::now();
       for (int s : seqs) model.rollback(s, ctx);
       if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
@@ -68,8 +71,9 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
     const double median = ms[ms.size() / 2];
     fmt::print(
         "{{\"model\": \"{}\", \"backend\": \"{}\", \"context\": {}, \"batch\": {}, \"k\": {}, \"median_ms\": {:.3f}, "
-        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}}}\n",
-        label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps);
+        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\"}}\n",
+        label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps,
+        argmax ? "argmax" : "logits");
     std::fflush(stdout);
   }
   for (int s : seqs) model.free_sequence(s);
@@ -82,12 +86,16 @@ int step(const std::vector<std::string>& argv) {
     fmt::print(
         "usage: spillway step [--model F | --random llama2-7b] [--backend cpu|cuda] [--dtype f16|bf16]\n"
         "                     [--contexts 128,512] [--batch 1] [--ks 1,2,4,8,16,32,64] [--reps 5] [--threads N]\n"
+        "                     [--output logits|argmax]\n"
         "Median latency of one forward over k new tokens per sequence, for `batch` sequences after a\n"
         "context of C tokens each, as JSON lines (bench/runtime_step.py collects them).\n"
-        "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n");
+        "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n"
+        "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back).\n");
     return 0;
   }
-  a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads"});
+  a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads", "--output"});
+  const std::string output = a.get("--output", "logits");
+  SPW_CHECK(output == "logits" || output == "argmax", "--output = '{}': must be logits or argmax", output);
   const auto contexts = parse_list(a.get("--contexts", "128,512"), "contexts");
   const auto batches = parse_list(a.get("--batch", "1"), "batch");
   const auto ks = parse_list(a.get("--ks", "1,2,4,8,16,32,64"), "ks");
@@ -125,7 +133,7 @@ int step(const std::vector<std::string>& argv) {
             model->max_tokens());
   std::mt19937 rng(1);
   for (int batch : batches)
-    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label);
+    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output == "argmax");
   return 0;
 }
 

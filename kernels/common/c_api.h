@@ -5,6 +5,8 @@
 #ifndef SPILLWAY_C_API_H
 #define SPILLWAY_C_API_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,6 +27,20 @@ const char* spw_last_error(void);
 
 /* Library version, "major.minor.patch". */
 const char* spw_version(void);
+
+/* Host memory that plans carve their metadata from (spw::PlanHostArena, kernels/common/
+ * pinned.h): pinned when a CUDA device is present. Planning every step with a fresh plan costs
+ * a cudaHostAlloc, and destroying it a device-synchronising cudaFreeHost; with an arena passed
+ * to the *_plan_in_arena functions, steady-state planning allocates no pinned memory. A plan
+ * keeps the block it lives in alive (destroy plans and arena in any order). Reset the arena
+ * only when no plan made from it since the previous reset will run again (or is captured in
+ * a graph that will be replayed) and none of their copies is in flight. */
+typedef struct spw_plan_arena spw_plan_arena;
+int spw_plan_arena_create(size_t reserve_bytes, spw_plan_arena** out);
+int spw_plan_arena_reset(spw_plan_arena* arena);
+/* Any of capacity / used / allocations may be NULL. */
+int spw_plan_arena_stats(const spw_plan_arena* arena, size_t* capacity, size_t* used, int* allocations);
+void spw_plan_arena_destroy(spw_plan_arena* arena);
 
 #ifdef __cplusplus
 }  /* extern "C" */
@@ -63,6 +79,14 @@ int guarded(F&& body) noexcept {
 }
 
 }  // namespace spw::capi
+
+namespace spw {
+class PlanHostArena;
+namespace capi {
+/// The arena behind a handle (nullptr for nullptr), for the families' *_plan_in_arena.
+PlanHostArena* arena_of(spw_plan_arena* arena);
+}  // namespace capi
+}  // namespace spw
 #endif /* __cplusplus */
 
 #endif /* SPILLWAY_C_API_H */

@@ -22,6 +22,11 @@ extern "C" {
 
 int spw_decode_attention_plan(const spw_decode_attention_problem* c, const int32_t* kv_lens, int sm_count,
                               spw_decode_attention_handle** out) {
+  return spw_decode_attention_plan_in_arena(c, kv_lens, sm_count, nullptr, out);
+}
+
+int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* c, const int32_t* kv_lens, int sm_count,
+                                       spw_plan_arena* arena, spw_decode_attention_handle** out) {
   return spw::capi::guarded([&] {
     constexpr const char* w = "spw_decode_attention_plan";
     SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must point to a plan handle");
@@ -45,7 +50,7 @@ int spw_decode_attention_plan(const spw_decode_attention_problem* c, const int32
     da::check_problem(p, w);
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
     *out = new spw_decode_attention_handle{
-        da::plan(p, std::span<const int32_t>(kv_lens, static_cast<size_t>(p.batch)), dev)};
+        da::plan(p, std::span<const int32_t>(kv_lens, static_cast<size_t>(p.batch)), dev, spw::capi::arena_of(arena))};
   });
 }
 

@@ -31,6 +31,9 @@ typedef struct spw_decode_attention_handle spw_decode_attention_handle;
 /* Plans from the host copy of kv_lens [batch]. sm_count <= 0: query CUDA device 0. */
 int spw_decode_attention_plan(const spw_decode_attention_problem* problem, const int32_t* kv_lens, int sm_count,
                               spw_decode_attention_handle** out);
+/* Same, with the work list carved from `arena` (NULL = a fresh pinned block, as above). */
+int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* problem, const int32_t* kv_lens,
+                                       int sm_count, spw_plan_arena* arena, spw_decode_attention_handle** out);
 int spw_decode_attention_workspace_size(const spw_decode_attention_handle* plan, size_t* out);
 /* Paged: k/v are k_pages/v_pages and indptr/indices/last_page_len the device page table;
  * contiguous: k/v are [batch, kv_len_max, kv_heads, head_dim] and the table pointers are unused.

@@ -142,6 +142,7 @@ int spw_sgmv_baseline_cublas_grouped(int dtype, int count, const int* m, const i
                                                 lda, be.data(), c, c_fp32 ? CUDA_R_32F : t, ldc, count, ones.data(),
                                                 CUBLAS_COMPUTE_32F));
 #else
+    (void)trans_b, (void)c_fp32, (void)alpha, (void)beta, (void)stream;
     spw::fail("{}: Spillway was built without CUDA; cuBLAS is not available", w);
 #endif
   });

@@ -30,6 +30,13 @@ int spw_tree_attention_plan(const spw_tree_attention_problem* c, const int32_t* 
 int spw_tree_attention_plan_ex(const spw_tree_attention_problem* c, const int32_t* prefix_lens,
                                const int32_t* tree_sizes, const int32_t* parents, int sm_count,
                                const spw_tree_attention_options* options, spw_tree_attention_handle** out) {
+  return spw_tree_attention_plan_in_arena(c, prefix_lens, tree_sizes, parents, sm_count, options, nullptr, out);
+}
+
+int spw_tree_attention_plan_in_arena(const spw_tree_attention_problem* c, const int32_t* prefix_lens,
+                                     const int32_t* tree_sizes, const int32_t* parents, int sm_count,
+                                     const spw_tree_attention_options* options, spw_plan_arena* arena,
+                                     spw_tree_attention_handle** out) {
   return spw::capi::guarded([&] {
     constexpr const char* w = "spw_tree_attention_plan";
     SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must point to a plan handle");
@@ -61,7 +68,8 @@ int spw_tree_attention_plan_ex(const spw_tree_attention_problem* c, const int32_
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
     *out = new spw_tree_attention_handle{ta::plan(p, std::span<const int32_t>(prefix_lens, n),
                                                   std::span<const int32_t>(tree_sizes, n),
-                                                  std::span<const int32_t>(parents, static_cast<size_t>(total)), dev)};
+                                                  std::span<const int32_t>(parents, static_cast<size_t>(total)), dev,
+                                                  spw::capi::arena_of(arena))};
   });
 }
 

@@ -52,6 +52,11 @@ int spw_tree_attention_plan(const spw_tree_attention_problem* problem, const int
 int spw_tree_attention_plan_ex(const spw_tree_attention_problem* problem, const int32_t* prefix_lens,
                                const int32_t* tree_sizes, const int32_t* parents, int sm_count,
                                const spw_tree_attention_options* options, spw_tree_attention_handle** out);
+/* Same, with the metadata carved from `arena` (NULL = a fresh pinned block; see spw_plan_arena). */
+int spw_tree_attention_plan_in_arena(const spw_tree_attention_problem* problem, const int32_t* prefix_lens,
+                                     const int32_t* tree_sizes, const int32_t* parents, int sm_count,
+                                     const spw_tree_attention_options* options, spw_plan_arena* arena,
+                                     spw_tree_attention_handle** out);
 int spw_tree_attention_plan_info_get(const spw_tree_attention_handle* plan, spw_tree_attention_plan_info* out);
 int spw_tree_attention_workspace_size(const spw_tree_attention_handle* plan, size_t* out);
 /* Position ids (prefix_len + depth) per tree token, written to positions [total_tokens]. */

@@ -367,6 +367,48 @@ TEST(DecodeAttentionChecks, MergeArgumentsAreRejected) {
 
 #include "kernels/decode_attention/c_api.h"
 
+// spw_plan_arena: plans made in it every "step" stop allocating; their workspace equals a
+// fresh plan's; a plan outlives both a reset and the arena's destruction.
+TEST(DecodeAttentionCApi, PlansInAnArenaStopAllocating) {
+  spw_decode_attention_problem cp{};
+  cp.batch = 2;
+  cp.qo_heads = 32;
+  cp.kv_heads = 8;
+  cp.head_dim = 128;
+  cp.dtype = SPW_FP16;
+  cp.page_size = 16;
+  spw_plan_arena* arena = nullptr;
+  ASSERT_EQ(spw_plan_arena_create(1 << 16, &arena), SPW_OK) << spw_last_error();
+  spw_decode_attention_handle *fresh = nullptr, *kept = nullptr;
+  for (int step = 0; step < 20; ++step) {
+    const int32_t lens[2] = {100 + step, 5000 + 7 * step};
+    ASSERT_EQ(spw_plan_arena_reset(arena), SPW_OK);
+    spw_decode_attention_handle* h = nullptr;
+    ASSERT_EQ(spw_decode_attention_plan_in_arena(&cp, lens, 132, arena, &h), SPW_OK) << spw_last_error();
+    ASSERT_EQ(spw_decode_attention_plan(&cp, lens, 132, &fresh), SPW_OK);
+    size_t a = 0, b = 0;
+    spw_decode_attention_workspace_size(h, &a);
+    spw_decode_attention_workspace_size(fresh, &b);
+    EXPECT_EQ(a, b);
+    spw_decode_attention_destroy(fresh);
+    if (step == 19) kept = h;
+    else spw_decode_attention_destroy(h);
+  }
+  size_t cap = 0, used = 0;
+  int allocations = 0;
+  ASSERT_EQ(spw_plan_arena_stats(arena, &cap, &used, &allocations), SPW_OK);
+  EXPECT_EQ(allocations, 1);
+  EXPECT_GT(used, 0u);
+  EXPECT_EQ(spw_plan_arena_reset(nullptr), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("spw_plan_arena_reset: arena = null"), std::string::npos);
+  EXPECT_EQ(spw_plan_arena_create(0, nullptr), SPW_ERROR_INVALID_ARGUMENT);
+  spw_plan_arena_destroy(arena);
+  size_t ws = 0;
+  EXPECT_EQ(spw_decode_attention_workspace_size(kept, &ws), SPW_OK);  // the block lives on in the plan
+  EXPECT_GT(ws, 0u);
+  spw_decode_attention_destroy(kept);
+}
+
 TEST(DecodeAttentionCApi, ErrorPathsSetStatusAndMessage) {
   spw_decode_attention_problem cp{};
   cp.batch = 2;

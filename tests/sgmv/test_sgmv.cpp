@@ -91,10 +91,14 @@ TEST(SgmvPlan, SplitsFillTheDeviceAndCoverHidden) {
       EXPECT_GE(static_cast<long long>(p.k_split) * p.k_chunk, hidden);
       EXPECT_LT(static_cast<long long>(p.k_split - 1) * p.k_chunk, hidden);  // no empty split
       EXPECT_GE(p.k_chunk, std::min(hidden, 256));
-      if (hidden % 256 == 0) EXPECT_EQ(p.k_chunk % 256, 0);
+      if (hidden % 256 == 0) {
+        EXPECT_EQ(p.k_chunk % 256, 0);
+      }
       const long long blocks = static_cast<long long>(segs) * p.k_split;
       // ~4 blocks per SM, less the rounding of splits to 256 elements.
-      if (hidden >= 4096) EXPECT_GE(blocks, std::min<long long>(3 * 132, segs * (hidden / 256)));
+      if (hidden >= 4096) {
+        EXPECT_GE(blocks, std::min<long long>(3 * 132, segs * (hidden / 256)));
+      }
       EXPECT_GE(segs * p.n_chunks, std::min(4 * 132, segs * 16));  // split-N down to 256 columns
       EXPECT_EQ(p.n_chunks * p.n_chunk_cols >= 4096 && (p.n_chunks - 1) * p.n_chunk_cols < 4096, true);
       if (p.k_split == 1) {

@@ -35,7 +35,10 @@ std::unique_ptr<Cascade> Cascade::horizontal(std::vector<Part> parts, std::strin
     SPW_CHECK(parts[i].drafter, "hcascade: part {} has no drafter", i);
     SPW_CHECK_ARG(parts[i].positions >= 1 && parts[i].positions <= 64, "hcascade", "positions",
                   parts[i].positions, "must be in [1, 64]");
-    n += (i ? "," : "") + parts[i].drafter->name() + "*" + std::to_string(parts[i].positions);
+    if (i) n += ',';  // (one append per piece: GCC 12's -Wrestrict misfires on const char* + string)
+    n += parts[i].drafter->name();
+    n += '*';
+    n += std::to_string(parts[i].positions);
   }
   std::unique_ptr<Cascade> c(new Cascade);
   c->name_ = name.empty() ? n + ")" : name;

@@ -10,7 +10,9 @@
 # Logs and results go to $OUT (default /tmp/spillway-out) as a few files: summary.txt,
 # logs.tar.gz, results.tar.gz (the device call returns at most 8 files).
 # Environment: SPW_BENCHES="decode_attention flat_gemm ..." runs only those benchmarks;
-# SPW_TEST_FILTER=regex runs only the matching gpu tests (ctest -R); SPW_BENCH_TIMEOUT (900 s)
+# SPW_TEST_FILTER=regex runs only the matching gpu tests (ctest -R); SPW_MEMCHECK_FILTER /
+# SPW_RACECHECK_FILTER (gtest filters) and SPW_MEMCHECK_TIMEOUT / SPW_RACECHECK_TIMEOUT (300 s per
+# binary) bound the sanitizer stage; SPW_BENCH_TIMEOUT (900 s)
 # per benchmark; SPW_E2E_FULL=1 the whole e2e prompt set.
 # With a short device budget (15 minutes in all): `build` first, then `test` (the failures say
 # what to fix), then `bench quick` with SPW_BENCHES set to the families being worked on;
@@ -63,9 +65,14 @@ if has sanitize; then
   for exe in build-gpu/tests/test_*_gpu; do
     [ -x "$exe" ] || continue
     name=$(basename "$exe")
-    compute-sanitizer --tool memcheck --error-exitcode 1 "$exe" > "$OUT/logs/memcheck_$name.log" 2>&1
-    rc=$?; note "memcheck $name: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/logs/memcheck_$name.log" | tail -1)"
-    [ $rc -ne 0 ] && status=1
+    # bounded per binary (memcheck slows kernels 10-100x); rc 124 = timed out, inconclusive
+    timeout "${SPW_MEMCHECK_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      "$exe" --gtest_filter="${SPW_MEMCHECK_FILTER:-*}" > "$OUT/logs/memcheck_$name.log" 2>&1
+    rc=$?
+    if [ $rc -eq 124 ]; then note "memcheck $name: timed out after ${SPW_MEMCHECK_TIMEOUT:-300}s (inconclusive)"
+    else note "memcheck $name: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/logs/memcheck_$name.log" | tail -1)"
+      [ $rc -ne 0 ] && status=1
+    fi
     # racecheck on the shared-memory kernels (attention, GEMM, SGMV), bounded in time
     case $name in
       *attention*|*gemm*|*sgmv*)

@@ -57,7 +57,7 @@ if has test; then
   (cd build-gpu && ctest -L gpu ${SPW_TEST_FILTER:+-R "$SPW_TEST_FILTER"} --output-on-failure --timeout 600) \
     > "$OUT/logs/ctest_gpu.log" 2>&1
   rc=$?; note "ctest -L gpu: rc=$rc — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
-  grep -E "Failed|\*\*\*" "$OUT/logs/ctest_gpu.log" | head -20 | tee -a "$summary"
+  grep -E "\*\*\*(Failed|Exception|Timeout)|^[[:space:]]+[0-9]+ - " "$OUT/logs/ctest_gpu.log" | grep -v "(Skipped)" | head -30 | tee -a "$summary"
   [ $rc -ne 0 ] && status=1
 fi
 

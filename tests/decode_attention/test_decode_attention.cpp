@@ -369,14 +369,23 @@ TEST(DecodeAttentionChecks, MergeArgumentsAreRejected) {
 
 // spw_plan_arena: plans made in it every "step" stop allocating; their workspace equals a
 // fresh plan's; a plan outlives both a reset and the arena's destruction.
-TEST(DecodeAttentionCApi, PlansInAnArenaStopAllocating) {
+namespace {
+// Batch 2, Llama-3-8B heads, paged with 16-token pages.
+spw_decode_attention_problem c_problem(int head_dim, int dtype) {
   spw_decode_attention_problem cp{};
   cp.batch = 2;
   cp.qo_heads = 32;
   cp.kv_heads = 8;
-  cp.head_dim = 128;
-  cp.dtype = SPW_FP16;
+  cp.head_dim = head_dim;
+  cp.dtype = dtype;
+  cp.layout = 0;
   cp.page_size = 16;
+  return cp;
+}
+}  // namespace
+
+TEST(DecodeAttentionCApi, PlansInAnArenaStopAllocating) {
+  const spw_decode_attention_problem cp = c_problem(128, SPW_FP16);
   spw_plan_arena* arena = nullptr;
   ASSERT_EQ(spw_plan_arena_create(1 << 16, &arena), SPW_OK) << spw_last_error();
   spw_decode_attention_handle *fresh = nullptr, *kept = nullptr;
@@ -410,14 +419,7 @@ TEST(DecodeAttentionCApi, PlansInAnArenaStopAllocating) {
 }
 
 TEST(DecodeAttentionCApi, ErrorPathsSetStatusAndMessage) {
-  spw_decode_attention_problem cp{};
-  cp.batch = 2;
-  cp.qo_heads = 32;
-  cp.kv_heads = 8;
-  cp.head_dim = 96;
-  cp.dtype = SPW_FP16;
-  cp.layout = 0;
-  cp.page_size = 16;
+  spw_decode_attention_problem cp = c_problem(96, SPW_FP16);
   const int32_t lens[2] = {100, 5000};
   spw_decode_attention_handle* h = reinterpret_cast<spw_decode_attention_handle*>(0x1);
   EXPECT_EQ(spw_decode_attention_plan(&cp, lens, 132, &h), SPW_ERROR_INVALID_ARGUMENT);

@@ -156,8 +156,11 @@ def run_case(b, lib, batch, kv_len, qh, kvh, dtype):
             want = F.scaled_dot_product_attention(q4.float(), kk, vv, enable_gqa=(qh != kvh)).view(batch, qh, HEAD_DIM)
             del kk, vv
         err = (o.float() - want).abs().max().item()
-        if not err < 3e-2:
-            raise RuntimeError(f"{name}: spillway differs from torch by {err:.3e}")
+        # relative to the output's size: softmax-averaged V shrinks as 1/sqrt(kv_len), so an
+        # absolute 3e-2 would pass an all-zero output from 16K keys on
+        tol = 1e-3 + 3e-2 * want.abs().max().item()
+        if not err < tol:
+            raise RuntimeError(f"{name}: spillway differs from torch by {err:.3e} (tolerance {tol:.2e})")
 
         nbytes = kv_bytes + io_bytes
         b.time("spillway", lambda i: ours.launch(q, k_sets[i % sets], v_sets[i % sets], indptr, indices, last, o, lse),
@@ -192,7 +195,10 @@ def main():
     lib = harness.load_spillway()
     setup_lib(lib)
     for batch, kv_len, qh, kvh, dtype in grid(b.quick):
-        run_case(b, lib, batch, kv_len, qh, kvh, dtype)
+        try:
+            run_case(b, lib, batch, kv_len, qh, kvh, dtype)
+        except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
+            b.fail(e)
     b.write()
 
 

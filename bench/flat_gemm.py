@@ -108,6 +108,8 @@ def best_cublaslt(b, lib, lt, m, n, k, dt, xs, ws, ys, sets):
             best = (us, pl)
         else:
             pl.close()
+    if best is None:
+        return None
     print(f"  cuBLASLt: best heuristic algorithm {best[1].algo} of those tried ({best[0]:.2f} us)")
     return best[1]
 
@@ -159,6 +161,43 @@ def autotune(b, lib, lt, shapes, m_grid, out_path: pathlib.Path, write_table: bo
         print("wrote kernels/flat_gemm/dispatch_table.h (rebuild libspillway_c to use it)")
 
 
+def run_case(b, lib, lt, m, n, k, tdt, dt, dname):
+    case = f"m{m}_n{n}_k{k}_{dname}"
+    if not b.case(case, {"m": m, "n": n, "k": k, "dtype": dname}):
+        return
+    xs, ws, ys, sets, nbytes = make_inputs(b, m, n, k, tdt)
+    flops = 2.0 * m * n * k
+    ref = torch.matmul(xs[0], ws[0].t())
+    plans = {}
+    try:
+        plans["spillway"] = Planned(lib, lt, m, n, k, dt)
+        if m <= 8:
+            plans["spillway:gemv"] = Planned(lib, lt, m, n, k, dt, GEMV)
+        else:
+            b.skip("spillway:gemv", "M > 8")
+        plans["spillway:mma"] = Planned(lib, lt, m, n, k, dt, MMA)
+        lt_plan = best_cublaslt(b, lib, lt, m, n, k, dt, xs, ws, ys, sets)
+        if lt_plan is None:
+            b.skip("cublaslt", "cuBLASLt offered no algorithm that runs")
+        else:
+            plans["cublaslt"] = lt_plan
+        print(f"  {case}: dispatcher -> {IMPL_NAMES[plans['spillway'].impl]} split "
+              f"{plans['spillway'].split_k} ({'table' if plans['spillway'].from_table else 'rules'})")
+        for name, pl in plans.items():
+            pl.call(xs[0], ws[0], ys[0])
+            check_close(ys[0], ref, f"{case} {name}")
+            b.time(name, lambda i, pl=pl: pl.call(xs[i % sets], ws[i % sets], ys[i % sets]),
+                   bytes=nbytes, flops=flops)
+        b.time("torch_matmul", lambda i: torch.matmul(xs[i % sets], ws[i % sets].t(), out=ys[i % sets]),
+               bytes=nbytes, flops=flops)
+    finally:
+        torch.cuda.synchronize()
+        for pl in plans.values():
+            pl.close()
+        del xs, ws, ys, ref, plans
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     b = harness.Bench("flat_gemm")
     ap = argparse.ArgumentParser()
@@ -179,32 +218,10 @@ def main() -> None:
     for tdt, dt, dname in ((torch.float16, SPW_FP16, "fp16"), (torch.bfloat16, SPW_BF16, "bf16")):
         for n, k in shapes:
             for m in m_grid:
-                case = f"m{m}_n{n}_k{k}_{dname}"
-                if not b.case(case, {"m": m, "n": n, "k": k, "dtype": dname}):
-                    continue
-                xs, ws, ys, sets, nbytes = make_inputs(b, m, n, k, tdt)
-                flops = 2.0 * m * n * k
-                ref = torch.matmul(xs[0], ws[0].t())
-                plans = {"spillway": Planned(lib, lt, m, n, k, dt)}
-                if m <= 8:
-                    plans["spillway:gemv"] = Planned(lib, lt, m, n, k, dt, GEMV)
-                else:
-                    b.skip("spillway:gemv", "M > 8")
-                plans["spillway:mma"] = Planned(lib, lt, m, n, k, dt, MMA)
-                plans["cublaslt"] = best_cublaslt(b, lib, lt, m, n, k, dt, xs, ws, ys, sets)
-                print(f"  {case}: dispatcher -> {IMPL_NAMES[plans['spillway'].impl]} split "
-                      f"{plans['spillway'].split_k} ({'table' if plans['spillway'].from_table else 'rules'})")
-                for name, pl in plans.items():
-                    pl.call(xs[0], ws[0], ys[0])
-                    check_close(ys[0], ref, f"{case} {name}")
-                    b.time(name, lambda i, pl=pl: pl.call(xs[i % sets], ws[i % sets], ys[i % sets]),
-                           bytes=nbytes, flops=flops)
-                b.time("torch_matmul", lambda i: torch.matmul(xs[i % sets], ws[i % sets].t(), out=ys[i % sets]),
-                       bytes=nbytes, flops=flops)
-                for pl in plans.values():
-                    pl.close()
-                del xs, ws, ys, ref, plans
-                torch.cuda.empty_cache()
+                try:
+                    run_case(b, lib, lt, m, n, k, tdt, dt, dname)
+                except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
+                    b.fail(e)
     lib.spw_flat_gemm_cublaslt_destroy(lt)
     b.write()
 

@@ -29,6 +29,8 @@ import os
 import pathlib
 import statistics
 import sys
+import time
+import traceback
 
 import torch
 
@@ -81,10 +83,18 @@ def driver_version() -> str:
 
 # ---------------------------------------------------------------- timing
 def median_time_us(fn, warmup: int, reps: int, spin_cycles: int = 40_000) -> float:
-    """Median device time of fn(i) over `reps` calls (i counts on across warm-up and reps)."""
+    """Median device time of fn(i) over `reps` calls (i counts on across warm-up and reps).
+    The spin before each call lasts at least twice fn's host time (fastest warm-up call, at
+    2 cycles per ns): a baseline of several launches (or a loop of T calls) would otherwise
+    leave the GPU idle between its kernels and the events would time the host."""
+    host_s = []
     for i in range(warmup):
+        t0 = time.perf_counter()
         fn(i)
+        host_s.append(time.perf_counter() - t0)
     torch.cuda.synchronize()
+    if host_s:
+        spin_cycles = max(spin_cycles, min(int(2 * min(host_s) * 2e9), 20_000_000))  # <= ~10 ms
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for r in range(reps):
@@ -119,6 +129,7 @@ class Bench:
         self.rows: list[dict] = []
         self.skips: list[tuple[str, str, str]] = []
         self._case: tuple[str, dict] | None = None
+        self.failures = 0
         self.copy_gbs = self.measure_copy_bandwidth()
         print(f"[{name}] {self.device}, {self.sm_count} SMs, L2 {self.l2_bytes >> 20} MiB, "
               f"copy bandwidth {self.copy_gbs:.1f} GB/s", flush=True)
@@ -162,6 +173,23 @@ class Bench:
               f"({row['pct_copy']:5.1f}% of copy){extra}", flush=True)
         return us
 
+    def fail(self, exc: BaseException) -> None:
+        """Records that the current case raised (its impls not timed yet are not run) and lets
+        the run go on with the next case; write() then exits non-zero after writing the file."""
+        traceback.print_exception(exc)
+        self.failures += 1
+        self.skip("*", f"case failed: {type(exc).__name__}: {str(exc)[:300]}")
+        e = exc
+        while e is not None:  # drop the failed case's frames (its tensors) before empty_cache
+            if e.__traceback__ is not None:
+                traceback.clear_frames(e.__traceback__)
+            e.__traceback__, e = None, e.__context__
+        try:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - a dead context fails every later case the same way
+            pass
+
     def skip(self, impl: str, reason: str) -> None:
         """Records that impl could not run on the current case, and why."""
         case = self._case[0] if self._case else "*"
@@ -182,6 +210,8 @@ class Bench:
         json_path.write_text(json.dumps(doc, indent=1) + "\n")
         (out_dir / f"{self.name}.md").write_text(markdown_table(doc))
         print(f"[{self.name}] wrote {json_path} and {self.name}.md ({len(self.rows)} rows)")
+        if self.failures:
+            raise SystemExit(f"[{self.name}] {self.failures} case(s) failed: see 'Not run' in {self.name}.md")
         return json_path
 
 

@@ -23,8 +23,8 @@ def git_commit() -> str:
     if os.environ.get("SPW_COMMIT"):
         return os.environ["SPW_COMMIT"]
     f = ROOT / ".carry" / "commit.txt"
-    if f.exists():
-        return f.read_text().strip()
+    if f.exists():  # "<sha>\n+dirty\n" for a dirty tree: one line, as run_all.sh's SPW_COMMIT
+        return "".join(f.read_text().split())
     try:
         return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -188,7 +188,14 @@ def cublas_shapes(b):
     return m, rk, hid, hid, rk, rmax
 
 
-def time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False):
+def time_case(b_, *args, **kwargs):
+    try:
+        _time_case(b_, *args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
+        b_.fail(e)
+
+
+def _time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False):
     if not b_.case(name, params):
         return
     probe = Batch(lens, ids, ranks, rank_max)

@@ -174,12 +174,13 @@ def run_case(b, lib, batch, T, prefix):
             return F.scaled_dot_product_attention(q4, kc, vc, attn_mask=full_mask, enable_gqa=True)
 
         want = sdpa(0).transpose(1, 2).reshape(batch * T, QH, D).float()
+        tol = 1e-3 + 3e-2 * want.abs().max().item()  # relative: |O| shrinks with the prefix length
         for impl in plans:
             o.fill_(float("nan"))
             ours(impl)(0)
             err = (o.float() - want).abs().max().item()
-            if not err < 3e-2:
-                raise RuntimeError(f"{name}: {impl} differs from torch by {err:.3e}")
+            if not err < tol:
+                raise RuntimeError(f"{name}: {impl} differs from torch by {err:.3e} (tolerance {tol:.2e})")
         for impl in plans:
             b.time(impl, ours(impl), bytes=nbytes, flops=flops)
         b.time("spillway:decode1", lambda i: dec.launch(dq, k_sets[i % sets], v_sets[i % sets], indptr, indices,
@@ -205,7 +206,10 @@ def main():
     lib = harness.load_spillway()
     setup_lib(lib)
     for batch, T, prefix in grid(b.quick):
-        run_case(b, lib, batch, T, prefix)
+        try:
+            run_case(b, lib, batch, T, prefix)
+        except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
+            b.fail(e)
     b.write()
 
 

@@ -6,12 +6,14 @@ import json
 import pathlib
 import sys
 import tempfile
+import time
 import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 US_PER_CALL = 100.0  # every timed region "takes" 100 us
+SPINS = []  # cycles of every torch.cuda._sleep
 
 
 class _Event:
@@ -47,7 +49,7 @@ class _Props:
 
 cuda = types.SimpleNamespace(
     is_available=lambda: True, get_device_properties=lambda i: _Props(), synchronize=lambda: None,
-    Event=_Event, _sleep=lambda cycles: None,
+    Event=_Event, _sleep=lambda cycles: SPINS.append(cycles),
     current_stream=lambda: types.SimpleNamespace(cuda_stream=0))
 fake = types.ModuleType("torch")
 fake.cuda = cuda
@@ -80,6 +82,30 @@ with tempfile.TemporaryDirectory() as d:
     assert doc["skipped"][0]["reason"] == "not installed"
     md = (path.parent / "demo.md").read_text()
     assert "| keep_case | torch_sdpa | 100.00 | 10.0 |" in md and "not installed" in md, md
+    # the spin before each timed call covers twice the host time of a slow-to-launch fn
+    SPINS.clear()
+    harness.median_time_us(lambda i: time.sleep(0.002), warmup=2, reps=20)
+    assert len(SPINS) == 20 and min(SPINS) >= 2 * 0.002 * 2e9, SPINS[:3]
+    SPINS.clear()
+    harness.median_time_us(lambda i: None, warmup=2, reps=20)
+    assert SPINS == [40_000] * 20, SPINS[:3]
+    # a case that raises is recorded, the run goes on, and write() exits non-zero after writing
+    b2 = harness.Bench("demo_fail", ["--out", d, "--reps", "20"])
+    b2.case("bad_case", {})
+    try:
+        raise RuntimeError("spillway differs from torch")
+    except RuntimeError as e:
+        b2.fail(e)
+    b2.case("good_case", {})
+    b2.time("spillway", lambda i: None, bytes=1e6)
+    try:
+        b2.write()
+        raise AssertionError("a failed case did not make write() exit non-zero")
+    except SystemExit as e:
+        assert "1 case(s) failed" in str(e), e
+    doc = json.loads((path.parent / "demo_fail.json").read_text())
+    assert len(doc["rows"]) == 1 and doc["skipped"][0]["case"] == "bad_case", doc
+    assert "spillway differs from torch" in doc["skipped"][0]["reason"], doc
     try:
         harness.Bench("demo", ["--reps", "5"])
         raise AssertionError("--reps 5 accepted")

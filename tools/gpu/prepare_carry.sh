@@ -10,7 +10,12 @@
 #                      64 MiB, so carry [".carry", ".carry-model-1"] in one call and
 #                      [".carry-model-2"] in the next (paths carried before stay on a warm
 #                      machine); tools/gpu/run_all.sh joins them into models/.
-# Optional wheels (FlashInfer for the attention baselines) go to .whl/ (see README).
+# --flashinfer: also downloads the FlashInfer baseline for the attention benchmarks into .whl/
+# (flashinfer-python 0.6.18.post1, 18 MB, and the four of its dependencies the GPU image lacks:
+# apache-tvm-ffi, cuda-tile, nccl4py, nvidia-cudnn-frontend; ~37 MB in all, checked to import
+# under Python 3.12 + torch 2.11). run_all.sh installs .whl/*.whl when carried; FlashInfer
+# compiles its kernels on first use there (minutes of device time: carry .whl only in the
+# call that runs the attention benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tools/setup_deps.sh >/dev/null
@@ -31,5 +36,14 @@ if [ -f "$model" ]; then
   [ -f "$model.bigram" ] && cp "$model.bigram" .carry-model-2/
   du -sh .carry-model-1 .carry-model-2
 fi
-echo "carry ready: pass carry=[\".carry\", \".carry-model-1\"] (and \".whl\" if present) to the first device"
-echo "call, carry=[\".carry-model-2\"] to the second (run_all.sh joins the model halves)"
+if [ "${1:-}" = "--flashinfer" ]; then
+  rm -rf .whl && mkdir -p .whl
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .whl flashinfer-python==0.6.18.post1 "apache-tvm-ffi>=0.1.6,<0.2" \
+    cuda-tile nvidia-cudnn-frontend nccl4py
+  du -sh .whl
+fi
+echo "carry ready: pass carry=[\".carry\", \".carry-model-1\"] to the first device call (build),"
+echo "carry=[\".carry-model-2\"] to the second (run_all.sh joins the model halves), and [\".whl\"] (if"
+echo "present) to the call that runs the attention benchmarks (one call carries at most 64 MiB)"

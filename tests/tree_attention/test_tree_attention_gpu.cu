@@ -145,19 +145,10 @@ TEST(TreeAttentionGpu, RepeatRunsAreBitwiseIdentical) {
     const Out a = run_case<spw::half>(c, pl), b = run_case<spw::half>(c, pl);
     EXPECT_EQ(a.o_bits, b.o_bits) << impl_name(impl);
     EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float))) << impl_name(impl);
-  }
-}
-
-TEST(TreeAttentionGpu, MetadataInWorkspaceSkipsTheCopy) {
-  SPW_REQUIRE_GPU();
-  auto rng = test::make_rng();
-  Problem p = small_problem(32, 8, 128, 16);
-  p.batch = 2;
-  Case c = make_case(rng, p, {3000, 40}, {random_tree(rng, 32), chain(7)});
-  for (Impl impl : kImpls) {
-    const Out a = run_case<spw::half>(c, plan_for(c, impl));
-    const Out b = run_case<spw::half>(c, plan_for(c, impl), true);
-    EXPECT_EQ(a.o_bits, b.o_bits) << impl_name(impl);
+    // metadata_in_workspace: a rerun from the metadata already in the workspace (the host copy
+    // scrambled first) gives the same bits: the runtime copies once per pass, not per layer
+    const Out from_ws = run_case<spw::half>(c, pl, true);
+    EXPECT_EQ(a.o_bits, from_ws.o_bits) << impl_name(impl) << " (metadata_in_workspace)";
   }
 }
 

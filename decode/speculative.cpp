@@ -144,7 +144,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         continue;
       }
       s.is_tree = params.tree_width > 1;
-      const int k = s.is_tree || params.draft_length == DraftLength::fixed ? params.k : s.k_now;
+      const int k = params.draft_length == DraftLength::fixed ? params.k : s.k_now;
       const int dmax = std::max(0, std::min({k, remaining - 1, room - 1}));
       s.step_tokens.assign(1, s.text.back());
       s.step_parents.clear();
@@ -236,6 +236,8 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
           if (d < vr.accepted) ++st.accepted_at[d];
         }
         st.drafted += s.tree.size();
+        // adaptive depth, as for chains: deeper after a step that accepted a deepest branch
+        s.k_now = vr.accepted == max_depth + 1 ? std::min(params.k, s.k_now + 2) : std::max(1, s.k_now - 1);
         for (int32_t v : vr.path) emitted.push_back(s.tree.tokens[v]);
         const auto offsets = kv_keep_offsets(vr.path);
         target_.keep_tokens(s.seq_id, cached, offsets);

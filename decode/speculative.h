@@ -33,13 +33,13 @@ namespace spw::decode {
 inline constexpr int kMaxDraftTokens = 64;
 inline constexpr int kMaxTreeWidth = 16;
 
-/// How many tokens a chain drafter is asked for each step.
+/// How many tokens a drafter is asked for each step (a chain's length, a tree's depth).
 enum class DraftLength {
   fixed,     // always k (fewer only near max_new_tokens / the context limit)
-  adaptive,  // per sequence: starts at k; +2 after a step that accepted the whole draft,
-             // -1 (down to 1) after one that did not: cheap 1-2 token drafts while the drafter
-             // is wrong, long ones while it is right. Exactness is unaffected (the length only
-             // depends on earlier steps). Trees always use k.
+  adaptive,  // per sequence: starts at k; +2 after a step that accepted the whole draft (a
+             // tree: a path to its deepest level), -1 (down to 1) after one that did not: cheap
+             // 1-2 token drafts while the drafter is wrong, long ones while it is right.
+             // Exactness is unaffected (the length only depends on earlier steps).
 };
 
 struct GenerateParams {

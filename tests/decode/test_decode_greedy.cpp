@@ -153,6 +153,13 @@ TEST(GreedyDecoding, AdaptiveDraftLengthShrinksOnRejectionAndGrowsOnAcceptance) 
   EXPECT_EQ(g.tokens, ref);
   ASSERT_GE(asked.size(), 8u);
   EXPECT_EQ(std::vector<int>(asked.begin(), asked.begin() + 8), (std::vector<int>{6, 5, 4, 3, 2, 1, 1, 1}));
+  // Token trees adapt their depth the same way.
+  asked.clear();
+  gp.tree_width = 2;
+  EXPECT_EQ(dec.generate(prompt, gp).tokens, ref);
+  ASSERT_GE(asked.size(), 8u);
+  EXPECT_EQ(std::vector<int>(asked.begin(), asked.begin() + 8), (std::vector<int>{6, 5, 4, 3, 2, 1, 1, 1}));
+  gp.tree_width = 1;
   // Fixed length keeps asking for 6 (until max_new_tokens limits the draft).
   asked.clear();
   gp.draft_length = DraftLength::fixed;

@@ -1,6 +1,9 @@
-// Tensor element formats of GGUF and their conversion to fp32 at load time: F32, F16, BF16
-// and the block quantisations Q8_0, Q4_0, Q4_1 (32 elements per block, one fp16 scale —
-// and for Q4_1 an fp16 minimum — per block), bit-exact with ggml's dequantisation.
+// Tensor element formats of GGUF and their conversion to fp32 at load time: F32, F16, BF16,
+// the block quantisations Q8_0, Q4_0, Q4_1 (32 elements per block, one fp16 scale — and for
+// Q4_1 an fp16 minimum — per block) and the k-quants Q4_K and Q6_K (256-element super-blocks:
+// Q4_K 8 sub-blocks of 32 with 6-bit scales and mins under fp16 d / dmin, Q6_K 16 sub-blocks
+// of 16 with int8 scales under an fp16 d; the two types of the usual Q4_K_M files), computed
+// in ggml's order of operations.
 #pragma once
 
 #include <cstddef>

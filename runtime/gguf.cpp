@@ -31,6 +31,8 @@ const char* tensor_type_name(uint32_t t) {
     case TensorType::Q8_0: return "Q8_0";
     case TensorType::Q4_0: return "Q4_0";
     case TensorType::Q4_1: return "Q4_1";
+    case TensorType::Q4_K: return "Q4_K";
+    case TensorType::Q6_K: return "Q6_K";
   }
   return "unsupported";
 }

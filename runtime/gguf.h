@@ -40,7 +40,7 @@ struct GgufValue {
 
 /// Tensor element types that Spillway reads (numbered as in ggml).
 enum class TensorType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, BF16 = 30,
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30,
 };
 const char* tensor_type_name(uint32_t t);
 

@@ -1,5 +1,6 @@
 #include "runtime/gguf_writer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,14 @@
 
 namespace spw::rt {
 namespace {
+
+// Appends n bytes (resize + memcpy: GCC 12 warns about vector growth through insert/push_back
+// of whole blocks, a false positive).
+void append(std::vector<uint8_t>& o, const uint8_t* p, size_t n) {
+  const size_t at = o.size();
+  o.resize(at + n);
+  std::memcpy(o.data() + at, p, n);
+}
 
 void put_half(std::vector<uint8_t>& o, float f) {
   uint16_t h = float_to_half_bits(f);
@@ -109,6 +118,90 @@ std::vector<uint8_t> quantize(uint32_t type, const float* x, int64_t n) {
           auto q = [&](float v) { return static_cast<uint8_t>(std::min(15, static_cast<int>((v - mn) * id + 0.5f))); };
           o.push_back(q(x[b + j]) | (q(x[b + j + 16]) << 4));
         }
+      }
+      break;
+    case TensorType::Q4_K:
+      // Simple (not ggml's searched) k-quantisation: per 32-element sub-block scale (max -
+      // min) / 15 and min -min(0, min), both to 6 bits under the super-block's fp16 d / dmin.
+      for (int64_t b = 0; b < n; b += 256) {
+        float scale[8], minv[8], max_scale = 0, max_min = 0;
+        for (int j = 0; j < 8; ++j) {
+          float mn = 0, mx = x[b + 32 * j];
+          for (int l = 0; l < 32; ++l) { mn = std::min(mn, x[b + 32 * j + l]); mx = std::max(mx, x[b + 32 * j + l]); }
+          scale[j] = (mx - mn) / 15.f;
+          minv[j] = -mn;
+          max_scale = std::max(max_scale, scale[j]);
+          max_min = std::max(max_min, minv[j]);
+        }
+        const float d = half_bits_to_float(float_to_half_bits(max_scale / 63.f));
+        const float dmin = half_bits_to_float(float_to_half_bits(max_min / 63.f));
+        uint8_t blk[144];  // d, dmin, 12 scale bytes, 128 bytes of nibbles
+        const uint16_t dh = float_to_half_bits(d), dminh = float_to_half_bits(dmin);
+        std::memcpy(blk, &dh, 2);
+        std::memcpy(blk + 2, &dminh, 2);
+        int ls[8], lm[8];
+        uint8_t sc[12] = {};
+        for (int j = 0; j < 8; ++j) {
+          ls[j] = d > 0 ? std::clamp(static_cast<int>(std::lround(scale[j] / d)), 0, 63) : 0;
+          lm[j] = dmin > 0 ? std::clamp(static_cast<int>(std::lround(minv[j] / dmin)), 0, 63) : 0;
+        }
+        for (int j = 0; j < 4; ++j) {
+          sc[j] = static_cast<uint8_t>(ls[j] | ((ls[j + 4] >> 4) << 6));
+          sc[j + 4] = static_cast<uint8_t>(lm[j] | ((lm[j + 4] >> 4) << 6));
+          sc[j + 8] = static_cast<uint8_t>((ls[j + 4] & 0x0f) | ((lm[j + 4] & 0x0f) << 4));
+        }
+        std::memcpy(blk + 4, sc, 12);
+        uint8_t q[256];
+        for (int j = 0; j < 8; ++j) {
+          const float dd = d * ls[j], mm = dmin * lm[j];
+          for (int l = 0; l < 32; ++l)
+            q[32 * j + l] = dd > 0 ? static_cast<uint8_t>(std::clamp(
+                                         static_cast<int>(std::lround((x[b + 32 * j + l] + mm) / dd)), 0, 15))
+                                   : 0;
+        }
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < 32; ++l) blk[16 + 32 * g + l] = static_cast<uint8_t>(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
+        append(o, blk, sizeof blk);
+      }
+      break;
+    case TensorType::Q6_K:
+      // Per 16-element sub-block scale amax / 31 as int8 under the super-block's fp16 d; values
+      // 6-bit in -32..31.
+      for (int64_t b = 0; b < n; b += 256) {
+        float scale[16], max_scale = 0;
+        for (int s16 = 0; s16 < 16; ++s16) {
+          float amax = 0;
+          for (int l = 0; l < 16; ++l) amax = std::max(amax, std::fabs(x[b + 16 * s16 + l]));
+          scale[s16] = amax / 31.f;
+          max_scale = std::max(max_scale, scale[s16]);
+        }
+        const float d = half_bits_to_float(float_to_half_bits(max_scale / 127.f));
+        int8_t sc[16];
+        uint8_t L[256];
+        for (int s16 = 0; s16 < 16; ++s16) {
+          sc[s16] = static_cast<int8_t>(d > 0 ? std::clamp(static_cast<int>(std::lround(scale[s16] / d)), 0, 127) : 0);
+          const float dd = d * sc[s16];
+          for (int l = 0; l < 16; ++l) {
+            const int qv = dd > 0 ? std::clamp(static_cast<int>(std::lround(x[b + 16 * s16 + l] / dd)), -32, 31) : 0;
+            L[16 * s16 + l] = static_cast<uint8_t>(qv + 32);
+          }
+        }
+        uint8_t ql[128] = {}, qh[64] = {};
+        for (int h = 0; h < 2; ++h)
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t* e = L + 128 * h;
+            ql[64 * h + l] = static_cast<uint8_t>((e[l] & 0x0f) | ((e[l + 64] & 0x0f) << 4));
+            ql[64 * h + l + 32] = static_cast<uint8_t>((e[l + 32] & 0x0f) | ((e[l + 96] & 0x0f) << 4));
+            qh[32 * h + l] = static_cast<uint8_t>((e[l] >> 4) | ((e[l + 32] >> 4) << 2) | ((e[l + 64] >> 4) << 4) |
+                                                  ((e[l + 96] >> 4) << 6));
+          }
+        uint8_t blk[210];  // ql, qh, 16 int8 scales, d
+        std::memcpy(blk, ql, 128);
+        std::memcpy(blk + 128, qh, 64);
+        std::memcpy(blk + 192, sc, 16);
+        const uint16_t dh = float_to_half_bits(d);
+        std::memcpy(blk + 208, &dh, 2);
+        append(o, blk, sizeof blk);
       }
       break;
   }
@@ -212,8 +305,10 @@ void write_tiny_llama(const std::string& path, const TinyLlamaSpec& s) {
   SPW_CHECK_ARG(s.vocab >= 259, "write_tiny_llama", "vocab", s.vocab, "must be >= 259 (bytes + 3 special tokens)");
   SPW_CHECK_ARG(s.hidden % s.heads == 0 && s.heads % s.kv_heads == 0 && (s.hidden / s.heads) % 2 == 0,
                 "write_tiny_llama", "heads", s.heads, "must divide hidden (even head dim) and be a multiple of kv_heads");
-  SPW_CHECK_ARG(s.hidden % 32 == 0 && s.intermediate % 32 == 0, "write_tiny_llama", "hidden", s.hidden,
-                "hidden and intermediate must be multiples of 32 (quantisation blocks)");
+  const int block = static_cast<int>(std::max<int64_t>(32, type_block_elements(s.type)));
+  SPW_CHECK_ARG(s.hidden % block == 0 && s.intermediate % block == 0, "write_tiny_llama", "hidden", s.hidden,
+                fmt::format("hidden and intermediate must be multiples of {} (quantisation blocks of {})", block,
+                            tensor_type_name(s.type)));
   GgufWriter w;
   const std::string a = s.arch + ".";
   w.add_string("general.architecture", s.arch);

@@ -1,5 +1,5 @@
 // GgufWriter: writes GGUF v3 files (metadata of every type, tensors in F32/F16/BF16/Q8_0/
-// Q4_0/Q4_1) — for the tiny random-weight test models (`spillway tinymodel`) and the loader
+// Q4_0/Q4_1/Q4_K/Q6_K) — for the tiny random-weight test models (`spillway tinymodel`) and the loader
 // tests. Plus write_tiny_llama(), the tiny model itself.
 #pragma once
 

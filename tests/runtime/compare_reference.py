@@ -18,6 +18,8 @@ with tempfile.TemporaryDirectory() as d:
         parts = model.split(":")
         model = str(pathlib.Path(d) / "tiny.gguf")
         cmd = [exe, "tinymodel", "--out", model, "--type", parts[1], "--seed", "7"]
+        if parts[1].endswith("_k"):  # k-quant rows are whole 256-element super-blocks
+            cmd += ["--hidden", "256", "--inter", "256"]
         if len(parts) > 2:
             cmd += ["--arch", parts[2], "--untied"]
         subprocess.run(cmd, check=True, capture_output=True)

@@ -174,7 +174,8 @@ TEST(Dequant, KnownBlocks) {
   dequantize(static_cast<uint32_t>(TensorType::BF16), bf, 1, out.data());
   EXPECT_EQ(out[0], 1.f);
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 33), "not a multiple");
-  EXPECT_THROW_MSG(tensor_bytes(12, 32), "not supported");
+  EXPECT_THROW_MSG(tensor_bytes(13, 256), "not supported");  // Q5_K
+  EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q4_K), 32), "not a multiple of the Q4_K block size 256");
 }
 
 // Q4_0 maps the largest-magnitude value to -8 * d: values of the other sign clip at 7 * |d|
@@ -182,7 +183,10 @@ TEST(Dequant, KnownBlocks) {
 TEST(Dequant, QuantiseThenDequantiseIsClose) {
   auto rng = test::make_rng();
   auto x = test::random_floats(rng, 256, -2.f, 2.f);
+  // Q4_K: half a step of (max - min) / 15 per 32 values plus the 6-bit rounding of scale and
+  // min; Q6_K: half a step of amax / 31 per 16 values plus the int8 scale's rounding.
   for (auto [type, tol] : {std::pair{TensorType::Q8_0, 0.01f}, {TensorType::Q4_0, 0.3f}, {TensorType::Q4_1, 0.14f},
+                           {TensorType::Q4_K, 0.2f}, {TensorType::Q6_K, 0.05f},
                            {TensorType::F16, 1e-3f}, {TensorType::BF16, 1e-2f}}) {
     auto bytes = quantize(static_cast<uint32_t>(type), x.data(), 256);
     ASSERT_EQ(bytes.size(), tensor_bytes(static_cast<uint32_t>(type), 256));

@@ -4,7 +4,7 @@
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(spw_ref ${CMAKE_CURRENT_LIST_DIR}/compare_reference.py)
-  foreach(kind f32 f16 bf16 q8_0 q4_0 q4_1 f32:qwen2)
+  foreach(kind f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k f32:qwen2)
     string(REPLACE ":" "_" tname "${kind}")
     add_test(NAME runtime_numpy_reference_tiny_${tname}
              COMMAND ${Python3_EXECUTABLE} ${spw_ref} $<TARGET_FILE:spillway> tiny:${kind} 1e-5 256 72 101 108 108 111 33)

@@ -31,7 +31,7 @@ template <typename T>
 void put(std::vector<uint8_t>& o, T v) {
   uint8_t b[sizeof(T)];
   std::memcpy(b, &v, sizeof(T));
-  o.insert(o.end(), b, b + sizeof(T));
+  append(o, b, sizeof(T));
 }
 void put_string(std::vector<uint8_t>& o, const std::string& s) {
   put<uint64_t>(o, s.size());

@@ -35,7 +35,10 @@ WEIGHT_PARAMS = {"SmolLM2-135M-Instruct.Q4_1": 134_515_008, "llama2-7b-random": 
 def run_step(exe: str, args: list[str]) -> list[dict]:
     cmd = [exe, "step", *args]
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:  # e.g. the binary is not built: recorded as a skip by the callers
+        raise RuntimeError(f"cannot run {exe}: {e}") from e
     if proc.returncode != 0:
         print(proc.stderr.strip(), flush=True)
         raise RuntimeError(f"spillway step failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")

@@ -22,6 +22,7 @@
 
 #include "kernels/common/cp_async.cuh"
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/dispatch.cuh"
 #include "kernels/common/dtype.h"
 #include "kernels/common/softmax_state.h"
 #include "kernels/common/vec.h"
@@ -359,13 +360,8 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
              pl.sm_scale,
              pr.soft_cap};
   const auto* splits = reinterpret_cast<const RequestSplit*>(base + pl.splits_offset);
-  const bool bf = pr.dtype == DType::bf16;
-  switch (pr.head_dim) {
-    case 64: bf ? launch<64, bfloat16>(pl, prm, splits, stream) : launch<64, half>(pl, prm, splits, stream); break;
-    case 128: bf ? launch<128, bfloat16>(pl, prm, splits, stream) : launch<128, half>(pl, prm, splits, stream); break;
-    case 256: bf ? launch<256, bfloat16>(pl, prm, splits, stream) : launch<256, half>(pl, prm, splits, stream); break;
-    default: fail("decode_attention::run: head_dim = {}: not supported (64, 128 or 256)", pr.head_dim);
-  }
+  dispatch_dtype_head_dim(pr.dtype, pr.head_dim, "decode_attention::run",
+                          [&]<typename T, int D>() { launch<D, T>(pl, prm, splits, stream); });
 }
 
 void merge_states(const MergeProblem& p, const void* v_in, const float* lse_in, void* v_out, float* lse_out,

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/dispatch.cuh"
 #include "kernels/common/dtype.h"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/softmax_state.h"
@@ -150,13 +151,8 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   } else {
     SPW_CHECK(pl.impl == Impl::v0, "tree_attention::run: plan.impl = {}: not a kernel (create the plan with plan())",
               impl_name(pl.impl));
-    const bool f16 = pr.dtype == DType::f16;
-    switch (pr.head_dim) {
-      case 64: f16 ? launch<half, 64>(pl, prm, st) : launch<__nv_bfloat16, 64>(pl, prm, st); break;
-      case 128: f16 ? launch<half, 128>(pl, prm, st) : launch<__nv_bfloat16, 128>(pl, prm, st); break;
-      case 256: f16 ? launch<half, 256>(pl, prm, st) : launch<__nv_bfloat16, 256>(pl, prm, st); break;
-      default: fail("tree_attention::run: head_dim = {}: not supported", pr.head_dim);
-    }
+    dispatch_dtype_head_dim(pr.dtype, pr.head_dim, "tree_attention::run",
+                            [&]<typename T, int D>() { launch<T, D>(pl, prm, st); });
   }
   decode_attention::MergeProblem mp;
   mp.rows = prm.total_rows;

@@ -46,6 +46,7 @@
 
 #include "kernels/common/cp_async.cuh"
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/dispatch.cuh"
 #include "kernels/common/softmax_state.h"
 #include "kernels/tree_attention/launch.h"
 #include "kernels/tree_attention/mma_fragments.cuh"
@@ -409,13 +410,8 @@ void launch_mma(const Plan& pl, const KernelParams& prm, cudaStream_t stream) {
             "tree_attention::run: plan's mma launch shape (rows_per_cta {}, warps {}, smem {}) is inconsistent: "
             "create it with tree_attention::plan",
             pl.rows_per_cta, pl.warps, pl.smem_bytes);
-  const bool f16 = pr.dtype == DType::f16;
-  switch (pr.head_dim) {
-    case 64: f16 ? launch_typed<half, 64>(pl, prm, stream) : launch_typed<__nv_bfloat16, 64>(pl, prm, stream); break;
-    case 128: f16 ? launch_typed<half, 128>(pl, prm, stream) : launch_typed<__nv_bfloat16, 128>(pl, prm, stream); break;
-    case 256: f16 ? launch_typed<half, 256>(pl, prm, stream) : launch_typed<__nv_bfloat16, 256>(pl, prm, stream); break;
-    default: fail("tree_attention::run: head_dim = {}: not supported by the mma kernel (64, 128 or 256)", pr.head_dim);
-  }
+  dispatch_dtype_head_dim(pr.dtype, pr.head_dim, "tree_attention::run (mma kernel)",
+                          [&]<typename T, int D>() { launch_typed<T, D>(pl, prm, stream); });
 }
 
 }  // namespace spw::tree_attention::detail

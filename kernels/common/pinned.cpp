@@ -23,8 +23,10 @@ std::shared_ptr<std::byte> alloc_plan_host_memory(size_t bytes) {
 #if SPW_HAVE_CUDA
   if (cuda_device_count() > 0) {
     void* p = nullptr;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess)
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
+      std::memset(p, 0, bytes);
       return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
+    }
     (void)cudaGetLastError();
   }
 #endif

@@ -1,6 +1,7 @@
 // Host memory for plan metadata that run() copies to the device with cudaMemcpyAsync: pinned
 // when a device is present (a pageable source makes the copy synchronous and not capturable in
-// a CUDA graph), zeroed 256-byte-aligned heap memory otherwise (CPU-only builds, planning tests).
+// a CUDA graph), 256-byte-aligned heap memory otherwise (CPU-only builds, planning tests);
+// zeroed either way, so planners write only their sections.
 #pragma once
 
 #include <cstddef>
@@ -8,7 +9,7 @@
 
 namespace spw {
 
-/// At least `bytes` (>= 16) bytes; freed with the right call when the last owner goes.
+/// At least `bytes` (>= 16) zeroed bytes; freed with the right call when the last owner goes.
 std::shared_ptr<std::byte> alloc_plan_host_memory(size_t bytes);
 
 /// Caller-owned host memory that planners carve their metadata out of, reused plan after plan.
@@ -44,7 +45,7 @@ class PlanHostArena {
   int allocations_ = 0;
 };
 
-/// `bytes` of plan metadata: from `arena` when one is given, else a fresh allocation.
+/// `bytes` zeroed bytes of plan metadata: from `arena` when one is given, else a fresh allocation.
 std::shared_ptr<std::byte> plan_host_memory(size_t bytes, PlanHostArena* arena);
 
 }  // namespace spw

@@ -124,7 +124,6 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
   pl.workspace_bytes = pl.partial_lse_offset + align_up(static_cast<size_t>(slots) * p.qo_heads * sizeof(float));
 
   pl.host_meta = plan_host_memory(pl.meta_bytes, host);
-  std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get() + pl.items_offset, items.data(), items.size() * sizeof(WorkItem));
   std::memcpy(pl.host_meta.get() + pl.splits_offset, splits.data(), splits.size() * sizeof(RequestSplit));
   return pl;

@@ -213,7 +213,6 @@ Plan plan(const Problem& p, std::span<const int32_t> prefix_lens, std::span<cons
   pl.masks_offset = pl.prefix_lens_offset + round_up(static_cast<size_t>(p.batch) * sizeof(int32_t), kAlign);
   pl.meta_bytes = pl.masks_offset + pl.masks.size() * sizeof(AncestorMask);
   pl.host_meta = plan_host_memory(pl.meta_bytes, host);
-  std::memset(pl.host_meta.get(), 0, pl.meta_bytes);
   std::memcpy(pl.host_meta.get(), pl.tree_indptr.data(), pl.tree_indptr.size() * sizeof(int32_t));
   std::memcpy(pl.host_meta.get() + pl.prefix_lens_offset, pl.prefix_lens.data(), pl.prefix_lens.size() * sizeof(int32_t));
   std::memcpy(pl.host_meta.get() + pl.masks_offset, pl.masks.data(), pl.masks.size() * sizeof(AncestorMask));

@@ -86,13 +86,17 @@ class CpuModel final : public Model {
     seqs_[i].k.resize(w_.config.num_layers);
     seqs_[i].v.resize(w_.config.num_layers);
   }
-  // Y[t, :] (+)= X[t, :] . W^T (+ bias) for t < T; output rows split over the threads.
-  void matmul(const float* x, int T, const float* w, int rows, int cols, const float* bias, float* y, bool accumulate) {
-    const MatmulArgs a{x, T, w, rows, cols, bias, y, accumulate};
-    pool_.parallel_for(rows, [&](int r0, int r1) { matmul_rows(a, r0, r1); });
-  }
+  // Y[t, :] (+)= X[t, :] . W^T (+ bias) for t < T; output rows split over the threads. The
+  // weights stay in their GGUF encoding (dequantised block by block inside matmul_rows).
   void matmul(const float* x, int T, const Matrix& m, float* y, bool accumulate = false) {
-    matmul(x, T, m.w.data(), m.rows, m.cols, m.bias.empty() ? nullptr : m.bias.data(), y, accumulate);
+    MatmulArgs a{x, T, nullptr, m.rows, m.cols, m.bias.empty() ? nullptr : m.bias.data(), y, accumulate};
+    if (m.type == static_cast<uint32_t>(TensorType::F32)) {
+      a.w = reinterpret_cast<const float*>(m.data.data());
+    } else {
+      a.wq = m.data.data();
+      a.wq_type = m.type;
+    }
+    pool_.parallel_for(m.rows, [&](int r0, int r1) { matmul_rows(a, r0, r1); });
   }
   void apply_rope(float* row, int heads, int pos) const {
     for (int h = 0; h < heads; ++h) {
@@ -168,8 +172,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
   std::vector<float> x(static_cast<size_t>(T) * H), h(x.size()), q(static_cast<size_t>(T) * nq * hd),
       k(static_cast<size_t>(T) * kvd), v(k.size()), att(q.size()), g(static_cast<size_t>(T) * c.intermediate),
       u(g.size());
-  for (int t = 0; t < T; ++t)
-    std::copy_n(w_.token_embd.begin() + static_cast<size_t>(ids[t]) * H, H, x.begin() + static_cast<size_t>(t) * H);
+  for (int t = 0; t < T; ++t) w_.token_embd.dequantize_rows(ids[t], 1, &x[static_cast<size_t>(t) * H]);
 
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   for (int l = 0; l < c.num_layers; ++l) {
@@ -242,8 +245,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     t0 += n;
   }
   logits.resize(static_cast<size_t>(R) * c.vocab_size);
-  const float* lm = c.tied_embeddings ? w_.token_embd.data() : w_.output.w.data();
-  if (R > 0) matmul(h.data(), R, lm, c.vocab_size, H, nullptr, logits.data(), false);
+  if (R > 0) matmul(h.data(), R, c.tied_embeddings ? w_.token_embd : w_.output, logits.data());
   for (const auto& in : batch) seqs_[in.seq_id].len += static_cast<int>(in.tokens.size());
 }
 

@@ -1,4 +1,6 @@
-// CPU backend: the reference implementation of the Model interface. fp32 weights and math,
+// CPU backend: the reference implementation of the Model interface. fp32 math over the
+// weights' fp32 values (kept in their GGUF encoding, dequantised on the fly: a Q4_1 model
+// reads 0.625 bytes per weight per forward instead of 4),
 // output rows of every matrix product split over a thread pool, one pass over the weights
 // per forward for all new tokens of all sequences, register-blocked AVX-512 / AVX2 products
 // (runtime/cpu_matmul.h), so verifying k draft tokens costs little more than one token, as

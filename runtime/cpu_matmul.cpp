@@ -4,8 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
+#include "kernels/common/dtype.h"
 #include "kernels/common/error.h"
+#include "runtime/dequant.h"
 
 namespace spw::rt {
 namespace {
@@ -31,9 +34,24 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
   }
 };
 constexpr int kRows = 4, kTokens = 4;
+float dq_half(uint16_t bits) { return half_bits_to_float(bits); }
+void dq_f16(const uint8_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = half_bits_to_float(h);
+  }
+}
+void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
+  for (int j = 0; j < 16; ++j) {
+    lo[j] = static_cast<float>(q[j] & 0x0f);
+    hi[j] = static_cast<float>(q[j] >> 4);
+  }
+}
+#include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 
-using RunFn = void (*)(const MatmulArgs&, int, int);
+using RunFn = void (*)(const MatmulArgs&, int, int, const detail::Panel&);
 struct Isa {
   const char* name;
   RunFn fn;
@@ -44,10 +62,11 @@ struct Isa {
 const Isa* isas(int* count) {
   static const Isa table[] = {
 #if defined(SPW_CPU_MATMUL_AVX512)
-      {"avx512", &detail::matmul_rows_avx512, static_cast<bool>(__builtin_cpu_supports("avx512f"))},
+      {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")},
 #endif
 #if defined(SPW_CPU_MATMUL_AVX2)
-      {"avx2", &detail::matmul_rows_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+      {"avx2", &detail::matmul_rows_avx2,
+       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")},
 #endif
       {"generic", &run_blocked, true},
   };
@@ -70,9 +89,33 @@ const Isa& chosen() {
   return pick;
 }
 
+// Checks the weight fields and sizes this thread's dequantisation panel (grown once per thread
+// to the widest matrix, then reused: no allocation per call).
+detail::Panel prepare(const MatmulArgs& a) {
+  detail::Panel p;
+  if (!a.wq) {
+    SPW_CHECK(a.w || a.rows == 0, "matmul_rows: w and wq are both null (rows = {})", a.rows);
+    return p;
+  }
+  SPW_CHECK(!a.w, "matmul_rows: w and wq are both set: give the weights in one form");
+  SPW_CHECK(a.w_stride == 0, "matmul_rows: w_stride = {}: encoded weights (wq) must be packed rows", a.w_stride);
+  const int64_t be = type_block_elements(a.wq_type);
+  SPW_CHECK(be > 0, "matmul_rows: wq_type = {}: not a supported tensor type", a.wq_type);
+  SPW_CHECK(a.cols % be == 0, "matmul_rows: cols = {}: not a whole number of {}-element blocks of wq_type {}", a.cols,
+            be, a.wq_type);
+  p.row_bytes = static_cast<size_t>(a.cols / be) * static_cast<size_t>(type_block_bytes(a.wq_type));
+  thread_local std::vector<float> panel;
+  const size_t need = static_cast<size_t>(detail::kMaxPanelRows) * a.cols;
+  if (panel.size() < need) panel.resize(need);
+  p.panel = panel.data();
+  return p;
+}
+
 }  // namespace
 
-void matmul_rows(const MatmulArgs& a, int row_begin, int row_end) { chosen().fn(a, row_begin, row_end); }
+void matmul_rows(const MatmulArgs& a, int row_begin, int row_end) {
+  chosen().fn(a, row_begin, row_end, prepare(a));
+}
 
 const char* matmul_isa() { return chosen().name; }
 
@@ -90,7 +133,7 @@ void matmul_rows_isa(const char* isa, const MatmulArgs& a, int row_begin, int ro
   for (int i = 0; i < n; ++i)
     if (std::strcmp(t[i].name, isa) == 0) {
       SPW_CHECK(t[i].supported, "matmul_rows_isa: isa = {}: not supported by this CPU or build", isa);
-      t[i].fn(a, row_begin, row_end);
+      t[i].fn(a, row_begin, row_end, prepare(a));
       return;
     }
   SPW_CHECK(false, "matmul_rows_isa: isa = {}: unknown (avx512, avx2 or generic)", isa);

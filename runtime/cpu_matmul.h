@@ -12,7 +12,17 @@
 // bit-identical to plain decoding because of this. The instruction set (AVX-512F,
 // AVX2+FMA, or portable C++) is picked once per process from the CPU's features; results
 // differ between instruction sets only by fp32 rounding.
+//
+// Encoded weights: W may also be a GGUF-encoded matrix (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K,
+// Q6_K; runtime/dequant.h). Each block of weight rows is then dequantised into a per-thread
+// fp32 panel right before the token rows are multiplied with it, so every weight is read from
+// memory in its compact form once per product (Q4_1: 0.625 bytes per weight instead of 4) and
+// converted once, whatever T is. The panel holds exactly dequantize()'s values, so the result
+// is bit-identical to the same product over pre-dequantised fp32 weights.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
 
 namespace spw::rt {
 
@@ -20,6 +30,8 @@ namespace spw::rt {
 /// callers can split the rows over threads. x: [T, cols], w: [rows, cols], bias: [rows] or
 /// null, y: [T, rows]; each with a row stride in elements (0 = packed: cols, cols, rows), so
 /// that e.g. one head of a KV cache row can be the weight. accumulate: y += product, else y =.
+/// Encoded weights: w = nullptr, wq = the rows in TensorType `wq_type`, packed (w_stride 0);
+/// cols must be a whole number of the type's blocks.
 struct MatmulArgs {
   const float* x = nullptr;
   int T = 0;
@@ -29,7 +41,11 @@ struct MatmulArgs {
   float* y = nullptr;
   bool accumulate = false;
   long x_stride = 0, w_stride = 0, y_stride = 0;
+  const uint8_t* wq = nullptr;  // encoded weights instead of w
+  uint32_t wq_type = 0;         // their TensorType
 };
+/// Throws spw::Error naming the field if the encoded-weight fields are inconsistent (both or
+/// neither of w / wq, unsupported type, cols not whole blocks, a w_stride with wq).
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end);
 
 /// Name of the instruction set matmul_rows uses in this process: "avx512", "avx2" or
@@ -44,9 +60,17 @@ bool matmul_isa_supported(const char* isa);
 /// if it is unknown or this CPU or build cannot run it.
 void matmul_rows_isa(const char* isa, const MatmulArgs& a, int row_begin, int row_end);
 
-namespace detail {  // per-ISA entry points (cpu_matmul_<isa>.cpp), present when compiled
-void matmul_rows_avx512(const MatmulArgs& a, int row_begin, int row_end);
-void matmul_rows_avx2(const MatmulArgs& a, int row_begin, int row_end);
+namespace detail {
+/// Per-thread scratch of a product over encoded weights: `panel` holds kMaxPanelRows rows of
+/// cols fp32 values; row_bytes is the encoded size of one weight row.
+constexpr int kMaxPanelRows = 4;
+struct Panel {
+  float* panel = nullptr;
+  size_t row_bytes = 0;
+};
+// Per-ISA entry points (cpu_matmul_<isa>.cpp), present when compiled.
+void matmul_rows_avx512(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
+void matmul_rows_avx2(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
 }  // namespace detail
 
 }  // namespace spw::rt

@@ -1,8 +1,9 @@
 // matmul_rows for AVX2 + FMA (8 fp32 lanes; 4 weight rows x 2 tokens = 8 accumulators of 16
-// registers). Compiled with -mavx2 -mfma (runtime/CMakeLists.txt) on x86-64 only; called
+// registers). Compiled with -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only; called
 // only after the CPU was checked to support it. Includes nothing but intrinsics so that no
 // shared inline function gets compiled with these flags.
 #include "runtime/cpu_matmul.h"
+#include "runtime/dequant.h"  // TensorType only
 
 #if defined(SPW_CPU_MATMUL_AVX2)
 #include <immintrin.h>
@@ -26,12 +27,34 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 2;
+// fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).
+float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
+void dq_f16(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
+  if (i < n) {  // the tail through a zero-padded block
+    alignas(16) uint16_t h[8] = {};
+    alignas(32) float f[8];
+    __builtin_memcpy(h, src + 2 * i, static_cast<size_t>(n - i) * 2);
+    _mm256_store_ps(f, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h))));
+    __builtin_memcpy(dst + i, f, static_cast<size_t>(n - i) * 4);
+  }
+}
+void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
+  for (int h = 0; h < 16; h += 8) {
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + h)));
+    _mm256_storeu_ps(lo + h, _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(15))));
+    _mm256_storeu_ps(hi + h, _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 4)));
+  }
+}
+#include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 
 }  // namespace
 
 namespace detail {
-void matmul_rows_avx2(const MatmulArgs& a, int r0, int r1) { run_blocked(a, r0, r1); }
+void matmul_rows_avx2(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
 }  // namespace detail
 }  // namespace spw::rt
 #endif

@@ -1,8 +1,9 @@
 // matmul_rows for AVX-512F (16 fp32 lanes; 4 weight rows x 4 tokens = 16 accumulators of 32
-// registers). Compiled with -mavx512f -mavx2 -mfma (runtime/CMakeLists.txt) on x86-64 only;
+// registers). Compiled with -mavx512f -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only;
 // called only after the CPU was checked to support it. Includes nothing but intrinsics so
 // that no shared inline function gets compiled with these flags.
 #include "runtime/cpu_matmul.h"
+#include "runtime/dequant.h"  // TensorType only
 
 #if defined(SPW_CPU_MATMUL_AVX512)
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialised value) as the
@@ -32,12 +33,32 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 4;
+// fp16 -> fp32 with F16C / AVX-512F conversions (exact, like half_bits_to_float).
+float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
+void dq_f16(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i))));
+  if (i < n) {  // the tail through a zero-padded block
+    alignas(32) uint16_t h[16] = {};
+    alignas(64) float f[16];
+    __builtin_memcpy(h, src + 2 * i, static_cast<size_t>(n - i) * 2);
+    _mm512_store_ps(f, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
+    __builtin_memcpy(dst + i, f, static_cast<size_t>(n - i) * 4);
+  }
+}
+void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
+  const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+  _mm512_storeu_ps(lo, _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15))));
+  _mm512_storeu_ps(hi, _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 4)));
+}
+#include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 
 }  // namespace
 
 namespace detail {
-void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1) { run_blocked(a, r0, r1); }
+void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
 }  // namespace detail
 }  // namespace spw::rt
 #endif

@@ -1,6 +1,7 @@
 // Register-blocked body of runtime/cpu_matmul (private). Included once per instruction set by
 // cpu_matmul_<isa>.cpp, each compiled with its own target flags, after that file defines the
-// vector type `V` (lanes, reg, zero, load, fma, hsum). Everything here is internal to the
+// vector type `V` (lanes, reg, zero, load, fma, hsum) and includes runtime/dequant_kernels.h
+// (dq_run, for encoded weights). Everything here is internal to the
 // including translation unit (it is included inside an anonymous namespace), so no function
 // compiled for one instruction set can be picked by the linker for another.
 //
@@ -15,16 +16,15 @@
   return s;
 }
 
-// R weight rows x TT activation rows, all of [0, cols).
+// R weight rows x TT activation rows, all of [0, cols); w points at weight row r, rows ws apart.
 template <int R, int TT>
-void block(const MatmulArgs& a, int r, int t) {
+void block(const MatmulArgs& a, const float* w, size_t ws, int r, int t) {
   V::reg acc[R][TT];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < TT; ++j) acc[i][j] = V::zero();
   const int cols = a.cols, full = cols / V::lanes * V::lanes;
-  const size_t ws = a.w_stride ? a.w_stride : cols, xs = a.x_stride ? a.x_stride : cols;
+  const size_t xs = a.x_stride ? a.x_stride : cols;
   const size_t ys = a.y_stride ? a.y_stride : a.rows;
-  const float* w = a.w + r * ws;
   const float* x = a.x + t * xs;
   for (int k = 0; k < full; k += V::lanes) {
     V::reg wv[R];
@@ -47,8 +47,10 @@ void block(const MatmulArgs& a, int r, int t) {
 }
 
 // Rows [r0, r1) in blocks of kRows (weights stay in L1 across the token blocks), tokens in
-// blocks of kTokens; remainder shapes use the smaller instantiations.
-using BlockFn = void (*)(const MatmulArgs&, int, int);
+// blocks of kTokens; remainder shapes use the smaller instantiations. Encoded weights: each
+// row block is dequantised into p.panel first (runtime/dequant_kernels.h).
+static_assert(kRows <= detail::kMaxPanelRows, "the dequantisation panel must hold a row block");
+using BlockFn = void (*)(const MatmulArgs&, const float*, size_t, int, int);
 
 template <int I, int... J>
 void fill_row(BlockFn* row, std::integer_sequence<int, J...>) {
@@ -64,14 +66,17 @@ struct BlockTable {
   BlockTable() { fill_table(fn, std::make_integer_sequence<int, kRows>{}); }
 };
 
-void run_blocked(const MatmulArgs& a, int r0, int r1) {
+void run_blocked(const MatmulArgs& a, int r0, int r1, const detail::Panel& p) {
   static const BlockTable blocks;  // filled once, not on every call
   const auto& table = blocks.fn;
+  const size_t ws = a.wq ? static_cast<size_t>(a.cols) : (a.w_stride ? a.w_stride : a.cols);
   for (int r = r0; r < r1; r += kRows) {
     const int rr = r1 - r < kRows ? r1 - r : kRows;
+    if (a.wq) dq_run(a.wq_type, a.wq + r * p.row_bytes, static_cast<int64_t>(rr) * a.cols, p.panel);
+    const float* w = a.wq ? p.panel : a.w + r * ws;
     for (int t = 0; t < a.T; t += kTokens) {
       const int tt = a.T - t < kTokens ? a.T - t : kTokens;
-      table[rr - 1][tt - 1](a, r, t);
+      table[rr - 1][tt - 1](a, w, ws, r, t);
     }
   }
 }

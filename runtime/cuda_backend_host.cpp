@@ -33,9 +33,14 @@ void check_cuda_backend(const ModelConfig& c, const CudaBackendOptions& o, const
 
 namespace {
 void check_matrix(const Matrix& m, int rows, int cols, const std::string& name, const char* w) {
-  SPW_CHECK(m.rows == rows && m.cols == cols && m.w.size() == static_cast<size_t>(rows) * cols,
-            "{}: weights.{} = [{}, {}] with {} values: must be [{}, {}] (model config)", w, name, m.rows, m.cols,
-            m.w.size(), rows, cols);
+  SPW_CHECK(m.rows == rows && m.cols == cols, "{}: weights.{} = [{}, {}]: must be [{}, {}] (model config)", w, name,
+            m.rows, m.cols, rows, cols);
+  const int64_t be = type_block_elements(m.type);
+  SPW_CHECK_ARG(be > 0 && cols % be == 0, w, "weights." + name + ".type", m.type,
+                fmt::format("must be a supported tensor type whose blocks divide {} columns", cols));
+  const size_t want = static_cast<size_t>(rows) * m.row_bytes();
+  SPW_CHECK_ARG(m.data.size() == want, w, "weights." + name + ".data.size()", m.data.size(),
+                fmt::format("must be {} ({} rows of {} {} values)", want, rows, cols, tensor_type_name(m.type)));
   SPW_CHECK_ARG(m.bias.empty() || m.bias.size() == static_cast<size_t>(rows), w, "weights." + name + ".bias.size()",
                 m.bias.size(), fmt::format("must be 0 or {}", rows));
 }
@@ -48,11 +53,11 @@ void check_cuda_weights(const LlamaWeights& wt, const CudaBackendOptions& o, con
   const ModelConfig& c = wt.config;
   check_cuda_backend(c, o, w);
   const int H = c.hidden, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim, I = c.intermediate;
-  check_vector(wt.token_embd, static_cast<size_t>(c.vocab_size) * H, "token_embd", w);
+  check_matrix(wt.token_embd, c.vocab_size, H, "token_embd", w);
   check_vector(wt.output_norm, H, "output_norm", w);
-  SPW_CHECK_ARG(wt.output.w.empty() == c.tied_embeddings, w, "weights.output.w.size()", wt.output.w.size(),
-                c.tied_embeddings ? "must be 0: config.tied_embeddings is set" : "must be vocab * hidden (not tied)");
-  if (!wt.output.w.empty()) check_matrix(wt.output, c.vocab_size, H, "output", w);
+  SPW_CHECK_ARG(wt.output.empty() == c.tied_embeddings, w, "weights.output.data.size()", wt.output.data.size(),
+                c.tied_embeddings ? "must be 0: config.tied_embeddings is set" : "must hold vocab x hidden (not tied)");
+  if (!wt.output.empty()) check_matrix(wt.output, c.vocab_size, H, "output", w);
   SPW_CHECK_ARG(wt.layers.size() == static_cast<size_t>(c.num_layers), w, "weights.layers.size()", wt.layers.size(),
                 fmt::format("must equal config.num_layers = {}", c.num_layers));
   for (size_t l = 0; l < wt.layers.size(); ++l) {

@@ -1,5 +1,6 @@
-// Device weights: fp32 host tensors converted on the device (upload through a bounded fp32
-// staging buffer, then one conversion kernel per chunk), or random weights made on the device.
+// Device weights: host tensors (matrices in their GGUF encoding, dequantised on the host a
+// chunk of rows at a time) converted on the device (upload through a bounded fp32 staging
+// buffer, then one conversion kernel per chunk), or random weights made on the device.
 #include <algorithm>
 #include <cmath>
 
@@ -15,11 +16,33 @@ constexpr size_t kStagingFloats = size_t(16) << 20;  // 64 MiB of fp32 per uploa
 // Converts fp32 host tensors into slices of device buffers, chunk by chunk. The copies and
 // conversions are ordered on one stream, so the staging buffer is reused safely; release()
 // waits for the stream before it frees a host tensor (an async copy from pageable memory may
-// still be reading it).
+// still be reading it). Encoded matrices are dequantised into a host chunk first, which is
+// refilled only after the stream has finished with it.
 class Uploader {
  public:
   Uploader(DType dtype, cudaStream_t stream, size_t largest) : dtype_(dtype), stream_(stream),
       staging_(std::max<size_t>(1, std::min(largest, kStagingFloats))) {}
+
+  void put(const Matrix& m, Buffer16& dst, size_t offset) {
+    const size_t total = static_cast<size_t>(m.rows) * m.cols;
+    SPW_CHECK(offset + total <= dst.size(), "upload_weights: {} elements at offset {} into a buffer of {}", total,
+              offset, dst.size());
+    const int chunk_rows = static_cast<int>(std::max<size_t>(1, staging_.size() / std::max(1, m.cols)));
+    host_.resize(std::min<size_t>(static_cast<size_t>(chunk_rows) * m.cols, total));
+    for (int r = 0; r < m.rows; r += chunk_rows) {
+      const int n = std::min(chunk_rows, m.rows - r);
+      const size_t elems = static_cast<size_t>(n) * m.cols;
+      SPW_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the previous chunk's copy has read host_
+      m.dequantize_rows(r, n, host_.data());
+      SPW_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), host_.data(), elems * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      convert_from_f32(staging_.get(), dst.get() + offset + static_cast<size_t>(r) * m.cols, dtype_, elems, stream_);
+    }
+  }
+  Buffer16 make(const Matrix& m) {
+    Buffer16 b(static_cast<size_t>(m.rows) * m.cols);
+    put(m, b, 0);
+    return b;
+  }
 
   void put(const std::vector<float>& src, Buffer16& dst, size_t offset) {
     SPW_CHECK(offset + src.size() <= dst.size(), "upload_weights: {} elements at offset {} into a buffer of {}",
@@ -40,7 +63,7 @@ class Uploader {
     size_t elems = 0, rows = 0;
     bool any_bias = false;
     for (Matrix* m : parts) {
-      elems += m->w.size();
+      elems += static_cast<size_t>(m->rows) * m->cols;
       rows += m->rows;
       any_bias |= !m->bias.empty();
     }
@@ -51,25 +74,28 @@ class Uploader {
     }
     size_t off = 0, row = 0;
     for (Matrix* m : parts) {
-      put(m->w, w, off);
+      put(*m, w, off);
       if (!m->bias.empty()) put(m->bias, bias, row);
-      off += m->w.size();
+      off += static_cast<size_t>(m->rows) * m->cols;
       row += m->rows;
     }
-    for (Matrix* m : parts) {
-      release(m->w);
-      release(m->bias);
-    }
+    for (Matrix* m : parts) release(*m);
   }
   void release(std::vector<float>& v) {
     SPW_CUDA_CHECK(cudaStreamSynchronize(stream_));
     std::vector<float>().swap(v);
+  }
+  void release(Matrix& m) {
+    SPW_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::vector<uint8_t>().swap(m.data);
+    std::vector<float>().swap(m.bias);
   }
 
  private:
   DType dtype_;
   cudaStream_t stream_;
   DeviceBuffer<float> staging_;
+  std::vector<float> host_;  // one chunk of dequantised rows
 };
 
 }  // namespace
@@ -87,17 +113,19 @@ DeviceWeights upload_weights(LlamaWeights&& w, DType dtype, cudaStream_t stream)
   d.config = w.config;
   d.neox_rope = w.neox_rope;
   d.dtype = dtype;
-  size_t largest = std::max(w.token_embd.size(), w.output.w.size());
+  auto elems = [](const Matrix& m) { return static_cast<size_t>(m.rows) * m.cols; };
+  size_t largest = std::max(elems(w.token_embd), w.output.empty() ? size_t(0) : elems(w.output));
   for (const LlamaLayer& l : w.layers)
-    largest = std::max({largest, l.wq.w.size(), l.w_gate.w.size(), l.w_down.w.size()});
+    largest = std::max({largest, elems(l.wq), elems(l.wk), elems(l.wv), elems(l.wo), elems(l.w_gate), elems(l.w_up),
+                        elems(l.w_down), l.attn_norm.size()});
   Uploader up(dtype, stream, largest);
   d.token_embd = up.make(w.token_embd);
   up.release(w.token_embd);
   d.output_norm = up.make(w.output_norm);
-  if (!w.output.w.empty()) {
-    d.output = up.make(w.output.w);
+  if (!w.output.empty()) {
+    d.output = up.make(w.output);
     if (!w.output.bias.empty()) d.output_bias = up.make(w.output.bias);
-    up.release(w.output.w);
+    up.release(w.output);
   }
   for (LlamaLayer& l : w.layers) {
     DeviceLayer dl;

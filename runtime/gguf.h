@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dequant.h"
+
 namespace spw::rt {
 
 /// Metadata value types, numbered as in the GGUF specification.
@@ -38,10 +40,7 @@ struct GgufValue {
   size_t size() const;  // array length (0 for scalars)
 };
 
-/// Tensor element types that Spillway reads (numbered as in ggml).
-enum class TensorType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30,
-};
+/// Name of a TensorType value (runtime/dequant.h), e.g. "Q4_1".
 const char* tensor_type_name(uint32_t t);
 
 struct GgufTensorInfo {

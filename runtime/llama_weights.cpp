@@ -1,5 +1,7 @@
 #include "runtime/llama_weights.h"
 
+#include <cstring>
+
 #include "kernels/common/error.h"
 #include "runtime/dequant.h"
 
@@ -62,15 +64,53 @@ std::vector<float> load_tensor(const GgufFile& f, const std::string& name, int64
 }
 
 Matrix load_matrix(const GgufFile& f, const std::string& name, int rows, int cols, bool bias) {
+  const std::string wname = name + ".weight";
+  const GgufTensorInfo* t = f.find_tensor(wname);
+  SPW_CHECK(t, "GGUF {}: tensor '{}' is missing", f.path(), wname);
+  SPW_CHECK(t->cols() == cols && t->rows() == rows && t->elements == int64_t(rows) * cols,
+            "GGUF {}: tensor '{}' has shape [{}] but [{}, {}] was expected", f.path(), wname,
+            fmt::join(t->dims, ", "), cols, rows);
   Matrix m;
   m.rows = rows;
   m.cols = cols;
-  m.w = load_tensor(f, name + ".weight", rows, cols);
+  m.type = t->type;
+  const uint64_t bytes = tensor_bytes(t->type, t->elements);  // validates the type
+  SPW_CHECK(cols % type_block_elements(t->type) == 0, "GGUF {}: tensor '{}': rows of {} elements are not whole {} blocks",
+            f.path(), wname, cols, tensor_type_name(t->type));
+  const uint8_t* src = f.tensor_data(*t);
+  m.data.assign(src, src + bytes);
   if (bias) m.bias = load_tensor(f, name + ".bias", 1, rows);
   return m;
 }
 
 }  // namespace
+
+size_t Matrix::row_bytes() const { return tensor_bytes(type, cols); }
+
+void Matrix::dequantize_rows(int r0, int n, float* out) const {
+  SPW_CHECK(r0 >= 0 && n >= 0 && r0 + n <= rows, "Matrix::dequantize_rows: rows [{}, {}) of a {}-row matrix", r0,
+            r0 + n, rows);
+  const size_t rb = row_bytes();
+  dequantize(type, data.data() + static_cast<size_t>(r0) * rb, static_cast<int64_t>(n) * cols, out);
+}
+
+std::vector<float> Matrix::to_f32() const {
+  std::vector<float> out(static_cast<size_t>(rows) * cols);
+  if (rows > 0) dequantize_rows(0, rows, out.data());
+  return out;
+}
+
+Matrix Matrix::from_f32(int rows, int cols, const std::vector<float>& w) {
+  SPW_CHECK(rows >= 0 && cols >= 0 && w.size() == static_cast<size_t>(rows) * cols,
+            "Matrix::from_f32: {} values for [{}, {}]", w.size(), rows, cols);
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.type = static_cast<uint32_t>(TensorType::F32);
+  m.data.resize(w.size() * sizeof(float));
+  if (!w.empty()) std::memcpy(m.data.data(), w.data(), m.data.size());
+  return m;
+}
 
 LlamaWeights load_llama_weights(const GgufFile& f, int max_layers) {
   LlamaWeights w;
@@ -83,7 +123,7 @@ LlamaWeights load_llama_weights(const GgufFile& f, int max_layers) {
     c.num_layers = max_layers;
   }
   const int hd = c.head_dim, q = c.num_heads * hd, kv = c.num_kv_heads * hd;
-  w.token_embd = load_tensor(f, "token_embd.weight", c.vocab_size, c.hidden);
+  w.token_embd = load_matrix(f, "token_embd", c.vocab_size, c.hidden, false);
   w.output_norm = load_tensor(f, "output_norm.weight", 1, c.hidden);
   if (!c.tied_embeddings) w.output = load_matrix(f, "output", c.vocab_size, c.hidden, false);
   for (int l = 0; l < c.num_layers; ++l) {

@@ -1,5 +1,7 @@
-// Llama-family weights read from a GGUF file and dequantised to fp32 for the CPU backend,
-// plus the hyper-parameters (ModelConfig) from the `<arch>.*` metadata keys.
+// Llama-family weights read from a GGUF file, the matrices kept in their GGUF encoding (the
+// CPU backend dequantises them block by block inside its matrix product, the CUDA backend
+// converts them at upload), the vectors as fp32, plus the hyper-parameters (ModelConfig)
+// from the `<arch>.*` metadata keys.
 // Supported architectures: "llama" (Llama-2/3, SmolLM2, TinyLlama; adjacent-pair RoPE, the
 // layout GGUF stores Q/K in) and "qwen2" (q/k/v biases, NeoX-style RoPE).
 #pragma once
@@ -13,11 +15,23 @@
 
 namespace spw::rt {
 
-/// A weight matrix [rows = out features, cols = in features], row-major fp32.
+/// A weight matrix [rows = out features, cols = in features], row-major, each row `cols`
+/// elements of TensorType `type` (runtime/dequant.h) packed in `data`.
 struct Matrix {
   int rows = 0, cols = 0;
-  std::vector<float> w;
-  std::vector<float> bias;  // empty or `rows`
+  uint32_t type = 0;          // TensorType; F32 = plain floats
+  std::vector<uint8_t> data;  // rows * row_bytes()
+  std::vector<float> bias;    // empty or `rows`
+
+  bool empty() const { return data.empty(); }
+  /// Encoded bytes of one row (throws if cols is not a whole number of the type's blocks).
+  size_t row_bytes() const;
+  /// fp32 values of rows [r0, r0 + n) into out[n * cols] (dequantize()'s values).
+  void dequantize_rows(int r0, int n, float* out) const;
+  /// All of it as fp32.
+  std::vector<float> to_f32() const;
+  /// An F32 matrix holding `w` ([rows, cols]); throws if the size does not match.
+  static Matrix from_f32(int rows, int cols, const std::vector<float>& w);
 };
 
 struct LlamaLayer {
@@ -29,7 +43,7 @@ struct LlamaLayer {
 struct LlamaWeights {
   ModelConfig config;
   bool neox_rope = false;
-  std::vector<float> token_embd;  // [vocab, hidden]
+  Matrix token_embd;               // [vocab, hidden]
   std::vector<LlamaLayer> layers;
   std::vector<float> output_norm;  // [hidden]
   Matrix output;                   // lm_head; empty w when tied (use token_embd)
@@ -42,8 +56,9 @@ ModelConfig read_llama_config(const GgufFile& file);
 /// backends apply them.
 RopeParams rope_params(const ModelConfig& config, bool neox);
 
-/// Loads and dequantises the weights of the first `max_layers` layers (all when < 0).
-/// Every tensor's presence and shape is checked against the config.
+/// Loads the weights of the first `max_layers` layers (all when < 0): matrices copied in
+/// their encoding, vectors (norms, biases) dequantised. Every tensor's presence and shape is
+/// checked against the config.
 LlamaWeights load_llama_weights(const GgufFile& file, int max_layers = -1);
 
 }  // namespace spw::rt

@@ -4,12 +4,17 @@
 // not a multiple of the vector width), bias and accumulate; batch invariance (a token's
 // outputs are bit-identical whatever T, token block and row range); bad ISA names. And the
 // thread pool that splits the rows: every index exactly once, over many back-to-back calls
-// and after the workers have gone to sleep.
+// and after the workers have gone to sleep. Encoded weights (every GGUF tensor type,
+// dequantised on the fly): bit-identical to the product over dequantize()'s fp32 values on
+// every instruction set, and their argument checks.
 #include <atomic>
 #include <cmath>
 #include <thread>
 
 #include "runtime/cpu_matmul.h"
+#include "runtime/dequant.h"
+#include "runtime/gguf_writer.h"
+#include "runtime/llama_weights.h"
 #include "runtime/thread_pool.h"
 #include "tests/common/helpers.h"
 
@@ -118,6 +123,94 @@ TEST(CpuMatmul, RowStridesSelectSlicesOfWiderMatrices) {
     }
     EXPECT_TRUE(test::close_to(y, ref, {1e-5, 1e-5})) << isa;
   }
+}
+
+TEST(CpuMatmul, EncodedWeightsGiveTheBitsOfTheirDequantisedValues) {
+  // Every type on every ISA: the on-the-fly panel must hold exactly dequantize()'s values, so
+  // the outputs equal the fp32 product bit for bit. Shapes: rows not a multiple of the row
+  // block, T past the token block, F16/BF16/F32 columns with a vector tail; values include
+  // fp16 subnormals (F16) and every nibble (the quantisers' random blocks).
+  auto rng = test::make_rng();
+  struct TypeCase {
+    TensorType type;
+    int cols;
+  };
+  const TypeCase types[] = {{TensorType::F16, 37},  {TensorType::F16, 576}, {TensorType::BF16, 23}, {TensorType::BF16, 64},
+                            {TensorType::Q8_0, 96}, {TensorType::Q4_0, 64}, {TensorType::Q4_1, 576},
+                            {TensorType::Q4_K, 256}, {TensorType::Q4_K, 512}, {TensorType::Q6_K, 256}, {TensorType::Q6_K, 768}};
+  for (const TypeCase& tc : types)
+    for (int rows : {1, 6, 13})
+      for (int T : {1, 3, 9}) {
+        const uint32_t type = static_cast<uint32_t>(tc.type);
+        auto values = test::random_floats(rng, size_t(rows) * tc.cols);
+        if (tc.type == TensorType::F16)
+          for (size_t i = 0; i < values.size(); i += 5) values[i] *= 1e-5f;  // fp16 subnormals
+        const std::vector<uint8_t> enc = quantize(type, values.data(), int64_t(rows) * tc.cols);
+        std::vector<float> w(values.size());
+        dequantize(type, enc.data(), int64_t(w.size()), w.data());
+        const auto x = test::random_floats(rng, size_t(T) * tc.cols);
+        const auto bias = test::random_floats(rng, rows);
+        for (const char* isa : runnable_isas()) {
+          std::vector<float> want(size_t(T) * rows), got = test::poisoned<float>(size_t(T) * rows);
+          matmul_rows_isa(isa, {x.data(), T, w.data(), rows, tc.cols, bias.data(), want.data(), false}, 0, rows);
+          MatmulArgs a{x.data(), T, nullptr, rows, tc.cols, bias.data(), got.data(), false};
+          a.wq = enc.data();
+          a.wq_type = type;
+          matmul_rows_isa(isa, a, 0, rows / 2);  // two row ranges: the second starts mid-matrix
+          matmul_rows_isa(isa, a, rows / 2, rows);
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+              << isa << " " << tensor_type_name(type) << " rows " << rows << " cols " << tc.cols << " T " << T;
+        }
+      }
+}
+
+TEST(CpuMatmul, EncodedWeightArgumentsAreChecked) {
+  const std::vector<float> x(64, 1.f), w(64, 1.f);
+  const std::vector<uint8_t> enc = quantize(static_cast<uint32_t>(TensorType::Q4_1), w.data(), 64);
+  std::vector<float> y(2);
+  auto args = [&] {
+    MatmulArgs a{x.data(), 1, nullptr, 1, 64, nullptr, y.data(), false};
+    a.wq = enc.data();
+    a.wq_type = static_cast<uint32_t>(TensorType::Q4_1);
+    return a;
+  };
+  MatmulArgs both = args();
+  both.w = w.data();
+  EXPECT_THROW_MSG(matmul_rows(both, 0, 1), "w and wq are both set");
+  MatmulArgs neither = args();
+  neither.wq = nullptr;
+  EXPECT_THROW_MSG(matmul_rows(neither, 0, 1), "w and wq are both null (rows = 1)");
+  MatmulArgs type = args();
+  type.wq_type = 7;
+  EXPECT_THROW_MSG(matmul_rows(type, 0, 1), "wq_type = 7: not a supported tensor type");
+  MatmulArgs cols = args();
+  cols.cols = 48;
+  EXPECT_THROW_MSG(matmul_rows(cols, 0, 1), "cols = 48: not a whole number of 32-element blocks");
+  MatmulArgs stride = args();
+  stride.w_stride = 128;
+  EXPECT_THROW_MSG(matmul_rows_isa("generic", stride, 0, 1), "w_stride = 128: encoded weights (wq) must be packed");
+  EXPECT_NO_THROW(matmul_rows(args(), 0, 1));
+  EXPECT_FLOAT_EQ(y[0], 64.f);  // Q4_1 stores an all-ones block exactly (min 1, scale 0)
+}
+
+TEST(CpuMatmul, MatrixRowsDequantiseLikeTheWholeTensor) {
+  auto rng = test::make_rng();
+  const int rows = 5, cols = 256;
+  const auto values = test::random_floats(rng, size_t(rows) * cols);
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.type = static_cast<uint32_t>(TensorType::Q4_K);
+  m.data = quantize(m.type, values.data(), int64_t(values.size()));
+  EXPECT_EQ(m.row_bytes(), 144u);
+  const std::vector<float> all = m.to_f32();
+  std::vector<float> two(2 * cols);
+  m.dequantize_rows(3, 2, two.data());
+  EXPECT_EQ(std::memcmp(two.data(), all.data() + 3 * cols, two.size() * sizeof(float)), 0);
+  EXPECT_THROW_MSG(m.dequantize_rows(4, 2, two.data()), "rows [4, 6) of a 5-row matrix");
+  const Matrix f = Matrix::from_f32(2, 3, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(f.to_f32(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_THROW_MSG(Matrix::from_f32(2, 3, {1, 2}), "Matrix::from_f32: 2 values for [2, 3]");
 }
 
 TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {

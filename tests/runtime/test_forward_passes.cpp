@@ -285,8 +285,17 @@ TEST_F(CudaBackendHostModels, WeightShapesAreChecked) {
   bias.layers[0].wq.bias.assign(3, 0.f);
   EXPECT_THROW_MSG(check_cuda_weights(bias, {}, "make_cuda_model"), "weights.layers[0].wq.bias.size() = 3: must be 0 or 256");
   LlamaWeights embd = w;
-  embd.token_embd.pop_back();
-  EXPECT_THROW_MSG(check_cuda_weights(embd, {}, "make_cuda_model"), "weights.token_embd.size() = 81919");
+  embd.token_embd.data.pop_back();
+  EXPECT_THROW_MSG(check_cuda_weights(embd, {}, "make_cuda_model"),
+                   fmt::format("weights.token_embd.data.size() = {}: must be {}", w.token_embd.data.size() - 1,
+                               w.token_embd.data.size()));
+  LlamaWeights type = w;
+  type.layers[0].wq.type = 999;
+  EXPECT_THROW_MSG(check_cuda_weights(type, {}, "make_cuda_model"), "weights.layers[0].wq.type = 999: must be a supported");
+  LlamaWeights tied = w;
+  tied.output = tied.token_embd;
+  EXPECT_THROW_MSG(check_cuda_weights(tied, {}, "make_cuda_model"),
+                   "weights.output.data.size() = " + std::to_string(w.token_embd.data.size()) + ": must be 0");
 }
 
 TEST_F(CudaBackendHostModels, CudaBackendWithoutGpuSaysWhy) {

@@ -32,6 +32,27 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
   static float hsum(const reg& a) {
     return ((a.v[0] + a.v[4]) + (a.v[1] + a.v[5])) + ((a.v[2] + a.v[6]) + (a.v[3] + a.v[7]));
   }
+  template <class F>
+  static reg map(F f) {
+    reg r;
+    for (int i = 0; i < 8; ++i) r.v[i] = f(i);
+    return r;
+  }
+  static reg set1(float v) { return map([&](int) { return v; }); }
+  static reg mul(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] * b.v[i]; }); }
+  static reg add(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] + b.v[i]; }); }
+  static reg sub(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] - b.v[i]; }); }
+  // A 32-element 4-bit block's bytes; vector sub (0-3) = elements 8 sub .. 8 sub + 7 (low
+  // nibbles of the 16 bytes, then the high ones).
+  using nib = const uint8_t*;
+  static nib nib_load(const uint8_t* qs) { return qs; }
+  static reg nib_get(nib qs, int sub) {
+    return map([&](int i) {
+      const int e = sub * 8 + i;
+      return static_cast<float>(e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4);
+    });
+  }
+  static reg i8(const int8_t* p) { return map([&](int i) { return static_cast<float>(p[i]); }); }
 };
 constexpr int kRows = 4, kTokens = 4;
 float dq_half(uint16_t bits) { return half_bits_to_float(bits); }

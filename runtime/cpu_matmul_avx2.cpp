@@ -25,6 +25,21 @@ struct V {
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  // A 32-element 4-bit block's 16 bytes; vector sub (0-3) = elements 8 sub .. 8 sub + 7: low
+  // nibbles of bytes 0-7, 8-15, then the high nibbles of the same.
+  using nib = __m128i;
+  static nib nib_load(const uint8_t* qs) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)); }
+  static reg nib_get(const nib& q, int sub) {
+    const __m256i w = _mm256_cvtepu8_epi32(sub & 1 ? _mm_srli_si128(q, 8) : q);
+    return _mm256_cvtepi32_ps(sub >= 2 ? _mm256_srli_epi32(w, 4) : _mm256_and_si256(w, _mm256_set1_epi32(15)));
+  }
+  static reg i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
 };
 constexpr int kRows = 4, kTokens = 2;
 // fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).

@@ -31,6 +31,22 @@ struct V {
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  // A 32-element 4-bit block's 16 bytes as 16 int32; vector 0 = the low nibbles (elements
+  // 0-15), vector 1 = the high ones (16-31).
+  using nib = __m512i;
+  static nib nib_load(const uint8_t* qs) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  }
+  static reg nib_get(const nib& w, int sub) {
+    return _mm512_cvtepi32_ps(sub ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, _mm512_set1_epi32(15)));
+  }
+  static reg i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
 };
 constexpr int kRows = 4, kTokens = 4;
 // fp16 -> fp32 with F16C / AVX-512F conversions (exact, like half_bits_to_float).

@@ -1,7 +1,8 @@
 // Register-blocked body of runtime/cpu_matmul (private). Included once per instruction set by
 // cpu_matmul_<isa>.cpp, each compiled with its own target flags, after that file defines the
-// vector type `V` (lanes, reg, zero, load, fma, hsum) and includes runtime/dequant_kernels.h
-// (dq_run, for encoded weights). Everything here is internal to the
+// vector type `V` (lanes, reg, zero, load, fma, hsum; set1, mul, add, sub, nib, nib_load,
+// nib_get, i8 for the in-register dequantisation) and includes runtime/dequant_kernels.h
+// (dq_run, dq_half). Everything here is internal to the
 // including translation unit (it is included inside an anonymous namespace), so no function
 // compiled for one instruction set can be picked by the linker for another.
 //
@@ -16,29 +17,95 @@
   return s;
 }
 
-// R weight rows x TT activation rows, all of [0, cols); w points at weight row r, rows ws apart.
-template <int R, int TT>
-void block(const MatmulArgs& a, const float* w, size_t ws, int r, int t) {
+// Where a block's weight vectors come from. Every source yields, for weight row i of the block
+// and column k, the same lanes as V::load of that row's fp32 (dequantize()) values at k.
+//  - F32Rows: fp32 rows ws apart (plain weights, or a dequantised panel); may have a tail.
+//  - QRows<type>: Q8_0 / Q4_0 / Q4_1 rows dequantised in registers, a 32-element block at a
+//    time (scales and nibbles unpacked once per block, V::nib), by the operations of
+//    runtime/dequant_kernels.h in its order (no panel round trip; used when all tokens fit one
+//    token block, so each weight is still converted once). cols is a whole number of
+//    32-element blocks, a multiple of V::lanes: no tail.
+struct F32Rows {
+  static constexpr bool kTail = true;
+  static constexpr int kStep = V::lanes;  // columns per prep()
+  const float* w;
+  size_t ws;
+  using Prep = const float*;
+  Prep prep(int i, int k) const { return w + i * ws + k; }
+  static V::reg get(const Prep& p, int) { return V::load(p); }
+  const float* row(int i) const { return w + i * ws; }
+};
+
+template <TensorType TY>
+struct QRows {
+  static constexpr bool kTail = false;
+  static constexpr int kStep = 32;  // one quantisation block per prep(): kStep / V::lanes vectors
+  static constexpr int kBytes = TY == TensorType::Q8_0 ? 34 : TY == TensorType::Q4_0 ? 18 : 20;
+  const uint8_t* w;  // weight row 0 of the block
+  size_t rb;         // encoded bytes per row
+  struct Prep {
+    V::reg d, m;
+    V::nib q;          // Q4_0 / Q4_1 nibbles
+    const int8_t* q8;  // Q8_0 values
+  };
+  Prep prep(int i, int k) const {
+    const uint8_t* b = w + i * rb + static_cast<size_t>(k / 32) * kBytes;
+    Prep p;
+    p.d = V::set1(dq_half(dq_u16(b)));
+    if constexpr (TY == TensorType::Q8_0) {
+      p.q8 = reinterpret_cast<const int8_t*>(b + 2);
+    } else if constexpr (TY == TensorType::Q4_0) {
+      p.q = V::nib_load(b + 2);
+    } else {
+      p.m = V::set1(dq_half(dq_u16(b + 2)));
+      p.q = V::nib_load(b + 4);
+    }
+    return p;
+  }
+  // Lanes sub * V::lanes .. of the block, by dequant_kernels.h's operations.
+  static V::reg get(const Prep& p, int sub) {
+    if constexpr (TY == TensorType::Q8_0) {
+      return V::mul(V::i8(p.q8 + sub * V::lanes), p.d);
+    } else if constexpr (TY == TensorType::Q4_0) {
+      return V::mul(V::sub(V::nib_get(p.q, sub), V::set1(8.f)), p.d);
+    } else {
+      return V::add(V::mul(V::nib_get(p.q, sub), p.d), p.m);
+    }
+  }
+  const float* row(int) const { return nullptr; }  // no tail
+};
+
+// R weight rows x TT activation rows, all of [0, cols); src gives weight row r + i. Columns
+// advance by V::lanes in every case (the sub-vectors of a kStep in order), so the sums are
+// the same whatever the source.
+template <int R, int TT, class Src>
+void block(const MatmulArgs& a, const Src& src, int r, int t) {
   V::reg acc[R][TT];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < TT; ++j) acc[i][j] = V::zero();
-  const int cols = a.cols, full = cols / V::lanes * V::lanes;
+  const int cols = a.cols, full = cols / Src::kStep * Src::kStep;
   const size_t xs = a.x_stride ? a.x_stride : cols;
   const size_t ys = a.y_stride ? a.y_stride : a.rows;
   const float* x = a.x + t * xs;
-  for (int k = 0; k < full; k += V::lanes) {
-    V::reg wv[R];
-    for (int i = 0; i < R; ++i) wv[i] = V::load(w + i * ws + k);
-    for (int j = 0; j < TT; ++j) {
-      const V::reg xv = V::load(x + j * xs + k);
-      for (int i = 0; i < R; ++i) acc[i][j] = V::fma(wv[i], xv, acc[i][j]);
+  for (int k = 0; k < full; k += Src::kStep) {
+    typename Src::Prep pr[R];
+    for (int i = 0; i < R; ++i) pr[i] = src.prep(i, k);
+    for (int sub = 0; sub < Src::kStep / V::lanes; ++sub) {
+      V::reg wv[R];
+      for (int i = 0; i < R; ++i) wv[i] = Src::get(pr[i], sub);
+      for (int j = 0; j < TT; ++j) {
+        const V::reg xv = V::load(x + j * xs + k + sub * V::lanes);
+        for (int i = 0; i < R; ++i) acc[i][j] = V::fma(wv[i], xv, acc[i][j]);
+      }
     }
   }
   for (int i = 0; i < R; ++i) {
     const float b = a.bias ? a.bias[r + i] : 0.f;
     for (int j = 0; j < TT; ++j) {
       float s = V::hsum(acc[i][j]);
-      if (full < cols) s += tail_dot(w + i * ws + full, x + j * xs + full, cols - full);
+      if constexpr (Src::kTail) {
+        if (full < cols) s += tail_dot(src.row(i) + full, x + j * xs + full, cols - full);
+      }
       s += b;
       float& out = a.y[(t + j) * ys + r + i];
       out = a.accumulate ? out + s : s;
@@ -47,36 +114,57 @@ void block(const MatmulArgs& a, const float* w, size_t ws, int r, int t) {
 }
 
 // Rows [r0, r1) in blocks of kRows (weights stay in L1 across the token blocks), tokens in
-// blocks of kTokens; remainder shapes use the smaller instantiations. Encoded weights: each
-// row block is dequantised into p.panel first (runtime/dequant_kernels.h).
+// blocks of kTokens; remainder shapes use the smaller instantiations. Encoded weights: Q8_0 /
+// Q4_0 / Q4_1 with T <= kTokens are dequantised in registers (QRows); otherwise each row block
+// is dequantised into p.panel first (runtime/dequant_kernels.h) and read as F32Rows.
 static_assert(kRows <= detail::kMaxPanelRows, "the dequantisation panel must hold a row block");
-using BlockFn = void (*)(const MatmulArgs&, const float*, size_t, int, int);
+template <class Src>
+using BlockFn = void (*)(const MatmulArgs&, const Src&, int, int);
 
-template <int I, int... J>
-void fill_row(BlockFn* row, std::integer_sequence<int, J...>) {
-  ((row[J] = &block<I + 1, J + 1>), ...);
+template <class Src, int I, int... J>
+void fill_row(BlockFn<Src>* row, std::integer_sequence<int, J...>) {
+  ((row[J] = &block<I + 1, J + 1, Src>), ...);
 }
-template <int... I>
-void fill_table(BlockFn (*table)[kTokens], std::integer_sequence<int, I...>) {
-  (fill_row<I>(table[I], std::make_integer_sequence<int, kTokens>{}), ...);
+template <class Src, int... I>
+void fill_table(BlockFn<Src> (*table)[kTokens], std::integer_sequence<int, I...>) {
+  (fill_row<Src, I>(table[I], std::make_integer_sequence<int, kTokens>{}), ...);
 }
 
+template <class Src>
 struct BlockTable {
-  BlockFn fn[kRows][kTokens];
-  BlockTable() { fill_table(fn, std::make_integer_sequence<int, kRows>{}); }
+  BlockFn<Src> fn[kRows][kTokens];
+  BlockTable() { fill_table<Src>(fn, std::make_integer_sequence<int, kRows>{}); }
 };
 
+// All tokens in one token block, weights dequantised in registers.
+template <TensorType TY>
+void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
+  static const BlockTable<QRows<TY>> blocks;
+  for (int r = r0; r < r1; r += kRows) {
+    const int rr = r1 - r < kRows ? r1 - r : kRows;
+    blocks.fn[rr - 1][a.T - 1](a, QRows<TY>{a.wq + r * row_bytes, row_bytes}, r, 0);
+  }
+}
+
 void run_blocked(const MatmulArgs& a, int r0, int r1, const detail::Panel& p) {
-  static const BlockTable blocks;  // filled once, not on every call
+  if (a.wq && a.T >= 1 && a.T <= kTokens) {
+    switch (static_cast<TensorType>(a.wq_type)) {
+      case TensorType::Q8_0: return run_fused<TensorType::Q8_0>(a, r0, r1, p.row_bytes);
+      case TensorType::Q4_0: return run_fused<TensorType::Q4_0>(a, r0, r1, p.row_bytes);
+      case TensorType::Q4_1: return run_fused<TensorType::Q4_1>(a, r0, r1, p.row_bytes);
+      default: break;
+    }
+  }
+  static const BlockTable<F32Rows> blocks;  // filled once, not on every call
   const auto& table = blocks.fn;
   const size_t ws = a.wq ? static_cast<size_t>(a.cols) : (a.w_stride ? a.w_stride : a.cols);
   for (int r = r0; r < r1; r += kRows) {
     const int rr = r1 - r < kRows ? r1 - r : kRows;
     if (a.wq) dq_run(a.wq_type, a.wq + r * p.row_bytes, static_cast<int64_t>(rr) * a.cols, p.panel);
-    const float* w = a.wq ? p.panel : a.w + r * ws;
+    const F32Rows src{a.wq ? p.panel : a.w + r * ws, ws};
     for (int t = 0; t < a.T; t += kTokens) {
       const int tt = a.T - t < kTokens ? a.T - t : kTokens;
-      table[rr - 1][tt - 1](a, w, ws, r, t);
+      table[rr - 1][tt - 1](a, src, r, t);
     }
   }
 }

@@ -13,7 +13,8 @@ bench/results/<gpu name>/runtime_step.{json,md} (+ .png with bench/plot.py).
 
 Rows (BENCH_FORMAT shape): `median_us` of one forward (wall clock: forward() returns with the
 logits on the host), `tokens_per_s` = batch * k / median, and `gbs` = the weight bytes one
-forward must read (fp32 on the CPU, fp16/bf16 on the GPU; KV cache not counted) / median."""
+forward must read (on the CPU the GGUF-encoded bytes the backend holds, as `spillway step`
+reports them; fp16/bf16 on the GPU; KV cache not counted) / median."""
 import argparse
 import datetime
 import json
@@ -45,14 +46,18 @@ def run_step(exe: str, args: list[str]) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def to_row(r: dict, impl: str, bytes_per_param: int, threads: int | None = None) -> dict:
+def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None = None) -> dict:
+    """bytes_per_param None: the weight bytes `spillway step` reported (CPU backend)."""
     model = r["model"]
     argmax = r.get("output") == "argmax"
     case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("_argmax" if argmax else "")
     secs = r["median_ms"] / 1000.0
-    weight_bytes = WEIGHT_PARAMS.get(model, 0) * bytes_per_param
+    weight_bytes = (r.get("weight_bytes", 0) if bytes_per_param is None
+                    else WEIGHT_PARAMS.get(model, 0) * bytes_per_param)
     params = {"model": model, "batch": r["batch"], "context": r["context"], "k": r["k"],
               "output": r.get("output", "logits")}
+    if bytes_per_param is None:
+        params["weight_bytes"] = weight_bytes
     if threads:
         params["threads"] = threads
     row = {"case": case, "impl": impl, "median_us": round(r["median_ms"] * 1000, 1),
@@ -97,13 +102,14 @@ def main() -> None:
 
     if a.cpu:
         reps = a.reps or 5
-        rows = [to_row(r, "spillway:cpu", 4, os.cpu_count())
+        rows = [to_row(r, "spillway:cpu", None, os.cpu_count())
                 for r in run_step(a.exe, ["--model", a.model, "--contexts", a.contexts or "128,512", "--ks", ks,
                                           "--reps", str(reps)])]
         slug = cpu_slug()
         write(meta(f"{cpu_name()} ({os.cpu_count()} threads)", "none", rows,
-                   f"median of {reps} forwards after one warm-up (wall clock); CPU backend, fp32 weights "
-                   f"({rows[0]['params']['threads']} threads); gbs = fp32 weight bytes / time"), slug, a.out)
+                   f"median of {reps} forwards after one warm-up (wall clock); CPU backend, weights in their "
+                   f"GGUF encoding, dequantised on the fly ({rows[0]['params']['threads']} threads); gbs = "
+                   f"encoded weight bytes ({rows[0]['params'].get('weight_bytes', 0) / 1e6:.1f} MB) / time"), slug, a.out)
         return
 
     reps = a.reps or (5 if a.quick else 20)

@@ -36,6 +36,14 @@ class CpuModel final : public Model {
 
   const ModelConfig& config() const override { return w_.config; }
   std::string backend_name() const override { return "cpu"; }
+  size_t weight_bytes() const override {
+    auto m = [](const Matrix& x) { return x.data.size() + x.bias.size() * sizeof(float); };
+    size_t b = m(w_.token_embd) + m(w_.output) + w_.output_norm.size() * sizeof(float);
+    for (const LlamaLayer& l : w_.layers)
+      b += m(l.wq) + m(l.wk) + m(l.wv) + m(l.wo) + m(l.w_gate) + m(l.w_up) + m(l.w_down) +
+           (l.attn_norm.size() + l.ffn_norm.size()) * sizeof(float);
+    return b;
+  }
   int max_tokens() const override { return max_tokens_; }
 
   int create_sequence() override {

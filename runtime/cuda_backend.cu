@@ -48,6 +48,7 @@ class CudaModel final : public Model {
   ~CudaModel() override { cudaSetDevice(device_.ordinal); }  // members free on their device
 
   const ModelConfig& config() const override { return w_.config; }
+  size_t weight_bytes() const override { return w_.bytes(); }
   std::string backend_name() const override { return "cuda"; }
   int max_tokens() const override { return max_tokens_; }
 

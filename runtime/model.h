@@ -69,6 +69,9 @@ class Model {
   virtual const ModelConfig& config() const = 0;
   /// "cpu" or "cuda".
   virtual std::string backend_name() const = 0;
+  /// Bytes of weights the backend holds (in the form its forward reads them: the GGUF
+  /// encoding on the CPU, fp16/bf16 on the GPU); 0 if unknown. Benchmarks divide by it.
+  virtual size_t weight_bytes() const { return 0; }
 
   /// Creates an empty sequence (empty KV cache) and returns its id.
   virtual int create_sequence() = 0;

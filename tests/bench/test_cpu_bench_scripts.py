@@ -28,6 +28,7 @@ with tempfile.TemporaryDirectory() as d:
     for r in doc["rows"]:
         assert r["impl"] == "spillway:cpu" and r["median_us"] > 0 and r["tokens_per_s"] > 0, r
         assert set(r["params"]) >= {"model", "batch", "context", "k"}, r
+        assert r["params"]["weight_bytes"] > 0 and r["gbs"] > 0, r  # the bytes `spillway step` reports
     assert {(r["params"]["context"], r["params"]["k"]) for r in doc["rows"]} == {(4, 1), (4, 3), (9, 1), (9, 3)}
     assert (docs[0].parent / "runtime_step.md").read_text().count("spillway:cpu") == 4
 

@@ -71,9 +71,9 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
     const double median = ms[ms.size() / 2];
     fmt::print(
         "{{\"model\": \"{}\", \"backend\": \"{}\", \"context\": {}, \"batch\": {}, \"k\": {}, \"median_ms\": {:.3f}, "
-        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\"}}\n",
+        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\", \"weight_bytes\": {}}}\n",
         label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps,
-        argmax ? "argmax" : "logits");
+        argmax ? "argmax" : "logits", model.weight_bytes());
     std::fflush(stdout);
   }
   for (int s : seqs) model.free_sequence(s);

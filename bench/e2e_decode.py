@@ -11,7 +11,11 @@ plus acceptance of Max-Gram- and bigram-proposed positions separately.
     python3 bench/e2e_decode.py [--spillway build/tools/spillway] [--model M]
                                 [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
                                 [--k K] [--draft-length adaptive|fixed]
+                                [--modes greedy,sampled] [--only 'LABEL|LABEL|...']
 Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
+--only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows) is in the
+'|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
+--modes it fits a run into a limited time (a full CPU run of every row takes over an hour).
 """
 from __future__ import annotations
 
@@ -112,7 +116,13 @@ def main() -> int:
     ap.add_argument("--draft-length", choices=("adaptive", "fixed"), default="adaptive")
     ap.add_argument("--out", default="")
     ap.add_argument("--plot", default="", help="only redraw the plot of this results file")
+    ap.add_argument("--modes", default="greedy,sampled", help="comma-separated: greedy, sampled")
+    ap.add_argument("--only", default="", help="'|'-separated row labels to run (none always runs)")
     args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in ("greedy", "sampled")]
+    if unknown or not modes:
+        ap.error(f"--modes {args.modes!r}: must be greedy and/or sampled")
     if args.plot:
         plot(pathlib.Path(args.plot))
         return 0
@@ -127,10 +137,19 @@ def main() -> int:
     bigram = os.path.exists(args.model + ".bigram")
     backend = args.backend or "default"
     rows, table = [], []
+    rows_to_run = configs(args.self_layers, bigram)
+    if args.only:
+        wanted = set(args.only.split("|"))
+        known = {label(spec, tree) for spec, tree in rows_to_run}
+        if wanted - known:
+            ap.error(f"--only: no such rows {sorted(wanted - known)}; rows: {sorted(known)}")
+        rows_to_run = [(spec, tree) for spec, tree in rows_to_run if spec == "none" or label(spec, tree) in wanted]
     for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
+        if mode not in modes:
+            continue
         base = None
         base_tokens = {}
-        for spec, tree in configs(args.self_layers, bigram):
+        for spec, tree in rows_to_run:
             res = run(args, spec, tree, temp, prompts)
             name = label(spec, tree)
             tokens = sum(r["tokens"] for r in res)

@@ -39,10 +39,18 @@ with tempfile.TemporaryDirectory() as d:
     rows = {r["case"]: r for r in doc["rows"]}
     assert "greedy_none" in rows and "sampled_none" in rows and "greedy_maxgram" in rows, list(rows)
     assert rows["greedy_maxgram tree=4"]["params"]["tree"] == 4, list(rows)  # token-tree rows
+
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r
         if case.startswith("greedy_") and case != "greedy_none":
             assert r["identical_to_autoregressive"] is True, r  # exact greedy verification
     assert rows["greedy_none"]["speedup"] == 1.0
     assert "| greedy | `maxgram` |" in (out / "e2e_decode.md").read_text()
+
+    out = d / "e2e_only"  # a subset: --only rows (+ the autoregressive base), --modes
+    subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
+                    "--quick", "--max-tokens", "4", "--only", "maxgram", "--modes", "greedy", "--out", str(out)],
+                   check=True)
+    doc = json.loads((out / "e2e_decode.json").read_text())
+    assert [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc["rows"]
 print("cpu bench scripts ok")

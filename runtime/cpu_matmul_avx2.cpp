@@ -42,20 +42,8 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 2;
-// fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).
-float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
-void dq_f16(const uint8_t* src, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
-  if (i < n) {  // the tail through a zero-padded block
-    alignas(16) uint16_t h[8] = {};
-    alignas(32) float f[8];
-    __builtin_memcpy(h, src + 2 * i, static_cast<size_t>(n - i) * 2);
-    _mm256_store_ps(f, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h))));
-    __builtin_memcpy(dst + i, f, static_cast<size_t>(n - i) * 4);
-  }
-}
+float dq_half(uint16_t bits);
+void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
   for (int h = 0; h < 16; h += 8) {
     const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + h)));
@@ -65,6 +53,14 @@ void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
 }
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
+
+// fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).
+float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
+void dq_f16(const uint8_t* src, int64_t n, float* dst) {
+  dq_f16_vectors<8>(src, n, dst, [](const uint8_t* s, float* d) {
+    _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s))));
+  });
+}
 
 }  // namespace
 

@@ -49,20 +49,8 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 4;
-// fp16 -> fp32 with F16C / AVX-512F conversions (exact, like half_bits_to_float).
-float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
-void dq_f16(const uint8_t* src, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i))));
-  if (i < n) {  // the tail through a zero-padded block
-    alignas(32) uint16_t h[16] = {};
-    alignas(64) float f[16];
-    __builtin_memcpy(h, src + 2 * i, static_cast<size_t>(n - i) * 2);
-    _mm512_store_ps(f, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
-    __builtin_memcpy(dst + i, f, static_cast<size_t>(n - i) * 4);
-  }
-}
+float dq_half(uint16_t bits);
+void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
   const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
   _mm512_storeu_ps(lo, _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15))));
@@ -70,6 +58,14 @@ void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
 }
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
+
+// fp16 -> fp32 with F16C / AVX-512F conversions (exact, like half_bits_to_float).
+float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
+void dq_f16(const uint8_t* src, int64_t n, float* dst) {
+  dq_f16_vectors<16>(src, n, dst, [](const uint8_t* s, float* d) {
+    _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s))));
+  });
+}
 
 }  // namespace
 

@@ -10,20 +10,7 @@ namespace spw::rt {
 namespace {
 constexpr int kQK = 32;     // elements per quantisation block
 constexpr int kQK_K = 256;  // elements per k-quant super-block
-float dq_half(uint16_t bits) { return half_bits_to_float(bits); }
-void dq_f16(const uint8_t* src, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = half_bits_to_float(h);
-  }
-}
-void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
-  for (int j = 0; j < 16; ++j) {
-    lo[j] = static_cast<float>(q[j] & 0x0f);
-    hi[j] = static_cast<float>(q[j] >> 4);
-  }
-}
+#include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 }  // namespace
 

@@ -1,15 +1,31 @@
 // The conversion loops of runtime/dequant.h (private). Included inside an anonymous namespace
 // by dequant.cpp (baseline flags) and by each runtime/cpu_matmul_<isa>.cpp (that set's flags),
-// which first define
+// which first declare (and define, before or after)
 //   float dq_half(uint16_t bits);                                 // one fp16 value
 //   void dq_f16(const uint8_t* src, int64_t n, float* dst);       // n fp16 values
 //   void dq_nibbles16(const uint8_t* q, float* lo, float* hi);    // lo[j] = q[j] & 15, hi[j] = q[j] >> 4, j < 16
-// (portable code in dequant.cpp, intrinsics in the instruction-set files, which must not call
-// a shared inline function; compilers do not vectorise the nibble split well by themselves).
+// (portable code in runtime/dequant_portable.h, intrinsics in the instruction-set files, which
+// must not call a shared inline function; compilers do not vectorise the nibble split well by
+// themselves).
 // Otherwise plain loops that the compiler vectorises; each value is the same
 // IEEE operations in the same order in every copy (all compiled with -ffp-contract=off), so
 // the on-the-fly dequantisation of the matrix product equals dequantize() bit for bit.
 // Callers have validated the type and that n is a whole number of blocks.
+
+// dq_f16 over vectors of W values: cvt(src, dst) converts W fp16 values at src to fp32 at
+// dst; the tail goes through a zero-padded block.
+template <int W, class Cvt>
+void dq_f16_vectors(const uint8_t* src, int64_t n, float* dst, Cvt cvt) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) cvt(src + 2 * i, dst + i);
+  if (i < n) {
+    alignas(64) uint16_t h[W] = {};
+    alignas(64) float f[W];
+    __builtin_memcpy(h, src + 2 * i, static_cast<size_t>(n - i) * 2);
+    cvt(reinterpret_cast<const uint8_t*>(h), f);
+    __builtin_memcpy(dst + i, f, static_cast<size_t>(n - i) * 4);
+  }
+}
 
 inline uint16_t dq_u16(const uint8_t* p) {
   uint16_t v;

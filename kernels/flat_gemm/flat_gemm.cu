@@ -12,12 +12,17 @@
 //                  deterministic, no atomics), then applies the same epilogue.
 //   cuBLASLt       prefill-sized M: caller's handle, heuristic top algorithm (or the one the
 //                  plan names), fp32 compute; epilogues through the fp32 workspace + reduce_kernel.
+//                  Descriptors + heuristic answer cached per (shape, types, alignment, device).
 // No Hopper TMA/wgmma variant: wgmma needs M >= 64 on the activation side or a 64-row weight
 // side with the same padding; with no GPU to measure it against mma.sync it was not kept
 // (the issue says keep it only if the numbers say so).
 // Instantiations: 2 dtypes x (gemv + reduce + 4 mma M-tilings) = 12 kernels.
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <utility>
 
 #include <cublasLt.h>
@@ -285,61 +290,106 @@ cudaDataType_t cuda_type(DType t) {
 }
 
 // Y^T [N, M] (column-major, ld N) = W^T^T · X^T: A = W as a K x N column-major matrix, op T.
-void run_cublaslt(const Plan& pl, const Args& a, void* out, DType out_type, void* ws, Stream stream) {
-  const Problem& p = pl.problem;
-  auto h = static_cast<cublasLtHandle_t>(a.cublaslt_handle);
+//
+// The descriptors and the heuristic's answer depend only on the shape, the types, the
+// operands' alignment, the device and the algorithm index, so they are made once per such key
+// and kept (lt_entry): a run is then one cublasLtMatmul call, without the host allocations of
+// the descriptors and the heuristic's search on every call (a prefill makes hundreds of them).
+struct LtKey {
+  int device, m, n, k, dtype, out_type, algo;
+  uint32_t align[4];  // A, B, C, D
+  bool operator<(const LtKey& o) const {
+    return std::tie(device, m, n, k, dtype, out_type, algo, align[0], align[1], align[2], align[3]) <
+           std::tie(o.device, o.m, o.n, o.k, o.dtype, o.out_type, o.algo, o.align[0], o.align[1], o.align[2], o.align[3]);
+  }
+};
+
+struct LtEntry {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  struct Cleanup {
-    cublasLtMatmulDesc_t& op;
-    cublasLtMatrixLayout_t &la, &lb, &ld;
-    cublasLtMatmulPreference_t& pref;
-    ~Cleanup() {
-      if (pref) cublasLtMatmulPreferenceDestroy(pref);
-      if (ld) cublasLtMatrixLayoutDestroy(ld);
-      if (lb) cublasLtMatrixLayoutDestroy(lb);
-      if (la) cublasLtMatrixLayoutDestroy(la);
-      if (op) cublasLtMatmulDescDestroy(op);
-    }
-  } cleanup{op, la, lb, ld, pref};
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasLtMatmulAlgo_t algo{};
+  int found = 0;  // algorithms the heuristic offered (algo is valid when found > the index)
+  LtEntry() = default;
+  LtEntry(const LtEntry&) = delete;
+  LtEntry& operator=(const LtEntry&) = delete;
+  ~LtEntry() {
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// Builds the descriptors and asks the heuristic (the only step that needs the handle).
+std::shared_ptr<const LtEntry> make_lt_entry(cublasLtHandle_t h, const LtKey& key) {
+  auto e = std::make_shared<LtEntry>();
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof(tA)));
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof(tB)));
-  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, cuda_type(p.dtype), p.k, p.n, p.k));
-  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, cuda_type(p.dtype), p.k, p.m, p.k));
-  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, cuda_type(out_type), p.n, p.m, p.n));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof(tA)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof(tB)));
+  const auto dt = cuda_type(static_cast<DType>(key.dtype)), ot = cuda_type(static_cast<DType>(key.out_type));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->la, dt, key.k, key.n, key.k));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->lb, dt, key.k, key.m, key.k));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->ld, ot, key.n, key.m, key.n));
+  cublasLtMatmulPreference_t pref = nullptr;
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  struct PrefCleanup {
+    cublasLtMatmulPreference_t p;
+    ~PrefCleanup() { cublasLtMatmulPreferenceDestroy(p); }
+  } cleanup{pref};
   size_t ws_bytes = kCublasLtWorkspace;
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                         sizeof(ws_bytes)));
   // The heuristic assumes 256-byte aligned operands unless told otherwise; the API promises
   // only 16, so say what the pointers really are (an algorithm needing more would fail).
+  const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i)
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attrs[i], &key.align[i], sizeof(key.align[i])));
+  cublasLtMatmulHeuristicResult_t results[kCublasLtAlgos] = {};
+  SPW_CUBLAS_CHECK(
+      cublasLtMatmulAlgoGetHeuristic(h, e->op, e->la, e->lb, e->ld, e->ld, pref, kCublasLtAlgos, results, &e->found));
+  if (e->found > key.algo) e->algo = results[key.algo].algo;
+  return e;
+}
+
+// At most kLtCacheEntries keys (a model's shapes, a few prefill lengths); when full it starts
+// over, which only costs the next calls their heuristic query again. Callers hold a
+// shared_ptr, so an entry outlives a clear() that happens during its cublasLtMatmul call.
+constexpr size_t kLtCacheEntries = 512;
+
+std::shared_ptr<const LtEntry> lt_entry(cublasLtHandle_t h, const LtKey& key) {
+  static std::mutex mu;
+  static std::map<LtKey, std::shared_ptr<const LtEntry>> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  std::shared_ptr<const LtEntry> e = make_lt_entry(h, key);  // outside the lock; throws before caching
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= kLtCacheEntries) cache.clear();
+  return cache.emplace(key, std::move(e)).first->second;  // a racing thread's equal entry wins
+}
+
+void run_cublaslt(const Plan& pl, const Args& a, void* out, DType out_type, void* ws, Stream stream) {
+  const Problem& p = pl.problem;
   auto alignment = [](const void* q) {
     const auto v = reinterpret_cast<std::uintptr_t>(q);
     return static_cast<uint32_t>(std::min<std::uintptr_t>(256, v & (~v + 1)));
   };
-  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> aligned[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.w},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, a.x},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, out},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, out}};
-  for (const auto& [attr, q] : aligned) {
-    const uint32_t bytes = alignment(q);
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof(bytes)));
-  }
-  cublasLtMatmulHeuristicResult_t results[kCublasLtAlgos] = {};
-  int found = 0;
-  SPW_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, kCublasLtAlgos, results, &found));
-  SPW_CHECK(found > pl.cublaslt_algo,
+  LtKey key{0, p.m, p.n, p.k, static_cast<int>(p.dtype), static_cast<int>(out_type), pl.cublaslt_algo,
+            {alignment(a.w), alignment(a.x), alignment(out), alignment(out)}};
+  SPW_CUDA_CHECK(cudaGetDevice(&key.device));
+  const std::shared_ptr<const LtEntry> e = lt_entry(static_cast<cublasLtHandle_t>(a.cublaslt_handle), key);
+  SPW_CHECK(e->found > pl.cublaslt_algo,
             "flat_gemm::run: plan.cublaslt_algo = {}: cuBLASLt offers {} algorithms for m = {}, n = {}, k = {} "
             "(not supported)",
-            pl.cublaslt_algo, found, p.m, p.n, p.k);
-  const cublasLtMatmulHeuristicResult_t& result = results[pl.cublaslt_algo];
+            pl.cublaslt_algo, e->found, p.m, p.n, p.k);
   const float alpha = 1.f, beta = 0.f;
-  SPW_CUBLAS_CHECK(cublasLtMatmul(h, op, &alpha, a.w, la, a.x, lb, &beta, out, ld, out, ld, &result.algo, ws,
-                                  ws_bytes, reinterpret_cast<cudaStream_t>(stream)));
+  SPW_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(a.cublaslt_handle), e->op, &alpha, a.w, e->la, a.x,
+                                  e->lb, &beta, out, e->ld, out, e->ld, &e->algo, ws, kCublasLtWorkspace,
+                                  reinterpret_cast<cudaStream_t>(stream)));
 }
 
 template <typename T>

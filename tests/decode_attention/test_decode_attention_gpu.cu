@@ -11,6 +11,7 @@
 #include "kernels/common/device_buffer.h"
 #include "kernels/decode_attention/decode_attention.h"
 #include "kernels/decode_attention/reference.h"
+#include "tests/common/graph_capture.h"
 #include "tests/decode_attention/decode_attention_cases.h"
 
 using namespace spw;
@@ -241,14 +242,7 @@ TEST(DecodeAttentionGpu, GraphCaptureAndReplayWithNewInputs) {
   DeviceCase<bfloat16> dev(c);
   DeviceBuffer<unsigned char> ws(pl.workspace_bytes);
   ws.fill_bytes(test::kPoisonByte);
-  cudaStream_t stream;
-  SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  SPW_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  run(pl, dev.args(), ws.get(), ws.bytes(), stream);
-  SPW_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  test::CapturedGraph graph([&](cudaStream_t s) { run(pl, dev.args(), ws.get(), ws.bytes(), s); });
   for (int round = 0; round < 2; ++round) {
     if (round == 1) {  // new queries, same shapes: the replay must see them
       c.q = test::random_floats(rng, c.q.size(), -2.f, 2.f, DType::bf16);
@@ -256,19 +250,12 @@ TEST(DecodeAttentionGpu, GraphCaptureAndReplayWithNewInputs) {
     }
     dev.o.fill_bytes(test::kPoisonByte);
     dev.lse.fill_bytes(test::kPoisonByte);
-    // The uploads and poison fills ran on the legacy default stream, which a non-blocking
-    // stream does not wait for: finish them before the replay.
-    SPW_CUDA_CHECK(cudaDeviceSynchronize());
-    SPW_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
+    graph.replay();
     const Output out = download(dev);
     const auto ref = reference::attention(c.p, c.kv_lens, c.q, c.paged_cache());
     EXPECT_TRUE(test::close_to(out.o, ref.o, test::tolerance_for(DType::bf16))) << "replay " << round;
     expect_lse_close(out.lse, ref.lse, 2e-3, fmt::format("replay {}", round));
   }
-  SPW_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SPW_CUDA_CHECK(cudaGraphDestroy(graph));
-  SPW_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 TEST(DecodeAttentionGpu, LseIsOptional) {

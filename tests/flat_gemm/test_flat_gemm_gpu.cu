@@ -13,6 +13,7 @@
 #include "kernels/common/device_buffer.h"
 #include "kernels/flat_gemm/flat_gemm.h"
 #include "kernels/flat_gemm/reference.h"
+#include "tests/common/graph_capture.h"
 #include "tests/common/helpers.h"
 #include "tests/flat_gemm/flat_gemm_cases.h"
 
@@ -209,22 +210,13 @@ TEST_P(FlatGemmGpu, CublasLtForLargeM) {
   Case e(p, 4);
   const Plan pe = plan(p, dev);
   e.check(pe, "auto M=128 bias");
-  cudaStream_t s;
-  SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  run(pe, e.args(), e.ws.get(), e.ws.size(), reinterpret_cast<Stream>(s));
-  SPW_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-  SPW_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-  e.dy.fill_bytes(test::kPoisonByte);
-  SPW_CUDA_CHECK(cudaDeviceSynchronize());  // memset is on the legacy stream; s does not wait for it
-  SPW_CUDA_CHECK(cudaGraphLaunch(ge, s));
-  SPW_CUDA_CHECK(cudaStreamSynchronize(s));
-  EXPECT_TRUE(test::close_to(from_bytes(e.dy.download(), p.out_dtype), e.ref, tolerance(p))) << "graph replay";
-  cudaGraphExecDestroy(ge);
-  cudaGraphDestroy(g);
-  cudaStreamDestroy(s);
+  {
+    test::CapturedGraph graph(
+        [&](cudaStream_t s) { run(pe, e.args(), e.ws.get(), e.ws.size(), reinterpret_cast<Stream>(s)); });
+    e.dy.fill_bytes(test::kPoisonByte);
+    graph.replay();
+    EXPECT_TRUE(test::close_to(from_bytes(e.dy.download(), p.out_dtype), e.ref, tolerance(p))) << "graph replay";
+  }
   // Every heuristic algorithm the plan can name gives the right numbers.
   for (int algo = 1; algo < kCublasLtAlgos; ++algo) {
     const Plan pa = plan(c.p, dev, {Impl::cublaslt, 0, algo});
@@ -247,25 +239,13 @@ TEST_P(FlatGemmGpu, BitwiseDeterminismAndGraphReplay) {
     const auto first = c.run_plan(pl);
     for (int rep = 0; rep < 3; ++rep) EXPECT_EQ(c.run_plan(pl), first) << "run " << rep;
     // Graph capture of run() (no allocation, no sync inside), replayed twice.
-    cudaStream_t s;
-    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    c.dy.fill_bytes(test::kPoisonByte);
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    run(pl, c.args(), c.ws.get(), c.ws.size(), reinterpret_cast<Stream>(s));
-    SPW_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-    SPW_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    test::CapturedGraph graph(
+        [&](cudaStream_t s) { run(pl, c.args(), c.ws.get(), c.ws.size(), reinterpret_cast<Stream>(s)); });
     for (int rep = 0; rep < 2; ++rep) {
       c.dy.fill_bytes(test::kPoisonByte);
-      SPW_CUDA_CHECK(cudaDeviceSynchronize());  // memset is on the legacy stream; s does not wait for it
-      SPW_CUDA_CHECK(cudaGraphLaunch(ge, s));
-      SPW_CUDA_CHECK(cudaStreamSynchronize(s));
+      graph.replay();
       EXPECT_EQ(c.dy.download(), first) << "graph replay " << rep << " impl " << impl_name(pl.impl);
     }
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaStreamDestroy(s);
     EXPECT_TRUE(test::close_to(from_bytes(first, p.out_dtype), c.ref, tolerance(p)));
   }
 }

@@ -9,6 +9,7 @@
 #include "kernels/common/device_buffer.h"
 #include "kernels/sgmv/reference.h"
 #include "kernels/sgmv/sgmv.h"
+#include "tests/common/graph_capture.h"
 #include "tests/sgmv/sgmv_cases.h"
 
 using namespace spw;
@@ -261,25 +262,21 @@ TYPED_TEST(SgmvGpu, GraphReplayAndBitwiseDeterminism) {
           << "y not deterministic, apply = " << fused;
     }
 
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    SPW_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    apply(pl, d.shrink_args(false), d.expand_args(false, 1.f, false), d.ws.get(), d.ws.bytes(), stream);
-    SPW_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    SPW_CUDA_CHECK(cudaStreamDestroy(stream));
+    test::CapturedGraph graph(
+        [&](cudaStream_t s) {
+          apply(pl, d.shrink_args(false), d.expand_args(false, 1.f, false), d.ws.get(), d.ws.bytes(), s);
+        },
+        cudaStreamCaptureModeThreadLocal);
     for (int replay = 0; replay < 3; ++replay) {
       d.y.upload(y0);
       d.v.fill_bytes(test::kPoisonByte);
-      SPW_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-      SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
+      graph.replay();
       const auto v = d.v.download();
       const auto y = d.y.download();
       EXPECT_EQ(std::memcmp(v.data(), first.first.data(), v.size() * 4), 0) << "replay " << replay << ": v differs";
       EXPECT_EQ(std::memcmp(y.data(), first.second.data(), y.size() * sizeof(T)), 0) << "replay " << replay << ": y";
     }
-    SPW_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    SPW_CUDA_CHECK(cudaGraphDestroy(graph));
-    SPW_CUDA_CHECK(cudaStreamDestroy(stream));
     // And it matches the reference.
     const auto v_ref = reference::shrink(c.batch, c.x, c.A);
     expect_v_close(first.first, v_ref, reference::written(c.batch), "graph case");

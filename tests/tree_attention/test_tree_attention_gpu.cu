@@ -18,6 +18,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device_buffer.h"
 #include "kernels/decode_attention/decode_attention.h"
+#include "tests/common/graph_capture.h"
 #include "tests/tree_attention/tree_attention_cases.h"
 
 using namespace spw;
@@ -170,24 +171,13 @@ TEST(TreeAttentionGpu, CudaGraphCaptureAndReplayMatchesDirectRun) {
     SPW_CUDA_CHECK(cudaMemset(o.get(), test::kPoisonByte, o.size() * sizeof(spw::half)));
     SPW_CUDA_CHECK(cudaMemset(ws.get(), test::kPoisonByte, ws.size()));
     Args a{q.get(), kt.get(), vt.get(), kp.get(), vp.get(), indptr.get(), indices.get(), last.get(), o.get(), lse.get()};
-    cudaStream_t s;
-    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    run(pl, a, ws.get(), pl.workspace_bytes, s);
-    SPW_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    for (int i = 0; i < 3; ++i) SPW_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    SPW_CUDA_CHECK(cudaStreamSynchronize(s));
+    test::CapturedGraph graph([&](cudaStream_t s) { run(pl, a, ws.get(), pl.workspace_bytes, s); });
+    graph.replay(3);
     auto oh = o.download();
     std::vector<unsigned char> bits(oh.size() * sizeof(spw::half));
     std::memcpy(bits.data(), oh.data(), bits.size());
     EXPECT_EQ(bits, direct.o_bits) << impl_name(impl);
     EXPECT_EQ(lse.download(), direct.lse) << impl_name(impl);
-    SPW_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    SPW_CUDA_CHECK(cudaGraphDestroy(graph));
-    SPW_CUDA_CHECK(cudaStreamDestroy(s));
   }
 }
 

@@ -236,22 +236,28 @@ BigramTable BigramTable::load(const std::string& path, int expected_vocab, uint6
   return t;
 }
 
-void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out) {
+void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out, float min_p) {
+  double p = 1.0;
   while (static_cast<int>(out.tokens.size()) < k) {
-    last = table.most_likely(last);
+    const BigramTable::Entry& e = table.next(last)[0];
+    p *= e.prob;
+    if (p < min_p) return;
+    last = e.token;
     out.tokens.push_back(last);
     out.sources.push_back("bigram");
   }
 }
 
-BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table) : table_(std::move(table)) {
+BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table, float min_p)
+    : table_(std::move(table)), min_p_(min_p) {
   SPW_CHECK(table_ != nullptr, "BigramDrafter: no bigram table");
+  SPW_CHECK_ARG(min_p >= 0.f && min_p <= 1.f, "BigramDrafter", "min_p", min_p, "must be in [0, 1]");
 }
 
 Draft BigramDrafter::propose(std::span<const int32_t> context, int k) {
   Draft d;
   if (context.empty() || k <= 0) return d;
-  bigram_fill(*table_, context.back(), k, d);
+  bigram_fill(*table_, context.back(), k, d, min_p_);
   return d;
 }
 
@@ -263,7 +269,7 @@ std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context,
     Draft d;
     d.tokens.push_back(first[j].token);
     d.sources.push_back("bigram");
-    bigram_fill(*table_, first[j].token, j == 0 ? k : 1, d);
+    bigram_fill(*table_, first[j].token, j == 0 ? k : 1, d, min_p_);
     out.push_back(std::move(d));
   }
   return out;

@@ -70,10 +70,11 @@ class BigramTable {
   std::vector<Entry> entries_;  // [vocab][top_k]
 };
 
-/// Standalone bigram drafter: the greedy bigram chain from the last context token.
+/// Standalone bigram drafter: the greedy bigram chain from the last context token; with
+/// min_p > 0 the chain stops where the product of its table probabilities falls below min_p.
 class BigramDrafter final : public Drafter {
  public:
-  explicit BigramDrafter(std::shared_ptr<const BigramTable> table);
+  explicit BigramDrafter(std::shared_ptr<const BigramTable> table, float min_p = 0.f);
   std::string name() const override { return "bigram"; }
   Draft propose(std::span<const int32_t> context, int k) override;
   /// Branches on the table's top_k candidates at the first position.
@@ -81,9 +82,13 @@ class BigramDrafter final : public Drafter {
 
  private:
   std::shared_ptr<const BigramTable> table_;
+  float min_p_;
 };
 
-/// Appends the greedy bigram chain after `last` to `out` until it has k tokens.
-void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out);
+/// Appends the greedy bigram chain after `last` to `out` until it has k tokens, or (min_p > 0)
+/// until the next token would bring the product of the chain's table probabilities below
+/// min_p: a confidence cut, since a long low-probability tail costs verification work and is
+/// rarely accepted.
+void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out, float min_p = 0.f);
 
 }  // namespace spw::decode

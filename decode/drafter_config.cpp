@@ -72,6 +72,13 @@ class Parser {
     pos_ = e;
     return v;
   }
+  // ['@' P]: the bigram chain's confidence cut, 0 < P <= 1 (0 when absent).
+  float min_p() {
+    if (!eat("@")) return 0.f;
+    const double p = number("bigram min probability");
+    if (!(p > 0.0 && p <= 1.0)) error("bigram@P needs 0 < P <= 1");
+    return static_cast<float>(p);
+  }
   double number(const char* what) {
     size_t e = pos_;
     while (e < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[e])) || s_[e] == '.')) ++e;
@@ -161,11 +168,15 @@ class Parser {
         if (n.mg.min_n < 1 || n.mg.max_n < n.mg.min_n || n.mg.max_n > 64)
           error("maxgram:MIN-MAX needs 1 <= MIN <= MAX <= 64");
       }
-      if (eat("+bigram")) n.with_bigram = true;
+      if (eat("+bigram")) {
+        n.with_bigram = true;
+        n.mg.bigram_min_p = min_p();
+      }
       if (n.with_bigram && !env_.bigram)
         error("'maxgram+bigram' needs a bigram table (build one with `spillway bigram build`)");
     } else if (eat("bigram")) {
       n.kind = Node::bigram;
+      n.mg.bigram_min_p = min_p();
       if (!env_.bigram) error("'bigram' needs a bigram table (build one with `spillway bigram build`)");
     } else {
       const std::string w = word();
@@ -193,7 +204,7 @@ std::unique_ptr<Drafter> build(const Node& n, const DrafterEnv& env, uint64_t& s
     case Node::maxgram:
       return std::make_unique<MaxGramDrafter>(n.mg, n.with_bigram ? env.bigram : nullptr);
     case Node::bigram:
-      return std::make_unique<BigramDrafter>(env.bigram);
+      return std::make_unique<BigramDrafter>(env.bigram, n.mg.bigram_min_p);
     case Node::model:
       return make_model(n, env, ++salt);
     case Node::hcascade: {

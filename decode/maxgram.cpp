@@ -116,7 +116,7 @@ void MaxGramDrafter::fill(int end, int k, Draft& d, std::span<const int32_t> con
   }
   if (static_cast<int>(d.tokens.size()) >= k) return;
   if (bigram_) {
-    bigram_fill(*bigram_, d.tokens.empty() ? context.back() : d.tokens.back(), k, d);
+    bigram_fill(*bigram_, d.tokens.empty() ? context.back() : d.tokens.back(), k, d, opt_.bigram_min_p);
     return;
   }
   if (end < 0) return;

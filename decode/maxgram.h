@@ -10,7 +10,8 @@
 //
 // Fill rule: a match proposes the known tokens that followed it (at most k). If that gives
 // fewer than k tokens (or there is no match), the rest comes from the bigram chain when a
-// BigramTable is attached (exactly k tokens then); without a table a match is extended
+// BigramTable is attached (exactly k tokens then, or fewer with a bigram_min_p confidence
+// cut); without a table a match is extended
 // periodically (the copy continues into its own proposed tokens: repetition loops).
 #pragma once
 
@@ -25,6 +26,7 @@ namespace spw::decode {
 struct MaxGramOptions {
   int min_n = 1;  // shortest suffix that counts as a match
   int max_n = 6;  // longest suffix looked up
+  float bigram_min_p = 0.f;  // bigram fill's confidence cut (bigram_fill's min_p)
 };
 
 class MaxGramDrafter final : public Drafter {

@@ -139,3 +139,23 @@ TEST(Bigram, DrafterChains) {
   EXPECT_EQ(tree[1].tokens.size(), 1u);
   EXPECT_NE(tree[0].tokens[0], tree[1].tokens[0]);
 }
+
+TEST(Bigram, ConfidenceCutStopsTheChainBelowMinP) {
+  // Hand-made table: 0 -> 1 (p 0.9), 1 -> 2 (p 0.5), 2 -> 3 (p 0.9), 3 -> 0 (p 0.2).
+  auto t = std::make_shared<BigramTable>(4, 1, 0);
+  const std::pair<int32_t, float> next[4] = {{1, 0.9f}, {2, 0.5f}, {3, 0.9f}, {0, 0.2f}};
+  for (int32_t a = 0; a < 4; ++a) t->next_mutable(a)[0] = {next[a].first, next[a].second};
+  Draft d;
+  bigram_fill(*t, 0, 6, d, 0.4f);  // products 0.9, 0.45, 0.405 (kept), then 0.081 < 0.4
+  EXPECT_EQ(d.tokens, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(d.sources, (std::vector<std::string>{"bigram", "bigram", "bigram"}));
+  Draft all;
+  bigram_fill(*t, 0, 6, all);  // no cut: exactly k
+  EXPECT_EQ(all.tokens, (std::vector<int32_t>{1, 2, 3, 0, 1, 2}));
+  Draft none;
+  bigram_fill(*t, 3, 6, none, 0.5f);  // the first step is already below
+  EXPECT_TRUE(none.tokens.empty());
+  EXPECT_EQ(BigramDrafter(t, 0.4f).propose(std::vector<int32_t>{0}, 6).tokens, d.tokens);
+  EXPECT_THROW_MSG(BigramDrafter(t, 1.5f), "min_p = 1.5: must be in [0, 1]");
+}
+

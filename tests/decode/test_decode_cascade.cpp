@@ -115,6 +115,9 @@ TEST(DrafterConfig, NamesAndStructure) {
   EXPECT_EQ(make_drafter_factory("maxgram", env)()->name(), "maxgram");
   EXPECT_EQ(make_drafter_factory("maxgram + bigram", env)()->name(), "maxgram+bigram");
   EXPECT_EQ(make_drafter_factory("bigram", env)()->name(), "bigram");
+  EXPECT_EQ(make_drafter_factory("maxgram+bigram@0.3", env)()->name(), "maxgram+bigram");
+  EXPECT_EQ(make_drafter_factory("hcascade(bigram@1*2,maxgram:2-4+bigram@0.05*3)", env)()->name(),
+            "hcascade(bigram@1*2,maxgram:2-4+bigram@0.05*3)");
   EXPECT_EQ(make_drafter_factory("self:2", env)()->name(), "self:2");
   EXPECT_EQ(make_drafter_factory("vcascade(model:self:2,maxgram+bigram;lenience=2)", env)()->name(),
             "vcascade(model:self:2,maxgram+bigram;lenience=2)");
@@ -147,6 +150,9 @@ TEST(DrafterConfig, ErrorsNameTheBadToken) {
   EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*x)", env), "expected a number (positions)");
   EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*99)", env), "positions must be in [1, 64]");
   EXPECT_THROW_MSG(make_drafter_factory("maxgram:3-1", env), "MIN <= MAX");
+  EXPECT_THROW_MSG(make_drafter_factory("maxgram+bigram@0", env), "bigram@P needs 0 < P <= 1");
+  EXPECT_THROW_MSG(make_drafter_factory("bigram@1.5", env), "bigram@P needs 0 < P <= 1");
+  EXPECT_THROW_MSG(make_drafter_factory("bigram@x", env), "expected a number (bigram min probability)");
   EXPECT_THROW_MSG(make_drafter_factory("self:x", env), "expected a number (layers)");
   EXPECT_THROW_MSG(make_drafter_factory("self:9", env), "only 4 layers");
   EXPECT_THROW_MSG(make_drafter_factory("model:", env), "model: needs a path");

@@ -20,6 +20,7 @@ const char* kSpecs[] = {
     "maxgram:2-4",
     "bigram",
     "maxgram+bigram",
+    "maxgram+bigram@0.2",
     "model:draft",
     "self:2",
     "model:self:2",

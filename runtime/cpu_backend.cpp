@@ -227,13 +227,13 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
         for (int j = 0; j < n_keys; ++j) m = std::max(m, scores[j] *= scale);
         double sum = 0;
         for (int j = 0; j < n_keys; ++j) sum += (scores[j] = std::exp(scores[j] - m));
+        for (int j = 0; j < n_keys; ++j) scores[j] = static_cast<float>(scores[j] / sum);
         float* o = &att[(size_t(t) * nq + head) * hd];
         std::fill_n(o, hd, 0.f);
-        for (int j = 0; j < n_keys; ++j) {
-          const float pj = static_cast<float>(scores[j] / sum);
-          const float* vr = vc + size_t(key_row(j)) * kvd;
-          for (int d = 0; d < hd; ++d) o[d] += pj * vr[d];
-        }
+        // Value rows weighted in key order: the contiguous run in one call, then the others.
+        if (n_run > 0) accumulate_weighted_rows(scores.data(), n_run, vc, static_cast<long>(kvd), hd, o);
+        for (int j = n_run; j < n_keys; ++j)
+          accumulate_weighted_rows(&scores[j], 1, vc + size_t(key_row(j)) * kvd, 0, hd, o);
       }
     });
     matmul(att.data(), T, L.wo, x.data(), /*accumulate=*/true);

@@ -24,6 +24,7 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
     std::memcpy(r.v, p, sizeof r.v);
     return r;
   }
+  static void store(float* p, const reg& a) { std::memcpy(p, a.v, sizeof a.v); }
   static reg fma(const reg& a, const reg& b, const reg& c) {  // not fused: -ffp-contract=off
     reg r;
     for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
@@ -60,23 +61,27 @@ constexpr int kRows = 4, kTokens = 4;
 #include "runtime/cpu_matmul_blocked.h"
 
 using RunFn = void (*)(const MatmulArgs&, int, int, const detail::Panel&);
+using WeightedFn = void (*)(const float*, int, const float*, long, int, float*);
 struct Isa {
   const char* name;
   RunFn fn;
   bool supported;
+  WeightedFn weighted;
 };
 
 // Fastest first.
 const Isa* isas(int* count) {
   static const Isa table[] = {
 #if defined(SPW_CPU_MATMUL_AVX512)
-      {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")},
+      {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c"),
+       &detail::accumulate_weighted_rows_avx512},
 #endif
 #if defined(SPW_CPU_MATMUL_AVX2)
       {"avx2", &detail::matmul_rows_avx2,
-       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")},
+       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"),
+       &detail::accumulate_weighted_rows_avx2},
 #endif
-      {"generic", &run_blocked, true},
+      {"generic", &run_blocked, true, &weighted_rows},
   };
   *count = static_cast<int>(sizeof table / sizeof table[0]);
   return table;
@@ -125,6 +130,10 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end) {
   chosen().fn(a, row_begin, row_end, prepare(a));
 }
 
+void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  chosen().weighted(p, count, v, v_stride, n, out);
+}
+
 const char* matmul_isa() { return chosen().name; }
 
 bool matmul_isa_supported(const char* isa) {
@@ -135,16 +144,26 @@ bool matmul_isa_supported(const char* isa) {
   return false;
 }
 
-void matmul_rows_isa(const char* isa, const MatmulArgs& a, int row_begin, int row_end) {
+namespace {
+const Isa& isa_named(const char* isa, const char* where) {
   int n = 0;
   const Isa* t = isas(&n);
   for (int i = 0; i < n; ++i)
     if (std::strcmp(t[i].name, isa) == 0) {
-      SPW_CHECK(t[i].supported, "matmul_rows_isa: isa = {}: not supported by this CPU or build", isa);
-      t[i].fn(a, row_begin, row_end, prepare(a));
-      return;
+      SPW_CHECK(t[i].supported, "{}: isa = {}: not supported by this CPU or build", where, isa);
+      return t[i];
     }
-  SPW_CHECK(false, "matmul_rows_isa: isa = {}: unknown (avx512, avx2 or generic)", isa);
+  fail("{}: isa = {}: unknown (avx512, avx2 or generic)", where, isa);
+}
+}  // namespace
+
+void matmul_rows_isa(const char* isa, const MatmulArgs& a, int row_begin, int row_end) {
+  isa_named(isa, "matmul_rows_isa").fn(a, row_begin, row_end, prepare(a));
+}
+
+void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
+                                  float* out) {
+  isa_named(isa, "accumulate_weighted_rows_isa").weighted(p, count, v, v_stride, n, out);
 }
 
 }  // namespace spw::rt

@@ -50,6 +50,15 @@ struct MatmulArgs {
 /// neither of w / wq, unsupported type, cols not whole blocks, a w_stride with wq).
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end);
 
+/// out[d] += sum over j < count of p[j] * v[j * v_stride + d], for d < n: attention's weighted
+/// sum of value rows, vectorised over d. Each out[d] takes its terms in j order, one rounded
+/// multiply and one rounded add each, so the result equals the plain scalar loop bit for bit
+/// on every instruction set (and calls for consecutive j ranges compose).
+void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out);
+/// The same with an explicit instruction set (tests); throws like matmul_rows_isa.
+void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
+                                  float* out);
+
 /// Name of the instruction set matmul_rows uses in this process: "avx512", "avx2" or
 /// "generic". The environment variable SPW_CPU_ISA (avx512|avx2|generic) lowers the choice
 /// (tests use it to cover every path; a value the CPU cannot run is ignored).
@@ -73,6 +82,8 @@ struct Panel {
 // Per-ISA entry points (cpu_matmul_<isa>.cpp), present when compiled.
 void matmul_rows_avx512(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
 void matmul_rows_avx2(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
+void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out);
+void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out);
 }  // namespace detail
 
 }  // namespace spw::rt

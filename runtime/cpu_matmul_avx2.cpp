@@ -19,6 +19,7 @@ struct V {
   using reg = __m256;
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg a) { _mm256_storeu_ps(p, a); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static float hsum(reg a) {  // (low 128 + high 128), then pairs
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -66,6 +67,9 @@ void dq_f16(const uint8_t* src, int64_t n, float* dst) {
 
 namespace detail {
 void matmul_rows_avx2(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
+void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  weighted_rows(p, count, v, v_stride, n, out);
+}
 }  // namespace detail
 }  // namespace spw::rt
 #endif

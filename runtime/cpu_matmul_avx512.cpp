@@ -23,6 +23,7 @@ struct V {
   using reg = __m512;
   static reg zero() { return _mm512_setzero_ps(); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg a) { _mm512_storeu_ps(p, a); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(reg a) {  // (low 256 + high 256), then as in the AVX2 path
     const __m512 swapped = _mm512_shuffle_f32x4(a, a, 0x4E);  // 128-bit chunks 2, 3, 0, 1
@@ -71,6 +72,9 @@ void dq_f16(const uint8_t* src, int64_t n, float* dst) {
 
 namespace detail {
 void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
+void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  weighted_rows(p, count, v, v_stride, n, out);
+}
 }  // namespace detail
 }  // namespace spw::rt
 #endif

@@ -168,3 +168,28 @@ void run_blocked(const MatmulArgs& a, int r0, int r1, const detail::Panel& p) {
     }
   }
 }
+
+// accumulate_weighted_rows (runtime/cpu_matmul.h): up to 4 vectors of out in registers while j
+// runs over the rows, then the next 4; the columns past the last full vector one by one. Every
+// element sees out + p0 v0, + p1 v1, ... with a separate multiply and add (no contraction).
+void weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  constexpr int kVecs = 4;
+  const int full = n / V::lanes * V::lanes;
+  for (int d0 = 0; d0 < full; d0 += kVecs * V::lanes) {
+    const int vecs = (full - d0) / V::lanes < kVecs ? (full - d0) / V::lanes : kVecs;
+    V::reg acc[kVecs];
+    for (int c = 0; c < vecs; ++c) acc[c] = V::load(out + d0 + c * V::lanes);
+    for (int j = 0; j < count; ++j) {
+      const V::reg pj = V::set1(p[j]);
+      const float* row = v + j * v_stride + d0;
+      for (int c = 0; c < vecs; ++c) acc[c] = V::add(acc[c], V::mul(pj, V::load(row + c * V::lanes)));
+    }
+    for (int c = 0; c < vecs; ++c) V::store(out + d0 + c * V::lanes, acc[c]);
+  }
+  for (int d = full; d < n; ++d) {
+    float o = out[d];
+    for (int j = 0; j < count; ++j) o = o + p[j] * v[j * v_stride + d];
+    out[d] = o;
+  }
+}
+

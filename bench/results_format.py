@@ -18,18 +18,23 @@ def default_exe() -> str:
 
 
 def git_commit() -> str:
-    """The measured tree's commit: $SPW_COMMIT, else .carry/commit.txt (GPU machine, no .git),
-    else `git rev-parse HEAD`, else 'unknown'."""
+    """The measured tree's commit: $SPW_COMMIT, else `git rev-parse HEAD` where the tree is a git
+    checkout, else .carry/commit.txt (the GPU machine's copy has no .git), else 'unknown'. Git
+    comes before the carried file so that a stale .carry/ left on a development machine does
+    not mislabel its results."""
     if os.environ.get("SPW_COMMIT"):
         return os.environ["SPW_COMMIT"]
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        if head:
+            return head
+    except Exception:  # noqa: BLE001
+        pass
     f = ROOT / ".carry" / "commit.txt"
     if f.exists():  # "<sha>\n+dirty\n" for a dirty tree: one line, as run_all.sh's SPW_COMMIT
         return "".join(f.read_text().split())
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
+    return "unknown"
 
 
 def cpu_name() -> str:

@@ -8,7 +8,9 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import device_slug, markdown_table  # noqa: E402
+import os  # noqa: E402
+
+from results_format import device_slug, git_commit, markdown_table  # noqa: E402
 
 doc = {"name": "demo", "device": "NVIDIA H100 80GB HBM3", "driver": "580", "commit": "abc",
        "date": "2026-11-25T00:00:00Z", "copy_bandwidth_gbs": 3000.0,
@@ -25,4 +27,8 @@ with tempfile.TemporaryDirectory() as d:
     f.write_text(json.dumps(doc))
     subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(f), "--logx"], check=True)
     assert (pathlib.Path(d) / "demo.png").stat().st_size > 1000
+# In a git checkout the commit is HEAD's, whatever a leftover .carry/commit.txt says.
+head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+if head.returncode == 0 and not os.environ.get("SPW_COMMIT"):
+    assert git_commit() == head.stdout.strip(), (git_commit(), head.stdout)
 print("results format ok")

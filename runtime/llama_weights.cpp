@@ -52,12 +52,18 @@ ModelConfig read_llama_config(const GgufFile& f) {
 
 namespace {
 
-std::vector<float> load_tensor(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
+// The tensor `name`, checked to exist with shape [rows, cols].
+const GgufTensorInfo& find_tensor(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
   const GgufTensorInfo* t = f.find_tensor(name);
   SPW_CHECK(t, "GGUF {}: tensor '{}' is missing", f.path(), name);
   SPW_CHECK(t->cols() == cols && t->rows() == rows && t->elements == rows * cols,
             "GGUF {}: tensor '{}' has shape [{}] but [{}, {}] was expected", f.path(), name,
             fmt::join(t->dims, ", "), cols, rows);
+  return *t;
+}
+
+std::vector<float> load_tensor(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  const GgufTensorInfo* t = &find_tensor(f, name, rows, cols);
   std::vector<float> out(static_cast<size_t>(t->elements));
   dequantize(t->type, f.tensor_data(*t), t->elements, out.data());
   return out;
@@ -65,11 +71,7 @@ std::vector<float> load_tensor(const GgufFile& f, const std::string& name, int64
 
 Matrix load_matrix(const GgufFile& f, const std::string& name, int rows, int cols, bool bias) {
   const std::string wname = name + ".weight";
-  const GgufTensorInfo* t = f.find_tensor(wname);
-  SPW_CHECK(t, "GGUF {}: tensor '{}' is missing", f.path(), wname);
-  SPW_CHECK(t->cols() == cols && t->rows() == rows && t->elements == int64_t(rows) * cols,
-            "GGUF {}: tensor '{}' has shape [{}] but [{}, {}] was expected", f.path(), wname,
-            fmt::join(t->dims, ", "), cols, rows);
+  const GgufTensorInfo* t = &find_tensor(f, wname, rows, cols);
   Matrix m;
   m.rows = rows;
   m.cols = cols;

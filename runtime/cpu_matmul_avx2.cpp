@@ -52,6 +52,16 @@ void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
     _mm256_storeu_ps(hi + h, _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 4)));
   }
 }
+void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) {
+  for (int j = 0; j < 16; j += 8) {
+    const __m256i l = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + j)));
+    const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + j)));
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi32(l, _mm_cvtsi32_si128(ls)), _mm256_set1_epi32(15));
+    const __m256i hi =
+        _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, _mm_cvtsi32_si128(hs)), _mm256_set1_epi32(3)), 4);
+    _mm256_storeu_ps(out + j, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(lo, hi), _mm256_set1_epi32(32))));
+  }
+}
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 

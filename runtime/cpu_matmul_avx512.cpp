@@ -57,6 +57,13 @@ void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
   _mm512_storeu_ps(lo, _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15))));
   _mm512_storeu_ps(hi, _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 4)));
 }
+void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) {
+  const __m512i l = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ql)));
+  const __m512i h = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh)));
+  const __m512i lo = _mm512_and_si512(_mm512_srl_epi32(l, _mm_cvtsi32_si128(ls)), _mm512_set1_epi32(15));
+  const __m512i hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h, _mm_cvtsi32_si128(hs)), _mm512_set1_epi32(3)), 4);
+  _mm512_storeu_ps(out, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, hi), _mm512_set1_epi32(32))));
+}
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 

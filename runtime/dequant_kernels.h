@@ -4,6 +4,8 @@
 //   float dq_half(uint16_t bits);                                 // one fp16 value
 //   void dq_f16(const uint8_t* src, int64_t n, float* dst);       // n fp16 values
 //   void dq_nibbles16(const uint8_t* q, float* lo, float* hi);    // lo[j] = q[j] & 15, hi[j] = q[j] >> 4, j < 16
+//   void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out);
+//        // out[j] = ((ql[j] >> ls) & 15 | ((qh[j] >> hs) & 3) << 4) - 32, j < 16 (Q6_K's 6-bit values)
 // (portable code in runtime/dequant_portable.h, intrinsics in the instruction-set files, which
 // must not call a shared inline function; compilers do not vectorise the nibble split well by
 // themselves).
@@ -120,15 +122,17 @@ void dq_run(uint32_t type, const uint8_t* src, int64_t n, float* dst) {
         for (int h = 0; h < QK_K; h += 128, dst += 128, ql += 64, qh += 32, sc += 8) {
           for (int half = 0; half < 2; ++half) {  // l in [0, 16) uses scales is = 0, [16, 32) is = 1
             const float s1 = d * sc[half], s2 = d * sc[half + 2], s3 = d * sc[half + 4], s4 = d * sc[half + 6];
-            for (int l = half * 16; l < half * 16 + 16; ++l) {
-              const int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
-              const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
-              const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-              const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-              dst[l] = s1 * static_cast<float>(q1);
-              dst[l + 32] = s2 * static_cast<float>(q2);
-              dst[l + 64] = s3 * static_cast<float>(q3);
-              dst[l + 96] = s4 * static_cast<float>(q4);
+            const int l0 = half * 16;
+            alignas(64) float q1[16], q2[16], q3[16], q4[16];
+            dq_q6_16(ql + l0, qh + l0, 0, 0, q1);       // low nibbles of ql[0..32), qh bits 0-1
+            dq_q6_16(ql + l0 + 32, qh + l0, 0, 2, q2);  // low nibbles of ql[32..64), bits 2-3
+            dq_q6_16(ql + l0, qh + l0, 4, 4, q3);       // high nibbles of ql[0..32), bits 4-5
+            dq_q6_16(ql + l0 + 32, qh + l0, 4, 6, q4);  // high nibbles of ql[32..64), bits 6-7
+            for (int l = 0; l < 16; ++l) {
+              dst[l0 + l] = s1 * q1[l];
+              dst[l0 + l + 32] = s2 * q2[l];
+              dst[l0 + l + 64] = s3 * q3[l];
+              dst[l0 + l + 96] = s4 * q4[l];
             }
           }
         }

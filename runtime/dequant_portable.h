@@ -19,3 +19,7 @@ void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
     hi[j] = static_cast<float>(q[j] >> 4);
   }
 }
+
+void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) {
+  for (int j = 0; j < 16; ++j) out[j] = static_cast<float>((((ql[j] >> ls) & 0x0f) | (((qh[j] >> hs) & 3) << 4)) - 32);
+}

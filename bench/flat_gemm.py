@@ -218,10 +218,7 @@ def main() -> None:
     for tdt, dt, dname in ((torch.float16, SPW_FP16, "fp16"), (torch.bfloat16, SPW_BF16, "bf16")):
         for n, k in shapes:
             for m in m_grid:
-                try:
-                    run_case(b, lib, lt, m, n, k, tdt, dt, dname)
-                except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
-                    b.fail(e)
+                b.attempt(run_case, b, lib, lt, m, n, k, tdt, dt, dname)
     lib.spw_flat_gemm_cublaslt_destroy(lt)
     b.write()
 

@@ -189,10 +189,7 @@ def cublas_shapes(b):
 
 
 def time_case(b_, *args, **kwargs):
-    try:
-        _time_case(b_, *args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - recorded; the other cases still run
-        b_.fail(e)
+    b_.attempt(_time_case, b_, *args, **kwargs)
 
 
 def _time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False):

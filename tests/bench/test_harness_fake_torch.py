@@ -96,15 +96,20 @@ with tempfile.TemporaryDirectory() as d:
         raise RuntimeError("spillway differs from torch")
     except RuntimeError as e:
         b2.fail(e)
+    def raises(x):
+        raise ValueError(f"bad input {x}")
+    b2.attempt(b2.case, "bad_case2", {})
+    b2.attempt(raises, 7)  # recorded by attempt() like fail() above
     b2.case("good_case", {})
     b2.time("spillway", lambda i: None, bytes=1e6)
     try:
         b2.write()
         raise AssertionError("a failed case did not make write() exit non-zero")
     except SystemExit as e:
-        assert "1 case(s) failed" in str(e), e
+        assert "2 case(s) failed" in str(e), e
     doc = json.loads((path.parent / "demo_fail.json").read_text())
     assert len(doc["rows"]) == 1 and doc["skipped"][0]["case"] == "bad_case", doc
+    assert doc["skipped"][1]["case"] == "bad_case2" and "bad input 7" in doc["skipped"][1]["reason"], doc
     assert "spillway differs from torch" in doc["skipped"][0]["reason"], doc
     try:
         harness.Bench("demo", ["--reps", "5"])

@@ -24,7 +24,7 @@ class Uploader {
       staging_(std::max<size_t>(1, std::min(largest, kStagingFloats))) {}
 
   void put(const Matrix& m, Buffer16& dst, size_t offset) {
-    const size_t total = static_cast<size_t>(m.rows) * m.cols;
+    const size_t total = m.elements();
     SPW_CHECK(offset + total <= dst.size(), "upload_weights: {} elements at offset {} into a buffer of {}", total,
               offset, dst.size());
     const int chunk_rows = static_cast<int>(std::max<size_t>(1, staging_.size() / std::max(1, m.cols)));
@@ -39,7 +39,7 @@ class Uploader {
     }
   }
   Buffer16 make(const Matrix& m) {
-    Buffer16 b(static_cast<size_t>(m.rows) * m.cols);
+    Buffer16 b(m.elements());
     put(m, b, 0);
     return b;
   }
@@ -63,7 +63,7 @@ class Uploader {
     size_t elems = 0, rows = 0;
     bool any_bias = false;
     for (Matrix* m : parts) {
-      elems += static_cast<size_t>(m->rows) * m->cols;
+      elems += m->elements();
       rows += m->rows;
       any_bias |= !m->bias.empty();
     }
@@ -76,7 +76,7 @@ class Uploader {
     for (Matrix* m : parts) {
       put(*m, w, off);
       if (!m->bias.empty()) put(m->bias, bias, row);
-      off += static_cast<size_t>(m->rows) * m->cols;
+      off += m->elements();
       row += m->rows;
     }
     for (Matrix* m : parts) release(*m);
@@ -113,11 +113,10 @@ DeviceWeights upload_weights(LlamaWeights&& w, DType dtype, cudaStream_t stream)
   d.config = w.config;
   d.neox_rope = w.neox_rope;
   d.dtype = dtype;
-  auto elems = [](const Matrix& m) { return static_cast<size_t>(m.rows) * m.cols; };
-  size_t largest = std::max(elems(w.token_embd), w.output.empty() ? size_t(0) : elems(w.output));
+  size_t largest = std::max(w.token_embd.elements(), w.output.elements());
   for (const LlamaLayer& l : w.layers)
-    largest = std::max({largest, elems(l.wq), elems(l.wk), elems(l.wv), elems(l.wo), elems(l.w_gate), elems(l.w_up),
-                        elems(l.w_down), l.attn_norm.size()});
+    largest = std::max({largest, l.wq.elements(), l.wk.elements(), l.wv.elements(), l.wo.elements(),
+                        l.w_gate.elements(), l.w_up.elements(), l.w_down.elements(), l.attn_norm.size()});
   Uploader up(dtype, stream, largest);
   d.token_embd = up.make(w.token_embd);
   up.release(w.token_embd);

@@ -97,7 +97,7 @@ void Matrix::dequantize_rows(int r0, int n, float* out) const {
 }
 
 std::vector<float> Matrix::to_f32() const {
-  std::vector<float> out(static_cast<size_t>(rows) * cols);
+  std::vector<float> out(elements());
   if (rows > 0) dequantize_rows(0, rows, out.data());
   return out;
 }

@@ -24,6 +24,8 @@ struct Matrix {
   std::vector<float> bias;    // empty or `rows`
 
   bool empty() const { return data.empty(); }
+  /// rows * cols.
+  size_t elements() const { return static_cast<size_t>(rows) * cols; }
   /// Encoded bytes of one row (throws if cols is not a whole number of the type's blocks).
   size_t row_bytes() const;
   /// fp32 values of rows [r0, r0 + n) into out[n * cols] (dequantize()'s values).

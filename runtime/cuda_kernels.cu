@@ -3,6 +3,7 @@
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/error.h"
+#include "kernels/common/launch.cuh"
 #include "runtime/cuda_kernels.cuh"
 
 namespace spw::rt::cuda {
@@ -92,24 +93,30 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 void convert_from_f32(const float* src, void* dst, DType dtype, size_t n, cudaStream_t s) {
   check_dtype16("convert_from_f32", dtype);
   if (n == 0) return;
-  if (dtype == DType::f16) convert_kernel<half><<<grid_for(n), kThreads, 0, s>>>(src, static_cast<half*>(dst), n);
-  else convert_kernel<bfloat16><<<grid_for(n), kThreads, 0, s>>>(src, static_cast<bfloat16*>(dst), n);
+  if (dtype == DType::f16)
+    spw::launch(convert_kernel<half>, grid_for(n), kThreads, 0, s, src, static_cast<half*>(dst), n);
+  else
+    spw::launch(convert_kernel<bfloat16>, grid_for(n), kThreads, 0, s, src, static_cast<bfloat16*>(dst), n);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
 void fill_uniform(void* dst, DType dtype, size_t n, uint64_t seed, float scale, cudaStream_t s) {
   check_dtype16("fill_uniform", dtype);
   if (n == 0) return;
-  if (dtype == DType::f16) uniform_kernel<half><<<grid_for(n), kThreads, 0, s>>>(static_cast<half*>(dst), n, seed, scale);
-  else uniform_kernel<bfloat16><<<grid_for(n), kThreads, 0, s>>>(static_cast<bfloat16*>(dst), n, seed, scale);
+  if (dtype == DType::f16)
+    spw::launch(uniform_kernel<half>, grid_for(n), kThreads, 0, s, static_cast<half*>(dst), n, seed, scale);
+  else
+    spw::launch(uniform_kernel<bfloat16>, grid_for(n), kThreads, 0, s, static_cast<bfloat16*>(dst), n, seed, scale);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
 void fill_value(void* dst, DType dtype, size_t n, float value, cudaStream_t s) {
   check_dtype16("fill_value", dtype);
   if (n == 0) return;
-  if (dtype == DType::f16) value_kernel<half><<<grid_for(n), kThreads, 0, s>>>(static_cast<half*>(dst), n, value);
-  else value_kernel<bfloat16><<<grid_for(n), kThreads, 0, s>>>(static_cast<bfloat16*>(dst), n, value);
+  if (dtype == DType::f16)
+    spw::launch(value_kernel<half>, grid_for(n), kThreads, 0, s, static_cast<half*>(dst), n, value);
+  else
+    spw::launch(value_kernel<bfloat16>, grid_for(n), kThreads, 0, s, static_cast<bfloat16*>(dst), n, value);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -134,7 +141,7 @@ void store_qkv(const StoreQkvArgs& a, cudaStream_t s) {
   SPW_CHECK_ARG(a.rows != nullptr, w, "rows", "null", "must be a device pointer");
   if (a.tokens == 0) return;
   const long long work = static_cast<long long>(a.tokens) * (a.q_dim + 2 * a.kv_dim) / 8;
-  store_qkv_kernel<<<grid_for(work), kThreads, 0, s>>>(a);
+  spw::launch(store_qkv_kernel, grid_for(work), kThreads, 0, s, a);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -149,8 +156,8 @@ void move_rows(void* pool, int planes, size_t plane_elems, int row_elems, const 
   if (moves == 0) return;
   SPW_CHECK_ARG(src != nullptr && dst != nullptr, w, "src / dst", "null", "must be device pointers");
   const long long work = static_cast<long long>(planes) * (row_elems / 8);
-  move_rows_kernel<<<grid_for(work), kThreads, 0, s>>>(static_cast<uint4*>(pool), planes, plane_elems / 8,
-                                                       row_elems / 8, src, dst, moves);
+  spw::launch(move_rows_kernel, grid_for(work), kThreads, 0, s, static_cast<uint4*>(pool), planes, plane_elems / 8,
+              row_elems / 8, src, dst, moves);
   SPW_CUDA_CHECK_LAUNCH();
 }
 

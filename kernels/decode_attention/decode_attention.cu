@@ -24,6 +24,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/dispatch.cuh"
 #include "kernels/common/dtype.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/softmax_state.h"
 #include "kernels/common/vec.h"
 #include "kernels/decode_attention/decode_attention.h"
@@ -98,7 +99,7 @@ SPW_UNROLL
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
   using C = Cfg<D>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  SPW_DYNAMIC_SMEM(16, smem);
   T* ring = reinterpret_cast<T*>(smem);  // stage s: K rows [kTileRows][D], then V rows
   const WorkItem w = p.items[blockIdx.x];
   const int tx = threadIdx.x % C::kTx, ty = threadIdx.x / C::kTx;
@@ -301,11 +302,12 @@ __global__ void __launch_bounds__(kThreads) merge_states_kernel(const Tin* v_in,
 
 template <int D, typename T>
 void launch(const Plan& pl, const Params& prm, const RequestSplit* splits, Stream stream) {
-  attention_kernel<D, T><<<pl.num_items, kThreads, kSmemBytes, stream>>>(prm);
+  spw::launch(attention_kernel<D, T>, pl.num_items, kThreads, kSmemBytes, stream, prm);
   SPW_CUDA_CHECK_LAUNCH();
   if (pl.needs_merge) {
     const int rows = pl.problem.batch * pl.problem.qo_heads;
-    merge_chunks_kernel<T><<<ceil_div(rows, kMergeRows), kThreads, 0, stream>>>(prm, splits, pl.problem.batch, D);
+    spw::launch(merge_chunks_kernel<T>, ceil_div(rows, kMergeRows), kThreads, 0, stream, prm, splits, pl.problem.batch,
+                D);
     SPW_CUDA_CHECK_LAUNCH();
   }
 }
@@ -317,16 +319,16 @@ void merge_dispatch_out(const MergeProblem& p, const void* v_in, const float* ls
   const Tin* in = static_cast<const Tin*>(v_in);
   switch (p.out_dtype) {
     case DType::f32:
-      merge_states_kernel<Tin, float><<<blocks, kThreads, 0, stream>>>(in, lse_in, static_cast<float*>(v_out), lse_out,
-                                                                       p.rows, p.num_states, p.head_dim);
+      spw::launch(merge_states_kernel<Tin, float>, blocks, kThreads, 0, stream, in, lse_in, static_cast<float*>(v_out),
+                  lse_out, p.rows, p.num_states, p.head_dim);
       break;
     case DType::f16:
-      merge_states_kernel<Tin, half><<<blocks, kThreads, 0, stream>>>(in, lse_in, static_cast<half*>(v_out), lse_out,
-                                                                      p.rows, p.num_states, p.head_dim);
+      spw::launch(merge_states_kernel<Tin, half>, blocks, kThreads, 0, stream, in, lse_in, static_cast<half*>(v_out),
+                  lse_out, p.rows, p.num_states, p.head_dim);
       break;
     case DType::bf16:
-      merge_states_kernel<Tin, bfloat16><<<blocks, kThreads, 0, stream>>>(
-          in, lse_in, static_cast<bfloat16*>(v_out), lse_out, p.rows, p.num_states, p.head_dim);
+      spw::launch(merge_states_kernel<Tin, bfloat16>, blocks, kThreads, 0, stream, in, lse_in,
+                  static_cast<bfloat16*>(v_out), lse_out, p.rows, p.num_states, p.head_dim);
       break;
   }
   SPW_CUDA_CHECK_LAUNCH();

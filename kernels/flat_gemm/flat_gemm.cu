@@ -33,6 +33,8 @@
 #include "kernels/common/cp_async.cuh"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
+#include "kernels/common/mma.cuh"
 #include "kernels/common/reduce.cuh"
 #include "kernels/flat_gemm/flat_gemm.h"
 
@@ -128,30 +130,8 @@ constexpr int kChunks = kTileK / 8;  // 16-byte chunks per smem row (8)
 
 __device__ SPW_FORCEINLINE int swz(int row, int chunk) { return row * kTileK + ((chunk ^ (row & 7)) * 8); }
 
-__device__ SPW_FORCEINLINE void ldmatrix_x4(unsigned (&r)[4], const void* p) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ SPW_FORCEINLINE void ldmatrix_x2(unsigned (&r)[2], const void* p) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
-}
-
-template <typename T>
-__device__ SPW_FORCEINLINE void mma16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
+using mma::ldmatrix_x2;
+using mma::ldmatrix_x4;
 
 // Weight row held by local row r of block `tile` (-1: past the end). SwiGLU blocks hold 32
 // gate rows then the 32 matching up rows, so gate and up of one output meet in one block.
@@ -170,7 +150,7 @@ constexpr int mma_smem_bytes() { return kStages * (kTileN + 8 * MT) * kTileK * 2
 template <typename T, int MT>
 __global__ void __launch_bounds__(kMmaThreads) mma_kernel(const T* __restrict__ x, const T* __restrict__ w, Epi e,
                                                          int k, int k_chunk, float* __restrict__ partial) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  SPW_DYNAMIC_SMEM(128, smem_raw);
   T* smem = reinterpret_cast<T*>(smem_raw);
   constexpr int kRows = kTileN + 8 * MT;  // W rows then X rows in each stage
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -233,7 +213,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(const T* __restrict__ 
       for (int t = 0; t < MT; ++t) {
         unsigned b[2];
         ldmatrix_x2(b, s + swz(kTileN + t * 8 + lane % 8, 2 * kk + (lane / 8) % 2));
-        mma16816<T>(acc[t], a, b);
+        mma::mma_m16n8k16<T>(acc[t], a, b[0], b[1]);
       }
     }
   }
@@ -401,19 +381,19 @@ void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
   float* partial = static_cast<float*>(workspace);
   auto reduce = [&](int splits) {
     const long long total = static_cast<long long>(p.m) * p.n_out();
-    reduce_kernel<T><<<static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st>>>(partial, splits, e);
+    spw::launch(reduce_kernel<T>, static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st, partial, splits, e);
     SPW_CUDA_CHECK_LAUNCH();
   };
   if (pl.impl == Impl::gemv) {
-    gemv_kernel<T><<<ceil_div(p.n_out(), kGemvWarps), kGemvWarps * 32, 0, st>>>(x, w, e, p.k);
+    spw::launch(gemv_kernel<T>, ceil_div(p.n_out(), kGemvWarps), kGemvWarps * 32, 0, st, x, w, e, p.k);
     SPW_CUDA_CHECK_LAUNCH();
   } else if (pl.impl == Impl::mma) {
     const dim3 grid(pl.n_tiles, pl.split_k);
     float* part = pl.split_k > 1 ? partial : nullptr;
     switch (pl.m_tiles) {
-#define SPW_FLAT_MMA_CASE(MT)                                                                         \
-  case MT:                                                                                            \
-    mma_kernel<T, MT><<<grid, kMmaThreads, mma_smem_bytes<MT>(), st>>>(x, w, e, p.k, pl.k_chunk, part); \
+#define SPW_FLAT_MMA_CASE(MT)                                                                                    \
+  case MT:                                                                                                       \
+    spw::launch(mma_kernel<T, MT>, grid, kMmaThreads, mma_smem_bytes<MT>(), st, x, w, e, p.k, pl.k_chunk, part); \
     break;
       SPW_FLAT_MMA_CASE(1)
       SPW_FLAT_MMA_CASE(2)

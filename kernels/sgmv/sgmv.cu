@@ -20,6 +20,7 @@
 #include <mma.h>
 
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/vec.h"
 #include "kernels/sgmv/sgmv.h"
@@ -52,7 +53,11 @@ __device__ SPW_FORCEINLINE void pdl_wait() {
 #endif
 }
 __device__ SPW_FORCEINLINE void prefetch_l2(const void* ptr) {
+#if defined(SPW_SIM)
+  (void)ptr;
+#else
   asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+#endif
 }
 
 // Adapter a, token range [t0, t0 + nt) of this block's tile, rank; false if nothing to do.
@@ -372,21 +377,11 @@ __global__ void __launch_bounds__(kTcThreads) expand_tc_kernel(ExpandParams<T> p
   }
 }
 
-// <<<>>> with, when `pdl`, programmatic stream serialization (the kernel may start while the
-// previous kernel in the stream finishes; it calls pdl_wait() before reading that one's output).
+// With `pdl`, programmatic stream serialization (spw::launch_pdl): the kernel may start while
+// the previous kernel in the stream finishes; it calls pdl_wait() before reading that one's output.
 template <typename P>
 void launch_kernel(void (*kernel)(P), dim3 grid, int threads, Stream stream, bool pdl, const P& p) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(threads);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  SPW_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p));
+  SPW_CUDA_CHECK(spw::launch_pdl(kernel, grid, threads, 0, stream, pdl, p));
 }
 
 SegmentView view(const Segments& s, const Problem& p) {
@@ -415,9 +410,9 @@ void launch_shrink(const Plan& pl, const ShrinkArgs& a, void* ws, Stream stream)
   }
   const dim3 grid(pb.segments, pl.token_tiles, pb.num_slices * pl.k_split);
   switch (pl.path) {
-    case Path::gemv: shrink_kernel<T, 1><<<grid, kShrinkThreads, 0, stream>>>(p); break;
-    case Path::tiled: shrink_kernel<T, 8><<<grid, kShrinkThreads, 0, stream>>>(p); break;
-    case Path::tensor_core: shrink_tc_kernel<T><<<grid, kTcThreads, 0, stream>>>(p); break;
+    case Path::gemv: spw::launch(shrink_kernel<T, 1>, grid, kShrinkThreads, 0, stream, p); break;
+    case Path::tiled: spw::launch(shrink_kernel<T, 8>, grid, kShrinkThreads, 0, stream, p); break;
+    case Path::tensor_core: spw::launch(shrink_tc_kernel<T>, grid, kTcThreads, 0, stream, p); break;
     default: fail("sgmv::shrink: plan.path = {}: not a kernel path (was the plan made by sgmv::plan?)",
                   static_cast<int>(pl.path));
   }

@@ -2,9 +2,8 @@
 // vector accesses along the row, fp32 math; the only reductions are per row (block_reduce).
 #include <cuda_runtime.h>
 
-#include <cub/block/block_reduce.cuh>
-
 #include "kernels/common/cuda_check.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/vec.h"
 #include "kernels/small_ops/small_ops.h"
@@ -115,13 +114,29 @@ struct ArgMaxOp {
   }
 };
 
+// ArgMaxOp over the warp: every lane gets the result (the order is total, so any tree of
+// pairings gives the same pair).
+__device__ SPW_FORCEINLINE ArgMaxPair warp_argmax(ArgMaxPair p) {
+SPW_UNROLL
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    const ArgMaxPair o{__shfl_xor_sync(0xffffffffu, p.value, offset), __shfl_xor_sync(0xffffffffu, p.index, offset)};
+    p = ArgMaxOp{}(p, o);
+  }
+  return p;
+}
+
 __global__ void argmax_kernel(const float* __restrict__ logits, int vocab, int32_t* out) {
-  using Reduce = cub::BlockReduce<ArgMaxPair, kThreads>;
-  __shared__ typename Reduce::TempStorage tmp;
+  static_assert(kThreads % kWarpSize == 0 && kThreads / kWarpSize <= kWarpSize, "one warp reduces the warps");
+  __shared__ ArgMaxPair per_warp[kThreads / kWarpSize];
   const float* row = logits + static_cast<size_t>(blockIdx.x) * vocab;
   ArgMaxPair best{-INFINITY, vocab};
   for (int j = threadIdx.x; j < vocab; j += kThreads) best = ArgMaxOp{}(best, ArgMaxPair{row[j], j});
-  ArgMaxPair r = Reduce(tmp).Reduce(best, ArgMaxOp{});
+  best = warp_argmax(best);
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  if (lane == 0) per_warp[warp] = best;
+  __syncthreads();
+  if (warp != 0) return;
+  ArgMaxPair r = warp_argmax(lane < kThreads / kWarpSize ? per_warp[lane] : ArgMaxPair{-INFINITY, vocab});
   // The CPU reference starts from index 0 and keeps it when it is NaN (nothing compares
   // greater); a row of NaN only falls back to 0 the same way.
   if (threadIdx.x == 0) out[blockIdx.x] = r.index < vocab && !isnan(row[0]) ? r.index : 0;
@@ -137,12 +152,13 @@ void rmsnorm(const RmsNormArgs& a, Stream stream) {
   check(a);
   if (a.rows == 0) return;
   if (a.dtype == DType::f16)
-    rmsnorm_kernel<half><<<a.rows, kThreads, 0, stream>>>(static_cast<const half*>(a.x), static_cast<half*>(a.residual),
-        static_cast<const half*>(a.weight), static_cast<half*>(a.out), a.hidden, a.eps);
+    spw::launch(rmsnorm_kernel<half>, a.rows, kThreads, 0, stream, static_cast<const half*>(a.x),
+                static_cast<half*>(a.residual), static_cast<const half*>(a.weight), static_cast<half*>(a.out), a.hidden,
+                a.eps);
   else
-    rmsnorm_kernel<bfloat16><<<a.rows, kThreads, 0, stream>>>(static_cast<const bfloat16*>(a.x),
-        static_cast<bfloat16*>(a.residual), static_cast<const bfloat16*>(a.weight), static_cast<bfloat16*>(a.out),
-        a.hidden, a.eps);
+    spw::launch(rmsnorm_kernel<bfloat16>, a.rows, kThreads, 0, stream, static_cast<const bfloat16*>(a.x),
+                static_cast<bfloat16*>(a.residual), static_cast<const bfloat16*>(a.weight),
+                static_cast<bfloat16*>(a.out), a.hidden, a.eps);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -153,11 +169,11 @@ void rope(const RopeArgs& a, Stream stream) {
   const long long ks = a.k_row_stride ? a.k_row_stride : static_cast<long long>(a.kv_heads) * a.rope.head_dim;
   const long long work = static_cast<long long>(a.tokens) * (a.q_heads + a.kv_heads) * (a.rope.head_dim / 2);
   if (a.dtype == DType::f16)
-    rope_kernel<half><<<grid_for(work, kThreads), kThreads, 0, stream>>>(static_cast<half*>(a.q), static_cast<half*>(a.k),
-        qs, ks, a.q_heads, a.kv_heads, a.positions, a.rope, a.tokens);
+    spw::launch(rope_kernel<half>, grid_for(work, kThreads), kThreads, 0, stream, static_cast<half*>(a.q),
+                static_cast<half*>(a.k), qs, ks, a.q_heads, a.kv_heads, a.positions, a.rope, a.tokens);
   else
-    rope_kernel<bfloat16><<<grid_for(work, kThreads), kThreads, 0, stream>>>(static_cast<bfloat16*>(a.q),
-        static_cast<bfloat16*>(a.k), qs, ks, a.q_heads, a.kv_heads, a.positions, a.rope, a.tokens);
+    spw::launch(rope_kernel<bfloat16>, grid_for(work, kThreads), kThreads, 0, stream, static_cast<bfloat16*>(a.q),
+                static_cast<bfloat16*>(a.k), qs, ks, a.q_heads, a.kv_heads, a.positions, a.rope, a.tokens);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -166,11 +182,11 @@ void silu_mul(const SiluMulArgs& a, Stream stream) {
   if (a.rows == 0) return;
   const long long work = static_cast<long long>(a.rows) * a.inter / 8;
   if (a.dtype == DType::f16)
-    silu_mul_kernel<half><<<grid_for(work, kThreads), kThreads, 0, stream>>>(static_cast<const half*>(a.gate_up),
-        static_cast<half*>(a.out), a.rows, a.inter);
+    spw::launch(silu_mul_kernel<half>, grid_for(work, kThreads), kThreads, 0, stream,
+                static_cast<const half*>(a.gate_up), static_cast<half*>(a.out), a.rows, a.inter);
   else
-    silu_mul_kernel<bfloat16><<<grid_for(work, kThreads), kThreads, 0, stream>>>(
-        static_cast<const bfloat16*>(a.gate_up), static_cast<bfloat16*>(a.out), a.rows, a.inter);
+    spw::launch(silu_mul_kernel<bfloat16>, grid_for(work, kThreads), kThreads, 0, stream,
+                static_cast<const bfloat16*>(a.gate_up), static_cast<bfloat16*>(a.out), a.rows, a.inter);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
@@ -178,18 +194,18 @@ void embedding(const EmbeddingArgs& a, Stream stream) {
   check(a);
   if (a.tokens == 0) return;
   if (a.dtype == DType::f16)
-    embedding_kernel<half><<<a.tokens, 128, 0, stream>>>(a.ids, static_cast<const half*>(a.table),
-        static_cast<half*>(a.out), a.vocab, a.hidden, a.error_flag);
+    spw::launch(embedding_kernel<half>, a.tokens, 128, 0, stream, a.ids, static_cast<const half*>(a.table),
+                static_cast<half*>(a.out), a.vocab, a.hidden, a.error_flag);
   else
-    embedding_kernel<bfloat16><<<a.tokens, 128, 0, stream>>>(a.ids, static_cast<const bfloat16*>(a.table),
-        static_cast<bfloat16*>(a.out), a.vocab, a.hidden, a.error_flag);
+    spw::launch(embedding_kernel<bfloat16>, a.tokens, 128, 0, stream, a.ids, static_cast<const bfloat16*>(a.table),
+                static_cast<bfloat16*>(a.out), a.vocab, a.hidden, a.error_flag);
   SPW_CUDA_CHECK_LAUNCH();
 }
 
 void argmax(const float* logits, int rows, int vocab, int32_t* out, Stream stream) {
   check_argmax(logits, rows, vocab, out);
   if (rows == 0) return;
-  argmax_kernel<<<rows, kThreads, 0, stream>>>(logits, vocab, out);
+  spw::launch(argmax_kernel, rows, kThreads, 0, stream, logits, vocab, out);
   SPW_CUDA_CHECK_LAUNCH();
 }
 

@@ -16,6 +16,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/dispatch.cuh"
 #include "kernels/common/dtype.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/softmax_state.h"
 #include "kernels/tree_attention/launch.h"
@@ -109,7 +110,7 @@ template <typename T, int D>
 void launch(const Plan& pl, const Params& prm, cudaStream_t stream) {
   const int g = pl.problem.qo_heads / pl.problem.kv_heads;
   const dim3 grid(pl.num_states, pl.problem.batch * pl.problem.kv_heads, ceil_div(pl.max_tree_tokens * g, kRowsPerCta));
-  tree_partial_kernel<T, D><<<grid, kWarps * 32, 0, stream>>>(prm);
+  spw::launch(tree_partial_kernel<T, D>, grid, kWarps * 32, 0, stream, prm);
   SPW_CUDA_CHECK_LAUNCH();
 }
 }  // namespace

@@ -47,6 +47,7 @@
 #include "kernels/common/cp_async.cuh"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/dispatch.cuh"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/softmax_state.h"
 #include "kernels/tree_attention/launch.h"
 #include "kernels/tree_attention/mma_fragments.cuh"
@@ -346,7 +347,7 @@ SPW_UNROLL
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kMaxWarps * 32, 1) tree_mma_kernel(KernelParams p) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  SPW_DYNAMIC_SMEM(128, smem);
   const int rb = blockIdx.x % p.row_blocks;
   const int bh = (blockIdx.x / p.row_blocks) % p.batch_heads;
   const int s = blockIdx.x / (p.row_blocks * p.batch_heads);
@@ -395,7 +396,7 @@ void launch_typed(const Plan& pl, const KernelParams& prm, cudaStream_t stream) 
     }
   }
   const long long grid = static_cast<long long>(pl.num_states) * pl.problem.batch * pl.problem.kv_heads * pl.row_blocks;
-  kernel<<<static_cast<unsigned>(grid), pl.warps * 32, pl.smem_bytes, stream>>>(prm);
+  spw::launch(kernel, static_cast<unsigned>(grid), pl.warps * 32, pl.smem_bytes, stream, prm);
   SPW_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,6 +22,22 @@ namespace spw::test {
     if (auto spw_why_ = ::spw::gpu_unavailable_reason()) GTEST_SKIP() << *spw_why_; \
   } while (0)
 
+/// In the CPU-simulator build of the GPU tests (tests/sim), skips a test the simulator cannot
+/// run in reasonable time or at all (`why` says what); on a GPU it always runs.
+#if defined(SPW_SIM)
+#define SPW_SKIP_ON_SIMULATOR(why) GTEST_SKIP() << "not run on the CPU simulator: " why "; runs on a GPU"
+#else
+#define SPW_SKIP_ON_SIMULATOR(why) static_cast<void>(0)
+#endif
+
+/// True in the CPU-simulator build (tests/sim): tests may shrink a sweep there.
+inline constexpr bool kSimulated =
+#if defined(SPW_SIM)
+    true;
+#else
+    false;
+#endif
+
 /// Deterministic generator for a test: seed from the test's name unless given.
 std::mt19937_64 make_rng(uint64_t seed = 0);
 

@@ -4,6 +4,7 @@
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device_buffer.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/common/reduce.cuh"
 #include "kernels/common/softmax_state.h"
 #include "kernels/common/vec.h"
@@ -59,7 +60,7 @@ TEST(CommonGpu, ConversionsMatchHost) {
   for (int i = 0; i < 64; ++i) x[i] = std::ldexp(1.f + i / 64.f, -20);  // subnormal halves
   DeviceBuffer<float> in(x);
   DeviceBuffer<uint16_t> h(x.size()), b(x.size());
-  convert_kernel<<<16, 256>>>(in.get(), h.get(), b.get(), int(x.size()));
+  spw::launch(convert_kernel, 16, 256, 0, nullptr, in.get(), h.get(), b.get(), int(x.size()));
   SPW_CUDA_CHECK_LAUNCH();
   auto hh = h.download(), bb = b.download();
   for (size_t i = 0; i < x.size(); ++i) {
@@ -73,7 +74,7 @@ TEST(CommonGpu, ReductionsMatchHost) {
   auto rng = test::make_rng();
   auto x = test::random_floats(rng, 256);
   DeviceBuffer<float> in(x), sum(1), mx(1), ws(8);
-  reduce_kernel<<<1, 256>>>(in.get(), sum.get(), mx.get(), ws.get());
+  spw::launch(reduce_kernel, 1, 256, 0, nullptr, in.get(), sum.get(), mx.get(), ws.get());
   SPW_CUDA_CHECK_LAUNCH();
   double ref = 0, ref_max = -1e30;
   for (float v : x) { ref += v; ref_max = std::max<double>(ref_max, v); }
@@ -93,7 +94,7 @@ TEST(CommonGpu, SoftmaxStateMatchesHost) {
   auto s = test::random_floats(rng, 513, -30.f, 30.f);
   auto v = test::random_floats(rng, 513);
   DeviceBuffer<float> ds(s), dv(v), out(1), lse(1);
-  softmax_kernel<<<1, 1>>>(ds.get(), dv.get(), 513, out.get(), lse.get());
+  spw::launch(softmax_kernel, 1, 1, 0, nullptr, ds.get(), dv.get(), 513, out.get(), lse.get());
   SPW_CUDA_CHECK_LAUNCH();
   SoftmaxState st;
   float acc = 0;
@@ -113,7 +114,7 @@ TEST(CommonGpu, VecCastLoad) {
   DeviceBuffer<half> in(test::to_storage<half>(x));
   DeviceBuffer<float> out(256);
   out.fill_bytes(test::kPoisonByte);
-  vec_copy_kernel<<<1, 32>>>(in.get(), out.get());
+  spw::launch(vec_copy_kernel, 1, 32, 0, nullptr, in.get(), out.get());
   SPW_CUDA_CHECK_LAUNCH();
   EXPECT_EQ(out.download(), x);
 }

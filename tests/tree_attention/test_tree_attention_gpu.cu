@@ -121,6 +121,7 @@ TEST(TreeAttentionGpu, MatchesReferenceEveryGroupHeadDimDtype) {
 
 TEST(TreeAttentionGpu, FullTreesLongSplitPrefixAndSoftCap) {
   SPW_REQUIRE_GPU();
+  SPW_SKIP_ON_SIMULATOR("two T=128 trees over an 8191-token prefix take minutes there");
   auto rng = test::make_rng();
   Problem p = small_problem(32, 8, 128, 16);
   p.batch = 2;
@@ -140,7 +141,8 @@ TEST(TreeAttentionGpu, RepeatRunsAreBitwiseIdentical) {
   auto rng = test::make_rng();
   Problem p = small_problem(32, 8, 128, 16);
   p.batch = 3;
-  Case c = make_case(rng, p, {5000, 0, 77}, {random_tree(rng, 64), star(9), chain(5)});
+  // (a shorter prefix on the CPU simulator, where the long one takes minutes)
+  Case c = make_case(rng, p, {test::kSimulated ? 900 : 5000, 0, 77}, {random_tree(rng, 64), star(9), chain(5)});
   for (Impl impl : kImpls) {
     const Plan pl = plan_for(c, impl);
     const Out a = run_case<spw::half>(c, pl), b = run_case<spw::half>(c, pl);
@@ -158,7 +160,8 @@ TEST(TreeAttentionGpu, CudaGraphCaptureAndReplayMatchesDirectRun) {
   auto rng = test::make_rng();
   Problem p = small_problem(32, 8, 128, 16);
   p.batch = 2;
-  Case c = make_case(rng, p, {3000, 50}, {random_tree(rng, 32), chain(16)});
+  // (a shorter prefix on the CPU simulator, where the long one takes minutes)
+  Case c = make_case(rng, p, {test::kSimulated ? 700 : 3000, 50}, {random_tree(rng, 32), chain(16)});
   for (Impl impl : kImpls) {
     const Plan pl = plan_for(c, impl);
     const Out direct = run_case<spw::half>(c, pl);
@@ -242,7 +245,9 @@ TEST(TreeAttentionGpu, MixedBatchOfTwelveRequests) {
     Problem p = small_problem(32, 8, 128, 16);
     p.dtype = dt;
     p.batch = 12;
-    Case c = make_case(rng, p, {0, 3000, 17, 512, 1, 2047, 64, 0, 999, 128, 4100, 5},
+    // (the CPU simulator gets shorter long prefixes, which take minutes there)
+    const int long1 = test::kSimulated ? 300 : 3000, long2 = test::kSimulated ? 400 : 4100;
+    Case c = make_case(rng, p, {0, long1, 17, 512, 1, 2047 / (test::kSimulated ? 8 : 1), 64, 0, 999, 128, long2, 5},
                        {random_tree(rng, 128), chain(64), {-1}, random_tree(rng, 17), star(33), random_tree(rng, 100),
                         chain(1), random_tree(rng, 9), random_tree(rng, 128), star(2), random_tree(rng, 50), chain(127)});
     check_dtype(c, fmt::format("mixed batch {}", dtype_name(dt)));

@@ -1,0 +1,206 @@
+// The simulator's own tests: barriers and reductions, the ldmatrix/mma fragment layouts
+// against a plain matrix product, deferred cp.async, wmma, graph capture, and the failures it
+// must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/common/cp_async.cuh"
+#include "kernels/common/launch.cuh"
+#include "kernels/common/mma.cuh"
+#include "kernels/common/reduce.cuh"
+
+namespace {
+
+__global__ void sum_kernel(const float* x, float* out, int n) {
+  __shared__ float scratch[32];
+  float v = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) v += x[i];
+  v = spw::block_reduce_sum(v, scratch);
+  if (threadIdx.x == 0) out[blockIdx.x] = v;
+}
+
+// A [16][16] row-major, B as [8][16] (n, k), D [16][8]; one warp, operands staged in smem.
+template <typename T>
+__global__ void mma_kernel(const T* A, const T* B, float* D) {
+  SPW_DYNAMIC_SMEM(128, smem);
+  T* sa = reinterpret_cast<T*>(smem);
+  T* sb = sa + 256;
+  const int l = threadIdx.x;
+  for (int i = l; i < 256; i += 32) sa[i] = A[i];
+  for (int i = l; i < 128; i += 32) sb[i] = B[i];
+  __syncthreads();
+  uint32_t a[4], b[2];
+  spw::mma::ldmatrix_x4(a, sa + (l % 16) * 16 + (l / 16) * 8);
+  spw::mma::ldmatrix_x2(b, sb + (l % 8) * 16 + ((l / 8) % 2) * 8);
+  float d[4] = {1.f, 1.f, 1.f, 1.f};
+  spw::mma::mma_m16n8k16<T>(d, a, b[0], b[1]);
+  const int g = l / 4, c = l % 4;
+  D[g * 8 + 2 * c] = d[0];
+  D[g * 8 + 2 * c + 1] = d[1];
+  D[(g + 8) * 8 + 2 * c] = d[2];
+  D[(g + 8) * 8 + 2 * c + 1] = d[3];
+}
+
+// ldmatrix .trans of a [16][8] (k, n) tile gives the B fragment of the same product.
+__global__ void mma_trans_kernel(const __half* A, const __half* Bkn, float* D) {
+  SPW_DYNAMIC_SMEM(128, smem);
+  __half* sa = reinterpret_cast<__half*>(smem);
+  __half* sb = sa + 256;
+  const int l = threadIdx.x;
+  for (int i = l; i < 256; i += 32) sa[i] = A[i];
+  for (int i = l; i < 128; i += 32) sb[i] = Bkn[i];
+  __syncthreads();
+  uint32_t a[4], b[4];
+  spw::mma::ldmatrix_x4(a, sa + (l % 16) * 16 + (l / 16) * 8);
+  // matrices: k rows 0-7 and 8-15 of the 8 columns (x4: the last two repeat them)
+  spw::mma::ldmatrix_x4_trans(b, spw::mma::smem_u32(sb + (l % 16) * 8));
+  float d[4] = {0.f, 0.f, 0.f, 0.f};
+  spw::mma::mma_m16n8k16<__half>(d, a, b[0], b[1]);
+  const int g = l / 4, c = l % 4;
+  D[g * 8 + 2 * c] = d[0];
+  D[g * 8 + 2 * c + 1] = d[1];
+  D[(g + 8) * 8 + 2 * c] = d[2];
+  D[(g + 8) * 8 + 2 * c + 1] = d[3];
+}
+
+__global__ void copy_kernel(const float4* src, float4* dst, bool wait) {
+  SPW_DYNAMIC_SMEM(16, smem);
+  float4* s = reinterpret_cast<float4*>(smem);
+  spw::cp_async16(s + threadIdx.x, src + threadIdx.x, threadIdx.x % 2 == 0);
+  spw::cp_async_commit();
+  if (wait) spw::cp_async_wait<0>();
+  __syncthreads();
+  dst[threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];  // another thread's copy
+}
+
+__global__ void early_exit_kernel(float* out) {
+  if (threadIdx.x == 3) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f * threadIdx.x, 1);
+}
+
+// Lane 0 waits at the block barrier for its warp, which waits at a warp barrier for lane 0.
+__global__ void deadlock_kernel(float* out) {
+  if (threadIdx.x % 32 == 0) __syncthreads();
+  else __syncwarp();
+  out[threadIdx.x] = 1.f;
+}
+
+__global__ void add_kernel(float* x, float v) { x[threadIdx.x] += v; }
+
+std::vector<float> halves_to_floats(const std::vector<__half>& v) {
+  std::vector<float> f;
+  for (auto h : v) f.push_back(__half2float(h));
+  return f;
+}
+
+class Sim : public ::testing::Test {
+ protected:
+  void TearDown() override { spw::sim::reset_errors(); }
+};
+
+TEST_F(Sim, BlockReductionOverSeveralBlocks) {
+  std::vector<float> x(1000), out(3, -1.f);
+  double ref = 0;
+  for (int i = 0; i < 1000; ++i) ref += x[i] = 0.5f * i;
+  spw::launch(sum_kernel, dim3(3), dim3(128), 0, nullptr, x.data(), out.data(), 1000);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (float o : out) EXPECT_EQ(o, ref);
+}
+
+template <typename T>
+void check_mma() {
+  std::vector<T> A(256), B(128);
+  for (int i = 0; i < 256; ++i) A[i] = static_cast<T>(static_cast<float>((i * 7) % 11) - 5.f);
+  for (int i = 0; i < 128; ++i) B[i] = static_cast<T>(static_cast<float>((i * 5) % 9) - 4.f);
+  std::vector<float> D(128, -7.f);
+  spw::launch(mma_kernel<T>, dim3(1), dim3(32), 1024, nullptr, A.data(), B.data(), D.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 8; ++n) {
+      float s = 1.f;
+      for (int k = 0; k < 16; ++k) s += static_cast<float>(A[r * 16 + k]) * static_cast<float>(B[n * 16 + k]);
+      EXPECT_EQ(D[r * 8 + n], s) << "row " << r << " col " << n;
+    }
+}
+TEST_F(Sim, MmaFragmentsGiveTheMatrixProductHalf) { check_mma<__half>(); }
+TEST_F(Sim, MmaFragmentsGiveTheMatrixProductBf16) { check_mma<__nv_bfloat16>(); }
+
+TEST_F(Sim, LdmatrixTransGivesTheBOperandOfARowMajorKnTile) {
+  std::vector<__half> A(256), Bkn(128);
+  for (int i = 0; i < 256; ++i) A[i] = __float2half(static_cast<float>(i % 13) - 6.f);
+  for (int i = 0; i < 128; ++i) Bkn[i] = __float2half(static_cast<float>(i % 7) - 3.f);
+  std::vector<float> D(128);
+  spw::launch(mma_trans_kernel, dim3(1), dim3(32), 1024, nullptr, A.data(), Bkn.data(), D.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const auto a = halves_to_floats(A), b = halves_to_floats(Bkn);
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 8; ++n) {
+      float s = 0.f;
+      for (int k = 0; k < 16; ++k) s += a[r * 16 + k] * b[k * 8 + n];
+      EXPECT_EQ(D[r * 8 + n], s) << "row " << r << " col " << n;
+    }
+}
+
+TEST_F(Sim, CpAsyncLandsAtTheWaitAndZeroFillsInvalidCopies) {
+  std::vector<float4> src(64), dst(64);
+  for (int i = 0; i < 64; ++i) src[i] = make_float4(i, i, i, i);
+  spw::launch(copy_kernel, dim3(1), dim3(64), 64 * 16, nullptr, src.data(), dst.data(), true);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (int i = 0; i < 64; ++i) {
+    const int j = (i + 1) % 64;
+    EXPECT_EQ(dst[i].x, j % 2 == 0 ? static_cast<float>(j) : 0.f) << i;
+  }
+  // Without the wait the copies are still in flight after the barrier (they land when their
+  // thread ends): a thread that reads a neighbour's still-running copy reads the poison.
+  spw::launch(copy_kernel, dim3(1), dim3(64), 64 * 16, nullptr, src.data(), dst.data(), false);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_TRUE(std::any_of(dst.begin(), dst.end(), [](const float4& v) { return std::isnan(v.x); }));
+}
+
+TEST_F(Sim, LaneExitingUnderAWarpCollectiveFailsTheLaunch) {
+  std::vector<float> out(32);
+  testing::internal::CaptureStderr();
+  spw::launch(early_exit_kernel, dim3(1), dim3(32), 0, nullptr, out.data());
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  EXPECT_NE(err.find("lane 3 of warp 0 exited"), std::string::npos) << err;
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaErrorLaunchFailure) << "launch failures are sticky";
+}
+
+TEST_F(Sim, BarrierThatNotAllThreadsReachIsADeadlock) {
+  std::vector<float> out(128);
+  testing::internal::CaptureStderr();
+  spw::launch(deadlock_kernel, dim3(1), dim3(128), 0, nullptr, out.data());
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  EXPECT_NE(err.find("deadlock"), std::string::npos) << err;
+}
+
+TEST_F(Sim, GraphCaptureRecordsAndReplaysAndRefusesSynchronisation) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  std::vector<float> x(32, 0.f);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), cudaSuccess);
+  spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 2.f);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaErrorStreamCaptureUnsupported);
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, 16), cudaErrorStreamCaptureUnsupported);
+  testing::internal::GetCapturedStderr();
+  cudaGraph_t g;
+  ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+  EXPECT_EQ(x[0], 0.f) << "a captured launch runs only on replay";
+  cudaGraphExec_t e;
+  ASSERT_EQ(cudaGraphInstantiate(&e, g, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+  EXPECT_EQ(x[5], 4.f);
+  cudaGraphExecDestroy(e);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+}
+
+}  // namespace

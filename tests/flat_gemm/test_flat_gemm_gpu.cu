@@ -181,7 +181,7 @@ TEST_P(FlatGemmGpu, EveryEpilogueEveryImplBothOutputTypes) {
         const std::string what = fmt::format("bias={} residual={} swiglu={}", p.has_bias, p.has_residual, p.swiglu);
         c.check(plan(p, dev, {Impl::mma, 1}), what);
         c.check(plan(p, dev, {Impl::mma, 4}), what);
-        if (!test::kSimulated) c.check(plan(p, dev, {Impl::cublaslt, 0}), what);  // cuBLASLt is not simulated
+        c.check(plan(p, dev, {Impl::cublaslt, 0}), what);
         if (m <= kMaxGemvM) c.check(plan(p, dev, {Impl::gemv, 0}), what);
       }
 }
@@ -202,7 +202,6 @@ TEST_P(FlatGemmGpu, InPlaceResidual) {
 }
 
 TEST_P(FlatGemmGpu, CublasLtForLargeM) {
-  SPW_SKIP_ON_SIMULATOR("cuBLASLt is not simulated");
   Case c(make(GetParam(), 128, 520, 264), 3);
   const Plan pl = plan(c.p, dev);
   ASSERT_EQ(pl.impl, Impl::cublaslt);

@@ -63,6 +63,7 @@ TEST(CudaRandomModel, DeterministicForASeed) {
 
 TEST(CudaRandomModel, Llama2ShapeTwoLayersRuns) {
   SPW_REQUIRE_GPU();
+  SPW_SKIP_ON_SIMULATOR("a 100-token prefill through 1.2 GB of Llama-2-7B-shaped weights takes hours there");
   ModelConfig c = llama2_7b_config();
   c.num_layers = 2;  // the full shape of every product, 2 of 32 layers (about 1.2 GB of fp16 weights)
   auto m = make_cuda_model_random(c, 1, {.kv_cache_bytes = 256LL << 20});
@@ -96,6 +97,7 @@ TEST(CudaRandomModel, Llama2ShapeTwoLayersRuns) {
 // greedy steps teacher-forced with the CPU's tokens (same token or a near tie).
 TEST(CudaSmolLM2, MatchesCpuBackend) {
   SPW_REQUIRE_GPU();
+  SPW_SKIP_ON_SIMULATOR("SmolLM2's 135M parameters per step take tens of minutes there");
   const std::string model = std::string(SPW_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent (tools/fetch_model.sh fetches it)";
   EXPECT_EQ(read_llama_config(GgufFile::open(model)).head_dim, 64);

@@ -22,48 +22,50 @@ __global__ void sum_kernel(const float* x, float* out, int n) {
   if (threadIdx.x == 0) out[blockIdx.x] = v;
 }
 
-// A [16][16] row-major, B as [8][16] (n, k), D [16][8]; one warp, operands staged in smem.
+// One warp: A [16][16] row-major and a 128-element B tile staged in shared memory, and the A
+// fragment; the C/D fragment written back to D [16][8] in its PTX layout.
 template <typename T>
-__global__ void mma_kernel(const T* A, const T* B, float* D) {
-  SPW_DYNAMIC_SMEM(128, smem);
+T* stage(unsigned char* smem, const T* A, const T* B, uint32_t (&a)[4]) {
   T* sa = reinterpret_cast<T*>(smem);
   T* sb = sa + 256;
   const int l = threadIdx.x;
   for (int i = l; i < 256; i += 32) sa[i] = A[i];
   for (int i = l; i < 128; i += 32) sb[i] = B[i];
   __syncthreads();
-  uint32_t a[4], b[2];
   spw::mma::ldmatrix_x4(a, sa + (l % 16) * 16 + (l / 16) * 8);
-  spw::mma::ldmatrix_x2(b, sb + (l % 8) * 16 + ((l / 8) % 2) * 8);
-  float d[4] = {1.f, 1.f, 1.f, 1.f};
-  spw::mma::mma_m16n8k16<T>(d, a, b[0], b[1]);
-  const int g = l / 4, c = l % 4;
+  return sb;
+}
+void store_d(float* D, const float (&d)[4]) {
+  const int g = threadIdx.x / 4, c = threadIdx.x % 4;
   D[g * 8 + 2 * c] = d[0];
   D[g * 8 + 2 * c + 1] = d[1];
   D[(g + 8) * 8 + 2 * c] = d[2];
   D[(g + 8) * 8 + 2 * c + 1] = d[3];
 }
 
-// ldmatrix .trans of a [16][8] (k, n) tile gives the B fragment of the same product.
+// B given as [8][16] (n, k): ldmatrix (no .trans) gives its fragment; D = 1 + A B.
+template <typename T>
+__global__ void mma_kernel(const T* A, const T* B, float* D) {
+  SPW_DYNAMIC_SMEM(128, smem);
+  uint32_t a[4], b[2];
+  const T* sb = stage(smem, A, B, a);
+  const int l = threadIdx.x;
+  spw::mma::ldmatrix_x2(b, sb + (l % 8) * 16 + ((l / 8) % 2) * 8);
+  float d[4] = {1.f, 1.f, 1.f, 1.f};
+  spw::mma::mma_m16n8k16<T>(d, a, b[0], b[1]);
+  store_d(D, d);
+}
+
+// B given as [16][8] (k, n): ldmatrix .trans gives the fragment of the same product.
 __global__ void mma_trans_kernel(const __half* A, const __half* Bkn, float* D) {
   SPW_DYNAMIC_SMEM(128, smem);
-  __half* sa = reinterpret_cast<__half*>(smem);
-  __half* sb = sa + 256;
-  const int l = threadIdx.x;
-  for (int i = l; i < 256; i += 32) sa[i] = A[i];
-  for (int i = l; i < 128; i += 32) sb[i] = Bkn[i];
-  __syncthreads();
   uint32_t a[4], b[4];
-  spw::mma::ldmatrix_x4(a, sa + (l % 16) * 16 + (l / 16) * 8);
+  const __half* sb = stage(smem, A, Bkn, a);
   // matrices: k rows 0-7 and 8-15 of the 8 columns (x4: the last two repeat them)
-  spw::mma::ldmatrix_x4_trans(b, spw::mma::smem_u32(sb + (l % 16) * 8));
+  spw::mma::ldmatrix_x4_trans(b, spw::mma::smem_u32(sb + (threadIdx.x % 16) * 8));
   float d[4] = {0.f, 0.f, 0.f, 0.f};
   spw::mma::mma_m16n8k16<__half>(d, a, b[0], b[1]);
-  const int g = l / 4, c = l % 4;
-  D[g * 8 + 2 * c] = d[0];
-  D[g * 8 + 2 * c + 1] = d[1];
-  D[(g + 8) * 8 + 2 * c] = d[2];
-  D[(g + 8) * 8 + 2 * c + 1] = d[3];
+  store_d(D, d);
 }
 
 __global__ void copy_kernel(const float4* src, float4* dst, bool wait) {

@@ -39,20 +39,31 @@ if(SPW_HAVE_CUDA AND SPW_SIM_TESTS AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AM
               ${sim_dir}/sim_cublas.cpp)
   target_link_libraries(spillway_kernels_sim PUBLIC spillway_sim_options)
 
+  # The runtime likewise (its CUDA backend over the simulated kernels, its CPU backend as it is).
+  include(${PROJECT_SOURCE_DIR}/cmake/cpu_matmul_flags.cmake)
+  file(GLOB_RECURSE sim_runtime_cpp CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/*.cpp)
+  list(FILTER sim_runtime_cpp EXCLUDE REGEX "_fuzz\\.cpp$")
+  file(GLOB_RECURSE sim_runtime_cu CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/*.cu)
+  spw_sim_wrap(sim_runtime_wrapped ${sim_runtime_cu})
+  add_library(spillway_runtime_sim STATIC ${sim_runtime_cpp} ${sim_runtime_wrapped})
+  target_link_libraries(spillway_runtime_sim PUBLIC spillway_kernels_sim)
+  spw_cpu_matmul_flags(${PROJECT_SOURCE_DIR}/runtime)
+
   add_library(spillway_test_util_sim STATIC ${CMAKE_CURRENT_LIST_DIR}/../common/helpers.cpp)
-  target_link_libraries(spillway_test_util_sim PUBLIC spillway_kernels_sim GTest::gtest)
+  target_link_libraries(spillway_test_util_sim PUBLIC spillway_runtime_sim spillway_kernels_sim GTest::gtest)
   target_compile_definitions(spillway_test_util_sim PUBLIC SPW_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../data"
                              SPW_SOURCE_DIR="${PROJECT_SOURCE_DIR}" SPW_BINARY_DIR="${PROJECT_BINARY_DIR}")
 
   # The simulator's own tests, then each kernel family's GPU tests.
   set(sim_tests ${sim_dir}/sim_selftest.cpp)  # (not test_*.cpp: that glob is the plain suite's)
-  foreach(area common decode_attention tree_attention flat_gemm sgmv small_ops)
-    file(GLOB area_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../${area}/test_*_gpu.cu)
+  foreach(area common decode_attention tree_attention flat_gemm sgmv small_ops runtime)
+    file(GLOB area_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../${area}/test_*_gpu.cu
+         ${CMAKE_CURRENT_LIST_DIR}/../${area}/test_*_gpu.cpp)
     spw_sim_wrap(wrapped ${area_tests})
     list(APPEND sim_tests ${wrapped})
   endforeach()
   foreach(src ${sim_tests})
-    # tests/<area>/test_<area>_gpu.cu runs as test_<area>_sim
+    # tests/<area>/test_<name>_gpu.cu (or .cpp) runs as test_<name>_sim
     get_filename_component(name ${src} NAME_WE)
     string(REGEX REPLACE "^tests__[a-z_]+__(.*)_gpu$" "\\1_sim" name ${name})
     add_executable(${name} ${src})

@@ -23,9 +23,9 @@
 //  - lanes run in increasing order, or in decreasing order with SPW_SIM_REVERSE=1 (a kernel
 //    whose result depends on the order has a race).
 // What it does not model: timing, memory coalescing, bank conflicts, register limits, the
-// exact rounding of tensor-core accumulation, concurrency between streams or blocks (blocks
-// run one after another, which hides inter-block races), or global memory bounds (run the sim
-// tests under AddressSanitizer, or compute-sanitizer on a GPU, for those).
+// exact rounding of tensor-core accumulation, or concurrency between streams or blocks (blocks
+// run one after another, which hides inter-block races). Global memory bounds are checked when
+// the sim tests are built with AddressSanitizer (cudaMalloc allocates exactly what it is asked).
 #pragma once
 
 #ifndef SPW_SIM

@@ -585,8 +585,10 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (capturing()) return refuse_in_capture("cudaMalloc");
-  *p = bytes ? std::aligned_alloc(256, (bytes + 255) / 256 * 256) : nullptr;
-  if (bytes && !*p) return set_error(cudaErrorMemoryAllocation);
+  // exactly `bytes` (256-byte aligned, as cudaMalloc's): under AddressSanitizer a kernel that
+  // reads or writes past the end of a buffer is caught
+  *p = nullptr;
+  if (bytes && posix_memalign(p, 256, bytes) != 0) return set_error(cudaErrorMemoryAllocation);
   if (*p) std::memset(*p, 0xa5, bytes);  // device memory starts as garbage
   return cudaSuccess;
 }

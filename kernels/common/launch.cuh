@@ -37,7 +37,7 @@ inline cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_
 #if defined(SPW_SIM)
   (void)pdl;
   launch(kernel, grid, block, smem, stream, std::forward<A>(args)...);
-  return cudaGetLastError();
+  return cudaPeekAtLastError();  // as a failed cudaLaunchKernelEx leaves its error recorded
 #else
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;

@@ -24,7 +24,8 @@
 //    whose result depends on the order has a race).
 // What it does not model: timing, memory coalescing, bank conflicts, register limits, the
 // exact rounding of tensor-core accumulation, or concurrency between streams or blocks (blocks
-// run one after another, which hides inter-block races). Global memory bounds are checked when
+// run one after another, which hides inter-block races). Two warp collectives with different
+// masks in flight in one warp at once (legal since Volta) fail the launch as unsupported. Global memory bounds are checked when
 // the sim tests are built with AddressSanitizer (cudaMalloc allocates exactly what it is asked).
 #pragma once
 
@@ -44,6 +45,7 @@
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 // ---- CUDA C++ keywords as plain C++ -------------------------------------------------------
 #undef __global__
@@ -77,11 +79,9 @@ struct Thread {
   void* sp = nullptr;
   // cp.async: copies issued and not yet landed, and the end index of each committed group
   struct Copy { void* dst; const void* src; bool valid; };
-  Copy* copies = nullptr;
-  int n_copies = 0, cap_copies = 0;
+  std::vector<Copy> copies;
   int group_end[64] = {};
   int n_groups = 0;
-  unsigned coll = 0;  // warp collectives made so far (the same sequence in every lane)
 };
 
 /// The block being run: its coordinates, dynamic shared memory and warp exchange slots.
@@ -91,6 +91,7 @@ struct Block {
   unsigned char* dyn_smem = nullptr;
   size_t dyn_bytes = 0;
   unsigned char (*slots)[2][kWarp][kSlotBytes] = nullptr;  // [warp][bank][lane][bytes]
+  unsigned* warp_epoch = nullptr;                          // [warp]: warp barriers released so far
 };
 
 extern Thread* g_thread;
@@ -101,10 +102,13 @@ inline const uint3& block_idx() { return g_block->bid; }
 inline const dim3& block_dim() { return g_block->bdim; }
 inline const dim3& grid_dim() { return g_block->gdim; }
 inline unsigned lane_id() { return g_thread->lane; }
-// Exchange slots come in two banks used by alternate collectives: a lane can deposit for the
-// next collective while a slower one still reads this one's bank, so one barrier suffices.
-inline unsigned next_collective() { return ++g_thread->coll; }
-inline void* slot(unsigned lane) { return g_block->slots[g_thread->warp][g_thread->coll & 1u][lane]; }
+// A warp collective deposits into the exchange bank of the warp's epoch (the count of its
+// barrier releases) read before its barrier, and reads that bank after it. Banks alternate
+// with every release, so a fast lane depositing for the next collective never overwrites what
+// a slow lane still reads, and one barrier per collective suffices; the epoch also names the
+// collective (claim_warp_result). Being per warp, it stays in step when only some lanes take part.
+inline unsigned warp_epoch() { return g_block->warp_epoch[g_thread->warp]; }
+inline void* slot(unsigned epoch, unsigned lane) { return g_block->slots[g_thread->warp][epoch & 1u][lane]; }
 
 /// Fails the running launch with `msg` (the fiber does not return).
 [[noreturn]] void kernel_error(const std::string& msg);
@@ -119,10 +123,10 @@ void cp_async_wait(int keep);
 /// Dynamic shared memory of the running block (SPW_DYNAMIC_SMEM).
 inline unsigned char* dynamic_smem() { return g_block->dyn_smem; }
 
-/// Warp-collective results computed once: the first lane of the warp to call claim(n) for
-/// its n-th collective (next_collective()) gets true and fills warp_scratch() (1024 floats
-/// per warp), which every lane reads before it reaches the warp's next collective.
-bool claim_warp_result(unsigned n);
+/// Warp-collective results computed once: the first lane of the warp to call claim(epoch) for
+/// the collective of that epoch (warp_epoch() before its barrier) gets true and fills
+/// warp_scratch() (1024 floats per warp), which every lane reads before the warp's next barrier.
+bool claim_warp_result(unsigned epoch);
 float* warp_scratch();
 /// Clears the sticky launch error (a GPU needs a new process; the simulator's own tests don't).
 void reset_errors();
@@ -133,17 +137,15 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::functi
 template <typename T>
 T exchange(unsigned mask, T v, int src) {
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= kSlotBytes, "shuffle type");
-  const unsigned lane = lane_id();
-  if (!(mask >> lane & 1u)) kernel_error("warp shuffle called by lane " + std::to_string(lane) + " outside its mask");
-  next_collective();
-  std::memcpy(slot(lane), &v, sizeof(T));
+  const unsigned lane = lane_id(), e = warp_epoch();
+  std::memcpy(slot(e, lane), &v, sizeof(T));
   warp_barrier(mask);
   T r = v;
   if (src >= 0 && src < kWarp) {
     if (!(mask >> src & 1u))
       kernel_error("warp shuffle: lane " + std::to_string(lane) + " reads lane " + std::to_string(src) +
                    ", which is not in the mask");
-    std::memcpy(&r, slot(static_cast<unsigned>(src)), sizeof(T));
+    std::memcpy(&r, slot(e, static_cast<unsigned>(src)), sizeof(T));
   }
   return r;
 }
@@ -188,16 +190,15 @@ T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
 }
 inline unsigned __ballot_sync(unsigned mask, int pred) {
   using namespace ::spw::sim;
-  const unsigned lane = lane_id();
+  const unsigned lane = lane_id(), e = warp_epoch();
   const int mine = pred ? 1 : 0;
-  next_collective();
-  std::memcpy(slot(lane), &mine, sizeof(int));
+  std::memcpy(slot(e, lane), &mine, sizeof(int));
   warp_barrier(mask);
   unsigned bits = 0;
   for (int l = 0; l < kWarp; ++l) {
     if (!(mask >> l & 1u)) continue;
     int v;
-    std::memcpy(&v, slot(static_cast<unsigned>(l)), sizeof(int));
+    std::memcpy(&v, slot(e, static_cast<unsigned>(l)), sizeof(int));
     if (v) bits |= 1u << l;
   }
   return bits;
@@ -321,7 +322,7 @@ void mma_sync(fragment<accumulator, M, N, K, Tc>& d, const fragment<matrix_a, M,
               const fragment<matrix_b, M, N, K, Tab, Lb>& b, const fragment<accumulator, M, N, K, Tc>& c) {
   static_assert(M * N <= 1024, "wmma tile fits the warp scratch");
   detail::sync();
-  const unsigned n = ::spw::sim::next_collective();
+  const unsigned n = ::spw::sim::warp_epoch();
   float* out = ::spw::sim::warp_scratch();
   if (::spw::sim::claim_warp_result(n)) {  // all lanes hold the same tiles: compute once
     float fa[M * K], fb[K * N];

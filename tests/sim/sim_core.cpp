@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -63,7 +62,7 @@ constexpr size_t kStackBytes = 64 * 1024;
 
 struct WarpState {
   unsigned arrived = 0, mask = 0, live = 0;
-  unsigned mma_done = ~0u;  // the matrix operation whose result `scratch` holds
+  unsigned mma_done = ~0u;  // the epoch of the matrix operation whose result `scratch` holds
   float scratch[1024];
 };
 
@@ -94,14 +93,13 @@ unsigned char* stack_top(size_t i) {
 
 void yield() { spw_sim_switch(&g_thread->sp, g_launch->sched_sp); }
 
-void complete_copies(Thread& t, int upto) {
-  for (int i = 0; i < upto; ++i) {
+void complete_copies(Thread& t, size_t upto) {
+  for (size_t i = 0; i < upto; ++i) {
     const Thread::Copy& c = t.copies[i];
     if (c.valid) std::memcpy(c.dst, c.src, 16);
     else std::memset(c.dst, 0, 16);
   }
-  std::memmove(t.copies, t.copies + upto, sizeof(Thread::Copy) * static_cast<size_t>(t.n_copies - upto));
-  t.n_copies -= upto;
+  t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(upto));
 }
 
 std::string where(const Thread& t) {
@@ -109,11 +107,22 @@ std::string where(const Thread& t) {
          std::to_string(g_block->bid.z) + ") thread " + std::to_string(t.linear);
 }
 
+// __syncthreads completes when every live thread of the block has arrived (a thread that ends
+// stops counting).
+void release_block_if_complete() {
+  Launch& L = *g_launch;
+  if (L.block_arrived == 0 || L.block_arrived != L.block_live) return;
+  for (Thread& o : L.threads)
+    if (o.state == kBlockWait) o.state = kRunnable;
+  L.block_arrived = 0;
+}
+
 void release_warp(WarpState& w, unsigned warp) {
   for (Thread& o : g_launch->threads)
     if (o.warp == warp && o.state == kWarpWait) o.state = kRunnable;
   w.arrived = 0;
   w.mask = 0;
+  ++g_block->warp_epoch[warp];
 }
 
 // A lane of `warp` ended: a pending warp collective can no longer complete if it named it.
@@ -135,13 +144,9 @@ void lane_ended(Thread& t) {
 }
 
 void block_barrier() {
-  Launch& L = *g_launch;
   g_thread->state = kBlockWait;
-  if (++L.block_arrived == L.block_live) {
-    for (Thread& o : L.threads)
-      if (o.state == kBlockWait) o.state = kRunnable;
-    L.block_arrived = 0;
-  }
+  ++g_launch->block_arrived;
+  release_block_if_complete();
   yield();
 }
 
@@ -167,25 +172,19 @@ void cp_async_issue(void* dst, const void* src, bool valid) {
   Thread& t = *g_thread;
   if (reinterpret_cast<uintptr_t>(dst) % 16 || (valid && reinterpret_cast<uintptr_t>(src) % 16))
     kernel_error("cp.async of 16 bytes with a misaligned address");
-  if (t.n_copies == t.cap_copies) {
-    t.cap_copies = std::max(64, 2 * t.cap_copies);
-    auto* grown = static_cast<Thread::Copy*>(std::realloc(t.copies, sizeof(Thread::Copy) * static_cast<size_t>(t.cap_copies)));
-    if (!grown) std::abort();
-    t.copies = grown;
-  }
-  t.copies[t.n_copies++] = {dst, src, valid};
+  t.copies.push_back({dst, src, valid});
 }
 void cp_async_commit() {
   Thread& t = *g_thread;
   if (t.n_groups == 64) kernel_error("more than 64 cp.async groups in flight");
-  t.group_end[t.n_groups++] = t.n_copies;
+  t.group_end[t.n_groups++] = static_cast<int>(t.copies.size());
 }
 void cp_async_wait(int keep) {
   Thread& t = *g_thread;
   if (t.n_groups <= keep) return;
   const int done = t.n_groups - keep;
   const int upto = t.group_end[done - 1];
-  complete_copies(t, upto);
+  complete_copies(t, static_cast<size_t>(upto));
   for (int g = done; g < t.n_groups; ++g) t.group_end[g - done] = t.group_end[g] - upto;
   t.n_groups = keep;
 }
@@ -201,14 +200,14 @@ float* warp_scratch() { return g_launch->warps[g_thread->warp].scratch; }
 void ldmatrix(unsigned* r, int count, bool trans, const void* addr) {
   const unsigned lane = lane_id();
   if (reinterpret_cast<uintptr_t>(addr) % 16) kernel_error("ldmatrix row address not 16-byte aligned");
-  next_collective();
-  std::memcpy(slot(lane), &addr, sizeof(addr));
+  const unsigned e = warp_epoch();
+  std::memcpy(slot(e, lane), &addr, sizeof(addr));
   warp_barrier(0xffffffffu);
   const unsigned g = lane >> 2, t = lane & 3;
   for (int i = 0; i < count; ++i) {
     auto row = [&](unsigned j) {
       const unsigned char* p;
-      std::memcpy(&p, slot(static_cast<unsigned>(8 * i) + j), sizeof(p));
+      std::memcpy(&p, slot(e, static_cast<unsigned>(8 * i) + j), sizeof(p));
       return p;
     };
     if (!trans) {
@@ -240,17 +239,17 @@ struct MmaLane { unsigned a[4], b[2]; float c[4]; };
 
 void mma_m16n8k16(float* d, const unsigned* a, const unsigned* b, bool bf16) {
   Thread& self = *g_thread;
-  const unsigned lane = self.lane, call = next_collective();
+  const unsigned lane = self.lane, e = warp_epoch();
   MmaLane mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {d[0], d[1], d[2], d[3]}};
-  std::memcpy(slot(lane), &mine, sizeof(mine));
+  std::memcpy(slot(e, lane), &mine, sizeof(mine));
   warp_barrier(0xffffffffu);
   float* out = warp_scratch();
-  if (claim_warp_result(call)) {  // the first lane to resume computes the whole warp's result
+  if (claim_warp_result(e)) {  // the first lane to resume computes the whole warp's result
     // Rebuild A (16x16, row) and B (16x8, col) from the fragments of all lanes (PTX layout).
     float A[16][16], B[16][8];
     for (unsigned l = 0; l < 32; ++l) {
       MmaLane f;
-      std::memcpy(&f, slot(l), sizeof(f));
+      std::memcpy(&f, slot(e, l), sizeof(f));
       const unsigned g = l >> 2, t = l & 3;
       for (int h = 0; h < 2; ++h) {
         A[g][2 * t + h] = b16(f.a[0], h, bf16);
@@ -263,7 +262,7 @@ void mma_m16n8k16(float* d, const unsigned* a, const unsigned* b, bool bf16) {
     }
     for (unsigned l = 0; l < 32; ++l) {
       MmaLane f;
-      std::memcpy(&f, slot(l), sizeof(f));
+      std::memcpy(&f, slot(e, l), sizeof(f));
       const unsigned g = l >> 2, t = l & 3;
       for (int i = 0; i < 4; ++i) {
         const unsigned row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
@@ -281,16 +280,11 @@ void mma_m16n8k16(float* d, const unsigned* a, const unsigned* b, bool bf16) {
 extern "C" [[noreturn]] void spw_sim_fiber_main(spw::sim::Thread* t) {
   using namespace spw::sim;
   (*g_launch->body)();
-  complete_copies(*t, t->n_copies);
+  complete_copies(*t, t->copies.size());
   t->state = kDone;
   --g_launch->block_live;
   lane_ended(*t);
-  // Threads waiting at __syncthreads are released when every live thread has arrived.
-  if (g_launch->block_arrived > 0 && g_launch->block_arrived == g_launch->block_live) {
-    for (Thread& o : g_launch->threads)
-      if (o.state == kBlockWait) o.state = kRunnable;
-    g_launch->block_arrived = 0;
-  }
+  release_block_if_complete();
   spw_sim_switch(&t->sp, g_launch->sched_sp);
   std::abort();
 }
@@ -368,7 +362,6 @@ std::string run_block(Launch& L, Block& blk, unsigned nthreads) {
       break;
     }
   }
-  for (Thread& t : L.threads) std::free(t.copies);
   g_thread = nullptr;
   return L.error;
 }
@@ -417,6 +410,8 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
   blk.dyn_smem = dyn_ptr;
   blk.dyn_bytes = smem;
   blk.slots = reinterpret_cast<unsigned char(*)[2][kWarp][kSlotBytes]>(slots.data());
+  std::vector<unsigned> epochs((nthreads + kWarp - 1) / kWarp);
+  blk.warp_epoch = epochs.data();
   Launch* outer_launch = g_launch;
   Block* outer_block = g_block;
   g_launch = &L;
@@ -426,6 +421,7 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
     for (unsigned y = 0; y < grid.y && err.empty(); ++y)
       for (unsigned x = 0; x < grid.x && err.empty(); ++x) {
         blk.bid = make_uint3(x, y, z);
+        std::fill(epochs.begin(), epochs.end(), 0u);
         std::memset(dyn_ptr, 0xff, smem);
         err = run_block(L, blk, nthreads);
       }

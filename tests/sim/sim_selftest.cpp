@@ -92,6 +92,16 @@ __global__ void deadlock_kernel(float* out) {
 
 __global__ void add_kernel(float* x, float v) { x[threadIdx.x] += v; }
 
+// A shuffle among half the warp, then (after a block barrier: the simulator refuses two warp
+// collectives with different masks in flight at once) a shuffle and a vote over all of it.
+__global__ void partial_mask_kernel(int* out) {
+  int v = static_cast<int>(threadIdx.x);
+  if (threadIdx.x < 16) v = __shfl_xor_sync(0x0000ffffu, v, 1);
+  __syncthreads();
+  v = __shfl_sync(0xffffffffu, v, (threadIdx.x + 1) % 32);
+  out[threadIdx.x] = v + 100 * __popc(__ballot_sync(0xffffffffu, v % 2 == 0));
+}
+
 std::vector<float> halves_to_floats(const std::vector<__half>& v) {
   std::vector<float> f;
   for (auto h : v) f.push_back(__half2float(h));
@@ -179,6 +189,16 @@ TEST_F(Sim, BarrierThatNotAllThreadsReachIsADeadlock) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
   EXPECT_NE(err.find("deadlock"), std::string::npos) << err;
+}
+
+TEST_F(Sim, CollectivesOfPartOfTheWarpThenOfAllOfIt) {
+  std::vector<int> out(32, -1);
+  spw::launch(partial_mask_kernel, dim3(1), dim3(32), 0, nullptr, out.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (int l = 0; l < 32; ++l) {
+    const int src = (l + 1) % 32, v = src < 16 ? src ^ 1 : src;
+    EXPECT_EQ(out[l], v + 100 * 16) << "lane " << l;  // 16 even values among 0..31
+  }
 }
 
 TEST_F(Sim, GraphCaptureRecordsAndReplaysAndRefusesSynchronisation) {

@@ -127,6 +127,14 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   const double prefill_s = since(t_prefill);
   for (auto& s : seqs) s.gen.stats.prefill_s = prefill_s;
 
+  // Accepted draft tokens that are emitted: those up to and including the first EOS (the
+  // sequence ends there, so tokens the target also accepted after it count nowhere).
+  auto up_to_eos = [&](std::span<const int32_t> accepted) {
+    for (size_t i = 0; i < accepted.size(); ++i)
+      if (std::find(params.eos_tokens.begin(), params.eos_tokens.end(), accepted[i]) != params.eos_tokens.end())
+        return static_cast<int>(i) + 1;
+    return static_cast<int>(accepted.size());
+  };
   const auto t_loop = Clock::now();
   std::vector<SeqState*> active;
   while (true) {
@@ -209,6 +217,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       if (!s.is_tree || s.tree.size() == 0) {
         vr = greedy ? verify_chain_greedy(tg, s.chain.tokens)
                     : verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
+        vr.accepted = up_to_eos(std::span<const int32_t>(s.chain.tokens).first(vr.accepted));
         for (size_t i = 0; i < s.chain.tokens.size(); ++i) {
           count(st, i, s.chain.sources[i], static_cast<int>(i) < vr.accepted);
           ++st.proposed_at[i];
@@ -224,6 +233,12 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         const auto tree_tokens = std::span<const int32_t>(s.step_tokens).subspan(1);
         vr = greedy ? verify_tree_greedy(tg, tree_tokens, s.tree.parents)
                     : verify_tree(lg, vocab, tree_tokens, s.tree.parents, params.sampling, s.rng);
+        {
+          std::vector<int32_t> path_tokens;
+          for (int32_t v : vr.path) path_tokens.push_back(s.tree.tokens[v]);
+          vr.accepted = up_to_eos(path_tokens);
+          vr.path.resize(vr.accepted);
+        }
         std::vector<bool> on_path(s.tree.size(), false);
         for (int32_t v : vr.path) on_path[v] = true;
         int max_depth = -1;

@@ -199,6 +199,42 @@ TEST(GreedyDecoding, AdaptiveDraftLengthShrinksOnRejectionAndGrowsOnAcceptance) 
   EXPECT_EQ(go.stats.accepted, go.stats.drafted);
 }
 
+// A draft the target accepts past an EOS: only the tokens up to the EOS are emitted, and only
+// they count as accepted (chain and tree), so acceptance metrics match what was generated.
+TEST(GreedyDecoding, AcceptedTokensStopAtEos) {
+  FakeModel target = make_target();
+  const std::vector<int32_t> prompt{1, 2, 3};
+  const auto ref = target.greedy_reference(prompt, 12);
+  const int32_t eos = ref[2];
+  ASSERT_TRUE(ref[0] != eos && ref[1] != eos);
+  struct Oracle : Drafter {
+    std::vector<int32_t> cont;
+    std::string name() const override { return "oracle"; }
+    Draft propose(std::span<const int32_t>, int k) override {
+      return Draft{std::vector<int32_t>(cont.begin(), cont.begin() + std::min<size_t>(k, cont.size())), {}, {}};
+    }
+  };
+  for (int width : {1, 2}) {
+    SpeculativeDecoder dec(target, [&] {
+      auto d = std::make_unique<Oracle>();
+      d->cont = ref;
+      return d;
+    });
+    GenerateParams gp;
+    gp.max_new_tokens = 12;
+    gp.k = 6;
+    gp.tree_width = width;
+    gp.eos_tokens = {eos};
+    const auto g = dec.generate(prompt, gp);
+    EXPECT_EQ(g.tokens, std::vector<int32_t>(ref.begin(), ref.begin() + 3)) << "width " << width;
+    EXPECT_EQ(g.stop, StopReason::eos);
+    EXPECT_EQ(g.stats.target_passes, 1);
+    EXPECT_EQ(g.stats.drafted, 6);
+    EXPECT_EQ(g.stats.accepted, 3) << "width " << width;  // not 6: three of them follow the EOS
+    EXPECT_EQ(g.stats.by_source.at("oracle").second, 3);
+  }
+}
+
 TEST(GreedyDecoding, EosStopsAndIsEmitted) {
   FakeModel target = make_target();
   std::vector<int32_t> prompt{1, 2, 3};

@@ -1,4 +1,4 @@
-"""Runs the CPU halves of bench/runtime_step.py and bench/e2e_decode.py end to end on a tiny
+"""Runs the CPU halves of bench/runtime_step.py, bench/e2e_decode.py and bench/draft_replay.py end to end on a tiny
 random model written by `spillway tinymodel` (ctest `bench_cpu_scripts`): the scripts drive the
 CLI, parse its JSON lines and write BENCH_FORMAT results. Figures from a random model mean
 nothing; this checks the plumbing (rows, fields, greedy identity flag, markdown).
@@ -53,4 +53,41 @@ with tempfile.TemporaryDirectory() as d:
                    check=True)
     doc = json.loads((out / "e2e_decode.json").read_text())
     assert [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc["rows"]
+
+    # draft_replay: records the greedy outputs, replays configurations; a replayed run takes the
+    # same steps as a real one (passes, drafted tokens, output), checked here on a real model run.
+    prompts = d / "prompts.jsonl"
+    lines = [l for l in open(ROOT / "bench/prompts/e2e_prompts.jsonl") if l.strip()]
+    prompts.write_text("".join(lines[0:2] + lines[22:24]))
+    configs = d / "configs.json"
+    configs.write_text(json.dumps([["maxgram", 1, 4, "adaptive"], ["maxgram", 4, 6, "fixed"]]))
+    out = d / "replay"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "draft_replay.py"), "--spillway", exe, "--model", str(model),
+                    "--prompts", str(prompts), "--max-tokens", "24", "--configs", str(configs),
+                    "--costs", str(docs[0]), "--out", str(out)], check=True)
+    doc = json.loads((out / "draft_replay.json").read_text())
+    assert doc["name"] == "draft_replay" and len(doc["rows"]) == 2, doc
+    for r in doc["rows"]:
+        assert r["tokens_per_pass"] >= 1 and r["nodes_per_pass"] >= 1 and r["est_speedup"] > 0, r
+        assert r["params"]["prompts"] == 4, r
+    assert "| `maxgram` | 4 | 6 | fixed |" in (out / "draft_replay.md").read_text()
+    ref = out / "draft_replay_reference.jsonl"
+    real_json, replay_json = d / "real.jsonl", d / "replayed.jsonl"
+    common = [exe, "generate", "--model", str(model), "--prompts", str(prompts), "--max-tokens", "24",
+              "--draft", "maxgram", "--tree", "4", "--k", "6", "--draft-length", "fixed"]
+    subprocess.run(common + ["--json", str(real_json)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(common + ["--json", str(replay_json), "--replay", str(ref)], check=True, stdout=subprocess.DEVNULL)
+    real = [json.loads(l) for l in open(real_json)]
+    replayed = [json.loads(l) for l in open(replay_json)]
+    keys = ("id", "tokens", "target_passes", "drafted", "accepted_per_step", "output")
+    assert [[r[k] for k in keys] for r in real] == [[r[k] for k in keys] for r in replayed], (real, replayed)
+    assert all(r["replay"] for r in replayed) and not any(r["replay"] for r in real)
+    tree_row = doc["rows"][1]
+    assert abs(tree_row["tokens_per_pass"] - sum(r["tokens"] for r in real) / sum(r["target_passes"] for r in real)) < 1e-3
+    # --replay refuses sampled decoding and prompts it has no output for
+    bad = subprocess.run(common + ["--replay", str(ref), "--temperature", "0.7"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--replay needs --prompts and greedy decoding" in bad.stderr, bad.stderr
+    prompts.write_text(lines[5])
+    bad = subprocess.run(common + ["--replay", str(ref)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "has no output for prompt 'math-06'" in bad.stderr, bad.stderr
 print("cpu bench scripts ok")

@@ -2,8 +2,11 @@
 // text, shows a live status line (stderr, when it is a terminal) and a summary; --draft picks
 // autoregressive decoding, one drafter or a cascade (grammar: decode/README.md); --compare
 // runs autoregressive decoding on the same prompt first and prints the speedup.
-// --prompts FILE.jsonl + --json OUT run a prompt set without streaming (bench/e2e_decode.py).
+// --prompts FILE.jsonl + --json OUT run a prompt set without streaming (bench/e2e_decode.py);
+// --replay REF.jsonl (a greedy --json output of the same prompts) replaces the target by the
+// recorded greedy outputs (decode/replay_model.h): exact tokens per pass, drafters only.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,10 +15,12 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
 
 #include "decode/bigram.h"
 #include "decode/drafter_config.h"
+#include "decode/replay_model.h"
 #include "decode/speculative.h"
 #include "kernels/common/error.h"
 #include "runtime/chat_template.h"
@@ -54,7 +59,12 @@ void usage() {
       "  --bigram FILE       bigram table (default MODEL.bigram when present)\n"
       "  --backend cpu|cuda  cpu (default; the fp32 reference) or cuda (GPU 0, fp16; not yet run on a GPU)\n"
       "  --prompts FILE      JSONL prompt set ({{\"id\", \"prompt\"}} per line): no streaming\n"
-      "  --json OUT          write per-prompt results as JSON lines (with --prompts)\n",
+      "  --json OUT          write per-prompt results as JSON lines (with --prompts), the\n"
+      "                      generated token ids included\n"
+      "  --replay REF        (with --prompts, greedy) answer for the target from REF, the --json\n"
+      "                      output of a greedy run of the same prompts (decode/replay_model.h):\n"
+      "                      the same steps as with the model, in a fraction of the time;\n"
+      "                      tokens/pass and acceptance are exact, tokens/s are drafting only\n",
       kDefaultModel);
 }
 
@@ -92,6 +102,31 @@ std::string json_field(const std::string& line, const std::string& key) {
   return out;
 }
 
+// The integers of an array field of one JSON line ("output": [1, 2, 3]).
+std::vector<int32_t> json_int_array(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\"";
+  size_t p = line.find(k);
+  SPW_CHECK(p != std::string::npos, "JSON line has no \"{}\": {}", key, line.substr(0, 80));
+  p = line.find('[', p + k.size());
+  const size_t end = line.find(']', p);
+  SPW_CHECK(p != std::string::npos && end != std::string::npos, "JSON line: \"{}\" is not an array", key);
+  std::vector<int32_t> out;
+  for (++p; p < end;) {
+    if (line[p] == ',' || line[p] == ' ') {
+      ++p;
+      continue;
+    }
+    size_t used = 0;
+    try {
+      out.push_back(static_cast<int32_t>(std::stol(line.substr(p, end - p), &used)));
+    } catch (...) {
+      fail("JSON line: \"{}\" holds a non-integer at '{}'", key, line.substr(p, 20));
+    }
+    p += used;
+  }
+  return out;
+}
+
 uint64_t token_hash(const std::vector<int32_t>& t) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (int32_t x : t) {
@@ -102,7 +137,7 @@ uint64_t token_hash(const std::vector<int32_t>& t) {
 }
 
 struct Options {
-  std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out;
+  std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay;
   bool have_prompt = false, compare = false, chat = true;
   decode::GenerateParams gp;
 };
@@ -187,6 +222,7 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--raw") o.chat = false;
     else if (a == "--prompts") o.prompts_file = value();
     else if (a == "--json") o.json_out = value();
+    else if (a == "--replay") o.replay = value();
     else {
       fmt::print(stderr, "spillway generate: unknown option '{}'\n", a);
       usage();
@@ -194,6 +230,8 @@ int generate(const std::vector<std::string>& args) {
     }
   }
   SPW_CHECK_ARG(o.gp.max_new_tokens >= 0, "generate", "--max-tokens", o.gp.max_new_tokens, "must be >= 0");
+  SPW_CHECK(o.replay.empty() || (!o.prompts_file.empty() && o.gp.sampling.greedy()),
+            "generate: --replay needs --prompts and greedy decoding (--temperature 0)");
   if (!std::filesystem::exists(o.model)) {
     fmt::print(stderr,
                "spillway generate: model '{}' not found.\n"
@@ -239,7 +277,34 @@ int generate(const std::vector<std::string>& args) {
     return tok->encode(text, true, false);
   };
 
-  decode::SpeculativeDecoder ar(*target), spec(*target, factory);
+  // --replay: the recorded greedy outputs, keyed by prompt id, become the target.
+  std::unique_ptr<decode::ReplayModel> replay;
+  std::map<std::string, std::vector<int32_t>> recorded;
+  if (!o.replay.empty()) {
+    std::ifstream in(o.replay);
+    SPW_CHECK(in.good(), "generate: cannot open --replay '{}'", o.replay);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.find('{') != std::string::npos) recorded[json_field(line, "id")] = json_int_array(line, "output");
+    SPW_CHECK(!recorded.empty(), "generate: --replay '{}' holds no results", o.replay);
+    std::vector<std::vector<int32_t>> refs;
+    std::ifstream pin(o.prompts_file);
+    SPW_CHECK(pin.good(), "generate: cannot open --prompts '{}'", o.prompts_file);
+    while (std::getline(pin, line)) {
+      if (line.find('{') == std::string::npos) continue;
+      const std::string id = json_field(line, "id");
+      auto it = recorded.find(id);
+      SPW_CHECK(it != recorded.end(), "generate: --replay '{}' has no output for prompt '{}'", o.replay, id);
+      refs.push_back(encode(json_field(line, "prompt")));
+      refs.back().insert(refs.back().end(), it->second.begin(), it->second.end());
+    }
+    replay = std::make_unique<decode::ReplayModel>(target->config(), std::move(refs), target->max_tokens(),
+                                                   o.gp.eos_tokens);
+    fmt::print(stderr, "replaying the target from {} ({} outputs): tokens/s below are drafting speed only\n",
+               o.replay, recorded.size());
+  }
+  rt::Model& decoder_target = replay ? static_cast<rt::Model&>(*replay) : *target;
+  decode::SpeculativeDecoder ar(decoder_target), spec(decoder_target, factory);
   const bool greedy = o.gp.sampling.greedy();
   fmt::print(stderr, "model {} ({} backend, {} layers, vocab {}), loaded in {:.1f} s; draft: {}{}\n",
              o.model, target->backend_name(), target->config().num_layers, vocab, load_s,
@@ -277,6 +342,8 @@ int generate(const std::vector<std::string>& args) {
             o.compare ? a.gen.stats.tokens_per_s() : 0.0, st.target_passes, st.accepted_per_pass(),
             st.acceptance_rate(), st.draft_time_share(), st.swi(), same ? "true" : "false",
             token_hash(s.gen.tokens));
+        *out << fmt::format(", \"drafted\": {}, \"replay\": {}, \"output\": [{}]", st.drafted,
+                            replay ? "true" : "false", fmt::join(s.gen.tokens, ", "));
         *out << ", \"by_source\": {";
         bool first = true;
         for (const auto& [k, v] : st.by_source) {

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Drafter sweep by replay: `draft_replay` (issue 9).
+
+Greedy speculative decoding emits exactly the target's greedy text, so how many tokens each
+target pass yields depends only on the drafter and on that text, not on the device. This script
+records the target's greedy outputs for the prompt set ONCE (a real `spillway generate --draft
+none` run on the chosen backend), then runs every drafting configuration with
+`spillway generate --replay`, which answers for the target from the recording
+(decode/replay_model.h): the same steps, passes and acceptance as with the model, while only the
+drafters run. A sweep of dozens of configurations takes seconds instead of an hour.
+
+Rows (BENCH_FORMAT shape, name `draft_replay`): `tokens_per_pass` (generated / target passes),
+`nodes_per_pass` (tokens each verification pass carries: the pending token + the draft),
+`acceptance`, `draft_us_per_pass` (drafter time per pass, measured: drafters run for real),
+and, when --costs gives a cost curve t(n) of one target pass over n tokens (runtime_step
+results), `est_speedup` = t(1) / (t(nodes_per_pass) / tokens_per_pass): what the configuration
+would gain where a pass costs t(n) and drafting is free. No tokens/s of a target is claimed.
+
+    python3 bench/draft_replay.py [--spillway build/tools/spillway] [--model M] [--backend cpu|cuda]
+                                  [--max-tokens N] [--reference REF.jsonl] [--configs FILE]
+                                  [--costs runtime_step.json] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
+
+# (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
+# the depth and width axes a GPU verification pass makes cheap.
+DEFAULT_CONFIGS = [(spec, w, k, length)
+                   for spec in ("maxgram", "maxgram+bigram")
+                   for w in (1, 4, 8)
+                   for k in (6, 12)
+                   for length in ("adaptive", "fixed")]
+
+
+def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
+        out = f.name
+    cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
+           "--max-tokens", str(args.max_tokens)] + extra
+    if args.backend:
+        cmd += ["--backend", args.backend]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    rows = [json.loads(line) for line in open(out) if line.strip()]
+    os.unlink(out)
+    return rows
+
+
+def load_costs(path: str) -> dict[int, float]:
+    """t(n) in µs from runtime_step results: batch 1, the first model, its smallest context and
+    the first output kind (logits / argmax) listed."""
+    doc = json.loads(pathlib.Path(path).read_text())
+    rows = [r for r in doc["rows"] if r.get("params", {}).get("batch") == 1 and "k" in r.get("params", {})]
+    if not rows:
+        raise SystemExit(f"--costs {path}: no batch-1 rows with params.k")
+    first = rows[0]["params"]
+    same = [r for r in rows if r["params"].get("model") == first.get("model")
+            and r["params"].get("output") == first.get("output")]
+    ctx = min(r["params"].get("context", 0) for r in same)
+    return {int(r["params"]["k"]): float(r["median_us"]) for r in same if r["params"].get("context", 0) == ctx}
+
+
+def cost_at(costs: dict[int, float], n: float) -> float:
+    """Piecewise-linear t(n) over the measured k (clamped at the ends)."""
+    ks = sorted(costs)
+    if n <= ks[0]:
+        return costs[ks[0]]
+    for a, b in zip(ks, ks[1:]):
+        if n <= b:
+            return costs[a] + (costs[b] - costs[a]) * (n - a) / (b - a)
+    return costs[ks[-1]]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spillway", default=default_exe())
+    ap.add_argument("--model", default=str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--backend", default="", help="backend that records the reference (default cpu)")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--prompts", default=str(ROOT / "bench/prompts/e2e_prompts.jsonl"))
+    ap.add_argument("--reference", default="",
+                    help="greedy --json output to replay (default: record it now, into the output folder)")
+    ap.add_argument("--configs", default="",
+                    help="JSON list of [spec, tree, k, 'adaptive'|'fixed'] (default: the built-in sweep)")
+    ap.add_argument("--costs", default="", help="runtime_step JSON: adds est_speedup from its t(k) curve")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    prompts = pathlib.Path(args.prompts)
+    configs = [tuple(c) for c in json.loads(pathlib.Path(args.configs).read_text())] if args.configs else DEFAULT_CONFIGS
+    bigram = os.path.exists(args.model + ".bigram")
+    skipped = [c for c in configs if "bigram" in c[0] and not bigram]
+    configs = [c for c in configs if c not in skipped]
+    if skipped:
+        print(f"no {args.model}.bigram (spillway bigram build --from-model): skipping {len(skipped)} bigram rows")
+
+    backend = args.backend or "cpu"
+    if backend == "cuda":
+        device, driver = gpu_name_driver()
+        slug = device_slug(device)
+    else:
+        device, driver, slug = f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+    out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = pathlib.Path(args.reference) if args.reference else out_dir / "draft_replay_reference.jsonl"
+    if not args.reference:
+        rec = generate(args, ["--draft", "none"], prompts)
+        with open(reference, "w") as f:
+            for r in rec:
+                f.write(json.dumps({"id": r["id"], "tokens": r["tokens"], "output": r["output"]}) + "\n")
+        print(f"recorded the {backend} backend's greedy outputs: {reference}")
+    costs = load_costs(args.costs) if args.costs else {}
+
+    rows = []
+    for spec, tree, k, length in configs:
+        res = generate(args, ["--replay", str(reference), "--draft", spec, "--tree", str(tree), "--k", str(k),
+                              "--draft-length", length], prompts)
+        tokens = sum(r["tokens"] for r in res)
+        passes = sum(r["target_passes"] for r in res)
+        drafted = sum(r["drafted"] for r in res)
+        accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
+        # drafting time: the replayed target costs nothing, so decode time is the drafters'
+        draft_s = sum(r["tokens"] / r["tokens_per_s"] * r["draft_share"] for r in res if r["tokens_per_s"] > 0)
+        name = f"{spec} tree={tree} k={k} {length}"
+        row = {"case": name, "impl": f"spillway:{spec}",
+               "tokens_per_pass": round(tokens / passes, 4), "nodes_per_pass": round(1 + drafted / passes, 3),
+               "acceptance": round(accepted / drafted, 4) if drafted else 0.0,
+               "draft_us_per_pass": round(1e6 * draft_s / passes, 2),
+               "params": {"draft": spec, "tree": tree, "k": k, "draft_length": length, "max_tokens": args.max_tokens,
+                          "prompts": len(res), "tokens": tokens}}
+        if costs:
+            t1 = cost_at(costs, 1)
+            row["est_speedup"] = round(t1 / (cost_at(costs, row["nodes_per_pass"]) / row["tokens_per_pass"]), 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    commit = git_commit()
+    doc = {"name": "draft_replay", "device": device, "driver": driver, "commit": commit,
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "reference_backend": backend,
+           "costs": args.costs or None, "rows": rows}
+    (out_dir / "draft_replay.json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = [f"# draft_replay — {device}", "",
+          f"model {doc['model']}, greedy outputs recorded on the {backend} backend, commit `{commit[:12]}`, "
+          f"{doc['date']}, up to {args.max_tokens} tokens per prompt, {rows[0]['params']['prompts'] if rows else 0} "
+          "prompts. Every row replays the same greedy text (decode/replay_model.h): tokens per target pass and "
+          "acceptance are exact and device-independent; drafting time is this machine's.", "",
+          "| draft | tree | k | length | tokens/pass | nodes/pass | acceptance | draft µs/pass |"
+          + (" est. speedup |" if costs else ""),
+          "|---|---:|---:|---|---:|---:|---:|---:|" + ("---:|" if costs else "")]
+    for r in rows:
+        p = r["params"]
+        md.append(f"| `{p['draft']}` | {p['tree']} | {p['k']} | {p['draft_length']} | {r['tokens_per_pass']:.3f} | "
+                  f"{r['nodes_per_pass']:.2f} | {r['acceptance']:.1%} | {r['draft_us_per_pass']:.1f} |"
+                  + (f" {r['est_speedup']:.2f}x |" if costs else ""))
+    (out_dir / "draft_replay.md").write_text("\n".join(md) + "\n")
+    print(f"wrote {out_dir}/draft_replay.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

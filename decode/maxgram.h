@@ -35,8 +35,11 @@ class MaxGramDrafter final : public Drafter {
                           std::shared_ptr<const BigramTable> bigram = nullptr);
   std::string name() const override { return bigram_ ? "maxgram+bigram" : "maxgram"; }
   Draft propose(std::span<const int32_t> context, int k) override;
-  /// Up to `width` drafts continuing distinct earlier occurrences (distinct first tokens),
-  /// longest match first.
+  /// Up to `width` distinct drafts continuing earlier occurrences of the suffix (longest match
+  /// first, most recent first): first those with distinct first tokens (the tree branches at
+  /// the root), then, while there is room, ones that share a first token but continue
+  /// differently (branches further down); with a bigram table, the table's other likely next
+  /// tokens (two-token drafts) fill the remaining branches at the root.
   std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
   void reset() override;
 

@@ -82,10 +82,49 @@ TEST(MaxGram, IncrementalIndexMatchesFreshIndexUnderGrowthAndShrinkage) {
 TEST(MaxGram, TreeProposesDistinctContinuations) {
   MaxGramDrafter d;
   auto ctx = V({4, 7, 1, 4, 7, 2, 4, 7, 2, 5, 4, 7});
+  // "4 7" occurred ending at 7 (then 2 5), 4 (then 2 4) and 1 (then 1 4): distinct first
+  // tokens first (most recent first), then a continuation that branches at depth 1.
   auto drafts = d.propose_tree(ctx, 2, 3);
-  ASSERT_EQ(drafts.size(), 2u);  // continuations start with 2 (most recent) and 1
+  ASSERT_EQ(drafts.size(), 3u);
   EXPECT_EQ(drafts[0].tokens, V({2, 5}));
   EXPECT_EQ(drafts[1].tokens, V({1, 4}));
+  EXPECT_EQ(drafts[2].tokens, V({2, 4}));
+  EXPECT_EQ(d.propose_tree(ctx, 2, 2).size(), 2u);  // width bounds it
+  // Equal continuations are proposed once: with k = 1 only two distinct drafts exist.
+  drafts = d.propose_tree(ctx, 1, 3);
+  ASSERT_EQ(drafts.size(), 2u);
+  EXPECT_EQ(drafts[0].tokens, V({2}));
+  EXPECT_EQ(drafts[1].tokens, V({1}));
+}
+
+TEST(MaxGram, TreeAddsTheBigramTablesOtherNextTokensAtTheRoot) {
+  // After 3 the corpus has 1 (twice), 2 and 5: the table's top-3.
+  auto table = std::make_shared<BigramTable>(
+      BigramTable::from_sequences({{3, 1, 0, 3, 1, 0, 3, 2, 0, 3, 5, 0}}, 8, 3, 0));
+  ASSERT_EQ(table->next(3).size(), 3u);
+  MaxGramDrafter d({1, 4}, table);
+  // "0 3" occurred before (then 2 0 4 0), "3" also at the start (then 1 0 3 2): two maxgram
+  // drafts with distinct first tokens, then the table's remaining next token 5 as a branch.
+  const auto ctx = V({3, 1, 0, 3, 2, 0, 4, 0, 3});
+  const auto drafts = d.propose_tree(ctx, 4, 4);
+  ASSERT_EQ(drafts.size(), 3u) << "two maxgram drafts and one bigram alternative";
+  EXPECT_EQ(drafts[0].tokens, V({2, 0, 4, 0}));
+  EXPECT_EQ(drafts[1].tokens, V({1, 0, 3, 2}));
+  EXPECT_EQ(drafts[2].tokens, V({5, table->most_likely(5)}));  // the alternative and one token after it
+  EXPECT_EQ(drafts[2].sources, (std::vector<std::string>{"bigram", "bigram"}));
+  EXPECT_EQ(d.propose_tree(ctx, 4, 2).size(), 2u);                  // width bounds it
+  EXPECT_EQ(d.propose_tree(ctx, 1, 4).at(2).tokens, V({5}));         // and k
+  // No match at all: the bigram chain, then the other next tokens.
+  const auto none = d.propose_tree(V({7, 3}), 3, 4);
+  ASSERT_EQ(none.size(), 3u);
+  EXPECT_EQ(none[0].tokens[0], 1);
+  EXPECT_EQ(none[0].tokens.size(), 3u);
+  EXPECT_EQ(none[1].tokens.size(), 2u);
+  EXPECT_EQ(none[2].tokens.size(), 2u);
+  EXPECT_NE(none[1].tokens[0], none[2].tokens[0]);
+  // Without a table the tree has maxgram's drafts only.
+  MaxGramDrafter plain({1, 4});
+  EXPECT_EQ(plain.propose_tree(ctx, 4, 4).size(), 2u);
 }
 
 TEST(MaxGram, BigramFillGivesExactlyK) {

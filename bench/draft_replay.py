@@ -39,7 +39,7 @@ from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_com
 # the depth and width axes a GPU verification pass makes cheap.
 DEFAULT_CONFIGS = [(spec, w, k, length)
                    for spec in ("maxgram", "maxgram+bigram")
-                   for w in (1, 4, 8)
+                   for w in (1, 4, 16)
                    for k in (6, 12)
                    for length in ("adaptive", "fixed")]
 

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
 
 
-def configs(layers: int, bigram: bool) -> list[tuple[str, int]]:
-    """(draft spec, tree width) of every row: width 1 = chain drafts, > 1 = token trees."""
+def configs(layers: int, bigram: bool) -> list[tuple]:
+    """(draft spec, tree width, k, draft length) of every row: width 1 = chain drafts, > 1 = token
+    trees; k / draft length None = the run's --k / --draft-length."""
     mg = "maxgram+bigram" if bigram else "maxgram"
     out = ["none", "maxgram"]
     if bigram:
@@ -46,23 +47,26 @@ def configs(layers: int, bigram: bool) -> list[tuple[str, int]]:
     if bigram:
         out += [f"vcascade(self:{layers},{mg};lenience=2)",
                 f"hcascade(vcascade(self:{layers},{mg};lenience=2)*3,{mg}*3)"]
-    rows = [(spec, 1) for spec in out]
+    rows = [(spec, 1, None, None) for spec in out]
     # Token trees (up to 4 branches): more tokens per pass for a wider verification pass, which
-    # pays where a pass costs about the same for 1 and 30 tokens (the GPU).
-    rows += [("maxgram", 4)] + ([(mg, 4)] if bigram else [])
+    # pays where a pass costs about the same for 1 and 30 tokens (the GPU). The wide row is the
+    # best of bench/draft_replay.py's sweep (16 branches, 12 deep, fixed: ~50 tokens per pass).
+    rows += [("maxgram", 4, None, None)] + ([(mg, 4, None, None), (mg, 16, 12, "fixed")] if bigram else [])
     return rows
 
 
-def label(spec: str, tree: int) -> str:
-    return spec if tree == 1 else f"{spec} tree={tree}"
+def label(spec: str, tree: int, k=None, length=None) -> str:
+    name = spec if tree == 1 else f"{spec} tree={tree}"
+    return name + (f" k={k}" if k else "") + (f" {length}" if length else "")
 
 
-def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path) -> list[dict]:
+def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path, k=None, length=None) -> list[dict]:
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
         out = f.name
     cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
-           "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(args.k),
-           "--temperature", str(temperature), "--seed", "1", "--draft-length", args.draft_length, "--tree", str(tree)]
+           "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(k or args.k),
+           "--temperature", str(temperature), "--seed", "1", "--draft-length", length or args.draft_length,
+           "--tree", str(tree)]
     if args.backend:
         cmd += ["--backend", args.backend]
     print("$", " ".join(cmd), flush=True)
@@ -140,18 +144,18 @@ def main() -> int:
     rows_to_run = configs(args.self_layers, bigram)
     if args.only:
         wanted = set(args.only.split("|"))
-        known = {label(spec, tree) for spec, tree in rows_to_run}
+        known = {label(*row) for row in rows_to_run}
         if wanted - known:
             ap.error(f"--only: no such rows {sorted(wanted - known)}; rows: {sorted(known)}")
-        rows_to_run = [(spec, tree) for spec, tree in rows_to_run if spec == "none" or label(spec, tree) in wanted]
+        rows_to_run = [row for row in rows_to_run if row[0] == "none" or label(*row) in wanted]
     for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
         if mode not in modes:
             continue
         base = None
         base_tokens = {}
-        for spec, tree in rows_to_run:
-            res = run(args, spec, tree, temp, prompts)
-            name = label(spec, tree)
+        for spec, tree, row_k, row_length in rows_to_run:
+            res = run(args, spec, tree, temp, prompts, row_k, row_length)
+            name = label(spec, tree, row_k, row_length)
             tokens = sum(r["tokens"] for r in res)
             # tokens/s over the whole prompt set: total tokens / total decode time.
             secs = sum(r["tokens"] / r["tokens_per_s"] for r in res if r["tokens_per_s"] > 0)
@@ -176,7 +180,7 @@ def main() -> int:
                    "swi": round(sum(r["swi"] for r in res) / len(res), 4),
                    "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
                    "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
-                              "k": args.k, "draft_length": args.draft_length, "prompts": len(res)}}
+                              "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res)}}
             if identical is not None:
                 row["identical_to_autoregressive"] = identical
             rows.append(row)
@@ -196,7 +200,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
-          f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length). speedup = tokens/s over autoregressive "
+          f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise. speedup = tokens/s over autoregressive "
           "in the same mode and run.", "",
           "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter |", "|---|---|---:|---:|---:|---:|---|"]
     for r in table:

@@ -53,6 +53,16 @@ with tempfile.TemporaryDirectory() as d:
                    check=True)
     doc = json.loads((out / "e2e_decode.json").read_text())
     assert [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc["rows"]
+    # with a bigram table: the wide tree row, whose k and draft length are its own
+    subprocess.run([exe, "bigram", "build", "--model", str(model), "--text", str(ROOT / "README.md")], check=True)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
+                    "--quick", "--max-tokens", "16", "--only", "maxgram+bigram tree=16 k=12 fixed", "--modes", "greedy",
+                    "--out", str(out)], check=True)
+    doc = json.loads((out / "e2e_decode.json").read_text())
+    wide = doc["rows"][1]
+    assert wide["case"] == "greedy_maxgram+bigram tree=16 k=12 fixed", doc["rows"]
+    assert wide["params"]["k"] == 12 and wide["params"]["draft_length"] == "fixed" and wide["params"]["tree"] == 16
+    assert wide["identical_to_autoregressive"] is True, wide
 
     # draft_replay: records the greedy outputs, replays configurations; a replayed run takes the
     # same steps as a real one (passes, drafted tokens, output), checked here on a real model run.

@@ -5,6 +5,7 @@
 // `spillway generate` picks that file up automatically.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -33,7 +34,8 @@ void usage() {
       "  --text FILE...   count token pairs in these text files\n"
       "  --from-model     record the model's own next token after each vocabulary token\n"
       "  --out FILE       output (default MODEL.bigram, next to the model)\n"
-      "  --top-k K        candidates kept per token (default 1)\n"
+      "  --top-k K        candidates kept per token (default 16: token trees branch on them;\n"
+      "                   chains read the first)\n"
       "  --batch N        sequences per forward with --from-model (default 512)\n"
       "  --no-bos         context [v] instead of [BOS, v] with --from-model\n"
       "  --backend cpu|cuda\n",
@@ -49,7 +51,7 @@ int bigram(const std::vector<std::string>& args) {
   std::string model = kDefaultModel, out, backend;
   std::vector<std::string> texts;
   bool from_model = false, no_bos = false;
-  int top_k = 1, batch = 512;
+  int top_k = -1, batch = 512;  // -1: the default, 16 (fewer for a vocabulary under 16 tokens)
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& {
@@ -83,6 +85,7 @@ int bigram(const std::vector<std::string>& args) {
   std::vector<std::string> strings;
   for (int32_t i = 0; i < tok.n_vocab(); ++i) strings.push_back(tok.token_text(i));
   const uint64_t hash = decode::tokenizer_hash(strings);
+  if (top_k < 0) top_k = std::min(16, tok.n_vocab());
   const auto t0 = std::chrono::steady_clock::now();
   decode::BigramTable table;
   if (from_model) {

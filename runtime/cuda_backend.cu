@@ -107,6 +107,7 @@ class CudaModel final : public Model {
   Buffer16 x_, h_, qkv_, q_, k_, v_, att_, ffn_;
   DeviceBuffer<float> logits_;
   DeviceBuffer<int32_t> argmax_;  // [max_forward_tokens] greedy token of each logits_ row
+  cuda::PinnedArray<int32_t> argmax_host_;  // argmax_ of the pass, copied back with one async copy
   std::vector<GemmPlans> gemm_plans_;  // [m - 1]
   Bytes gemm_ws_, attn_ws_;
   std::optional<MetaLayout> meta_;
@@ -143,6 +144,7 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
   ffn_ = Buffer16(T * I);
   logits_ = DeviceBuffer<float>(T * c.vocab_size);
   argmax_ = DeviceBuffer<int32_t>(T);
+  argmax_host_ = cuda::PinnedArray<int32_t>(T);
   plan_gemms();
 
   // KV pool: what the option asks, else 64 full-length sequences within 3/4 of the free memory
@@ -412,14 +414,29 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
     if (out.tokens) small_ops::argmax(logits_.get(), T, c.vocab_size, argmax_.get(), s);
   }
+  // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
+  // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
+  if (out.tokens) {
+    if (wanted > 0) {
+      SPW_CUDA_CHECK(cudaMemcpyAsync(argmax_host_.get(), argmax_.get(), size_t(T) * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, s));
+      stream_.sync();
+      int pass_row = 0;
+      for (const PassPiece& p : pass) {
+        std::copy_n(argmax_host_.get() + pass_row + p.out_first, p.out_count, out.tokens->data() + p.out_row);
+        pass_row += p.count;
+      }
+    }
+    if (opt_.debug_checks) stream_.sync();
+    return;
+  }
+  // Logits: the wanted rows back in the caller's order, runs of rows that are adjacent on both
+  // sides in one copy (into the caller's pageable vector: staging them through pinned memory
+  // would need a pinned buffer as large as the device's logits).
   const size_t V = c.vocab_size;
   auto copy_rows = [&](int src_row, int dst_row, int rows) {
-    if (out.logits)
-      SPW_CUDA_CHECK(cudaMemcpyAsync(out.logits->data() + size_t(dst_row) * V, logits_.get() + size_t(src_row) * V,
-                                     size_t(rows) * V * sizeof(float), cudaMemcpyDeviceToHost, s));
-    else
-      SPW_CUDA_CHECK(cudaMemcpyAsync(out.tokens->data() + dst_row, argmax_.get() + src_row, size_t(rows) * sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, s));
+    SPW_CUDA_CHECK(cudaMemcpyAsync(out.logits->data() + size_t(dst_row) * V, logits_.get() + size_t(src_row) * V,
+                                   size_t(rows) * V * sizeof(float), cudaMemcpyDeviceToHost, s));
   };
   int run_src = 0, run_dst = 0, run_rows = 0, pass_row = 0;
   for (const PassPiece& p : pass) {

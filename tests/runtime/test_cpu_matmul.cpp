@@ -140,7 +140,9 @@ TEST(CpuMatmul, EncodedWeightsGiveTheBitsOfTheirDequantisedValues) {
                             {TensorType::Q4_K, 256}, {TensorType::Q4_K, 512}, {TensorType::Q6_K, 256}, {TensorType::Q6_K, 768}};
   for (const TypeCase& tc : types)
     for (int rows : {1, 6, 13})
-      for (int T : {1, 2, 3, 4, 9}) {  // <= kTokens: in-register dequantisation (Q8_0, Q4_0, Q4_1)
+      // T <= kFusedTokens (4 on AVX2, 8 elsewhere): in-register dequantisation (Q8_0, Q4_0, Q4_1),
+      // one or two token blocks; above it, the panel
+      for (int T : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
         const uint32_t type = static_cast<uint32_t>(tc.type);
         auto values = test::random_floats(rng, size_t(rows) * tc.cols);
         if (tc.type == TensorType::F16)

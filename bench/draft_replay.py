@@ -18,7 +18,10 @@ would gain where a pass costs t(n) and drafting is free. No tokens/s of a target
 
     python3 bench/draft_replay.py [--spillway build/tools/spillway] [--model M] [--backend cpu|cuda]
                                   [--max-tokens N] [--reference REF.jsonl] [--configs FILE]
-                                  [--costs runtime_step.json] [--out DIR]
+                                  [--costs runtime_step.json|auto] [--quick] [--out DIR]
+
+--costs auto takes runtime_step.json from the output folder (the same device's results) when
+it is there; --quick replays 6 prompts (2 per category) with 64 tokens (tools/gpu/run_all.sh).
 """
 from __future__ import annotations
 
@@ -59,15 +62,18 @@ def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
 
 
 def load_costs(path: str) -> dict[int, float]:
-    """t(n) in µs from runtime_step results: batch 1, the first model, its smallest context and
-    the first output kind (logits / argmax) listed."""
+    """t(n) in µs from runtime_step results: batch 1, the first model, its smallest context, and
+    the forwards that return greedy tokens (output argmax: what greedy verification runs) when
+    that model has them, else its logits rows."""
     doc = json.loads(pathlib.Path(path).read_text())
     rows = [r for r in doc["rows"] if r.get("params", {}).get("batch") == 1 and "k" in r.get("params", {})]
     if not rows:
         raise SystemExit(f"--costs {path}: no batch-1 rows with params.k")
-    first = rows[0]["params"]
-    same = [r for r in rows if r["params"].get("model") == first.get("model")
-            and r["params"].get("output") == first.get("output")]
+    model = rows[0]["params"].get("model")
+    rows = [r for r in rows if r["params"].get("model") == model]
+    kinds = {r["params"].get("output", "logits") for r in rows}
+    kind = "argmax" if "argmax" in kinds else "logits"
+    same = [r for r in rows if r["params"].get("output", "logits") == kind]
     ctx = min(r["params"].get("context", 0) for r in same)
     return {int(r["params"]["k"]): float(r["median_us"]) for r in same if r["params"].get("context", 0) == ctx}
 
@@ -94,10 +100,17 @@ def main() -> int:
                     help="greedy --json output to replay (default: record it now, into the output folder)")
     ap.add_argument("--configs", default="",
                     help="JSON list of [spec, tree, k, 'adaptive'|'fixed'] (default: the built-in sweep)")
-    ap.add_argument("--costs", default="", help="runtime_step JSON: adds est_speedup from its t(k) curve")
+    ap.add_argument("--costs", default="",
+                    help="runtime_step JSON (or 'auto': the output folder's): adds est_speedup from its t(k) curve")
+    ap.add_argument("--quick", action="store_true", help="6 prompts, 64 tokens")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     prompts = pathlib.Path(args.prompts)
+    if args.quick:
+        args.max_tokens = min(args.max_tokens, 64)
+        lines = [l for l in open(prompts) if l.strip()]
+        prompts = pathlib.Path(tempfile.mkstemp(suffix=".jsonl")[1])
+        prompts.write_text("".join(lines[0:2] + lines[11:13] + lines[22:24]))
     configs = [tuple(c) for c in json.loads(pathlib.Path(args.configs).read_text())] if args.configs else DEFAULT_CONFIGS
     bigram = os.path.exists(args.model + ".bigram")
     skipped = [c for c in configs if "bigram" in c[0] and not bigram]
@@ -120,6 +133,10 @@ def main() -> int:
             for r in rec:
                 f.write(json.dumps({"id": r["id"], "tokens": r["tokens"], "output": r["output"]}) + "\n")
         print(f"recorded the {backend} backend's greedy outputs: {reference}")
+    if args.costs == "auto":
+        auto = out_dir / "runtime_step.json"
+        args.costs = str(auto) if auto.exists() else ""
+        print(f"--costs auto: {args.costs or 'no runtime_step.json in ' + str(out_dir) + ', no estimates'}")
     costs = load_costs(args.costs) if args.costs else {}
 
     rows = []

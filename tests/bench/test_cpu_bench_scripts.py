@@ -81,6 +81,16 @@ with tempfile.TemporaryDirectory() as d:
         assert r["tokens_per_pass"] >= 1 and r["nodes_per_pass"] >= 1 and r["est_speedup"] > 0, r
         assert r["params"]["prompts"] == 4, r
     assert "| `maxgram` | 4 | 6 | fixed |" in (out / "draft_replay.md").read_text()
+    # --quick (6 prompts, 64 tokens) and --costs auto (the output folder's runtime_step.json)
+    quick = d / "replay_quick"
+    (quick).mkdir()
+    (quick / "runtime_step.json").write_text(docs[0].read_text())
+    subprocess.run([sys.executable, str(ROOT / "bench" / "draft_replay.py"), "--spillway", exe, "--model", str(model),
+                    "--quick", "--configs", str(configs), "--costs", "auto", "--out", str(quick)], check=True)
+    qdoc = json.loads((quick / "draft_replay.json").read_text())
+    assert all(r["params"]["prompts"] == 6 and r["params"]["max_tokens"] == 64 and "est_speedup" in r
+               for r in qdoc["rows"]), qdoc["rows"]
+    assert qdoc["costs"].endswith("runtime_step.json"), qdoc["costs"]
     ref = out / "draft_replay_reference.jsonl"
     real_json, replay_json = d / "real.jsonl", d / "replayed.jsonl"
     common = [exe, "generate", "--model", str(model), "--prompts", str(prompts), "--max-tokens", "24",

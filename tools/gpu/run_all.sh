@@ -91,15 +91,18 @@ if has bench; then
   benches=(copy_bandwidth)
   for b in bench/*.py; do
     name=$(basename "$b" .py)
-    case $name in harness|plot|results_format|copy_bandwidth) continue;; esac
+    case $name in harness|plot|results_format|copy_bandwidth|draft_replay) continue;; esac
     benches+=("$name")
   done
+  benches+=(draft_replay)  # last: its estimates use runtime_step's cost curve of this GPU
   if [ -n "${SPW_BENCHES:-}" ]; then read -r -a benches <<< "$SPW_BENCHES"; fi
   for name in "${benches[@]}"; do
     extra=()
     case $name in
       # the decode demo's benchmark on the CUDA backend; 6 prompts unless SPW_E2E_FULL=1
       e2e_decode) extra=(--backend cuda); [ "${SPW_E2E_FULL:-0}" = 1 ] || extra+=(--quick);;
+      # drafting configurations replayed over greedy outputs recorded on the CUDA backend
+      draft_replay) extra=(--backend cuda --costs auto);;
     esac
     (cd bench && PYTHONUNBUFFERED=1 timeout "${SPW_BENCH_TIMEOUT:-900}" python3 "$name.py" $qflag "${extra[@]}") \
       > "$OUT/logs/bench_$name.log" 2>&1

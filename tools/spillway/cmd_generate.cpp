@@ -24,7 +24,9 @@
 #include "decode/speculative.h"
 #include "kernels/common/error.h"
 #include "runtime/chat_template.h"
+#include "runtime/llama_weights.h"
 #include "runtime/model.h"
+#include "runtime/gguf.h"
 #include "runtime/model_loader.h"
 #include "runtime/tokenizer.h"
 #include "tools/spillway/command.h"
@@ -64,7 +66,8 @@ void usage() {
       "  --replay REF        (with --prompts, greedy) answer for the target from REF, the --json\n"
       "                      output of a greedy run of the same prompts (decode/replay_model.h):\n"
       "                      the same steps as with the model, in a fraction of the time;\n"
-      "                      tokens/pass and acceptance are exact, tokens/s are drafting only\n",
+      "                      tokens/pass and acceptance are exact, tokens/s are drafting only;\n"
+      "                      the target's weights are not loaded (its GGUF gives the config)\n",
       kDefaultModel);
 }
 
@@ -241,8 +244,17 @@ int generate(const std::vector<std::string>& args) {
   }
   const auto t_load = std::chrono::steady_clock::now();
   auto tok = std::make_shared<rt::Tokenizer>(rt::Tokenizer::from_gguf_file(o.model));
-  auto target = open_model(o.model, 0, o.backend);
-  const int vocab = target->config().vocab_size;
+  // --replay answers for the target from recorded outputs: only its hyper-parameters are read
+  // (no weights loaded; the context limit is the model's trained one, as the CPU backend's).
+  std::shared_ptr<rt::Model> target;
+  rt::ModelConfig target_config;
+  if (o.replay.empty()) {
+    target = open_model(o.model, 0, o.backend);
+    target_config = target->config();
+  } else {
+    target_config = rt::read_llama_config(rt::GgufFile::open(o.model));
+  }
+  const int vocab = target_config.vocab_size;
   std::vector<std::string> strings;
   for (int32_t i = 0; i < tok->n_vocab(); ++i) strings.push_back(tok->token_text(i));
   const uint64_t thash = decode::tokenizer_hash(strings);
@@ -298,16 +310,17 @@ int generate(const std::vector<std::string>& args) {
       refs.push_back(encode(json_field(line, "prompt")));
       refs.back().insert(refs.back().end(), it->second.begin(), it->second.end());
     }
-    replay = std::make_unique<decode::ReplayModel>(target->config(), std::move(refs), target->max_tokens(),
+    replay = std::make_unique<decode::ReplayModel>(target_config, std::move(refs), target_config.max_context,
                                                    o.gp.eos_tokens);
     fmt::print(stderr, "replaying the target from {} ({} outputs): tokens/s below are drafting speed only\n",
                o.replay, recorded.size());
   }
   rt::Model& decoder_target = replay ? static_cast<rt::Model&>(*replay) : *target;
+  const auto& tcfg = decoder_target.config();
   decode::SpeculativeDecoder ar(decoder_target), spec(decoder_target, factory);
   const bool greedy = o.gp.sampling.greedy();
   fmt::print(stderr, "model {} ({} backend, {} layers, vocab {}), loaded in {:.1f} s; draft: {}{}\n",
-             o.model, target->backend_name(), target->config().num_layers, vocab, load_s,
+             o.model, decoder_target.backend_name(), tcfg.num_layers, vocab, load_s,
              factory ? o.draft : "none (autoregressive)", env.bigram ? fmt::format(", bigram {}", bigram_path) : "");
 
   if (!o.prompts_file.empty()) {

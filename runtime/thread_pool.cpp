@@ -13,6 +13,8 @@ namespace spw::rt {
 namespace {
 
 uint32_t generation_of(uint64_t state) { return static_cast<uint32_t>(state >> 32); }
+// The chunk field of a finished job: above every chunk count, so no claim on it can succeed.
+constexpr uint32_t kClosed = 0x7fffffffu;
 
 // Waits until pred(): pause for a few microseconds, then yield (lets a descheduled thread
 // this one waits for run here). Gives up after `limit` (returns pred()); no limit if zero.
@@ -50,13 +52,17 @@ ThreadPool::~ThreadPool() {
 // Claims chunks of job `generation` until none is left. A claim is a CAS on state_ that
 // expects this generation, so a thread that is late never runs a chunk of a newer job with
 // an older job's description: once its CAS succeeds, the job cannot have completed, hence
-// fn_/n_/chunks_ are still this job's (they are rewritten only after completion).
+// fn_/n_/chunks_ are still this job's. That needs parallel_for to close a finished job
+// (chunk field kClosed) before it rewrites the description: otherwise a late thread could
+// read the NEXT job's larger chunks_, see its old generation's exhausted chunk index as
+// unclaimed, and claim it (a chunk run twice, one completion too many: the caller waited
+// forever for a count it had passed).
 void ThreadPool::claim_chunks(uint32_t generation) {
   uint64_t s = state_.load(std::memory_order_acquire);
   for (;;) {
     if (generation_of(s) != generation) return;
     const uint32_t chunk = static_cast<uint32_t>(s);
-    if (static_cast<int>(chunk) >= chunks_) return;  // a stale chunks_ only makes us return early
+    if (static_cast<int>(chunk) >= chunks_) return;  // kClosed: the job is over, whatever chunks_ says
     if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     const int n = n_, parts = chunks_;
     const int begin = static_cast<int>(static_cast<long long>(n) * chunk / parts);
@@ -105,6 +111,7 @@ void ThreadPool::parallel_for(int n, const std::function<void(int, int)>& fn) {
   claim_chunks(generation_);
   // Every chunk is claimed; wait for the ones other threads are still running.
   spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == chunks_; }, std::chrono::microseconds(0));
+  state_.store((uint64_t{generation_} << 32) | kClosed);  // before the next call rewrites the job
 }
 
 }  // namespace spw::rt

@@ -270,6 +270,24 @@ TEST(ThreadPool, EveryIndexExactlyOnceOverManyCalls) {
   }
 }
 
+// A job with few chunks followed at once by one with many: a worker still finishing its claim
+// loop of the first must not claim a chunk of it against the second's chunk count (that ran
+// a chunk twice and left the caller waiting for a count it had passed: a hang).
+TEST(ThreadPool, SmallJobThenLargeJobRunsEveryIndexOnce) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> hits(64);
+    for (int rep = 0; rep < 200000; ++rep) {
+      const int n = rep % 2 ? 64 : 2;
+      for (int i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
+      pool.parallel_for(n, [&](int b, int e) {
+        for (int i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " rep " << rep << " i " << i;
+    }
+  }
+}
+
 TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
   ThreadPool pool(3);
   for (int rep = 0; rep < 5; ++rep) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/common/error.h"
+#include "runtime/forward_passes.h"
 
 namespace spw::decode {
 
@@ -42,29 +43,17 @@ int ReplayModel::cached_tokens(int seq_id) const {
   return static_cast<int>(seq(seq_id, "ReplayModel::cached_tokens").tokens.size());
 }
 
+// `in` has passed check_forward_batch (runtime/forward_passes.h), the backends' checks.
 void ReplayModel::append(const rt::SeqInput& in, std::vector<char>& on_ref, std::vector<int>& positions) {
   const char* where = "ReplayModel::forward";
-  Seq& s = seq(in.seq_id, where);
+  Seq& s = seqs_[in.seq_id];
   const int n = static_cast<int>(in.tokens.size());
   const int cached = static_cast<int>(s.tokens.size());
-  SPW_CHECK(n >= 1, "{}: sequence {} has no new tokens", where, in.seq_id);
-  SPW_CHECK(in.parents.empty() || static_cast<int>(in.parents.size()) == n,
-            "{}: sequence {}: {} parents for {} tokens", where, in.seq_id, in.parents.size(), n);
-  SPW_CHECK(in.logits_rows >= -1 && in.logits_rows <= n, "{}: sequence {}: logits_rows = {} for {} tokens", where,
-            in.seq_id, in.logits_rows, n);
-  for (int32_t t : in.tokens)
-    SPW_CHECK(t >= 0 && t < config_.vocab_size, "{}: sequence {}: token {} outside the vocabulary ({})", where,
-              in.seq_id, t, config_.vocab_size);
   std::vector<int> depth(n);
   for (int i = 0; i < n; ++i) {
     const int p = in.parents.empty() ? i - 1 : in.parents[i];
-    SPW_CHECK(p >= -1 && p < i, "{}: sequence {}: parents[{}] = {}: must be in [-1, {}]", where, in.seq_id, i, p,
-              i - 1);
     depth[i] = p < 0 ? 0 : depth[p] + 1;
   }
-  const int deepest = *std::max_element(depth.begin(), depth.end());
-  SPW_CHECK(cached + deepest + 1 <= max_tokens_, "{}: sequence {}: {} cached + {} positions exceed max_tokens {}",
-            where, in.seq_id, cached, deepest + 1, max_tokens_);
 
   // The reference: chosen at the first call that reaches past the prompt's prefill, as the
   // first one that begins with the cached text and the first new token.
@@ -94,7 +83,12 @@ void ReplayModel::append(const rt::SeqInput& in, std::vector<char>& on_ref, std:
   s.tokens.insert(s.tokens.end(), in.tokens.begin(), in.tokens.end());
 }
 
+void ReplayModel::check(std::span<const rt::SeqInput> batch) const {
+  rt::check_forward_batch(batch, [&](int id) { return cached_tokens(id); }, config_.vocab_size, max_tokens_);
+}
+
 void ReplayModel::forward(std::span<const rt::SeqInput> batch, std::vector<float>& logits) {
+  check(batch);
   for (const auto& in : batch)
     SPW_CHECK(rt::wanted_rows(in) == 0,
               "ReplayModel::forward: sequence {} asks for {} rows of logits: a replayed target answers greedy "
@@ -108,6 +102,7 @@ void ReplayModel::forward(std::span<const rt::SeqInput> batch, std::vector<float
 }
 
 void ReplayModel::forward_argmax(std::span<const rt::SeqInput> batch, std::vector<int32_t>& tokens) {
+  check(batch);
   tokens.clear();
   std::vector<char> on_ref;
   std::vector<int> positions;
@@ -138,22 +133,14 @@ void ReplayModel::forward_argmax(std::span<const rt::SeqInput> batch, std::vecto
 
 void ReplayModel::rollback(int seq_id, int new_len) {
   Seq& s = seq(seq_id, "ReplayModel::rollback");
-  SPW_CHECK_ARG(new_len >= 0 && new_len <= static_cast<int>(s.tokens.size()), "ReplayModel::rollback", "new_len",
-                new_len, fmt::format("must be in [0, {}]", s.tokens.size()));
+  rt::check_rollback(static_cast<int>(s.tokens.size()), new_len);
   s.tokens.resize(new_len);
 }
 
 void ReplayModel::keep_tokens(int seq_id, int base, std::span<const int32_t> offsets) {
-  const char* where = "ReplayModel::keep_tokens";
-  Seq& s = seq(seq_id, where);
-  const int size = static_cast<int>(s.tokens.size());
-  SPW_CHECK_ARG(base >= 0 && base <= size, where, "base", base, fmt::format("must be in [0, {}]", size));
-  for (size_t i = 0; i < offsets.size(); ++i) {
-    SPW_CHECK(offsets[i] >= 0 && base + offsets[i] < size && (i == 0 || offsets[i] > offsets[i - 1]),
-              "{}: offsets[{}] = {}: offsets must increase strictly and stay below {}", where, i, offsets[i],
-              size - base);
-    s.tokens[base + i] = s.tokens[base + offsets[i]];
-  }
+  Seq& s = seq(seq_id, "ReplayModel::keep_tokens");
+  rt::check_keep_tokens(static_cast<int>(s.tokens.size()), base, offsets);
+  for (size_t i = 0; i < offsets.size(); ++i) s.tokens[base + i] = s.tokens[base + offsets[i]];
   s.tokens.resize(base + offsets.size());
 }
 

@@ -68,7 +68,9 @@ class ReplayModel final : public rt::Model {
   };
   Seq& seq(int seq_id, const char* where);
   const Seq& seq(int seq_id, const char* where) const;
-  // Appends one input's tokens; fills on_ref[i] (row i's text is a prefix of the reference).
+  // The backends' argument checks of forward() (runtime/forward_passes.h).
+  void check(std::span<const rt::SeqInput> batch) const;
+  // Appends one checked input's tokens; fills on_ref[i] (row i's text is a prefix of the reference).
   void append(const rt::SeqInput& in, std::vector<char>& on_ref, std::vector<int>& positions);
 
   rt::ModelConfig config_;

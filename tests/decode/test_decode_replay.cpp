@@ -1,7 +1,8 @@
 // ReplayModel: greedy speculative decoding against recorded greedy outputs takes exactly the
 // steps it takes against the real target (same tokens, passes, accepted and drafted counts,
 // per source), for every drafter kind, chain and tree, fixed and adaptive lengths, EOS and the
-// context limit, and batches; misuse is reported by name.
+// context limit, and batches; misuse is reported by name, with the backends' messages
+// (runtime/forward_passes.h).
 #include <gtest/gtest.h>
 
 #include <random>
@@ -167,9 +168,9 @@ TEST(ReplayModel, MisuseIsNamed) {
   EXPECT_THROW_MSG(m.forward_argmax(std::vector<spw::rt::SeqInput>{{s + 1, two, {}}}, out), "seq_id = 1");
   const std::vector<int32_t> bad_parents{-1, 1};
   EXPECT_THROW_MSG(m.forward_argmax(std::vector<spw::rt::SeqInput>{{s, two, bad_parents}}, out),
-                   "parents[1] = 1: must be in [-1, 0]");
+                   "batch[0].parents[1] = 1: must be -1 or the index of an earlier token");
   const std::vector<int32_t> seven(7, 1);
-  EXPECT_THROW_MSG(m.forward_argmax(std::vector<spw::rt::SeqInput>{{s, seven, {}}}, out), "exceed max_tokens 6");
-  EXPECT_THROW_MSG(m.rollback(s, 3), "new_len = 3: must be in [0, 0]");
-  EXPECT_THROW_MSG(m.keep_tokens(s, 1, std::vector<int32_t>{}), "base = 1: must be in [0, 0]");
+  EXPECT_THROW_MSG(m.forward_argmax(std::vector<spw::rt::SeqInput>{{s, seven, {}}}, out), "sequence 0 holds 0 tokens; 7 more exceed the context limit 6");
+  EXPECT_THROW_MSG(m.rollback(s, 3), "Model::rollback: new_len = 3: must be in 0..0 (cached tokens)");
+  EXPECT_THROW_MSG(m.keep_tokens(s, 1, std::vector<int32_t>{}), "Model::keep_tokens: base = 1: must be in 0..0");
 }

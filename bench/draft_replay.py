@@ -36,7 +36,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
+from results_format import backend_device, default_exe, git_commit, quick_prompt_set  # noqa: E402
 
 # (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
 # the depth and width axes a GPU verification pass makes cheap.
@@ -108,9 +108,7 @@ def main() -> int:
     prompts = pathlib.Path(args.prompts)
     if args.quick:
         args.max_tokens = min(args.max_tokens, 64)
-        lines = [l for l in open(prompts) if l.strip()]
-        prompts = pathlib.Path(tempfile.mkstemp(suffix=".jsonl")[1])
-        prompts.write_text("".join(lines[0:2] + lines[11:13] + lines[22:24]))
+        prompts = quick_prompt_set(prompts)
     configs = [tuple(c) for c in json.loads(pathlib.Path(args.configs).read_text())] if args.configs else DEFAULT_CONFIGS
     bigram = os.path.exists(args.model + ".bigram")
     skipped = [c for c in configs if "bigram" in c[0] and not bigram]
@@ -119,11 +117,7 @@ def main() -> int:
         print(f"no {args.model}.bigram (spillway bigram build --from-model): skipping {len(skipped)} bigram rows")
 
     backend = args.backend or "cpu"
-    if backend == "cuda":
-        device, driver = gpu_name_driver()
-        slug = device_slug(device)
-    else:
-        device, driver, slug = f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+    device, driver, slug = backend_device(backend)
     out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = pathlib.Path(args.reference) if args.reference else out_dir / "draft_replay_reference.jsonl"

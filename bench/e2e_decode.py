@@ -30,7 +30,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver  # noqa: E402
+from results_format import backend_device, default_exe, git_commit, quick_prompt_set  # noqa: E402
 
 
 def configs(layers: int, bigram: bool) -> list[tuple]:
@@ -134,10 +134,7 @@ def main() -> int:
     prompts = ROOT / "bench/prompts/e2e_prompts.jsonl"
     if args.quick:
         args.max_tokens = min(args.max_tokens, 64)
-        lines = [l for l in open(prompts) if l.strip()]
-        tmp = pathlib.Path(tempfile.mkstemp(suffix=".jsonl")[1])
-        tmp.write_text("".join(lines[0:2] + lines[11:13] + lines[22:24]))
-        prompts = tmp
+        prompts = quick_prompt_set(prompts)
     bigram = os.path.exists(args.model + ".bigram")
     backend = args.backend or "default"
     rows, table = [], []
@@ -187,11 +184,7 @@ def main() -> int:
             table.append(row)
             print(json.dumps(row), flush=True)
 
-    if backend == "cuda":
-        device, driver = gpu_name_driver()
-        slug = device_slug(device)
-    else:
-        device, driver, slug = f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+    device, driver, slug = backend_device(backend)
     commit = git_commit()
     doc = {"name": "e2e_decode", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

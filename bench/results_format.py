@@ -4,6 +4,7 @@ import os
 import pathlib
 import platform
 import subprocess
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,22 @@ def gpu_name_driver() -> tuple[str, str]:
 
 def device_slug(name: str) -> str:
     return "-".join(name.lower().split())
+
+
+def backend_device(backend: str) -> tuple[str, str, str]:
+    """(device, driver, results folder slug) of a run on `backend`: GPU 0 for "cuda", else this CPU."""
+    if backend == "cuda":
+        name, driver = gpu_name_driver()
+        return name, driver, device_slug(name)
+    return f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+
+
+def quick_prompt_set(prompts) -> pathlib.Path:
+    """The --quick subset of the e2e prompt set (2 prompts of each category), in a temporary file."""
+    lines = [l for l in open(prompts) if l.strip()]
+    out = pathlib.Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    out.write_text("".join(lines[0:2] + lines[11:13] + lines[22:24]))
+    return out
 
 
 def markdown_table(doc: dict) -> str:

@@ -30,13 +30,11 @@ import datetime
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import backend_device, default_exe, git_commit, quick_prompt_set  # noqa: E402
+from results_format import backend_device, default_exe, generate_json, git_commit, quick_prompt_set  # noqa: E402
 
 # (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
 # the depth and width axes a GPU verification pass makes cheap.
@@ -48,17 +46,7 @@ DEFAULT_CONFIGS = [(spec, w, k, length)
 
 
 def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
-    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
-        out = f.name
-    cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
-           "--max-tokens", str(args.max_tokens)] + extra
-    if args.backend:
-        cmd += ["--backend", args.backend]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    rows = [json.loads(line) for line in open(out) if line.strip()]
-    os.unlink(out)
-    return rows
+    return generate_json(args.spillway, args.model, prompts, args.max_tokens, extra, args.backend, quiet=True)
 
 
 def load_costs(path: str) -> dict[int, float]:

@@ -24,13 +24,11 @@ import datetime
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import backend_device, default_exe, git_commit, quick_prompt_set  # noqa: E402
+from results_format import backend_device, default_exe, generate_json, git_commit, quick_prompt_set  # noqa: E402
 
 
 def configs(layers: int, bigram: bool) -> list[tuple]:
@@ -61,19 +59,9 @@ def label(spec: str, tree: int, k=None, length=None) -> str:
 
 
 def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path, k=None, length=None) -> list[dict]:
-    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as f:
-        out = f.name
-    cmd = [args.spillway, "generate", "--model", args.model, "--prompts", str(prompts), "--json", out,
-           "--draft", spec, "--max-tokens", str(args.max_tokens), "--k", str(k or args.k),
-           "--temperature", str(temperature), "--seed", "1", "--draft-length", length or args.draft_length,
-           "--tree", str(tree)]
-    if args.backend:
-        cmd += ["--backend", args.backend]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    rows = [json.loads(line) for line in open(out) if line.strip()]
-    os.unlink(out)
-    return rows
+    return generate_json(args.spillway, args.model, prompts, args.max_tokens,
+                         ["--draft", spec, "--k", str(k or args.k), "--temperature", str(temperature), "--seed", "1",
+                          "--draft-length", length or args.draft_length, "--tree", str(tree)], args.backend)
 
 
 def plot(json_path: pathlib.Path) -> None:

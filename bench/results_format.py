@@ -1,5 +1,6 @@
 """Results files of BENCH_FORMAT.md: device names and slugs, the markdown table, and where
 the spillway CLI was built (no torch needed, so the CPU test suite checks them)."""
+import json
 import os
 import pathlib
 import platform
@@ -75,6 +76,21 @@ def backend_device(backend: str) -> tuple[str, str, str]:
         name, driver = gpu_name_driver()
         return name, driver, device_slug(name)
     return f"{cpu_name()} ({os.cpu_count()} threads)", "none", cpu_slug()
+
+
+def generate_json(spillway: str, model: str, prompts, max_tokens: int, extra: list[str], backend: str = "",
+                  quiet: bool = False) -> list[dict]:
+    """Runs `spillway generate --prompts ... --json` with `extra` options and returns its JSON lines."""
+    fd, out = tempfile.mkstemp(suffix=".jsonl")
+    os.close(fd)
+    cmd = [spillway, "generate", "--model", model, "--prompts", str(prompts), "--json", out,
+           "--max-tokens", str(max_tokens)] + extra + (["--backend", backend] if backend else [])
+    print("$", " ".join(cmd), flush=True)
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else None)
+        return [json.loads(line) for line in open(out) if line.strip()]
+    finally:
+        os.unlink(out)
 
 
 def quick_prompt_set(prompts) -> pathlib.Path:

@@ -56,7 +56,8 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
   static reg i8(const int8_t* p) { return map([&](int i) { return static_cast<float>(p[i]); }); }
 };
 constexpr int kRows = 4, kTokens = 4;
-constexpr int kFusedTokens = 2 * kTokens;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
+constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
 #include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"

@@ -50,7 +50,8 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 4;
-constexpr int kFusedTokens = 2 * kTokens;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kFusedRows = 2, kFusedBlock = 8;  // run_fused's register block
+constexpr int kFusedTokens = 8;  // cpu_matmul_blocked.h, run_blocked
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {

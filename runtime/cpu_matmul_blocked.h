@@ -115,12 +115,16 @@ void block(const MatmulArgs& a, const Src& src, int r, int t) {
 
 // Rows [r0, r1) in blocks of kRows (weights stay in L1 across the token blocks), tokens in
 // blocks of kTokens; remainder shapes use the smaller instantiations. Encoded weights: Q8_0 /
-// Q4_0 / Q4_1 with T <= kFusedTokens (2 token blocks) are dequantised in registers (QRows),
-// once per token block, the row block re-read from L1; otherwise each row block is dequantised
-// into p.panel first (runtime/dequant_kernels.h) and read as F32Rows. On the 2-core AVX-512
-// Xeon, SmolLM2 at context 256, fusing two blocks took a forward over 8 tokens from 32.8 to
-// 28.0 ms and over 5 from 27.0 to 23.3; from 16 tokens on the panel was as fast or faster (one
-// run of 7 forwards each).
+// Q4_0 / Q4_1 with T <= kFusedTokens are dequantised in registers (QRows, run_fused's
+// kFusedRows x kFusedBlock blocks), once per token block, the row block re-read from L1;
+// otherwise each row block is dequantised into p.panel first (runtime/dequant_kernels.h) and
+// read as F32Rows. On the 2-core AVX-512 Xeon, SmolLM2 at context 256: fusing two 4x4 blocks
+// took a forward over 8 tokens from 32.8 to 28.0 ms and over 5 from 27.0 to 23.3 (one run of 7
+// forwards each); one 2x8 block instead (each weight converted once for up to 8 tokens) took
+// 8 tokens from 27.1 to 22.9 ms and 6 from 24.1 to 20.0, T <= 4 unchanged (3 alternating runs
+// of 11 forwards each). From 9 tokens on the panel is faster: single-threaded on a 1536x576
+// Q4_1 matrix (41 products each), 12 tokens took 232 us on the panel, 278 us fused (an 8-
+// and a 4-token block), 16 tokens 290 and 339.
 static_assert(kRows <= detail::kMaxPanelRows, "the dequantisation panel must hold a row block");
 template <class Src>
 using BlockFn = void (*)(const MatmulArgs&, const Src&, int, int);
@@ -129,26 +133,28 @@ template <class Src, int I, int... J>
 void fill_row(BlockFn<Src>* row, std::integer_sequence<int, J...>) {
   ((row[J] = &block<I + 1, J + 1, Src>), ...);
 }
-template <class Src, int... I>
-void fill_table(BlockFn<Src> (*table)[kTokens], std::integer_sequence<int, I...>) {
-  (fill_row<Src, I>(table[I], std::make_integer_sequence<int, kTokens>{}), ...);
+template <class Src, int NT, int... I>
+void fill_table(BlockFn<Src> (*table)[NT], std::integer_sequence<int, I...>) {
+  (fill_row<Src, I>(table[I], std::make_integer_sequence<int, NT>{}), ...);
 }
 
-template <class Src>
+// block<r, t> for every r <= NR weight rows and t <= NT tokens.
+template <class Src, int NR = kRows, int NT = kTokens>
 struct BlockTable {
-  BlockFn<Src> fn[kRows][kTokens];
-  BlockTable() { fill_table<Src>(fn, std::make_integer_sequence<int, kRows>{}); }
+  BlockFn<Src> fn[NR][NT];
+  BlockTable() { fill_table<Src, NT>(fn, std::make_integer_sequence<int, NR>{}); }
 };
 
-// All tokens in one token block, weights dequantised in registers.
+// Weights dequantised in registers, in blocks of kFusedRows rows x kFusedBlock tokens: each
+// weight is converted once per kFusedBlock tokens.
 template <TensorType TY>
 void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
-  static const BlockTable<QRows<TY>> blocks;
-  for (int r = r0; r < r1; r += kRows) {
-    const int rr = r1 - r < kRows ? r1 - r : kRows;
+  static const BlockTable<QRows<TY>, kFusedRows, kFusedBlock> blocks;
+  for (int r = r0; r < r1; r += kFusedRows) {
+    const int rr = r1 - r < kFusedRows ? r1 - r : kFusedRows;
     const QRows<TY> src{a.wq + r * row_bytes, row_bytes};
-    for (int t = 0; t < a.T; t += kTokens) {
-      const int tt = a.T - t < kTokens ? a.T - t : kTokens;
+    for (int t = 0; t < a.T; t += kFusedBlock) {
+      const int tt = a.T - t < kFusedBlock ? a.T - t : kFusedBlock;
       blocks.fn[rr - 1][tt - 1](a, src, r, t);
     }
   }

@@ -141,7 +141,8 @@ TEST(CpuMatmul, EncodedWeightsGiveTheBitsOfTheirDequantisedValues) {
   for (const TypeCase& tc : types)
     for (int rows : {1, 6, 13})
       // T <= kFusedTokens (4 on AVX2, 8 elsewhere): in-register dequantisation (Q8_0, Q4_0, Q4_1),
-      // one or two token blocks; above it, the panel
+      // one or two token blocks (AVX-512: one of up to 8 tokens, 2 rows, so 13 rows leave a
+      // 1-row block); above it, the panel
       for (int T : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
         const uint32_t type = static_cast<uint32_t>(tc.type);
         auto values = test::random_floats(rng, size_t(rows) * tc.cols);

@@ -5,7 +5,10 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstring>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 /// Declares `name` as the block's dynamic shared memory (unsigned char[], `align`-byte aligned).
 #if defined(SPW_SIM)
@@ -16,11 +19,84 @@
 
 namespace spw {
 
+/// What a stretch of host code would put into its streams, recorded instead of issued: every
+/// kernel launch (function, grid, block, shared memory, stream, the bytes of each argument),
+/// every copy made through copy_async (destination, source, size, kind, stream) and whatever
+/// else adds itself (flat_gemm's cuBLASLt products). Two equal records issue identical work, so
+/// a CUDA graph captured from the one replays the other exactly (the CUDA backend's step
+/// graphs); the data behind the pointers, device or host, is not part of a record.
+class LaunchRecord {
+ public:
+  void clear() { bytes_.clear(); }
+  size_t size() const { return bytes_.size(); }
+  bool operator==(const LaunchRecord& o) const { return bytes_ == o.bytes_; }
+  /// Appends the object representation of `v` with its padding bits zeroed (a struct's padding
+  /// would otherwise make equal launches differ). T must be trivially copyable.
+  template <typename T>
+  void add(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>, "LaunchRecord::add: T must be trivially copyable");
+    T copy = v;
+    __builtin_clear_padding(&copy);
+    const size_t at = bytes_.size();
+    bytes_.resize(at + sizeof(T));
+    std::memcpy(bytes_.data() + at, &copy, sizeof(T));
+  }
+  template <typename... T>
+  void add_all(const T&... v) { (add(v), ...); }
+
+ private:
+  std::vector<unsigned char> bytes_;
+};
+
+namespace detail {
+inline thread_local LaunchRecord* t_record = nullptr;
+}
+
+/// The record this thread's launches and copies go into instead of their streams, or nullptr
+/// (issue them): see RecordLaunches.
+inline LaunchRecord* launch_record() { return detail::t_record; }
+
+/// While alive, this thread's spw::launch / launch_pdl / copy_async calls (and flat_gemm's
+/// cuBLASLt products) append to `record` and issue nothing. Host code around them runs as usual
+/// (argument checks, plans' host work), so a recorded pass throws where the real one would.
+class RecordLaunches {
+ public:
+  explicit RecordLaunches(LaunchRecord* record) : outer_(detail::t_record) { detail::t_record = record; }
+  ~RecordLaunches() { detail::t_record = outer_; }
+  RecordLaunches(const RecordLaunches&) = delete;
+  RecordLaunches& operator=(const RecordLaunches&) = delete;
+
+ private:
+  LaunchRecord* outer_;
+};
+
+/// cudaMemcpyAsync, or its entry in the active LaunchRecord (returns cudaSuccess then).
+inline cudaError_t copy_async(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (LaunchRecord* r = detail::t_record) {
+    r->add_all('C', dst, src, bytes, kind, stream);
+    return cudaSuccess;
+  }
+  return cudaMemcpyAsync(dst, src, bytes, kind, stream);
+}
+
+namespace detail {
+template <typename... P>
+void record_launch(LaunchRecord& r, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                   bool pdl, const P&... args) {
+  r.add_all('K', kernel, grid, block, smem, stream, pdl);
+  (r.add(args), ...);
+}
+}  // namespace detail
+
 /// kernel<<<grid, block, smem, stream>>>(args...): the arguments are converted to the kernel's
 /// parameter types here, as a launch does. Errors surface through cudaGetLastError as usual.
 template <typename... P, typename... A>
 inline void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "launch: argument count differs from the kernel's");
+  if (LaunchRecord* r = detail::t_record) {
+    detail::record_launch<P...>(*r, kernel, grid, block, smem, stream, false, P(std::forward<A>(args))...);
+    return;
+  }
 #if defined(SPW_SIM)
   ::spw::sim::launch(grid, block, smem, stream, [kernel, ... a = P(std::forward<A>(args))]() { kernel(a...); });
 #else
@@ -34,6 +110,10 @@ inline void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cud
 template <typename... P, typename... A>
 inline cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
                               A&&... args) {
+  if (LaunchRecord* r = detail::t_record) {
+    detail::record_launch<P...>(*r, kernel, grid, block, smem, stream, pdl, P(std::forward<A>(args))...);
+    return cudaSuccess;
+  }
 #if defined(SPW_SIM)
   (void)pdl;
   launch(kernel, grid, block, smem, stream, std::forward<A>(args)...);

@@ -342,7 +342,7 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   auto* base = static_cast<unsigned char*>(ws);
   // The work list travels from the Plan's (pinned) host memory: a graph replays this copy.
   if (!a.metadata_in_workspace)
-    SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
+    SPW_CUDA_CHECK(spw::copy_async(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
   const bool paged = pr.layout == Layout::paged;
   Params prm{a.q,
              paged ? a.k_pages : a.k,

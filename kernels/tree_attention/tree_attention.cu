@@ -120,7 +120,7 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
   const Problem& pr = pl.problem;
   auto* base = static_cast<std::byte*>(ws);
   if (!a.metadata_in_workspace)
-    SPW_CUDA_CHECK(cudaMemcpyAsync(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
+    SPW_CUDA_CHECK(spw::copy_async(base, pl.host_meta.get(), pl.meta_bytes, cudaMemcpyHostToDevice, stream));
   Params prm{};
   prm.q = a.q;
   prm.k_tree = a.k_tree;

@@ -366,7 +366,10 @@ std::string run_block(Launch& L, Block& blk, unsigned nthreads) {
   return L.error;
 }
 
-struct Op { std::function<void()> fn; };
+// A recorded stream operation; `kind` stands for the node type a GPU graph would hold (a kernel
+// or a copy/memset), which cudaGraphExecUpdate may not change.
+enum class OpKind { kernel, copy };
+struct Op { std::function<void()> fn; OpKind kind = OpKind::copy; };
 struct Capture { bool active = false; std::vector<Op> ops; };
 std::mutex g_mu;
 std::vector<std::pair<cudaStream_t, Capture>> g_captures;  // by stream
@@ -445,7 +448,8 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::functi
   Capture* c;
   switch (route(stream, &c)) {
     case Route::record:
-      c->ops.push_back({[grid, block, smem, body = std::move(body)] { execute_launch(grid, block, smem, body); }});
+      c->ops.push_back({[grid, block, smem, body = std::move(body)] { execute_launch(grid, block, smem, body); },
+                        OpKind::kernel});
       return;
     case Route::refuse:
       set_error(cudaErrorStreamCaptureImplicit, "kernel launched on the legacy default stream during a capture");
@@ -462,7 +466,7 @@ cudaError_t enqueue(cudaStream_t stream, std::function<void()> fn) {
   std::unique_lock<std::mutex> lock(g_mu);
   Capture* c;
   switch (route(stream, &c)) {
-    case Route::record: c->ops.push_back({std::move(fn)}); return cudaSuccess;
+    case Route::record: c->ops.push_back({std::move(fn), OpKind::copy}); return cudaSuccess;
     case Route::refuse:
       return set_error(cudaErrorStreamCaptureImplicit, "copy or memset on the legacy default stream during a capture");
     case Route::run: break;
@@ -520,6 +524,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     default: return "cudaError(sim)";
   }
 }
@@ -674,6 +679,21 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* statu
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   *exec = new CUgraphExec_st{graph->ops};
+  return cudaSuccess;
+}
+// Succeeds when `graph` has the executable graph's topology (here: the same sequence of node
+// kinds), taking its nodes' parameters; otherwise cudaErrorGraphExecUpdateFailure, and the
+// executable graph is unchanged.
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo* info) {
+  bool same = exec->ops.size() == graph->ops.size();
+  for (size_t i = 0; same && i < graph->ops.size(); ++i) same = exec->ops[i].kind == graph->ops[i].kind;
+  if (info) *info = cudaGraphExecUpdateResultInfo{};
+  if (!same) {
+    if (info) info->result = cudaGraphExecUpdateErrorTopologyChanged;
+    return set_error(cudaErrorGraphExecUpdateFailure, "cudaGraphExecUpdate: the graph's topology differs");
+  }
+  if (info) info->result = cudaGraphExecUpdateSuccess;
+  exec->ops = graph->ops;
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {

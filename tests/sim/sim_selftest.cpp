@@ -1,10 +1,14 @@
 // The simulator's own tests: barriers and reductions, the ldmatrix/mma fragment layouts
 // against a plain matrix product, deferred cp.async, wmma, graph capture, and the failures it
-// must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture).
+// must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture),
+// graph updates, and spw::LaunchRecord (kernels/common/launch.cuh).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <new>
 #include <vector>
 
 #include "kernels/common/cp_async.cuh"
@@ -222,6 +226,113 @@ TEST_F(Sim, GraphCaptureRecordsAndReplaysAndRefusesSynchronisation) {
   EXPECT_EQ(x[5], 4.f);
   cudaGraphExecDestroy(e);
   cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+}
+
+__global__ void scale_kernel(float* x, float v) { x[threadIdx.x] *= v; }
+
+cudaGraph_t capture(cudaStream_t s, const std::function<void()>& work) {
+  EXPECT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  work();
+  cudaGraph_t g = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+  return g;
+}
+
+TEST_F(Sim, GraphExecUpdateTakesNewParametersOfTheSameTopologyOnly) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  std::vector<float> x(32, 1.f), y(32, 1.f);
+  cudaGraph_t g1 = capture(s, [&] { spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 2.f); });
+  cudaGraphExec_t e;
+  ASSERT_EQ(cudaGraphInstantiate(&e, g1, 0), cudaSuccess);
+  // Same topology, other arguments: the update takes them.
+  cudaGraph_t g2 = capture(s, [&] { spw::launch(add_kernel, dim3(1), dim3(32), 0, s, y.data(), 5.f); });
+  cudaGraphExecUpdateResultInfo info{};
+  ASSERT_EQ(cudaGraphExecUpdate(e, g2, &info), cudaSuccess);
+  EXPECT_EQ(info.result, cudaGraphExecUpdateSuccess);
+  ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+  EXPECT_EQ(x[3], 1.f);
+  EXPECT_EQ(y[3], 6.f);
+  // One node more (a copy after the kernel): refused, the executable graph unchanged.
+  float host = 0.f;
+  cudaGraph_t g3 = capture(s, [&] {
+    spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 1.f);
+    cudaMemcpyAsync(&host, x.data(), sizeof(float), cudaMemcpyDeviceToHost, s);
+  });
+  EXPECT_EQ(cudaGraphExecUpdate(e, g3, &info), cudaErrorGraphExecUpdateFailure);
+  EXPECT_EQ(info.result, cudaGraphExecUpdateErrorTopologyChanged);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorGraphExecUpdateFailure);
+  ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+  EXPECT_EQ(y[3], 11.f);
+  EXPECT_EQ(x[3], 1.f);
+  for (cudaGraph_t g : {g1, g2, g3}) cudaGraphDestroy(g);
+  cudaGraphExecDestroy(e);
+  cudaStreamDestroy(s);
+}
+
+struct Padded {  // 3 bytes of padding after c
+  char c;
+  int i;
+};
+__global__ void padded_kernel(Padded p, float* x) { x[threadIdx.x] = static_cast<float>(p.i + p.c); }
+
+TEST(LaunchRecord, RecordsInsteadOfIssuingAndComparesLaunchesExactly) {
+  std::vector<float> x(32, 1.f), y(32, 1.f);
+  float host[4] = {};
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  auto record = [&](auto&& work) {
+    spw::LaunchRecord r;
+    spw::RecordLaunches scope(&r);
+    work();
+    return r;
+  };
+  auto base = [&] {
+    spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 2.f);
+    EXPECT_EQ(spw::copy_async(host, x.data(), 16, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  };
+  const spw::LaunchRecord a = record(base);
+  EXPECT_EQ(x[0], 1.f) << "a recorded launch does not run";
+  EXPECT_EQ(host[0], 0.f) << "a recorded copy does not run";
+  EXPECT_GT(a.size(), 0u);
+  EXPECT_TRUE(a == record(base));
+  EXPECT_EQ(spw::launch_record(), nullptr) << "the scope ends the recording";
+  // Any difference in what would be issued makes the records differ.
+  EXPECT_FALSE(a == record([&] {
+    spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 3.f);  // an argument
+    spw::copy_async(host, x.data(), 16, cudaMemcpyDeviceToHost, s);
+  }));
+  EXPECT_FALSE(a == record([&] {
+    spw::launch(add_kernel, dim3(1), dim3(32), 0, s, y.data(), 2.f);  // a pointer
+    spw::copy_async(host, x.data(), 16, cudaMemcpyDeviceToHost, s);
+  }));
+  EXPECT_FALSE(a == record([&] {
+    spw::launch(scale_kernel, dim3(1), dim3(32), 0, s, x.data(), 2.f);  // the kernel
+    spw::copy_async(host, x.data(), 16, cudaMemcpyDeviceToHost, s);
+  }));
+  EXPECT_FALSE(a == record([&] {
+    spw::launch(add_kernel, dim3(1), dim3(16), 0, s, x.data(), 2.f);  // the block
+    spw::copy_async(host, x.data(), 16, cudaMemcpyDeviceToHost, s);
+  }));
+  EXPECT_FALSE(a == record([&] {
+    spw::launch(add_kernel, dim3(1), dim3(32), 0, s, x.data(), 2.f);
+    spw::copy_async(host, x.data(), 8, cudaMemcpyDeviceToHost, s);  // the copy's size
+  }));
+  // Padding never makes equal launches differ: the same values over different stack garbage.
+  auto padded = [&](unsigned char garbage) {
+    alignas(Padded) unsigned char raw[sizeof(Padded)];
+    std::memset(raw, garbage, sizeof raw);
+    Padded* p = new (raw) Padded;
+    p->c = 1;
+    p->i = 7;
+    return record([&] { spw::launch(padded_kernel, dim3(1), dim3(32), 0, s, *p, x.data()); });
+  };
+  EXPECT_TRUE(padded(0x00) == padded(0xab));
+  // Without a record the same calls issue their work.
+  base();
+  EXPECT_EQ(x[0], 3.f);
+  EXPECT_EQ(host[0], 3.f);
   cudaStreamDestroy(s);
 }
 

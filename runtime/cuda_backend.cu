@@ -1,9 +1,11 @@
 // CUDA backend (see cuda_backend.h): sequences, the paged KV pool and the forward pass.
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <optional>
 
 #include "kernels/common/device.h"
+#include "kernels/common/launch.cuh"
 #include "kernels/decode_attention/decode_attention.h"
 #include "kernels/flat_gemm/flat_gemm.h"
 #include "kernels/small_ops/small_ops.h"
@@ -51,6 +53,7 @@ class CudaModel final : public Model {
   size_t weight_bytes() const override { return w_.bytes(); }
   std::string backend_name() const override { return "cuda"; }
   int max_tokens() const override { return max_tokens_; }
+  const CudaGraphStats& graph_stats() const { return graph_stats_; }
 
   int create_sequence() override { return book_->create(); }
   void free_sequence(int id) override {
@@ -87,6 +90,12 @@ class CudaModel final : public Model {
   };
   void run(std::span<const SeqInput> batch, Output out);
   void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out);
+  // A pass's launches (everything after its metadata copy), as a CUDA graph when it has at most
+  // cuda_graph_tokens tokens: `slot` is its (tokens, attention kind, output kind).
+  template <class Launches>
+  void issue(int tokens, int slot, const Launches& launches);
+  template <class Launches>
+  cudaGraph_t capture(const Launches& launches);
   void gemm(const flat_gemm::Plan& p, const void* x, const void* w, const Buffer16& bias, const void* residual,
             void* y) {
     flat_gemm::Args a{x, w, bias.size() ? bias.get() : nullptr, residual, y, lt_.get()};
@@ -123,6 +132,14 @@ class CudaModel final : public Model {
   std::vector<int> table_seqs_, table_lens_;
   std::vector<int32_t> positions_, parents_, sizes_;
   std::vector<int64_t> keep_src_, keep_dst_;
+  // CUDA graphs: per slot the executable graph and the launch record it was captured from.
+  struct GraphSlot {
+    cuda::GraphExec exec;
+    LaunchRecord record;
+  };
+  std::vector<GraphSlot> graphs_;  // [tokens - 1][decode?][output kind: none, logits, argmax]
+  LaunchRecord record_;            // this pass's launches (reused: no allocation in steady state)
+  CudaGraphStats graph_stats_;
 };
 
 CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
@@ -146,6 +163,7 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
   argmax_ = DeviceBuffer<int32_t>(T);
   argmax_host_ = cuda::PinnedArray<int32_t>(T);
   plan_gemms();
+  graphs_.resize(size_t(std::min(o.cuda_graph_tokens, o.max_forward_tokens)) * 6);
 
   // KV pool: what the option asks, else 64 full-length sequences within 3/4 of the free memory
   // (what is left serves a second model, e.g. a drafter, and the rare workspace growth).
@@ -303,6 +321,69 @@ void CudaModel::run(std::span<const SeqInput> batch, Output out) {
   }
 }
 
+template <class Launches>
+cudaGraph_t CudaModel::capture(const Launches& launches) {
+  cudaStream_t s = stream_.get();
+  SPW_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  cudaGraph_t graph = nullptr;
+  try {
+    launches();
+  } catch (...) {
+    cudaStreamEndCapture(s, &graph);  // ends the (invalidated) capture
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw;
+  }
+  SPW_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  return graph;
+}
+
+template <class Launches>
+void CudaModel::issue(int tokens, int slot, const Launches& launches) {
+  if (tokens > opt_.cuda_graph_tokens || !graph_stats_.disabled.empty()) {
+    ++graph_stats_.plain;
+    launches();
+    return;
+  }
+  // What the pass would launch; the host checks of the launches run (and throw) here.
+  record_.clear();
+  {
+    RecordLaunches recording(&record_);
+    launches();
+  }
+  GraphSlot& g = graphs_[slot];
+  if (g.exec && record_ == g.record) {
+    ++graph_stats_.replays;
+    SPW_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
+    return;
+  }
+  try {
+    const cuda::Graph graph(capture(launches));
+    cudaGraphExecUpdateResultInfo info{};
+    if (g.exec && cudaGraphExecUpdate(g.exec.get(), graph.get(), &info) == cudaSuccess) {
+      ++graph_stats_.updates;
+    } else {
+      cudaGetLastError();  // a refused update (other topology) is not an error
+      g.exec.reset();
+      cudaGraphExec_t exec = nullptr;
+      SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
+      g.exec.reset(exec);
+      ++graph_stats_.instantiations;
+    }
+  } catch (const Error& e) {
+    // Capture or instantiation failed on this device: launch kernel by kernel from now on.
+    g.exec.reset();
+    graph_stats_.disabled = e.what();
+    std::fprintf(stderr, "spillway: CUDA backend: CUDA graphs disabled, kernels launched one by one: %s\n", e.what());
+    ++graph_stats_.plain;
+    launches();
+    return;
+  }
+  ++graph_stats_.captures;
+  std::swap(g.record, record_);
+  SPW_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
+}
+
 void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out) {
   const ModelConfig& c = w_.config;
   const MetaLayout& ml = *meta_;
@@ -367,53 +448,56 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   const GemmPlans& g = gemm_plans_[T - 1];
   cudaStream_t s = stream_.get();
   const int qkv_dim = static_cast<int>(q_dim() + 2 * kv_dim());
-  small_ops::embedding({dt, T, c.vocab_size, c.hidden, dm + ml.ids, w_.token_embd.get(), x_.get(), nullptr}, s);
-  for (int l = 0; l < c.num_layers; ++l) {
-    const cuda::DeviceLayer& L = w_.layers[l];
-    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.attn_norm.get(), h_.get(), c.rms_eps}, s);
-    gemm(g.qkv, h_.get(), L.wqkv.get(), L.bqkv, nullptr, qkv_.get());
-    small_ops::RopeArgs ra{dt, T, c.num_heads, c.num_kv_heads, qkv_.get(), qkv_.get() + q_dim(), qkv_dim, qkv_dim,
-                           dm + ml.positions, rope_};
-    small_ops::rope(ra, s);
-    cuda::store_qkv({T, static_cast<int>(q_dim()), static_cast<int>(kv_dim()), qkv_.get(), q_.get(),
-                     decode ? nullptr : k_.get(), decode ? nullptr : v_.get(), k_plane(l), v_plane(l), dm + ml.rows},
-                    s);
-    auto paged = [&](auto& a) {  // the fields both attention families share
-      a.q = q_.get();
-      a.k_pages = k_plane(l);
-      a.v_pages = v_plane(l);
-      a.indptr = dm + ml.indptr;
-      a.indices = dm + ml.indices;
-      a.last_page_len = dm + ml.last_page_len;
-      a.o = att_.get();
-      a.metadata_in_workspace = l > 0;  // layer 0's run copied the pass's metadata in
-    };
-    if (decode) {
-      decode_attention::Args a;
-      paged(a);
-      decode_attention::run(*dplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
-    } else {
-      tree_attention::Args a;
-      paged(a);
-      a.k_tree = k_.get();
-      a.v_tree = v_.get();
-      tree_attention::run(*tplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
-    }
-    gemm(g.wo, att_.get(), L.wo.get(), L.bo, x_.get(), x_.get());  // x += att . Wo^T
-    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.ffn_norm.get(), h_.get(), c.rms_eps}, s);
-    gemm(g.gate_up, h_.get(), L.wgu.get(), L.bgu, nullptr, ffn_.get());  // silu(gate) * up
-    gemm(g.down, ffn_.get(), L.wdown.get(), L.bdown, x_.get(), x_.get());  // x += ffn . Wdown^T
-  }
-  // Output: the lm_head over the pass (skipped when no row of it is wanted, e.g. a prefill),
-  // then the wanted rows (or their greedy tokens) back in the caller's order, runs of rows that
-  // are adjacent on both sides in one copy.
   int wanted = 0;
   for (const PassPiece& p : pass) wanted += p.out_count;
-  if (wanted > 0) {
-    small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
-    gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
-    if (out.tokens) small_ops::argmax(logits_.get(), T, c.vocab_size, argmax_.get(), s);
-  }
+  auto launches = [&] {
+    small_ops::embedding({dt, T, c.vocab_size, c.hidden, dm + ml.ids, w_.token_embd.get(), x_.get(), nullptr}, s);
+    for (int l = 0; l < c.num_layers; ++l) {
+      const cuda::DeviceLayer& L = w_.layers[l];
+      small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.attn_norm.get(), h_.get(), c.rms_eps}, s);
+      gemm(g.qkv, h_.get(), L.wqkv.get(), L.bqkv, nullptr, qkv_.get());
+      small_ops::RopeArgs ra{dt, T, c.num_heads, c.num_kv_heads, qkv_.get(), qkv_.get() + q_dim(), qkv_dim, qkv_dim,
+                             dm + ml.positions, rope_};
+      small_ops::rope(ra, s);
+      cuda::store_qkv({T, static_cast<int>(q_dim()), static_cast<int>(kv_dim()), qkv_.get(), q_.get(),
+                       decode ? nullptr : k_.get(), decode ? nullptr : v_.get(), k_plane(l), v_plane(l),
+                       dm + ml.rows},
+                      s);
+      auto paged = [&](auto& a) {  // the fields both attention families share
+        a.q = q_.get();
+        a.k_pages = k_plane(l);
+        a.v_pages = v_plane(l);
+        a.indptr = dm + ml.indptr;
+        a.indices = dm + ml.indices;
+        a.last_page_len = dm + ml.last_page_len;
+        a.o = att_.get();
+        a.metadata_in_workspace = l > 0;  // layer 0's run copied the pass's metadata in
+      };
+      if (decode) {
+        decode_attention::Args a;
+        paged(a);
+        decode_attention::run(*dplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
+      } else {
+        tree_attention::Args a;
+        paged(a);
+        a.k_tree = k_.get();
+        a.v_tree = v_.get();
+        tree_attention::run(*tplan, a, attn_ws_.get(), attn_ws_.bytes(), s);
+      }
+      gemm(g.wo, att_.get(), L.wo.get(), L.bo, x_.get(), x_.get());  // x += att . Wo^T
+      small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, L.ffn_norm.get(), h_.get(), c.rms_eps}, s);
+      gemm(g.gate_up, h_.get(), L.wgu.get(), L.bgu, nullptr, ffn_.get());  // silu(gate) * up
+      gemm(g.down, ffn_.get(), L.wdown.get(), L.bdown, x_.get(), x_.get());  // x += ffn . Wdown^T
+    }
+    // Output: the lm_head over the pass (skipped when no row of it is wanted, e.g. a prefill).
+    if (wanted > 0) {
+      small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
+      gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
+      if (out.tokens) small_ops::argmax(logits_.get(), T, c.vocab_size, argmax_.get(), s);
+    }
+  };
+  const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : 1;
+  issue(T, ((T - 1) * 2 + (decode ? 1 : 0)) * 3 + output_kind, launches);
   // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
   // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
   if (out.tokens) {
@@ -463,6 +547,12 @@ void require_device(int ordinal, const char* where) {
 }
 
 }  // namespace
+
+CudaGraphStats cuda_graph_stats(const Model& model) {
+  const auto* m = dynamic_cast<const CudaModel*>(&model);
+  SPW_CHECK(m != nullptr, "cuda_graph_stats: model of backend '{}': not a CUDA model", model.backend_name());
+  return m->graph_stats();
+}
 
 std::unique_ptr<Model> make_cuda_model(LlamaWeights weights, const CudaBackendOptions& options) {
   constexpr const char* w = "make_cuda_model";

@@ -20,13 +20,27 @@
 //
 // Host work per pass: the attention plan is rebuilt (its metadata carved from one reused
 // pinned arena: no allocation in steady state) and copied to the device once, for all layers.
-// Not (yet) done: CUDA-graph capture of a whole step (the plans' launch shapes change with the
-// sequence lengths), quantised weights on the device.
+//
+// CUDA graphs: a pass of at most options.cuda_graph_tokens tokens (the decode and verification
+// steps; not long prefills) runs as one CUDA graph, kept per (tokens, attention kind, output
+// kind). Each pass first records what it would launch (spw::LaunchRecord: every kernel with its
+// grid and argument bytes, the metadata copy, cuBLASLt products; nothing is issued), a few
+// microseconds of host work. A record equal to the slot's last one replays the slot's graph
+// (one cudaGraphLaunch instead of ~10 launches per layer); any difference (a new attention
+// split, a grown workspace) captures the pass again and updates the executable graph in place
+// (cudaGraphExecUpdate), or instantiates a new one when the topology changed. Only the
+// per-pass metadata (token ids, positions, page table, the plan's work list) changes between
+// replays; it is copied before the graph runs, and the graph's copy of the plan's work list
+// reads the same pinned address, which the record compares. Should capture fail on a GPU, the
+// backend warns once on stderr and launches kernel by kernel from then on
+// (cuda_graph_stats().disabled says why).
+// Not (yet) done: quantised weights on the device.
 // In a build without CUDA every factory throws spw::Error saying so.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "kernels/common/dtype.h"
 #include "runtime/llama_weights.h"
@@ -44,13 +58,29 @@ struct CudaBackendOptions {
   int max_forward_tokens = 256;     // tokens per internal pass (activation buffers); longer
                                     // forwards (prompt prefill) are split into passes
   bool debug_checks = false;        // validate every page table on the host before use (tests)
+  int cuda_graph_tokens = 128;      // passes of at most this many tokens run as CUDA graphs
+                                    // (see above); 0: every kernel launched on its own
 };
+
+/// How a CUDA model has issued its forward passes (see "CUDA graphs" above).
+struct CudaGraphStats {
+  long long plain = 0;           // passes launched kernel by kernel (larger than cuda_graph_tokens)
+  long long replays = 0;         // passes replayed from a graph captured from identical launches
+  long long captures = 0;        // passes captured (first of their kind, or their launches changed)
+  long long updates = 0;         // captures that updated the slot's executable graph in place
+  long long instantiations = 0;  // captures that needed a new executable graph
+  std::string disabled;          // non-empty: capture failed on this device (why); graphs are off
+};
+
+/// The counters of a model made by make_cuda_model / make_cuda_model_random. Throws spw::Error
+/// for a model of another backend.
+CudaGraphStats cuda_graph_stats(const Model& model);
 
 /// The host checks make_cuda_model / make_cuda_model_random do before touching the device
 /// (exposed so they can be tested without a GPU): options (dtype fp16/bf16, max_tokens >= 0,
-/// page_size 1..1024, kv_cache_bytes >= 0, max_forward_tokens >= 1) and the model shape the
-/// kernels support (head_dim 64/128/256, heads divisible by kv heads, hidden, intermediate and
-/// head sizes multiples of 8, vocab >= 1). Throws spw::Error "<where>: <argument> = <value>: <why>".
+/// page_size 1..1024, kv_cache_bytes >= 0, max_forward_tokens >= 1, cuda_graph_tokens >= 0)
+/// and the model shape the kernels support (head_dim 64/128/256, heads divisible by kv heads,
+/// hidden, intermediate and head sizes multiples of 8, vocab >= 1). Throws spw::Error "<where>: <argument> = <value>: <why>".
 void check_cuda_backend(const ModelConfig& config, const CudaBackendOptions& options, const char* where);
 
 /// check_cuda_backend on weights.config, then the size of every tensor of `weights` against

@@ -15,6 +15,8 @@ void check_cuda_backend(const ModelConfig& c, const CudaBackendOptions& o, const
   SPW_CHECK_ARG(o.page_size >= 1 && o.page_size <= 1024, w, "options.page_size", o.page_size, "must be in 1..1024");
   SPW_CHECK_ARG(o.kv_cache_bytes >= 0, w, "options.kv_cache_bytes", o.kv_cache_bytes, "must be >= 0 (0: automatic)");
   SPW_CHECK_ARG(o.max_forward_tokens >= 1, w, "options.max_forward_tokens", o.max_forward_tokens, "must be >= 1");
+  SPW_CHECK_ARG(o.cuda_graph_tokens >= 0, w, "options.cuda_graph_tokens", o.cuda_graph_tokens,
+                "must be >= 0 (0: no CUDA graphs)");
   SPW_CHECK_ARG(c.vocab_size >= 1, w, "config.vocab_size", c.vocab_size, "must be >= 1");
   SPW_CHECK_ARG(c.num_layers >= 1, w, "config.num_layers", c.num_layers, "must be >= 1");
   SPW_CHECK_ARG(c.hidden >= 8 && c.hidden % 8 == 0, w, "config.hidden", c.hidden,
@@ -103,6 +105,10 @@ std::unique_ptr<Model> make_cuda_model_random(const ModelConfig& config, uint64_
   check_cuda_backend(config, options, "make_cuda_model_random");
   fail("make_cuda_model_random: the CUDA backend is not available: Spillway was built without CUDA (nvcc not found "
        "at configure time, or SPW_ENABLE_CUDA=OFF)");
+}
+CudaGraphStats cuda_graph_stats(const Model& model) {
+  fail("cuda_graph_stats: model of backend '{}': not a CUDA model (Spillway was built without CUDA)",
+       model.backend_name());
 }
 #endif
 

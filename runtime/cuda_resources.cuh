@@ -1,6 +1,6 @@
 // Owning wrappers of the CUDA objects the CUDA backend holds for its lifetime: a stream, an
-// event, pinned host arrays, a cuBLASLt handle. Internal to runtime/*.cu. Destructors ignore
-// errors (they may run while an exception unwinds); creation is checked.
+// event, pinned host arrays, a cuBLASLt handle, CUDA graphs. Internal to runtime/*.cu.
+// Destructors ignore errors (they may run while an exception unwinds); creation is checked.
 #pragma once
 
 #include <cublasLt.h>
@@ -79,6 +79,42 @@ class CublasLt {
 
  private:
   cublasLtHandle_t h_ = nullptr;
+};
+
+/// An executable CUDA graph (empty until reset with one).
+class GraphExec {
+ public:
+  GraphExec() = default;
+  ~GraphExec() { reset(); }
+  GraphExec(GraphExec&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+  GraphExec& operator=(GraphExec&& o) noexcept {
+    std::swap(e_, o.e_);
+    return *this;
+  }
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  cudaGraphExec_t get() const { return e_; }
+  explicit operator bool() const { return e_ != nullptr; }
+  void reset(cudaGraphExec_t e = nullptr) {
+    if (e_) cudaGraphExecDestroy(e_);
+    e_ = e;
+  }
+
+ private:
+  cudaGraphExec_t e_ = nullptr;
+};
+
+/// A captured (not instantiated) CUDA graph.
+class Graph {
+ public:
+  explicit Graph(cudaGraph_t g = nullptr) : g_(g) {}
+  ~Graph() { if (g_) cudaGraphDestroy(g_); }
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  cudaGraph_t get() const { return g_; }
+
+ private:
+  cudaGraph_t g_ = nullptr;
 };
 
 }  // namespace spw::rt::cuda

@@ -16,6 +16,8 @@ struct LoadOptions {
   int threads = 0;              // CPU threads; 0: all
   int device = 0;               // cuda: device ordinal
   DType dtype = DType::f16;     // cuda: weights / activations / KV cache (f16 or bf16)
+  int cuda_graph_tokens = 128;  // cuda: passes of at most this many tokens run as CUDA graphs
+                                // (CudaBackendOptions::cuda_graph_tokens); 0: none
 };
 
 /// Loads `path` (GGUF) and returns the model; throws spw::Error naming what is wrong

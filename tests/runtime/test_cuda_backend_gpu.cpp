@@ -1,7 +1,8 @@
 // CUDA backend against the CPU backend on tiny random models, fp16 and bf16 (skipped without a
 // usable GPU): greedy decoding for 64 steps, chain and tree forwards, rollback and keep_tokens,
 // batches of sequences of different lengths (decode_attention and tree_attention paths),
-// prefill over several passes, and bad input rejected as the CPU backend rejects it.
+// prefill over several passes, bad input rejected as the CPU backend rejects it, and CUDA
+// graphs against plain launches.
 #include "tests/runtime/cuda_vs_cpu.h"
 
 using namespace spw;
@@ -288,6 +289,78 @@ TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
   ASSERT_EQ(tokens.size(), 8u);
   for (size_t r = 0; r < tokens.size(); ++r)
     EXPECT_EQ(tokens[r], greedy_token(std::span<const float>(lg2.data() + r * V, V))) << "row " << r;
+}
+
+// CUDA graphs (cuda_graph_tokens) against kernel-by-kernel launches on the same weights: the
+// same calls give the same bits, through decode steps, trees, chains, rollback, keep_tokens,
+// batches of two lengths and an over-the-limit pass; steps whose launches repeat replay the
+// captured graph. (Replaying whatever a slot holds, ignoring the record, fails this test.)
+TEST_P(CudaVsCpu, CudaGraphsGiveTheBitsOfPlainLaunches) {
+  SPW_REQUIRE_GPU();
+  const CudaBackendOptions base{.dtype = GetParam(), .page_size = 4, .max_forward_tokens = 16};
+  CudaBackendOptions plain_o = base, graph_o = base;
+  plain_o.cuda_graph_tokens = 0;
+  graph_o.cuda_graph_tokens = 8;
+  auto plain = test::cuda_model(models_->qwen2, plain_o), graph = test::cuda_model(models_->qwen2, graph_o);
+  std::vector<float> lp, lg;
+  std::vector<int32_t> tp, tg;
+  int calls = 0;
+  auto both = [&](const std::vector<std::vector<int32_t>>& tokens, const std::vector<std::vector<int32_t>>& parents,
+                  const std::vector<int>& seqs, bool argmax) {
+    std::vector<SeqInput> in;
+    for (size_t i = 0; i < seqs.size(); ++i) in.push_back({seqs[i], tokens[i], parents[i]});
+    if (argmax) {
+      plain->forward_argmax(in, tp);
+      graph->forward_argmax(in, tg);
+      ASSERT_EQ(tp, tg) << "call " << calls;
+    } else {
+      plain->forward(in, lp);
+      graph->forward(in, lg);
+      ASSERT_EQ(lp.size(), lg.size()) << "call " << calls;
+      for (size_t i = 0; i < lp.size(); ++i) ASSERT_EQ(lp[i], lg[i]) << "call " << calls << " value " << i;
+    }
+    ++calls;
+  };
+  auto create = [&] {
+    const int a = plain->create_sequence(), b = graph->create_sequence();
+    EXPECT_EQ(a, b);
+    return a;
+  };
+  const int s0 = create(), s1 = create();
+  both({kPrompt}, {{}}, {s0}, false);  // 9 tokens > 8: launched plainly
+  EXPECT_EQ(cuda_graph_stats(*graph).plain, 1);
+  std::vector<int32_t> one{7};
+  for (int step = 0; step < 40; ++step) {  // context 10..49
+    one[0] = 20 + step % 50;
+    both({one}, {{}}, {s0}, step % 2 == 1);
+  }
+  const CudaGraphStats after_decode = cuda_graph_stats(*graph);
+  EXPECT_GT(after_decode.replays, 20) << "repeated decode steps must replay their graph";
+  EXPECT_GE(after_decode.captures, 2);  // logits and argmax slots
+  // A token tree, then keep a path; a chain; a rollback; a batch of two lengths; again.
+  const std::vector<int32_t> tree{5, 6, 7, 8, 9}, tree_parents{-1, 0, 0, 1, 3};
+  for (int round = 0; round < 3; ++round) {
+    both({tree}, {tree_parents}, {s0}, round == 1);
+    const int len = plain->cached_tokens(s0) - 5;
+    const std::vector<int32_t> keep{0, 1, 3};
+    plain->keep_tokens(s0, len, keep);
+    graph->keep_tokens(s0, len, keep);
+    both({{11, 12, 13}}, {{}}, {s0}, false);
+    plain->rollback(s0, plain->cached_tokens(s0) - 2);
+    graph->rollback(s0, graph->cached_tokens(s0) - 2);
+    both({{14}, {15, 16, 17}}, {{}, {}}, {s0, s1}, false);  // a chain (tree_attention) batch
+    both({{18}, {19}}, {{}, {}}, {s0, s1}, round == 2);      // decode batch of two lengths
+  }
+  const CudaGraphStats end = cuda_graph_stats(*graph);
+  EXPECT_EQ(end.disabled, "");
+  EXPECT_EQ(end.plain, 1);
+  EXPECT_EQ(end.replays + end.captures + end.plain, calls);
+  EXPECT_GT(end.replays, after_decode.replays) << "the repeated rounds replay";
+  EXPECT_EQ(end.captures, end.updates + end.instantiations);
+  const CudaGraphStats none = cuda_graph_stats(*plain);
+  EXPECT_EQ(none.plain, calls);
+  EXPECT_EQ(none.replays + none.captures, 0);
+  EXPECT_THROW(cuda_graph_stats(*load_model(models_->qwen2)), Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaVsCpu, ::testing::Values(DType::f16, DType::bf16),

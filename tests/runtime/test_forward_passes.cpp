@@ -236,6 +236,8 @@ TEST(CudaBackendHost, OptionAndShapeChecksNameTheArgument) {
   bad_opt({.page_size = 0}, "options.page_size = 0: must be in 1..1024");
   bad_opt({.kv_cache_bytes = -1}, "options.kv_cache_bytes = -1");
   bad_opt({.max_forward_tokens = 0}, "options.max_forward_tokens = 0: must be >= 1");
+  bad_opt({.cuda_graph_tokens = -1}, "options.cuda_graph_tokens = -1: must be >= 0 (0: no CUDA graphs)");
+  EXPECT_NO_THROW(check_cuda_backend(c, {.cuda_graph_tokens = 0}, "t"));
   auto bad_shape = [&](auto edit, const std::string& msg) {
     ModelConfig x = c;
     edit(x);

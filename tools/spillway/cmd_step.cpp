@@ -86,14 +86,17 @@ int step(const std::vector<std::string>& argv) {
     fmt::print(
         "usage: spillway step [--model F | --random llama2-7b] [--backend cpu|cuda] [--dtype f16|bf16]\n"
         "                     [--contexts 128,512] [--batch 1] [--ks 1,2,4,8,16,32,64] [--reps 5] [--threads N]\n"
-        "                     [--output logits|argmax]\n"
+        "                     [--output logits|argmax] [--cuda-graph-tokens 128]\n"
         "Median latency of one forward over k new tokens per sequence, for `batch` sequences after a\n"
         "context of C tokens each, as JSON lines (bench/runtime_step.py collects them).\n"
         "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n"
-        "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back).\n");
+        "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back).\n"
+        "--cuda-graph-tokens N: cuda passes of at most N tokens run as CUDA graphs (0: every kernel\n"
+        "launched on its own); how the passes ran is printed to stderr at the end.\n");
     return 0;
   }
-  a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads", "--output"});
+  a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads", "--output",
+          "--cuda-graph-tokens"});
   const std::string output = a.get("--output", "logits");
   SPW_CHECK(output == "logits" || output == "argmax", "--output = '{}': must be logits or argmax", output);
   const auto contexts = parse_list(a.get("--contexts", "128,512"), "contexts");
@@ -105,6 +108,8 @@ int step(const std::vector<std::string>& argv) {
   SPW_CHECK(backend == "cpu" || backend == "cuda", "--backend = '{}': must be cpu or cuda", backend);
   const std::string dtype = a.get("--dtype", "f16");
   SPW_CHECK(dtype == "f16" || dtype == "bf16", "--dtype = '{}': must be f16 or bf16", dtype);
+  const int graph_tokens = a.get_int("--cuda-graph-tokens", 128);
+  SPW_CHECK(graph_tokens >= 0, "--cuda-graph-tokens = {}: must be >= 0 (0: no CUDA graphs)", graph_tokens);
   int longest = 0;
   for (int c : contexts) longest = std::max(longest, c);
   const int max_k = *std::max_element(ks.begin(), ks.end());
@@ -118,6 +123,7 @@ int step(const std::vector<std::string>& argv) {
     spw::rt::CudaBackendOptions co;
     co.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
     co.max_tokens = longest + max_k;
+    co.cuda_graph_tokens = graph_tokens;
     model = spw::rt::make_cuda_model_random(spw::rt::llama2_7b_config(), 1, co);
     label = "llama2-7b-random";
   } else {
@@ -126,6 +132,7 @@ int step(const std::vector<std::string>& argv) {
     lo.backend = backend;
     lo.threads = a.get_int("--threads", 0);
     lo.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
+    lo.cuda_graph_tokens = graph_tokens;
     model = spw::rt::load_model(path, lo);
     label = std::filesystem::path(path).stem().string();
   }
@@ -134,6 +141,12 @@ int step(const std::vector<std::string>& argv) {
   std::mt19937 rng(1);
   for (int batch : batches)
     for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output == "argmax");
+  if (model->backend_name() == "cuda") {
+    const spw::rt::CudaGraphStats g = spw::rt::cuda_graph_stats(*model);
+    fmt::print(stderr, "cuda graphs (tokens <= {}): {} replays, {} captures ({} updates, {} new), {} plain passes{}\n",
+               graph_tokens, g.replays, g.captures, g.updates, g.instantiations, g.plain,
+               g.disabled.empty() ? "" : "; disabled: " + g.disabled);
+  }
   return 0;
 }
 

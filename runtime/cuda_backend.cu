@@ -137,7 +137,11 @@ class CudaModel final : public Model {
     cuda::GraphExec exec;
     LaunchRecord record;
   };
-  std::vector<GraphSlot> graphs_;  // [tokens - 1][decode?][output kind: none, logits, argmax]
+  static constexpr int kSlotsPerTokens = 2 * 3;  // attention kind (tree, decode) x output kind
+  static int graph_slot(int tokens, bool decode, int output_kind) {  // output: 0 none, 1 logits, 2 argmax
+    return (tokens - 1) * kSlotsPerTokens + (decode ? 3 : 0) + output_kind;
+  }
+  std::vector<GraphSlot> graphs_;  // [graph_slot(tokens, decode, output kind)]
   LaunchRecord record_;            // this pass's launches (reused: no allocation in steady state)
   CudaGraphStats graph_stats_;
 };
@@ -163,7 +167,7 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
   argmax_ = DeviceBuffer<int32_t>(T);
   argmax_host_ = cuda::PinnedArray<int32_t>(T);
   plan_gemms();
-  graphs_.resize(size_t(std::min(o.cuda_graph_tokens, o.max_forward_tokens)) * 6);
+  graphs_.resize(size_t(std::min(o.cuda_graph_tokens, o.max_forward_tokens)) * kSlotsPerTokens);
 
   // KV pool: what the option asks, else 64 full-length sequences within 3/4 of the free memory
   // (what is left serves a second model, e.g. a drafter, and the rare workspace growth).
@@ -359,11 +363,15 @@ void CudaModel::issue(int tokens, int slot, const Launches& launches) {
   }
   try {
     const cuda::Graph graph(capture(launches));
-    cudaGraphExecUpdateResultInfo info{};
-    if (g.exec && cudaGraphExecUpdate(g.exec.get(), graph.get(), &info) == cudaSuccess) {
+    bool updated = false;
+    if (g.exec) {
+      cudaGraphExecUpdateResultInfo info{};
+      updated = cudaGraphExecUpdate(g.exec.get(), graph.get(), &info) == cudaSuccess;
+      if (!updated) cudaGetLastError();  // a refused update (other topology) is not an error
+    }
+    if (updated) {
       ++graph_stats_.updates;
     } else {
-      cudaGetLastError();  // a refused update (other topology) is not an error
       g.exec.reset();
       cudaGraphExec_t exec = nullptr;
       SPW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
@@ -497,7 +505,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     }
   };
   const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : 1;
-  issue(T, ((T - 1) * 2 + (decode ? 1 : 0)) * 3 + output_kind, launches);
+  issue(T, graph_slot(T, decode, output_kind), launches);
   // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
   // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
   if (out.tokens) {

@@ -8,7 +8,8 @@ the cost curve speculative decoding relies on (issue 8), plus decode tokens/s at
 bench/results/cpu-<cpu model>/runtime_step.{json,md}.
 --gpu: the CUDA backend on SmolLM2-135M (when models/ has it) and on a Llama-2-7B-shaped model
 with random fp16 weights: k = 1..64 at context 512 and 4K, batch 1 and 8; then decode
-tokens/s (k = 1) at batch 1, 8, 32 (context 512). Results in
+tokens/s (k = 1) at batch 1, 8, 32 (context 512); the argmax curve (greedy verification) is
+measured twice, with the backend's step graphs (default) and with --cuda-graph-tokens 0. Results in
 bench/results/<gpu name>/runtime_step.{json,md} (+ .png with bench/plot.py).
 
 Rows (BENCH_FORMAT shape): `median_us` of one forward (wall clock: forward() returns with the
@@ -46,8 +47,10 @@ def run_step(exe: str, args: list[str]) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None = None) -> dict:
-    """bytes_per_param None: the weight bytes `spillway step` reported (CPU backend)."""
+def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None = None,
+           cuda_graphs: bool | None = None) -> dict:
+    """bytes_per_param None: the weight bytes `spillway step` reported (CPU backend);
+    cuda_graphs: recorded in params when given (CUDA backend: step graphs on or off)."""
     model = r["model"]
     argmax = r.get("output") == "argmax"
     case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("_argmax" if argmax else "")
@@ -60,6 +63,8 @@ def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None 
         params["weight_bytes"] = weight_bytes
     if threads:
         params["threads"] = threads
+    if cuda_graphs is not None:
+        params["cuda_graphs"] = cuda_graphs
     row = {"case": case, "impl": impl, "median_us": round(r["median_ms"] * 1000, 1),
            "tokens_per_s": r["tokens_per_s"], "gbs": round(weight_bytes / secs / 1e9, 1) if weight_bytes else 0.0,
            "pct_copy": 0.0, "params": params}
@@ -130,8 +135,12 @@ def main() -> None:
             for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "32", "--ks", "1"]):
                 rows.append(to_row(r, "spillway:cuda", 2))
             # greedy verification's cost curve: forward_argmax (no logits rows leave the device)
-            for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]):
+            argmax = base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]
+            for r in run_step(a.exe, argmax):
                 rows.append(to_row(r, "spillway:cuda:argmax", 2))
+            # the same curve launched kernel by kernel (no CUDA graphs): what the step graphs save
+            for r in run_step(a.exe, argmax + ["--cuda-graph-tokens", "0"]):
+                rows.append(to_row(r, "spillway:cuda:argmax:no-graphs", 2, cuda_graphs=False))
         except RuntimeError as e:
             skipped.append({"case": value, "impl": "spillway:cuda", "reason": str(e)})
     name, driver = gpu_name_driver()

@@ -27,6 +27,19 @@ with tempfile.TemporaryDirectory() as d:
     f.write_text(json.dumps(doc))
     subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(f), "--logx"], check=True)
     assert (pathlib.Path(d) / "demo.png").stat().st_size > 1000
+# draft_replay's --costs: the batch-1 argmax curve with step graphs (the backend's default);
+# runtime_step's graphs-off rows of the same cases must not replace it.
+from draft_replay import load_costs  # noqa: E402
+
+step = {"rows": [{"impl": impl, "median_us": t * k,
+                  "params": {"model": "m", "batch": 1, "context": 512, "k": k, "output": "argmax",
+                             **({} if graphs else {"cuda_graphs": False})}}
+                 for k in (1, 4) for impl, t, graphs in (("spillway:cuda:argmax", 50.0, True),
+                                                         ("spillway:cuda:argmax:no-graphs", 90.0, False))]}
+with tempfile.TemporaryDirectory() as d:
+    f = pathlib.Path(d) / "runtime_step.json"
+    f.write_text(json.dumps(step))
+    assert load_costs(str(f)) == {1: 50.0, 4: 200.0}, load_costs(str(f))
 # In a git checkout the commit is HEAD's, whatever a leftover .carry/commit.txt says.
 head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
 if head.returncode == 0 and not os.environ.get("SPW_COMMIT"):

@@ -8,15 +8,19 @@
 namespace spw::tree_attention::mma {
 
 struct Shape {
-  int keys;     // K/V rows per shared-memory stage (a multiple of 16)
-  int m_tiles;  // 16-row query tiles a warp keeps in registers (fp32 O accumulators)
-  int stages;   // depth of the cp.async K/V ring
+  int keys;      // K/V rows per shared-memory stage (a multiple of 16)
+  int m_tiles;   // 16-row query tiles a warp keeps in registers (fp32 O accumulators)
+  int stages;    // depth of the cp.async K/V ring
+  int sub_keys;  // keys per score tile (S = Q K^T, softmax, O += P V): divides keys
 };
 
 // Registers bound the rows: a warp's O accumulators are m_tiles * head_dim / 2 floats per lane
-// (128 for every head_dim below), the score tile m_tiles * keys / 2 more.
+// (128 for every head_dim below), the score tile m_tiles * sub_keys / 2 more. head_dim 128
+// walks each 64-key stage in four 16-key score tiles (ptxas, sm_90, CUDA 13: one 64-key tile,
+// 192 accumulator floats per lane, spilled 112 bytes; 32-key tiles still 20; 16-key tiles none,
+// 236 registers), while a barrier still covers 64 keys.
 SPW_HD constexpr Shape shape(int head_dim) {
-  return head_dim == 256 ? Shape{32, 1, 2} : head_dim == 128 ? Shape{64, 2, 2} : Shape{64, 2, 3};
+  return head_dim == 256 ? Shape{32, 1, 2, 32} : head_dim == 128 ? Shape{64, 2, 2, 16} : Shape{64, 2, 3, 64};
 }
 
 inline constexpr int kMinWarps = 4;  // loaders: a small row count still gets 128 threads of cp.async

@@ -16,7 +16,9 @@
 // through a `stages`-deep cp.async ring (3 for head_dim 64, else 2), gathered through the page
 // table 16 bytes at a time like decode_attention (tree part: rows of k_tree / v_tree). Warp w
 // owns the 16-row m-tiles i = mt * warps + w (mt < m_tiles: 2, 1 for head_dim 256) with fp32
-// O accumulators in registers (m_tiles * head_dim / 2 floats per lane) and runs, per tile:
+// O accumulators in registers (m_tiles * head_dim / 2 floats per lane) and runs, per score tile
+// of `sub_keys` keys (the whole stage for head_dim 64 and 256; 16 keys for 128, where score
+// tiles past the last key are skipped, e.g. 3 of 4 for a tree of <= 16 tokens):
 //   S = Q K^T        mma.sync m16n8k16: A = Q from smem (ldmatrix), B = K rows (ldmatrix), each
 //                    B fragment reused by the warp's m-tiles;
 //   scores           x sm_scale (soft cap: cap * tanh(s / cap)) in the log2 domain; keys past
@@ -34,9 +36,9 @@
 //
 // Shared memory: rows_per_cta * (head_dim + 8) * 2 (Q) + stages * 2 * keys * (head_dim + 8) * 2
 // (K/V): head_dim 64: <= 36 + 54 KB; 128: <= 68 + 68 KB; 256: <= 66 + 66 KB. One CTA of 8 warps
-// per SM (255 registers); 4-warp CTAs (<= 64 rows) fit two per SM.
-// Registers (ptxas, sm_90, CUDA 13): head_dim 64: 227, 128: 255 with 112 bytes of spill stores
-// (a few row statistics and prologue values, reloaded from L1 once per tile), 256: 240.
+// per SM; 4-warp CTAs (<= 64 rows) fit two per SM.
+// Registers (ptxas, sm_90, CUDA 13), no spills: head_dim 64: 231, 128: 236, 256: 240 (head_dim
+// 128 spilled 112 bytes with 64-key score tiles; mma_shape.h).
 // Instantiations: {fp16, bf16} x head_dim {64, 128, 256}.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -64,11 +66,13 @@ struct Tile {
   static constexpr int N = kShape.keys;    // keys per K/V stage
   static constexpr int MT = kShape.m_tiles;
   static constexpr int ST = kShape.stages;
-  static constexpr int NT = N / 8;         // n8 score tiles per stage
+  static constexpr int NS = kShape.sub_keys;  // keys per score tile (tile_step)
+  static constexpr int NT = NS / 8;        // n8 score tiles per score tile
   static constexpr int DT = D / 8;         // n8 output tiles
   static constexpr int CH = D / 8;         // 16-byte chunks per row
   static constexpr int RS = mma::row_stride(D);  // smem row stride (elements), padded
   static_assert(N % 16 == 0 && 64 % N == 0, "a stage never straddles a 64-bit mask word");
+  static_assert(NS % 16 == 0 && N % NS == 0, "score tiles divide the stage");
   static_assert(MT >= 1 && MT <= 2 && ST >= 2, "tile shape");
 };
 
@@ -90,13 +94,14 @@ struct StageMask {
   bool masked;
 };
 
-// One K/V stage for the warp's first A (1 or MT) m-tiles: S = Q K^T, mask, online softmax, O += P V.
+// Keys [ko, ko + NS) of a K/V stage for the warp's first A (1 or MT) m-tiles: S = Q K^T, mask,
+// online softmax, O += P V (c's K/V addresses already point at key ko of the stage).
 template <typename T, int D, int A>
-__device__ SPW_FORCEINLINE void tile_step(bool tree, const StepCtx& c, const StageMask& sm,
+__device__ SPW_FORCEINLINE void tile_step(bool tree, int ko, const StepCtx& c, const StageMask& sm,
                                           float (&o)[Tile<D>::MT][Tile<D>::DT][4], SoftmaxState (&st)[Tile<D>::MT][2],
                                           const KernelParams& p) {
   using C = Tile<D>;
-  constexpr int N = C::N, NT = C::NT, DT = C::DT, RS = C::RS;
+  constexpr int NS = C::NS, NT = C::NT, DT = C::DT, RS = C::RS;
   const int lane = threadIdx.x % 32;
   float s[A][NT][4];
 SPW_UNROLL
@@ -148,8 +153,9 @@ SPW_UNROLL
 SPW_UNROLL
       for (int h = 0; h < 2; ++h) {
         uint64_t vis;
-        if (tree) vis = p.masks[sm.tok[mt][h]].bits[sm.kb >> 6] >> (sm.kb & 63);
-        else vis = (1ull << (sm.j1 - sm.kb)) - 1;  // masked prefix stage: 0 < j1 - kb < N <= 64
+        const int kb = sm.kb + ko;  // a stage, hence a score tile, lies in one 64-bit mask word
+        if (tree) vis = p.masks[sm.tok[mt][h]].bits[kb >> 6] >> (kb & 63);
+        else vis = (1ull << (sm.j1 - kb)) - 1;  // masked prefix score tile: 0 < j1 - kb < NS <= 64
 SPW_UNROLL
         for (int n = 0; n < NT; ++n)
 SPW_UNROLL
@@ -192,9 +198,9 @@ SPW_UNROLL
       }
     }
 
-  // O += P V: k16 steps over the stage's keys, pairs of head_dim n8 tiles.
+  // O += P V: k16 steps over the score tile's keys, pairs of head_dim n8 tiles.
 SPW_UNROLL
-  for (int kk = 0; kk < N / 16; ++kk) {
+  for (int kk = 0; kk < NS / 16; ++kk) {
     uint32_t pa[A][4];
 SPW_UNROLL
     for (int mt = 0; mt < A; ++mt) mma::pack_a<T>(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
@@ -227,7 +233,7 @@ struct Cta {
 template <typename T, int D>
 __device__ SPW_FORCEINLINE void cta_body(const KernelParams& p, const Cta& w, unsigned char* smem, bool tree) {
   using C = Tile<D>;
-  constexpr int N = C::N, MT = C::MT, ST = C::ST, DT = C::DT, CH = C::CH, RS = C::RS;
+  constexpr int N = C::N, NS = C::NS, MT = C::MT, ST = C::ST, DT = C::DT, CH = C::CH, RS = C::RS;
   T* sq = reinterpret_cast<T*>(smem);  // [rows_per_cta][RS]
   T* skv = sq + p.rows_per_cta * RS;   // stage i: K [N][RS], V [N][RS]
   const int nthreads = blockDim.x;
@@ -313,12 +319,18 @@ SPW_UNROLL
     if (active == 0) continue;  // warp-uniform; the warp still loads and meets every barrier
 
     sm.kb = w.j0 + t * N;
-    sm.masked = tree || w.j1 - sm.kb < N;
     const uint32_t stage = skv_addr + static_cast<uint32_t>((t % ST) * (2 * N * RS) * 2);
-    c.k_addr = stage + k_lane;
-    c.v_addr = stage + N * RS * 2 + v_lane;
-    if (active == MT) tile_step<T, D, MT>(tree, c, sm, o, st, p);
-    else if constexpr (MT > 1) tile_step<T, D, 1>(tree, c, sm, o, st, p);
+#pragma unroll 1
+    for (int ko = 0; ko < N; ko += NS) {
+      // Past the last key (a prefix chunk's end, or a tree smaller than the stage): nothing is
+      // visible, and a fully masked score tile would change no bit of the state.
+      if (sm.kb + ko >= w.j1) break;
+      sm.masked = tree || w.j1 - (sm.kb + ko) < NS;
+      c.k_addr = stage + static_cast<uint32_t>(ko * RS * 2) + k_lane;
+      c.v_addr = stage + static_cast<uint32_t>((N + ko) * RS * 2) + v_lane;
+      if (active == MT) tile_step<T, D, MT>(tree, ko, c, sm, o, st, p);
+      else if constexpr (MT > 1) tile_step<T, D, 1>(tree, ko, c, sm, o, st, p);
+    }
   }
   cp_async_wait<0>();
 

@@ -43,6 +43,9 @@ DEFAULT_CONFIGS = [(spec, w, k, length)
                    for w in (1, 4, 16)
                    for k in (6, 12)
                    for length in ("adaptive", "fixed")]
+# chains whose length follows the cost curve (--draft-length cost, decode/draft_length.h): run
+# only with --costs, whose t(n) they are given
+DEFAULT_CONFIGS += [(spec, 1, k, "cost") for spec in ("maxgram", "maxgram+bigram") for k in (6, 12)]
 
 
 def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
@@ -121,11 +124,17 @@ def main() -> int:
         args.costs = str(auto) if auto.exists() else ""
         print(f"--costs auto: {args.costs or 'no runtime_step.json in ' + str(out_dir) + ', no estimates'}")
     costs = load_costs(args.costs) if args.costs else {}
+    if not costs and any(c[3] == "cost" for c in configs):
+        print("no --costs: skipping the draft-length-by-cost rows (they need the t(n) curve)")
+        configs = [c for c in configs if c[3] != "cost"]
 
     rows = []
     for spec, tree, k, length in configs:
+        extra = []
+        if length == "cost":  # the policy sees the same t(n) as the estimate below
+            extra = ["--cost-curve", ",".join(f"{cost_at(costs, n):.6g}" for n in range(1, k + 2))]
         res = generate(args, ["--replay", str(reference), "--draft", spec, "--tree", str(tree), "--k", str(k),
-                              "--draft-length", length], prompts)
+                              "--draft-length", length, *extra], prompts)
         tokens = sum(r["tokens"] for r in res)
         passes = sum(r["target_passes"] for r in res)
         drafted = sum(r["drafted"] for r in res)

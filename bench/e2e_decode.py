@@ -13,7 +13,8 @@ plus acceptance of Max-Gram- and bigram-proposed positions separately.
                                 [--k K] [--draft-length adaptive|fixed]
                                 [--modes greedy,sampled] [--only 'LABEL|LABEL|...']
 Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
---only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows) is in the
+--only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows and " cost"
+for the rows whose draft length follows the cost curve) is in the
 '|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
 --modes it fits a run into a limited time (a full CPU run of every row takes over an hour).
 """
@@ -46,6 +47,9 @@ def configs(layers: int, bigram: bool) -> list[tuple]:
         out += [f"vcascade(self:{layers},{mg};lenience=2)",
                 f"hcascade(vcascade(self:{layers},{mg};lenience=2)*3,{mg}*3)"]
     rows = [(spec, 1, None, None) for spec in out]
+    # Chains whose length follows this device's cost curve (--draft-length cost: measured by the
+    # CLI at start), next to the adaptive rows above.
+    rows += [("maxgram", 1, None, "cost")] + ([(mg, 1, None, "cost")] if bigram else [])
     # Token trees (up to 4 branches): more tokens per pass for a wider verification pass, which
     # pays where a pass costs about the same for 1 and 30 tokens (the GPU). The wide row is the
     # best of bench/draft_replay.py's sweep (16 branches, 12 deep, fixed: ~50 tokens per pass).

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 
+#include "decode/draft_length.h"
 #include "decode/token_tree.h"
 #include "decode/verify.h"
 #include "kernels/common/error.h"
@@ -31,6 +32,7 @@ struct SeqState {
   TokenTree tree;
   bool is_tree = false;
   int k_now = 0;  // this sequence's current draft length (DraftLength::adaptive)
+  CostAwareLength cost_len{nullptr};  // DraftLength::cost
 };
 
 void count(DecodeStats& s, size_t pos, const std::string& src, bool acc) {
@@ -70,6 +72,13 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   SPW_CHECK_ARG(params.max_tree_nodes >= 1 && params.max_tree_nodes <= kMaxTreeTokens, where,
                 "max_tree_nodes", params.max_tree_nodes, "must be in [1, 1024]");
   SPW_CHECK_ARG(params.max_new_tokens >= 0, where, "max_new_tokens", params.max_new_tokens, "must be >= 0");
+  const bool by_cost = params.draft_length == DraftLength::cost;
+  SPW_CHECK(!by_cost || params.tree_width == 1,
+            "{}: draft_length cost is for chains: tree_width = {} (use adaptive or fixed for trees)", where,
+            params.tree_width);
+  SPW_CHECK(!by_cost || !params.pass_costs.empty(),
+            "{}: draft_length cost needs pass_costs (the target's t(n); measure_pass_costs measures it)", where);
+  const PassCostCurve curve = by_cost ? PassCostCurve(params.pass_costs) : PassCostCurve();
   const int vocab = target_.config().vocab_size;
   const int max_tokens = target_.max_tokens();
   const double target_cost = estimate_parameters(target_.config());
@@ -98,6 +107,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     s.prompt_len = s.text.size();
     s.rng = Rng(params.sampling.seed + i);
     s.k_now = params.k;
+    s.cost_len = CostAwareLength(&curve);
     s.gen.stats.target_cost = target_cost;
     for (int32_t t : s.text)
       SPW_CHECK(t >= 0 && t < vocab, "{}: prompt {} has token {} outside the vocabulary ({})", where, i, t, vocab);
@@ -152,7 +162,9 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         continue;
       }
       s.is_tree = params.tree_width > 1;
-      const int k = params.draft_length == DraftLength::fixed ? params.k : s.k_now;
+      const int k = params.draft_length == DraftLength::fixed ? params.k
+                    : by_cost                                     ? s.cost_len.choose(params.k)
+                                                                  : s.k_now;
       const int dmax = std::max(0, std::min({k, remaining - 1, room - 1}));
       s.step_tokens.assign(1, s.text.back());
       s.step_parents.clear();
@@ -224,6 +236,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
           if (static_cast<int>(i) < vr.accepted) ++st.accepted_at[i];
         }
         st.drafted += s.chain.tokens.size();
+        if (by_cost) s.cost_len.observe(static_cast<int>(s.chain.tokens.size()), vr.accepted);
         if (!s.chain.tokens.empty())
           s.k_now = vr.accepted == static_cast<int>(s.chain.tokens.size()) ? std::min(params.k, s.k_now + 2)
                                                                             : std::max(1, s.k_now - 1);
@@ -278,6 +291,44 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     out.push_back(std::move(s.gen));
   }
   return out;
+}
+
+}  // namespace spw::decode
+
+namespace spw::decode {
+
+std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context, int reps, int32_t filler) {
+  const char* where = "measure_pass_costs";
+  SPW_CHECK_ARG(max_n >= 1 && max_n <= kMaxDraftTokens + 1, where, "max_n", max_n, "must be in [1, 65]");
+  SPW_CHECK_ARG(context >= 0 && context + max_n <= target.max_tokens(), where, "context", context,
+                "plus max_n must fit the target's context");
+  SPW_CHECK_ARG(reps >= 1, where, "reps", reps, "must be >= 1");
+  SPW_CHECK_ARG(filler >= 0 && filler < target.config().vocab_size, where, "filler", filler,
+                "must be a token of the vocabulary");
+  const int seq = target.create_sequence();
+  struct Free {
+    rt::Model& m;
+    int seq;
+    ~Free() { m.free_sequence(seq); }
+  } release{target, seq};
+  std::vector<float> logits;
+  std::vector<int32_t> out;
+  const std::vector<int32_t> tokens(static_cast<size_t>(context + max_n), filler);
+  if (context > 0) target.forward(std::vector<rt::SeqInput>{{seq, std::span<const int32_t>(tokens.data(), context), {}, 0}}, logits);
+  std::vector<double> curve;
+  for (int n = 1; n <= max_n; ++n) {
+    const std::vector<rt::SeqInput> in{{seq, std::span<const int32_t>(tokens.data() + context, n), {}, -1}};
+    std::vector<double> ms;
+    for (int r = 0; r <= reps; ++r) {
+      const auto t0 = Clock::now();
+      target.forward_argmax(in, out);
+      if (r > 0) ms.push_back(since(t0) * 1e3);  // the first pass of each n warms up
+      target.rollback(seq, context);
+    }
+    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+    curve.push_back(std::max(ms[ms.size() / 2], 1e-6));  // a positive t(n) even off a coarse clock
+  }
+  return curve;
 }
 
 }  // namespace spw::decode

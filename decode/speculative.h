@@ -40,6 +40,9 @@ enum class DraftLength {
              // tree: a path to its deepest level), -1 (down to 1) after one that did not: cheap
              // 1-2 token drafts while the drafter is wrong, long ones while it is right.
              // Exactness is unaffected (the length only depends on earlier steps).
+  cost,      // per sequence, chains only: the length (1..k) that maximises the expected tokens
+             // per unit of target cost, from GenerateParams::pass_costs and the sequence's
+             // recent acceptance per position (decode/draft_length.h).
 };
 
 struct GenerateParams {
@@ -48,12 +51,22 @@ struct GenerateParams {
   DraftLength draft_length = DraftLength::fixed;
   int tree_width = 1;      // 1: chain drafts; > 1: up to tree_width branches (token tree)
   int max_tree_nodes = 64; // tree size limit per step
+  // DraftLength::cost: t(n) of a target pass over n tokens per sequence, n = 1, 2, ... (any
+  // unit; linear beyond the last value), e.g. measure_pass_costs() or runtime_step's curve.
+  std::vector<double> pass_costs;
   SamplingParams sampling; // temperature 0 = greedy; sequence i uses seed + i
   std::vector<int32_t> eos_tokens;
   int32_t bos = -1;        // only used for an empty prompt
   // Called for every emitted token: (index of the sequence in the batch, token).
   std::function<void(int, int32_t)> on_token;
 };
+
+/// Median wall time (ms) of target passes over n = 1..max_n new tokens of one scratch sequence
+/// after a `context`-token prefix of token `filler` (rolled back after each pass; `reps` passes
+/// per n after one warm-up): the curve for DraftLength::cost on this machine. The sequence is
+/// freed before returning.
+std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context = 64, int reps = 5,
+                                       int32_t filler = 1);
 
 enum class StopReason { max_tokens, eos, context_limit, empty_prompt };
 const char* stop_reason_name(StopReason r);

@@ -39,6 +39,7 @@ with tempfile.TemporaryDirectory() as d:
     rows = {r["case"]: r for r in doc["rows"]}
     assert "greedy_none" in rows and "sampled_none" in rows and "greedy_maxgram" in rows, list(rows)
     assert rows["greedy_maxgram tree=4"]["params"]["tree"] == 4, list(rows)  # token-tree rows
+    assert rows["greedy_maxgram cost"]["params"]["draft_length"] == "cost", list(rows)  # by the cost curve
 
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r
@@ -70,17 +71,18 @@ with tempfile.TemporaryDirectory() as d:
     lines = [l for l in open(ROOT / "bench/prompts/e2e_prompts.jsonl") if l.strip()]
     prompts.write_text("".join(lines[0:2] + lines[22:24]))
     configs = d / "configs.json"
-    configs.write_text(json.dumps([["maxgram", 1, 4, "adaptive"], ["maxgram", 4, 6, "fixed"]]))
+    configs.write_text(json.dumps([["maxgram", 1, 4, "adaptive"], ["maxgram", 4, 6, "fixed"], ["maxgram", 1, 4, "cost"]]))
     out = d / "replay"
     subprocess.run([sys.executable, str(ROOT / "bench" / "draft_replay.py"), "--spillway", exe, "--model", str(model),
                     "--prompts", str(prompts), "--max-tokens", "24", "--configs", str(configs),
                     "--costs", str(docs[0]), "--out", str(out)], check=True)
     doc = json.loads((out / "draft_replay.json").read_text())
-    assert doc["name"] == "draft_replay" and len(doc["rows"]) == 2, doc
+    assert doc["name"] == "draft_replay" and len(doc["rows"]) == 3, doc
     for r in doc["rows"]:
         assert r["tokens_per_pass"] >= 1 and r["nodes_per_pass"] >= 1 and r["est_speedup"] > 0, r
         assert r["params"]["prompts"] == 4, r
     assert "| `maxgram` | 4 | 6 | fixed |" in (out / "draft_replay.md").read_text()
+    assert "| `maxgram` | 1 | 4 | cost |" in (out / "draft_replay.md").read_text()  # given the --costs curve
     # --quick (6 prompts, 64 tokens) and --costs auto (the output folder's runtime_step.json)
     quick = d / "replay_quick"
     (quick).mkdir()
@@ -104,6 +106,22 @@ with tempfile.TemporaryDirectory() as d:
     assert all(r["replay"] for r in replayed) and not any(r["replay"] for r in real)
     tree_row = doc["rows"][1]
     assert abs(tree_row["tokens_per_pass"] - sum(r["tokens"] for r in real) / sum(r["target_passes"] for r in real)) < 1e-3
+    # --draft-length cost: measured on the target when no --cost-curve is given (and printed),
+    # given for --replay; bad curves and a curve without the mode are refused
+    cost = [exe, "generate", "--model", str(model), "--prompts", str(prompts), "--max-tokens", "8",
+            "--draft", "maxgram", "--k", "4", "--draft-length", "cost"]
+    run = subprocess.run(cost, capture_output=True, text=True)
+    assert run.returncode == 0 and "draft length by cost, t(n)/t(1) for n = 1..5: 1.00 " in run.stderr, run.stderr
+    run = subprocess.run(cost + ["--replay", str(ref), "--cost-curve", "1,1.2"], capture_output=True, text=True)
+    assert run.returncode == 0 and "t(n)/t(1) for n = 1..2: 1.00 1.20" in run.stderr, run.stderr
+    for extra, msg in ((["--replay", str(ref)], "--replay with --draft-length cost needs --cost-curve"),
+                       (["--cost-curve", "1,x"], "--cost-curve '1,x': 'x' is not a number"),
+                       (["--cost-curve", "1,0"], "t(2) = 0: must be a positive number"),
+                       (["--cost-curve", "1,2", "--tree", "3"], "draft_length cost is for chains: tree_width = 3")):
+        bad = subprocess.run(cost + extra, capture_output=True, text=True)
+        assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
+    bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--cost-curve is for --draft-length cost" in bad.stderr, bad.stderr
     # --replay refuses sampled decoding and prompts it has no output for
     bad = subprocess.run(common + ["--replay", str(ref), "--temperature", "0.7"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--replay needs --prompts and greedy decoding" in bad.stderr, bad.stderr

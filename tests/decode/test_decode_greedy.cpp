@@ -60,12 +60,15 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
   for (int width : {1, 3}) {
     for (int k : {1, 4, 7}) {
       for (const auto& prompt : prompts())
-      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive}) {
+      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}) {
+        if (length == DraftLength::cost && width > 1) continue;  // chains only
         GenerateParams gp;
         gp.max_new_tokens = 30;
         gp.k = k;
         gp.tree_width = width;
         gp.draft_length = length;
+        // by cost: a steep curve (CPU-like: short drafts) for k < 7, a flat one (long drafts) for 7
+        if (length == DraftLength::cost) gp.pass_costs = k < 7 ? std::vector<double>{1, 1.3, 1.7, 2.2} : std::vector<double>{1};
         std::vector<int32_t> streamed;
         gp.on_token = [&](int i, int32_t t) {
           EXPECT_EQ(i, 0);
@@ -74,7 +77,7 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
         auto g = dec.generate(prompt, gp);
         const auto ref = target.greedy_reference(prompt, 30);
         ASSERT_EQ(g.tokens, ref) << GetParam() << " k=" << k << " width=" << width
-                                 << " adaptive=" << (length == DraftLength::adaptive)
+                                 << " length=" << static_cast<int>(length)
                                  << " prompt size " << prompt.size();
         EXPECT_EQ(streamed, g.tokens);
         const bool at_limit = prompt.size() + ref.size() >= static_cast<size_t>(spw::test::kMaxTokens);

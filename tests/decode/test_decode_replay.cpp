@@ -78,16 +78,18 @@ TEST_P(ReplayEquality, SameStepsAsTheRealTarget) {
   int64_t accepted = 0;
   for (int width : {1, 4})
     for (int k : {1, 5})
-      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive})
+      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost})
         for (size_t i = 0; i < ps.size(); ++i) {
+          if (length == DraftLength::cost && width > 1) continue;  // chains only
           GenerateParams gp = rec;
           gp.k = k;
           gp.tree_width = width;
           gp.draft_length = length;
+          if (length == DraftLength::cost) gp.pass_costs = {1, 1.2, 1.5};  // the same curve on both sides
           const auto a = real_dec.generate(ps[i], gp);
           const auto b = replay_dec.generate(ps[i], gp);
-          expect_same_steps(a, b, fmt::format("{} width {} k {} adaptive {} prompt {}", GetParam(), width, k,
-                                              length == DraftLength::adaptive, i));
+          expect_same_steps(a, b, fmt::format("{} width {} k {} length {} prompt {}", GetParam(), width, k,
+                                              static_cast<int>(length), i));
           accepted += b.stats.accepted;
         }
   EXPECT_GT(accepted, 0) << "the drafter never hit: the comparison would be weak";

@@ -20,6 +20,7 @@
 
 #include "decode/bigram.h"
 #include "decode/drafter_config.h"
+#include "decode/draft_length.h"
 #include "decode/replay_model.h"
 #include "decode/speculative.h"
 #include "kernels/common/error.h"
@@ -52,7 +53,11 @@ void usage() {
       "                      when MODEL.bigram exists; grammar in decode/README.md)\n"
       "  --k N               draft tokens per step (default 6; the maximum when adaptive)\n"
       "  --draft-length L    adaptive (default: shorter drafts while they are rejected, longer\n"
-      "                      while accepted) | fixed (always k)\n"
+      "                      while accepted) | fixed (always k) | cost (chains: the length\n"
+      "                      that maximises expected tokens per unit of target time, from the\n"
+      "                      target's cost curve t(n) and the recent acceptance per position)\n"
+      "  --cost-curve LIST   t(1),t(2),... for --draft-length cost (any unit; default: measured\n"
+      "                      on the target at start, printed)\n"
       "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
       "  --compare           run autoregressive decoding first and print the speedup\n"
       "  --temperature T     0 = greedy (default 0)\n"
@@ -140,7 +145,7 @@ uint64_t token_hash(const std::vector<int32_t>& t) {
 }
 
 struct Options {
-  std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay;
+  std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay, cost_curve;
   bool have_prompt = false, compare = false, chat = true;
   decode::GenerateParams gp;
 };
@@ -181,6 +186,26 @@ Run run_one(decode::SpeculativeDecoder& dec, const std::vector<int32_t>& prompt,
   return r;
 }
 
+// "t1,t2,...": the target's pass cost for 1, 2, ... tokens (any unit).
+std::vector<double> parse_cost_curve(const std::string& list) {
+  std::vector<double> out;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    const size_t end = std::min(list.find(',', pos), list.size());
+    const std::string item = list.substr(pos, end - pos);
+    try {
+      size_t used = 0;
+      out.push_back(std::stod(item, &used));
+      if (used != item.size()) throw 0;
+    } catch (...) {
+      fail("generate: --cost-curve '{}': '{}' is not a number (expected t(1),t(2),...)", list, item);
+    }
+    pos = end + 1;
+  }
+  decode::PassCostCurve check(out);  // positive and finite, or an error naming the value
+  return out;
+}
+
 int generate(const std::vector<std::string>& args) {
   Options o;
   o.gp.max_new_tokens = 128;
@@ -211,9 +236,13 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
     else if (a == "--draft-length") {
       const std::string& v = value();
-      SPW_CHECK(v == "fixed" || v == "adaptive", "generate: --draft-length = '{}': must be fixed or adaptive", v);
-      o.gp.draft_length = v == "fixed" ? decode::DraftLength::fixed : decode::DraftLength::adaptive;
+      SPW_CHECK(v == "fixed" || v == "adaptive" || v == "cost",
+                "generate: --draft-length = '{}': must be fixed, adaptive or cost", v);
+      o.gp.draft_length = v == "fixed" ? decode::DraftLength::fixed
+                          : v == "cost" ? decode::DraftLength::cost
+                                        : decode::DraftLength::adaptive;
     }
+    else if (a == "--cost-curve") o.cost_curve = value();
     else if (a == "--tree") o.gp.tree_width = static_cast<int>(number("branches"));
     else if (a == "--compare") o.compare = true;
     else if (a == "--temperature") o.gp.sampling.temperature = static_cast<float>(number("temperature"));
@@ -317,6 +346,20 @@ int generate(const std::vector<std::string>& args) {
   }
   rt::Model& decoder_target = replay ? static_cast<rt::Model&>(*replay) : *target;
   const auto& tcfg = decoder_target.config();
+  if (o.gp.draft_length == decode::DraftLength::cost) {
+    // The target's t(n): given (reproducible; --replay has no target to time), else measured here.
+    if (!o.cost_curve.empty()) {
+      o.gp.pass_costs = parse_cost_curve(o.cost_curve);
+    } else {
+      SPW_CHECK(!replay, "generate: --replay with --draft-length cost needs --cost-curve (no target to time)");
+      o.gp.pass_costs = decode::measure_pass_costs(*target, std::min(o.gp.k + 1, target->max_tokens() - 64));
+    }
+    std::vector<double> rel;
+    for (double t : o.gp.pass_costs) rel.push_back(t / o.gp.pass_costs[0]);
+    fmt::print(stderr, "draft length by cost, t(n)/t(1) for n = 1..{}: {:.2f}\n", rel.size(), fmt::join(rel, " "));
+  } else {
+    SPW_CHECK(o.cost_curve.empty(), "generate: --cost-curve is for --draft-length cost");
+  }
   decode::SpeculativeDecoder ar(decoder_target), spec(decoder_target, factory);
   const bool greedy = o.gp.sampling.greedy();
   fmt::print(stderr, "model {} ({} backend, {} layers, vocab {}), loaded in {:.1f} s; draft: {}{}\n",

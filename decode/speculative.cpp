@@ -293,10 +293,6 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   return out;
 }
 
-}  // namespace spw::decode
-
-namespace spw::decode {
-
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context, int reps, int32_t filler) {
   const char* where = "measure_pass_costs";
   SPW_CHECK_ARG(max_n >= 1 && max_n <= kMaxDraftTokens + 1, where, "max_n", max_n, "must be in [1, 65]");

@@ -117,7 +117,8 @@ with tempfile.TemporaryDirectory() as d:
     for extra, msg in ((["--replay", str(ref)], "--replay with --draft-length cost needs --cost-curve"),
                        (["--cost-curve", "1,x"], "--cost-curve '1,x': 'x' is not a number"),
                        (["--cost-curve", "1,0"], "t(2) = 0: must be a positive number"),
-                       (["--cost-curve", "1,2", "--tree", "3"], "draft_length cost is for chains: tree_width = 3")):
+                       (["--cost-curve", "1,2", "--tree", "3"], "draft_length cost is for chains: tree_width = 3"),
+                       (["--k", "100"], "--k = 100: must be in [0, 64]")):  # before any timing
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)

@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -262,6 +263,7 @@ int generate(const std::vector<std::string>& args) {
     }
   }
   SPW_CHECK_ARG(o.gp.max_new_tokens >= 0, "generate", "--max-tokens", o.gp.max_new_tokens, "must be >= 0");
+  SPW_CHECK_ARG(o.gp.k >= 0 && o.gp.k <= decode::kMaxDraftTokens, "generate", "--k", o.gp.k, "must be in [0, 64]");
   SPW_CHECK(o.replay.empty() || (!o.prompts_file.empty() && o.gp.sampling.greedy()),
             "generate: --replay needs --prompts and greedy decoding (--temperature 0)");
   if (!std::filesystem::exists(o.model)) {
@@ -352,7 +354,9 @@ int generate(const std::vector<std::string>& args) {
       o.gp.pass_costs = parse_cost_curve(o.cost_curve);
     } else {
       SPW_CHECK(!replay, "generate: --replay with --draft-length cost needs --cost-curve (no target to time)");
-      o.gp.pass_costs = decode::measure_pass_costs(*target, std::min(o.gp.k + 1, target->max_tokens() - 64));
+      const int max_n = o.gp.k + 1;
+      const int context = std::max(0, std::min(64, target->max_tokens() - max_n));
+      o.gp.pass_costs = decode::measure_pass_costs(*target, max_n, context);
     }
     std::vector<double> rel;
     for (double t : o.gp.pass_costs) rel.push_back(t / o.gp.pass_costs[0]);

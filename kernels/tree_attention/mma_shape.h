@@ -15,12 +15,17 @@ struct Shape {
 };
 
 // Registers bound the rows: a warp's O accumulators are m_tiles * head_dim / 2 floats per lane
-// (128 for every head_dim below), the score tile m_tiles * sub_keys / 2 more. head_dim 128
-// walks each 64-key stage in four 16-key score tiles (ptxas, sm_90, CUDA 13: one 64-key tile,
-// 192 accumulator floats per lane, spilled 112 bytes; 32-key tiles still 20; 16-key tiles none,
-// 236 registers), while a barrier still covers 64 keys.
+// (128 for every head_dim below), the score tile m_tiles * sub_keys / 2 more.
+// head_dim 128 (ptxas, sm_90, CUDA 13): 64-key score tiles (192 accumulator floats per lane)
+// spill 104 bytes (255 registers); 32-key tiles 20; 16-key tiles none (236 registers). But every
+// score tile reloads the warp's Q fragments from shared memory (D / 16 ldmatrix.x4 per m-tile):
+// per 64-key stage a warp issues 80 ldmatrix.x4 with one score tile, 96 with two, 128 with four,
+// while the spilled code holds 124 bytes of reloads per lane (ptxas' static count). Where the
+// kernel is bound by shared memory (8 warps, 2 m-tiles, a long prefix) that makes 16-key tiles
+// the slower choice on paper, so head_dim 128 keeps one score tile per stage until a GPU
+// measures both (bench/tree_attention.py; change sub_keys here).
 SPW_HD constexpr Shape shape(int head_dim) {
-  return head_dim == 256 ? Shape{32, 1, 2, 32} : head_dim == 128 ? Shape{64, 2, 2, 16} : Shape{64, 2, 3, 64};
+  return head_dim == 256 ? Shape{32, 1, 2, 32} : head_dim == 128 ? Shape{64, 2, 2, 64} : Shape{64, 2, 3, 64};
 }
 
 inline constexpr int kMinWarps = 4;  // loaders: a small row count still gets 128 threads of cp.async

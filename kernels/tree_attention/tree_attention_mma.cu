@@ -17,8 +17,8 @@
 // table 16 bytes at a time like decode_attention (tree part: rows of k_tree / v_tree). Warp w
 // owns the 16-row m-tiles i = mt * warps + w (mt < m_tiles: 2, 1 for head_dim 256) with fp32
 // O accumulators in registers (m_tiles * head_dim / 2 floats per lane) and runs, per score tile
-// of `sub_keys` keys (the whole stage for head_dim 64 and 256; 16 keys for 128, where score
-// tiles past the last key are skipped, e.g. 3 of 4 for a tree of <= 16 tokens):
+// of `sub_keys` keys (mma_shape.h: the whole stage for every head_dim now; with smaller score
+// tiles those past the last key are skipped):
 //   S = Q K^T        mma.sync m16n8k16: A = Q from smem (ldmatrix), B = K rows (ldmatrix), each
 //                    B fragment reused by the warp's m-tiles;
 //   scores           x sm_scale (soft cap: cap * tanh(s / cap)) in the log2 domain; keys past
@@ -37,8 +37,9 @@
 // Shared memory: rows_per_cta * (head_dim + 8) * 2 (Q) + stages * 2 * keys * (head_dim + 8) * 2
 // (K/V): head_dim 64: <= 36 + 54 KB; 128: <= 68 + 68 KB; 256: <= 66 + 66 KB. One CTA of 8 warps
 // per SM; 4-warp CTAs (<= 64 rows) fit two per SM.
-// Registers (ptxas, sm_90, CUDA 13), no spills: head_dim 64: 231, 128: 236, 256: 240 (head_dim
-// 128 spilled 112 bytes with 64-key score tiles; mma_shape.h).
+// Registers (ptxas, sm_90, CUDA 13): head_dim 64: 231, 128: 255 with 104 bytes of spill stores
+// and 124 of reloads (why head_dim 128 does not use smaller score tiles to avoid them:
+// mma_shape.h), 256: 240.
 // Instantiations: {fp16, bf16} x head_dim {64, 128, 256}.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

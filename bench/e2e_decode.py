@@ -11,12 +11,15 @@ plus acceptance of Max-Gram- and bigram-proposed positions separately.
     python3 bench/e2e_decode.py [--spillway build/tools/spillway] [--model M]
                                 [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
                                 [--k K] [--draft-length adaptive|fixed]
-                                [--modes greedy,sampled] [--only 'LABEL|LABEL|...']
+                                [--modes greedy,sampled] [--only 'LABEL|LABEL|...'] [--rounds N]
 Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
 --only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows and " cost"
 for the rows whose draft length follows the cost curve) is in the
 '|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
 --modes it fits a run into a limited time (a full CPU run of every row takes over an hour).
+--rounds N runs every row N times, interleaved (autoregressive first in each round), and reports
+the median tok/s and the median (min-max) of the per-round speedups: on a machine whose speed
+drifts, one sequential pass can put the rows it compares minutes apart.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import datetime
 import json
 import os
 import pathlib
+import statistics
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -66,6 +70,13 @@ def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path, k
     return generate_json(args.spillway, args.model, prompts, args.max_tokens,
                          ["--draft", spec, "--k", str(k or args.k), "--temperature", str(temperature), "--seed", "1",
                           "--draft-length", length or args.draft_length, "--tree", str(tree)], args.backend)
+
+
+def tokens_per_s(res: list[dict]) -> float:
+    """Over a whole prompt set: total tokens / total decode time."""
+    tokens = sum(r["tokens"] for r in res)
+    secs = sum(r["tokens"] / r["tokens_per_s"] for r in res if r["tokens_per_s"] > 0)
+    return tokens / secs if secs else 0.0
 
 
 def plot(json_path: pathlib.Path) -> None:
@@ -114,7 +125,11 @@ def main() -> int:
     ap.add_argument("--plot", default="", help="only redraw the plot of this results file")
     ap.add_argument("--modes", default="greedy,sampled", help="comma-separated: greedy, sampled")
     ap.add_argument("--only", default="", help="'|'-separated row labels to run (none always runs)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every row this many times, interleaved; median tok/s and per-round speedup")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds {args.rounds}: must be >= 1")
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in ("greedy", "sampled")]
     if unknown or not modes:
@@ -140,15 +155,25 @@ def main() -> int:
     for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
         if mode not in modes:
             continue
-        base = None
-        base_tokens = {}
-        for spec, tree, row_k, row_length in rows_to_run:
-            res = run(args, spec, tree, temp, prompts, row_k, row_length)
+        # Every round runs every row once, autoregressive first; a row's speedup is the median
+        # over rounds of its tokens/s over the same round's autoregressive tokens/s, so a
+        # machine whose speed drifts (a shared CPU) compares rows measured close together.
+        runs: dict[tuple, list[list[dict]]] = {row: [] for row in rows_to_run}
+        for rnd in range(args.rounds):
+            if args.rounds > 1:
+                print(f"{mode}: round {rnd + 1} of {args.rounds}", flush=True)
+            for row_cfg in rows_to_run:
+                spec, tree, row_k, row_length = row_cfg
+                runs[row_cfg].append(run(args, spec, tree, temp, prompts, row_k, row_length))
+        base_runs = runs[rows_to_run[0]]  # "none" is always the first row
+        base_tps = [tokens_per_s(res) for res in base_runs]
+        base_tokens = {r["id"]: r["output_hash"] for r in base_runs[0]}
+        for row_cfg in rows_to_run:
+            spec, tree, row_k, row_length = row_cfg
             name = label(spec, tree, row_k, row_length)
-            tokens = sum(r["tokens"] for r in res)
-            # tokens/s over the whole prompt set: total tokens / total decode time.
-            secs = sum(r["tokens"] / r["tokens_per_s"] for r in res if r["tokens_per_s"] > 0)
-            tps = tokens / secs if secs else 0.0
+            res = runs[row_cfg][0]  # counts (passes, acceptance, outputs) from the first round
+            tps_rounds = [tokens_per_s(x) for x in runs[row_cfg]]
+            speedups = [t / b for t, b in zip(tps_rounds, base_tps) if b > 0]
             passes = sum(r["target_passes"] for r in res)
             accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
             src: dict[str, list[int]] = {}
@@ -157,19 +182,20 @@ def main() -> int:
                     s = src.setdefault(k, [0, 0])
                     s[0] += p
                     s[1] += a
-            if spec == "none":
-                base = tps
-                base_tokens = {r["id"]: r["output_hash"] for r in res}
             identical = None
             if mode == "greedy" and spec != "none":
-                identical = all(base_tokens.get(r["id"]) == r["output_hash"] for r in res)
+                identical = all(base_tokens.get(r["id"]) == r["output_hash"] for x in runs[row_cfg] for r in x)
             row = {"case": f"{mode}_{name}", "impl": "spillway" if spec == "none" else f"spillway:{name}",
-                   "tokens_per_s": round(tps, 3), "speedup": round(tps / base, 4) if base else None,
+                   "tokens_per_s": round(statistics.median(tps_rounds), 3),
+                   "speedup": round(statistics.median(speedups), 4) if speedups else None,
                    "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
                    "swi": round(sum(r["swi"] for r in res) / len(res), 4),
                    "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
                    "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
-                              "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res)}}
+                              "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res),
+                              "rounds": args.rounds}}
+            if args.rounds > 1 and speedups:
+                row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)
             if identical is not None:
                 row["identical_to_autoregressive"] = identical
             rows.append(row)
@@ -186,12 +212,14 @@ def main() -> int:
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
           f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise. speedup = tokens/s over autoregressive "
-          "in the same mode and run.", "",
+          "in the same mode and run" + (f"; {args.rounds} interleaved rounds: tok/s is the median over rounds, speedup the "
+                                       "median of the per-round speedups (min-max in brackets)" if args.rounds > 1 else "") + ".", "",
           "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter |", "|---|---|---:|---:|---:|---:|---|"]
     for r in table:
         acc = ", ".join(f"{k} {v:.0%}" for k, v in r["acceptance_by_drafter"].items())
+        spread = f" ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})" if "speedup_min" in r else ""
         md.append(f"| {r['params']['mode']} | `{r['params']['draft']}` | {r['tokens_per_s']:.2f} | "
-                  f"{r['speedup']:.2f}x | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} |")
+                  f"{r['speedup']:.2f}x{spread} | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} |")
     (out_dir / "e2e_decode.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out_dir}/e2e_decode.json and .md")
     plot(out_dir / "e2e_decode.json")

@@ -50,10 +50,14 @@ with tempfile.TemporaryDirectory() as d:
 
     out = d / "e2e_only"  # a subset: --only rows (+ the autoregressive base), --modes
     subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
-                    "--quick", "--max-tokens", "4", "--only", "maxgram", "--modes", "greedy", "--out", str(out)],
-                   check=True)
+                    "--quick", "--max-tokens", "4", "--only", "maxgram", "--modes", "greedy", "--rounds", "2",
+                    "--out", str(out)], check=True)
     doc = json.loads((out / "e2e_decode.json").read_text())
     assert [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc["rows"]
+    mg = doc["rows"][1]  # --rounds 2: median speedup with its spread
+    assert mg["params"]["rounds"] == 2 and mg["speedup_min"] <= mg["speedup"] <= mg["speedup_max"], mg
+    assert mg["identical_to_autoregressive"] is True and doc["rows"][0]["speedup"] == 1.0, doc["rows"]
+    assert "interleaved rounds" in (out / "e2e_decode.md").read_text()
     # with a bigram table: the wide tree row, whose k and draft length are its own
     subprocess.run([exe, "bigram", "build", "--model", str(model), "--text", str(ROOT / "README.md")], check=True)
     subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),

@@ -12,7 +12,8 @@
 // pass of a small model costs the same for 1 or 8 tokens) L* is the longest draft that the
 // acceptance still pays for; on a steep one (a CPU) it stays short. At least one token is
 // drafted, so the acceptance keeps being measured. The length depends only on earlier steps,
-// so verification stays exact.
+// so verification stays exact. In a batch each sequence chooses as if its tokens alone set the
+// pass's cost (t is per sequence; batch-aware costs are not modelled).
 #pragma once
 
 #include <span>

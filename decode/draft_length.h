@@ -27,10 +27,8 @@ class PassCostCurve {
  public:
   PassCostCurve() = default;
   explicit PassCostCurve(std::vector<double> costs);
-  bool empty() const { return t_.empty(); }
   /// Cost of a pass of n >= 1 tokens.
   double at(int n) const;
-  const std::vector<double>& points() const { return t_; }
 
  private:
   std::vector<double> t_;

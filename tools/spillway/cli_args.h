@@ -8,6 +8,19 @@
 
 namespace spw::cli {
 
+/// The items of a comma-separated list, in order ("" gives one empty item).
+inline std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    items.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
+
 /// Options as (name, value) pairs; a flag without a value gets "".
 struct Args {
   std::vector<std::pair<std::string, std::string>> options;

@@ -31,6 +31,7 @@
 #include "runtime/gguf.h"
 #include "runtime/model_loader.h"
 #include "runtime/tokenizer.h"
+#include "tools/spillway/cli_args.h"
 #include "tools/spillway/command.h"
 #include "tools/spillway/open_model.h"
 
@@ -190,10 +191,7 @@ Run run_one(decode::SpeculativeDecoder& dec, const std::vector<int32_t>& prompt,
 // "t1,t2,...": the target's pass cost for 1, 2, ... tokens (any unit).
 std::vector<double> parse_cost_curve(const std::string& list) {
   std::vector<double> out;
-  size_t pos = 0;
-  while (pos <= list.size()) {
-    const size_t end = std::min(list.find(',', pos), list.size());
-    const std::string item = list.substr(pos, end - pos);
+  for (const std::string& item : cli::split_commas(list)) {
     try {
       size_t used = 0;
       out.push_back(std::stod(item, &used));
@@ -201,7 +199,6 @@ std::vector<double> parse_cost_curve(const std::string& list) {
     } catch (...) {
       fail("generate: --cost-curve '{}': '{}' is not a number (expected t(1),t(2),...)", list, item);
     }
-    pos = end + 1;
   }
   decode::PassCostCurve check(out);  // positive and finite, or an error naming the value
   return out;

@@ -18,18 +18,13 @@ namespace {
 
 std::vector<int> parse_list(const std::string& s, const char* name) {
   std::vector<int> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(start, end - start);
+  for (const std::string& item : spw::cli::split_commas(s)) {
     try {
       out.push_back(std::stoi(item));
     } catch (...) {
       spw::fail("--{} = '{}': expected comma-separated integers", name, s);
     }
     SPW_CHECK(out.back() > 0, "--{}: {} must be > 0", name, out.back());
-    start = end + 1;
   }
   return out;
 }

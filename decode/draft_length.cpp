@@ -24,26 +24,29 @@ double PassCostCurve::at(int n) const {
   return std::max(t_[size - 1], t_[size - 1] + slope * (n - size));  // never cheaper than the last point
 }
 
-double CostAwareLength::acceptance(int position) const {
-  // Position 1 over a Beta(1, 1) prior; position i > 1 shrunk towards position i - 1's estimate
-  // (weight of 2 tries), so a position seldom tried borrows its neighbour's acceptance.
+double CostAwareLength::shrunk(int i, double prev) const {
+  // Position 1 over a Beta(1, 1) prior (prev = 0.5); position i > 1 shrunk towards position
+  // i - 1's estimate (weight of 2 tries), so a position seldom tried borrows its neighbour's.
   const auto& tr = tried_[hot_];
   const auto& ac = accepted_[hot_];
+  const size_t u = static_cast<size_t>(i - 1);
+  const double tried = u < tr.size() ? tr[u] : 0.0, acc = u < ac.size() ? ac[u] : 0.0;
+  return (acc + 2.0 * prev) / (tried + 2.0);
+}
+
+double CostAwareLength::acceptance(int position) const {
   double c = 0.5;
-  for (int i = 0; i < position; ++i) {
-    const size_t u = static_cast<size_t>(i);
-    const double tried = u < tr.size() ? tr[u] : 0.0, acc = u < ac.size() ? ac[u] : 0.0;
-    c = (acc + 2.0 * c) / (tried + 2.0);
-  }
+  for (int i = 1; i <= position; ++i) c = shrunk(i, c);
   return c;
 }
 
 int CostAwareLength::choose(int k_max) const {
   if (k_max <= 0) return 0;
   int best_len = 1;
-  double best = -1.0, reach = 1.0, expected = 1.0;
+  double best = -1.0, c = 0.5, reach = 1.0, expected = 1.0;
   for (int len = 1; len <= k_max; ++len) {
-    reach *= acceptance(len);
+    c = shrunk(len, c);  // acceptance(len), one step of its chain
+    reach *= c;
     expected += reach;
     const double value = expected / curve_->at(1 + len);
     if (value > best) best = value, best_len = len;  // ties: the shorter draft

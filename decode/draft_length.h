@@ -46,6 +46,8 @@ class CostAwareLength {
   double acceptance(int position) const;
 
  private:
+  // c_i in the current state from c_{i-1} = prev (0.5 before position 1).
+  double shrunk(int i, double prev) const;
   static constexpr double kForget = 0.9;
   const PassCostCurve* curve_;
   // Decayed counts per position (index i - 1), kept apart after a step whose whole draft was

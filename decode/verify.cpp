@@ -129,15 +129,17 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
     const auto& kids = children[cur + 1];
     int next = -1;
     sampling_probs(lg, params, p);
+    double total = positive_sum(p);  // mass left after the rejected children (kept running)
     for (int c : kids) {
       const int32_t x = tokens[c];
-      double total = 0;
-      for (float v : p) total += v;
       if (rng.uniform() * total < p[x]) {
         next = c;
         break;
       }
-      if (!params.test_broken_residual) p[x] = 0.f;
+      if (!params.test_broken_residual) {
+        total = std::max(0.0, total - p[x]);
+        p[x] = 0.f;
+      }
     }
     if (next < 0) {
       r.next_token = sample(p, rng);

@@ -136,6 +136,38 @@ TEST(GreedyToken, LowestIndexOfTheMaximumAndNaNRules) {
   EXPECT_THROW_MSG(greedy_token(std::vector<float>{}), "greedy_token: empty logits");
 }
 
+// The vectorised greedy_token against the plain scan it replaces, on rows of every length
+// around the 8-lane blocks and a vocabulary-sized one, with ties, NaNs, infinities and
+// signed zeros placed at random (both before and after the maximum).
+TEST(GreedyToken, EqualsTheScalarScanOnRandomRows) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto scan = [](const std::vector<float>& x) {
+    int32_t best = 0;
+    for (size_t i = 1; i < x.size(); ++i)
+      if (x[i] > x[best]) best = static_cast<int32_t>(i);
+    return best;
+  };
+  auto rng = test::make_rng(11);
+  std::uniform_int_distribution<int> small(-3, 3);  // few distinct values: many ties
+  std::uniform_int_distribution<int> kind(0, 19);
+  std::vector<size_t> sizes;
+  for (size_t n = 1; n <= 40; ++n) sizes.push_back(n);
+  sizes.push_back(49152);
+  sizes.push_back(49157);
+  int checked = 0;
+  for (size_t n : sizes)
+    for (int trial = 0; trial < (n > 1000 ? 20 : 200); ++trial) {
+      std::vector<float> x(n);
+      for (auto& v : x) {
+        const int k = kind(rng);
+        v = k == 0 ? nan : k == 1 ? -inf : k == 2 ? (trial % 7 == 0 ? inf : -0.f) : float(small(rng));
+      }
+      ASSERT_EQ(greedy_token(x), scan(x)) << "n = " << n << ", trial " << trial;
+      ++checked;
+    }
+  EXPECT_GT(checked, 8000);
+}
+
 TEST_F(CpuBackend, ChainEqualsSingleTokenSteps) {
   auto m = load_model(path());
   const int V = m->config().vocab_size;

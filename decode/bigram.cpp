@@ -42,6 +42,28 @@ void top_k_of(std::span<const double> w, double total, int k, std::span<BigramTa
   });
   for (int j = 0; j < k; ++j) out[j] = {idx[j], static_cast<float>(w[idx[j]] / total)};
 }
+
+// Top-k of one row of logits, most likely first, ties to the lower id (the order of its
+// softmax, without sorting the vocabulary): one scan keeping the k best in a sorted array; a
+// later token enters only if strictly larger, so equal logits keep the lower id.
+// out[j].prob = probs[token] (the row's softmax).
+void top_k_of_logits(std::span<const float> logits, std::span<const float> probs, int k,
+                     std::span<BigramTable::Entry> out) {
+  int filled = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float l = logits[i];
+    if (filled == k && !(l > logits[out[k - 1].token])) continue;  // NaN never enters
+    if (std::isnan(l)) continue;
+    int j = filled < k ? filled++ : k - 1;
+    for (; j > 0 && l > logits[out[j - 1].token]; --j) out[j] = out[j - 1];
+    out[j] = {static_cast<int32_t>(i), 0.f};
+  }
+  // Fewer than k non-NaN logits: the lowest ids not yet taken.
+  for (int32_t id = 0; filled < k; ++id)
+    if (std::none_of(out.begin(), out.begin() + filled, [&](const auto& e) { return e.token == id; }))
+      out[filled++] = {id, 0.f};
+  for (int j = 0; j < k; ++j) out[j].prob = probs[out[j].token];
+}
 }  // namespace
 
 uint64_t tokenizer_hash(const std::vector<std::string>& token_strings) {
@@ -136,7 +158,7 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
   std::vector<rt::SeqInput> inputs(batch);
   std::vector<float> logits;
-  std::vector<double> w(vocab);
+  std::vector<float> probs;
   const auto start = std::chrono::steady_clock::now();
   try {
     if (base) {
@@ -152,18 +174,9 @@ BigramTable BigramTable::from_model(rt::Model& model, int32_t bos, int top_k, ui
       }
       model.forward(std::span<const rt::SeqInput>(inputs.data(), nb), logits);
       for (int i = 0; i < nb; ++i) {
-        const float* lg = logits.data() + static_cast<size_t>(i) * vocab;
-        const float m = *std::max_element(lg, lg + vocab);
-        double sum = 0;
-        for (int b = 0; b < vocab; ++b) sum += (w[b] = std::exp(double(lg[b]) - m));
-        if (top_k == 1) {  // one scan instead of a sort
-          int best = 0;
-          for (int b = 1; b < vocab; ++b)
-            if (w[b] > w[best]) best = b;
-          t.next_mutable(v0 + i)[0] = {best, static_cast<float>(w[best] / sum)};
-        } else {
-          top_k_of(w, sum, top_k, t.next_mutable(v0 + i));
-        }
+        const std::span<const float> lg(logits.data() + static_cast<size_t>(i) * vocab, vocab);
+        softmax(lg, probs);  // vectorised (decode/sampling.h): ~0.1 ms of a row's time
+        top_k_of_logits(lg, probs, top_k, t.next_mutable(v0 + i));
       }
       if (progress) {
         const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -2,6 +2,8 @@
 // corrupted / truncated / mismatched files rejected with clear errors, builder from a model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -127,6 +129,45 @@ TEST(Bigram, FromModelMatchesDirectArgmaxAndReportsProgress) {
   for (int j = 1; j < 37; ++j)
     if (lg[j] > lg[best]) best = j;
   EXPECT_EQ(t2.most_likely(5), best);
+}
+
+// from_model's top-k (one scan over the logits, no sort) against a full stable sort of the
+// double-precision softmax: the same tokens in the same order (ties to the lower id) and the
+// same probabilities to float rounding. Logits rounded to halves give rows full of ties,
+// including across the k-th place.
+TEST(Bigram, FromModelTopKEqualsAFullSortOfTheSoftmax) {
+  struct Rounded : spw::test::FakeModel {
+    using FakeModel::FakeModel;
+    static float round(float x) { return std::round(x * 2) / 2; }
+    void forward(std::span<const spw::rt::SeqInput> batch, std::vector<float>& logits) override {
+      FakeModel::forward(batch, logits);
+      for (auto& x : logits) x = round(x);
+    }
+  };
+  const int vocab = 150, k = 7;
+  Rounded m(vocab, 64);
+  const auto t = BigramTable::from_model(m, /*bos=*/-1, k, 9, /*batch=*/32);
+  std::vector<float> lg(vocab);
+  int ties_at_k = 0;
+  for (int v = 0; v < vocab; ++v) {
+    std::vector<int32_t> ctx{v};
+    m.logits_after(ctx, 1, lg.data());
+    for (auto& x : lg) x = Rounded::round(x);
+    double mx = -INFINITY, sum = 0;
+    for (float x : lg) mx = std::max(mx, double(x));
+    for (float x : lg) sum += std::exp(x - mx);
+    std::vector<int> order(vocab);
+    for (int i = 0; i < vocab; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
+    ties_at_k += lg[order[k - 1]] == lg[order[k]];
+    const auto row = t.next(v);
+    ASSERT_EQ(row.size(), size_t(k));
+    for (int j = 0; j < k; ++j) {
+      EXPECT_EQ(row[j].token, order[j]) << "row " << v << " place " << j;
+      EXPECT_NEAR(row[j].prob, std::exp(lg[order[j]] - mx) / sum, 1e-6) << "row " << v << " place " << j;
+    }
+  }
+  EXPECT_GT(ties_at_k, 20) << "the rounding should put ties at the k-th place in many rows";
 }
 
 TEST(Bigram, DrafterChains) {

@@ -1,6 +1,6 @@
 // exp(x) for x <= 0 on the host, written so that a compiler vectorises loops over it (no libm
-// call, no branch): the softmax of a whole vocabulary row (decode/sampling.cpp) runs ~10x
-// faster than with std::exp in double, which cost ~0.5 ms per 49k-token row.
+// call, no branch): the softmax of a whole vocabulary row (decode/sampling.cpp) runs ~4x
+// faster than std::exp in double (softmax of a 49k-token row: 0.09 ms instead of ~0.35 ms).
 //
 // Range reduction x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts, so r is exact to
 // float rounding), a degree-7 polynomial for e^r (Cephes' expf coefficients), and 2^n built in

@@ -52,8 +52,7 @@ void top_k_of_logits(std::span<const float> logits, std::span<const float> probs
   int filled = 0;
   for (size_t i = 0; i < logits.size(); ++i) {
     const float l = logits[i];
-    if (filled == k && !(l > logits[out[k - 1].token])) continue;  // NaN never enters
-    if (std::isnan(l)) continue;
+    if (std::isnan(l) || (filled == k && !(l > logits[out[k - 1].token]))) continue;
     int j = filled < k ? filled++ : k - 1;
     for (; j > 0 && l > logits[out[j - 1].token]; --j) out[j] = out[j - 1];
     out[j] = {static_cast<int32_t>(i), 0.f};

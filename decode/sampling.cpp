@@ -1,5 +1,5 @@
 // Sampling helpers (see sampling.h). Loops over a vocabulary row are written to vectorise
-// (8 independent lanes, exp without libm: kernels/common/host_exp.h). Sums are float lanes over
+// (8 independent lanes, exp without libm: kernels/common/host_math.h). Sums are float lanes over
 // blocks of 64 values added in double, so they depend little on the order of float rounding.
 #include "decode/sampling.h"
 
@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "kernels/common/error.h"
-#include "kernels/common/host_exp.h"
+#include "kernels/common/host_math.h"
 #include "runtime/model.h"
 
 namespace spw::decode {
@@ -50,15 +50,7 @@ namespace {
 constexpr size_t kLanes = 8;  // independent accumulators: lets the compiler vectorise the loops
 
 // Largest value (NaN ignored; -inf for an all-NaN or all -inf row).
-float row_max(std::span<const float> x) {
-  float m[kLanes];
-  std::fill_n(m, kLanes, -INFINITY);
-  size_t i = 0;
-  for (; i + kLanes <= x.size(); i += kLanes)
-    for (size_t j = 0; j < kLanes; ++j) m[j] = std::max(m[j], x[i + j]);  // NaN: keeps m[j]
-  for (; i < x.size(); ++i) m[0] = std::max(m[0], x[i]);
-  return *std::max_element(m, m + kLanes);
-}
+float row_max(std::span<const float> x) { return lane_max(x, -INFINITY); }
 
 // Sum of f(x[i]) over the span, in double: float partial sums over kLanes lanes within blocks
 // of 64 values (<= 8 terms per lane), added to a double per block. Vectorises; deterministic.

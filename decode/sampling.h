@@ -33,7 +33,7 @@ int32_t argmax(std::span<const float> logits);  // rt::greedy_token (one tie/NaN
 /// The distribution sampled from: softmax(logits / temperature) restricted to the top-p
 /// nucleus and renormalised. temperature <= 0 gives the one-hot argmax distribution, and so
 /// does a row without a finite maximum (every logit -inf or NaN). Vectorised (exp in float,
-/// kernels/common/host_exp.h; sums in double): ~0.09 ms for a 49k-token row (one EPYC core).
+/// kernels/common/host_math.h; sums in double): ~0.09 ms for a 49k-token row (one EPYC core).
 void sampling_probs(std::span<const float> logits, const SamplingParams& params,
                     std::vector<float>& probs);
 /// Plain softmax (temperature 1, no truncation); same rules as sampling_probs.

@@ -2,10 +2,10 @@
 // shared by every backend.
 #include "runtime/model.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/common/error.h"
+#include "kernels/common/host_math.h"
 
 namespace spw::rt {
 
@@ -18,15 +18,8 @@ int32_t greedy_token(std::span<const float> logits) {
   const float* x = logits.data();
   const size_t n = logits.size();
   if (std::isnan(x[0])) return 0;
-  constexpr size_t kLanes = 8;
-  float m[kLanes];
-  std::fill_n(m, kLanes, x[0]);
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (size_t j = 0; j < kLanes; ++j) m[j] = std::max(m[j], x[i + j]);
-  for (; i < n; ++i) m[0] = std::max(m[0], x[i]);
-  const float best = *std::max_element(m, m + kLanes);
-  for (i = 0; i < n; ++i)
+  const float best = lane_max(logits, x[0]);
+  for (size_t i = 0; i < n; ++i)
     if (x[i] == best) return static_cast<int32_t>(i);
   return 0;  // unreachable: best is one of the values
 }

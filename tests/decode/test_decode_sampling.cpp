@@ -1,5 +1,5 @@
 // The vectorised sampling numerics against plain double-precision references: exp_nonpositive
-// (kernels/common/host_exp.h), softmax / sampling_probs on rows of every length around the
+// (kernels/common/host_math.h), softmax / sampling_probs on rows of every length around the
 // 8-lane and 64-value blocks, the special values (-inf, NaN), positive_sum, and sample()'s
 // block skipping (only positive weights drawn, frequencies by chi-square).
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 
 #include "decode/sampling.h"
 #include "decode/verify.h"
-#include "kernels/common/host_exp.h"
+#include "kernels/common/host_math.h"
 #include "tests/common/helpers.h"
 
 using namespace spw::decode;

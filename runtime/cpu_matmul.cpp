@@ -54,10 +54,15 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
     });
   }
   static reg i8(const int8_t* p) { return map([&](int i) { return static_cast<float>(p[i]); }); }
+  // No table lookup (cpu_matmul_avx512.cpp): declared only, for QRows' discarded branch.
+  static constexpr bool kNibbleTable = false;
+  static reg iota();
+  static reg nib_lookup(const nib& w, int sub, reg table);
 };
 constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
 #include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"

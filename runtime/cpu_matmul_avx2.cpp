@@ -41,10 +41,15 @@ struct V {
   static reg i8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
+  // No table lookup (cpu_matmul_avx512.cpp): declared only, for QRows' discarded branch.
+  static constexpr bool kNibbleTable = false;
+  static reg iota();
+  static reg nib_lookup(const nib& w, int sub, reg table);
 };
 constexpr int kRows = 4, kTokens = 2;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {

@@ -48,10 +48,20 @@ struct V {
   static reg i8(const int8_t* p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
+  // Q4_0 / Q4_1 by table: `table` holds a block's 16 dequantised values (entry q = what
+  // nib_get's q becomes), and nib_lookup picks table[nibble] for the 16 nibbles of vector sub
+  // (vpermps reads the low 4 bits of each index: the low nibbles need no mask). Per 16 weights
+  // that is one permute (and a shift) instead of a mask, a conversion, a multiply and an add.
+  static constexpr bool kNibbleTable = true;
+  static reg iota() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static reg nib_lookup(const nib& w, int sub, reg table) {
+    return _mm512_permutexvar_ps(sub ? _mm512_srli_epi32(w, 4) : w, table);
+  }
 };
 constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = 2, kFusedBlock = 8;  // run_fused's register block
 constexpr int kFusedTokens = 8;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kOneTokenRows = 8, kTwoTokenRows = 4;  // run_fused for T = 1, 2 (8 accumulators)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {

@@ -23,8 +23,10 @@
 //  - QRows<type>: Q8_0 / Q4_0 / Q4_1 rows dequantised in registers, a 32-element block at a
 //    time (scales and nibbles unpacked once per block, V::nib), by the operations of
 //    runtime/dequant_kernels.h in its order (no panel round trip; used when all tokens fit one
-//    token block, so each weight is still converted once). cols is a whole number of
-//    32-element blocks, a multiple of V::lanes: no tail.
+//    token block, so each weight is still converted once). With AVX-512 the 4-bit types apply
+//    those operations to the 16 possible nibble values once per block and look each weight up
+//    in that table (V::nib_lookup): the same values, fewer instructions. cols is a whole
+//    number of 32-element blocks, a multiple of V::lanes: no tail.
 struct F32Rows {
   static constexpr bool kTail = true;
   static constexpr int kStep = V::lanes;  // columns per prep()
@@ -41,6 +43,8 @@ struct QRows {
   static constexpr bool kTail = false;
   static constexpr int kStep = 32;  // one quantisation block per prep(): kStep / V::lanes vectors
   static constexpr int kBytes = TY == TensorType::Q8_0 ? 34 : TY == TensorType::Q4_0 ? 18 : 20;
+  // 4-bit values by a 16-entry table per block where the instruction set has one (V::nib_lookup).
+  static constexpr bool kTable = V::kNibbleTable && TY != TensorType::Q8_0;
   const uint8_t* w;  // weight row 0 of the block
   size_t rb;         // encoded bytes per row
   struct Prep {
@@ -56,16 +60,21 @@ struct QRows {
       p.q8 = reinterpret_cast<const int8_t*>(b + 2);
     } else if constexpr (TY == TensorType::Q4_0) {
       p.q = V::nib_load(b + 2);
+      if constexpr (kTable) p.d = V::mul(V::sub(V::iota(), V::set1(8.f)), p.d);
     } else {
       p.m = V::set1(dq_half(dq_u16(b + 2)));
       p.q = V::nib_load(b + 4);
+      if constexpr (kTable) p.d = V::add(V::mul(V::iota(), p.d), p.m);
     }
     return p;
   }
-  // Lanes sub * V::lanes .. of the block, by dequant_kernels.h's operations.
+  // Lanes sub * V::lanes .. of the block, by dequant_kernels.h's operations (with a table:
+  // the same operations on the 16 possible nibbles, done once per block in prep(), p.d).
   static V::reg get(const Prep& p, int sub) {
     if constexpr (TY == TensorType::Q8_0) {
       return V::mul(V::i8(p.q8 + sub * V::lanes), p.d);
+    } else if constexpr (kTable) {
+      return V::nib_lookup(p.q, sub, p.d);
     } else if constexpr (TY == TensorType::Q4_0) {
       return V::mul(V::sub(V::nib_get(p.q, sub), V::set1(8.f)), p.d);
     } else {
@@ -145,19 +154,32 @@ struct BlockTable {
   BlockTable() { fill_table<Src, NT>(fn, std::make_integer_sequence<int, NR>{}); }
 };
 
-// Weights dequantised in registers, in blocks of kFusedRows rows x kFusedBlock tokens: each
-// weight is converted once per kFusedBlock tokens.
-template <TensorType TY>
-void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
-  static const BlockTable<QRows<TY>, kFusedRows, kFusedBlock> blocks;
-  for (int r = r0; r < r1; r += kFusedRows) {
-    const int rr = r1 - r < kFusedRows ? r1 - r : kFusedRows;
+// Weights dequantised in registers, in blocks of NR rows x NB tokens: each weight is converted
+// once per NB tokens.
+template <TensorType TY, int NR, int NB>
+void run_fused_blocks(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
+  static const BlockTable<QRows<TY>, NR, NB> blocks;
+  for (int r = r0; r < r1; r += NR) {
+    const int rr = r1 - r < NR ? r1 - r : NR;
     const QRows<TY> src{a.wq + r * row_bytes, row_bytes};
-    for (int t = 0; t < a.T; t += kFusedBlock) {
-      const int tt = a.T - t < kFusedBlock ? a.T - t : kFusedBlock;
+    for (int t = 0; t < a.T; t += NB) {
+      const int tt = a.T - t < NB ? a.T - t : NB;
       blocks.fn[rr - 1][tt - 1](a, src, r, t);
     }
   }
+}
+
+// kFusedRows x kFusedBlock blocks, or taller ones for one or two tokens (kOneTokenRows x 1,
+// kTwoTokenRows x 2): a block's FMAs form rows x tokens independent chains, and with fewer than
+// about 8 of them each FMA waits for the previous one of its chain (4 cycles) instead of
+// issuing every cycle. The block shape does not change any element's operations.
+template <TensorType TY>
+void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
+  if constexpr (kOneTokenRows > kFusedRows)
+    if (a.T == 1) return run_fused_blocks<TY, kOneTokenRows, 1>(a, r0, r1, row_bytes);
+  if constexpr (kTwoTokenRows > kFusedRows)
+    if (a.T == 2) return run_fused_blocks<TY, kTwoTokenRows, 2>(a, r0, r1, row_bytes);
+  run_fused_blocks<TY, kFusedRows, kFusedBlock>(a, r0, r1, row_bytes);
 }
 
 void run_blocked(const MatmulArgs& a, int r0, int r1, const detail::Panel& p) {

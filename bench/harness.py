@@ -27,6 +27,7 @@ import json
 import math
 import os
 import pathlib
+import signal
 import statistics
 import sys
 import time
@@ -37,6 +38,8 @@ import torch
 from results_format import device_slug, git_commit, gpu_name_driver, markdown_table  # noqa: F401 (git_commit: harness.git_commit)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# How a benchmark stopped by a time limit ends, after writing what it has (a test replaces it).
+_hard_exit = os._exit
 
 
 # ---------------------------------------------------------------- the C ABI library
@@ -137,6 +140,10 @@ class Bench:
         self.skips: list[tuple[str, str, str]] = []
         self._case: tuple[str, dict] | None = None
         self.failures = 0
+        self.incomplete = ""
+        # A time limit (`timeout`, tools/gpu/run_all.sh's deadline) sends SIGTERM: the rows
+        # measured so far are still written, marked incomplete, instead of being lost.
+        signal.signal(signal.SIGTERM, self._stopped)
         self.copy_gbs = self.measure_copy_bandwidth()
         print(f"[{name}] {self.device}, {self.sm_count} SMs, L2 {self.l2_bytes >> 20} MiB, "
               f"copy bandwidth {self.copy_gbs:.1f} GB/s", flush=True)
@@ -211,6 +218,19 @@ class Bench:
         self.skips.append((case, impl, reason))
         print(f"  {case:<44} {impl:<22} skipped: {reason}", flush=True)
 
+    def _stopped(self, signum, frame) -> None:
+        """SIGTERM handler: writes the rows measured so far, marked incomplete, and exits 124
+        (what `timeout` reports) without running the rest of the grid."""
+        self.incomplete = (f"stopped by {signal.Signals(signum).name} (a time limit) after "
+                           f"{len(self.rows)} rows; the rest of the grid was not run")
+        print(f"[{self.name}] {self.incomplete}", flush=True)
+        try:
+            self.write()
+        except SystemExit as e:  # failed cases: already reported by write()
+            print(e, flush=True)
+        finally:
+            _hard_exit(124)
+
     # ------------------------------------------------------------ output
     def write(self) -> pathlib.Path:
         out_dir = pathlib.Path(self.args.out) / device_slug(self.device)
@@ -219,6 +239,8 @@ class Bench:
                "commit": git_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "copy_bandwidth_gbs": round(self.copy_gbs, 1), "rows": self.rows}
+        if self.incomplete:
+            doc["incomplete"] = self.incomplete
         if self.skips:
             doc["skipped"] = [{"case": c, "impl": i, "reason": r} for c, i, r in self.skips]
         json_path = out_dir / f"{self.name}.json"

@@ -107,8 +107,10 @@ def markdown_table(doc: dict) -> str:
     lines = [f"# {doc['name']} — {doc['device']}", "",
              f"driver {doc['driver']}, commit `{doc['commit'][:12]}`, {doc['date']}, "
              f"copy bandwidth {doc['copy_bandwidth_gbs']} GB/s (read + write). "
-             "`vs spillway` = this impl's time / Spillway's time (> 1: Spillway faster).", "",
-             "| case | impl | median µs | GB/s | % of copy | TFLOP/s | vs spillway |",
+             "`vs spillway` = this impl's time / Spillway's time (> 1: Spillway faster).", ""]
+    if doc.get("incomplete"):
+        lines += [f"**Incomplete**: {doc['incomplete']}.", ""]
+    lines += ["| case | impl | median µs | GB/s | % of copy | TFLOP/s | vs spillway |",
              "|---|---|---:|---:|---:|---:|---:|"]
     ours = {r["case"]: r["median_us"] for r in doc["rows"] if r["impl"] == "spillway"}
     for r in doc["rows"]:

@@ -4,6 +4,7 @@
 without a GPU. Run by ctest as `bench_harness_fake_torch`."""
 import json
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -111,6 +112,37 @@ with tempfile.TemporaryDirectory() as d:
     assert len(doc["rows"]) == 1 and doc["skipped"][0]["case"] == "bad_case", doc
     assert doc["skipped"][1]["case"] == "bad_case2" and "bad input 7" in doc["skipped"][1]["reason"], doc
     assert "spillway differs from torch" in doc["skipped"][0]["reason"], doc
+    # a time limit's SIGTERM mid-grid: the rows so far are written, marked incomplete, exit 124
+    class HardExit(Exception):
+        pass
+
+    def hard_exit(code):
+        raise HardExit(code)
+
+    harness._hard_exit = hard_exit
+    b3 = harness.Bench("demo_cut", ["--out", d, "--reps", "20"])
+    b3.case("first_case", {})
+    b3.time("spillway", lambda i: None, bytes=1e6)
+    b3.case("second_case", {})
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the benchmark")
+    except HardExit as e:
+        assert e.args == (124,), e.args
+    doc = json.loads((path.parent / "demo_cut.json").read_text())
+    assert len(doc["rows"]) == 1 and "SIGTERM" in doc["incomplete"] and "after 1 rows" in doc["incomplete"], doc
+    md = (path.parent / "demo_cut.md").read_text()
+    assert "**Incomplete**: stopped by SIGTERM" in md and "| first_case | spillway |" in md, md
+    b4 = harness.Bench("demo_cut_fail", ["--out", d, "--reps", "20"])  # a failed case as well
+    b4.case("bad", {})
+    b4.fail(RuntimeError("wrong"))
+    try:
+        signal.raise_signal(signal.SIGTERM)
+    except HardExit as e:
+        assert e.args == (124,), e.args
+    doc = json.loads((path.parent / "demo_cut_fail.json").read_text())
+    assert doc["incomplete"] and doc["skipped"][0]["case"] == "bad", doc
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         harness.Bench("demo", ["--reps", "5"])
         raise AssertionError("--reps 5 accepted")

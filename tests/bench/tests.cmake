@@ -18,3 +18,9 @@ if(Python3_FOUND)
   set_tests_properties(bench_cpu_scripts PROPERTIES LABELS cpu TIMEOUT 600
                        PASS_REGULAR_EXPRESSION "cpu bench scripts ok")
 endif()
+if(Python3_FOUND)
+  add_test(NAME gpu_script_deadline
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_run_all_deadline.py)
+  set_tests_properties(gpu_script_deadline PROPERTIES LABELS cpu TIMEOUT 120
+                       PASS_REGULAR_EXPRESSION "run_all deadline ok")
+endif()

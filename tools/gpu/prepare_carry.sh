@@ -8,8 +8,8 @@
 #   .carry-model-1/, .carry-model-2/  the two halves of the default model (and its .bigram
 #                      table when built), when models/ has it: one device call carries at most
 #                      64 MiB, so carry [".carry", ".carry-model-1"] in one call and
-#                      [".carry-model-2"] in the next (paths carried before stay on a warm
-#                      machine); tools/gpu/run_all.sh joins them into models/.
+#                      [".carry-model-2"] in the next, issued at once (a machine stays warm
+#                      30 s); tools/gpu/run_all.sh joins them into models/.
 # --flashinfer: also downloads the FlashInfer baseline for the attention benchmarks into .whl/
 # (flashinfer-python 0.6.18.post1, 18 MB, and the four of its dependencies the GPU image lacks:
 # apache-tvm-ffi, cuda-tile, nccl4py, nvidia-cudnn-frontend; ~37 MB in all, checked to import
@@ -44,6 +44,6 @@ if [ "${1:-}" = "--flashinfer" ]; then
     cuda-tile nvidia-cudnn-frontend nccl4py
   du -sh .whl
 fi
-echo "carry ready: pass carry=[\".carry\", \".carry-model-1\"] to the first device call (build),"
-echo "carry=[\".carry-model-2\"] to the second (run_all.sh joins the model halves), and [\".whl\"] (if"
-echo "present) to the call that runs the attention benchmarks (one call carries at most 64 MiB)"
+echo "carry ready: README.md, \"Running on a GPU\", gives the two device calls (call 1 carries"
+echo "[\".carry\", \".carry-model-1\"], call 2 at once [\".carry-model-2\"]; .whl, if present, replaces"
+echo "the model half in call 1: one call carries at most 64 MiB)"

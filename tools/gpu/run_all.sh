@@ -14,9 +14,14 @@
 # SPW_RACECHECK_FILTER (gtest filters) and SPW_MEMCHECK_TIMEOUT / SPW_RACECHECK_TIMEOUT (300 s per
 # binary) bound the sanitizer stage; SPW_BENCH_TIMEOUT (900 s)
 # per benchmark; SPW_E2E_FULL=1 the whole e2e prompt set.
-# With a short device budget (15 minutes in all): `build` first, then `test` (the failures say
-# what to fix), then `bench quick` with SPW_BENCHES set to the families being worked on;
-# `sanitize` is the slowest stage (memcheck of every gpu test binary).
+# SPW_DEADLINE=S: the whole run ends within S seconds of its start (give a device call's
+# timeout_s minus ~40 s): every step's time limit is cut to what is left, a step that would get
+# under 20 s is skipped (and said so), and the logs and results are packed whatever happened;
+# a benchmark stopped by its limit still writes the rows it measured, marked incomplete
+# (bench/harness.py). SPW_TEST_JOBS (4): gpu tests run at once (one GPU, 16 cores).
+# Stages run in the order given, so put first what matters most. With a short device budget
+# (15 minutes in all, a machine kept warm for only 30 s between calls) README.md's "Running on
+# a GPU" gives the two calls to make.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/spillway-out}
@@ -27,6 +32,20 @@ has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; 
 summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 status=0
+t_start=$(date +%s)
+# limit WANTED: the seconds a step may take, WANTED cut to what SPW_DEADLINE leaves (10 s
+# kept for packing); prints 0 when under 20 s are left, and the step is then skipped.
+limit() {
+  local want=$1 left
+  [ -z "${SPW_DEADLINE:-}" ] && { echo "$want"; return; }
+  left=$(( SPW_DEADLINE - ($(date +%s) - t_start) - 10 ))
+  [ "$left" -lt 20 ] && { echo 0; return; }
+  [ "$left" -lt "$want" ] && want=$left
+  echo "$want"
+}
+# bounded SECONDS CMD...: CMD under `timeout` (SIGTERM, then SIGKILL 10 s later); 124 = timed out
+bounded() { local s=$1; shift; timeout -k 10 "$s" "$@"; }
+skipped() { note "$1: skipped, SPW_DEADLINE=${SPW_DEADLINE}s reached"; }
 
 if [ -f .whl/.installed ] || ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -42,24 +61,38 @@ if [ ! -f "$model" ] && ls .carry-model-1/part-* .carry-model-2/part-* >/dev/nul
 fi
 note "spillway GPU run, commit $SPW_COMMIT, $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$summary"
-if [ -f "$model" ]; then note "model: $model ($(du -h "$model" | cut -f1))"; else note "model: $model absent (its tests skip)"; fi
+if [ -f "$model" ]; then note "model: $model ($(du -h "$model" | cut -f1))"
+elif [ -d .carry-model-2 ] && [ ! -d .carry-model-1 ]; then
+  # half 1 came with an earlier call, on a machine given back since (warm only 30 s)
+  # (the call that carries half 2 is there for the model alone: stop before spending more)
+  note "model: half 1 is gone (the machine went cold between calls): stopping; carry both halves to one warm machine"
+  tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+  exit 3
+else note "model: $model absent (its tests skip)"; fi
 
 if has build; then
   t0=$(date +%s)
-  # (the CPU-simulator copies of the GPU tests are left out: the real GPU runs them)
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSPW_SIM_TESTS=OFF \
-    -DSPW_FMT_INCLUDE_DIR="$PWD/.carry/fmt" -DSPW_GTEST_SOURCE_DIR="$PWD/.carry/googletest" \
-    > "$OUT/logs/configure.log" 2>&1 \
-    && cmake --build build-gpu -j "$(nproc)" > "$OUT/logs/build.log" 2>&1
-  rc=$?; note "build: rc=$rc ($(( $(date +%s) - t0 ))s)"; [ $rc -ne 0 ] && { tail -30 "$OUT/logs/build.log"; status=1; }
+  s=$(limit 1800)
+  if [ "$s" -eq 0 ]; then skipped build; else
+    # (the CPU-simulator copies of the GPU tests are left out: the real GPU runs them)
+    cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSPW_SIM_TESTS=OFF \
+      -DSPW_FMT_INCLUDE_DIR="$PWD/.carry/fmt" -DSPW_GTEST_SOURCE_DIR="$PWD/.carry/googletest" \
+      > "$OUT/logs/configure.log" 2>&1 \
+      && bounded "$s" cmake --build build-gpu -j "$(nproc)" > "$OUT/logs/build.log" 2>&1
+    rc=$?; note "build: rc=$rc ($(( $(date +%s) - t0 ))s)"; [ $rc -ne 0 ] && { tail -30 "$OUT/logs/build.log"; status=1; }
+  fi
 fi
 
 if has test; then
-  (cd build-gpu && ctest -L gpu ${SPW_TEST_FILTER:+-R "$SPW_TEST_FILTER"} --output-on-failure --timeout 600) \
-    > "$OUT/logs/ctest_gpu.log" 2>&1
-  rc=$?; note "ctest -L gpu: rc=$rc — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
-  grep -E "\*\*\*(Failed|Exception|Timeout)|^[[:space:]]+[0-9]+ - " "$OUT/logs/ctest_gpu.log" | grep -v "(Skipped)" | head -30 | tee -a "$summary"
-  [ $rc -ne 0 ] && status=1
+  s=$(limit 1800)
+  if [ "$s" -eq 0 ]; then skipped "ctest -L gpu"; else
+    # ctest --stop-time would need a clock time; its own --timeout bounds each test
+    (cd build-gpu && bounded "$s" ctest -L gpu ${SPW_TEST_FILTER:+-R "$SPW_TEST_FILTER"} -j "${SPW_TEST_JOBS:-4}" \
+      --output-on-failure --timeout "$(( s < 600 ? s : 600 ))") > "$OUT/logs/ctest_gpu.log" 2>&1
+    rc=$?; note "ctest -L gpu: rc=$rc$([ $rc -eq 124 ] && echo ' (time limit: unfinished)') — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
+    grep -E "\*\*\*(Failed|Exception|Timeout)|^[[:space:]]+[0-9]+ - " "$OUT/logs/ctest_gpu.log" | grep -v "(Skipped)" | head -30 | tee -a "$summary"
+    [ $rc -ne 0 ] && status=1
+  fi
 fi
 
 if has sanitize; then
@@ -67,21 +100,28 @@ if has sanitize; then
     [ -x "$exe" ] || continue
     name=$(basename "$exe")
     # bounded per binary (memcheck slows kernels 10-100x); rc 124 = timed out, inconclusive
-    timeout "${SPW_MEMCHECK_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 1 \
+    s=$(limit "${SPW_MEMCHECK_TIMEOUT:-300}")
+    if [ "$s" -eq 0 ]; then skipped "memcheck $name"; continue; fi
+    bounded "$s" compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$exe" --gtest_filter="${SPW_MEMCHECK_FILTER:-*}" > "$OUT/logs/memcheck_$name.log" 2>&1
     rc=$?
-    if [ $rc -eq 124 ]; then note "memcheck $name: timed out after ${SPW_MEMCHECK_TIMEOUT:-300}s (inconclusive)"
+    if [ $rc -eq 124 ]; then note "memcheck $name: timed out after ${s}s (inconclusive)"
     else note "memcheck $name: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/logs/memcheck_$name.log" | tail -1)"
       [ $rc -ne 0 ] && status=1
     fi
     # racecheck on the shared-memory kernels (attention, GEMM, SGMV), bounded in time
     case $name in
       *attention*|*gemm*|*sgmv*)
-        timeout "${SPW_RACECHECK_TIMEOUT:-300}" compute-sanitizer --tool racecheck --error-exitcode 1 \
+        s=$(limit "${SPW_RACECHECK_TIMEOUT:-300}")
+        if [ "$s" -eq 0 ]; then skipped "racecheck $name"; continue; fi
+        bounded "$s" compute-sanitizer --tool racecheck --error-exitcode 1 \
           "$exe" --gtest_filter="${SPW_RACECHECK_FILTER:-*}" \
           > "$OUT/logs/racecheck_$name.log" 2>&1
-        rc=$?; note "racecheck $name: rc=$rc $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/logs/racecheck_$name.log" | tail -1)"
-        [ $rc -ne 0 ] && status=1;;
+        rc=$?
+        if [ $rc -eq 124 ]; then note "racecheck $name: timed out after ${s}s (inconclusive)"
+        else note "racecheck $name: rc=$rc $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/logs/racecheck_$name.log" | tail -1)"
+          [ $rc -ne 0 ] && status=1
+        fi;;
     esac
   done
 fi
@@ -104,11 +144,18 @@ if has bench; then
       # drafting configurations replayed over greedy outputs recorded on the CUDA backend
       draft_replay) extra=(--backend cuda --costs auto);;
     esac
-    (cd bench && PYTHONUNBUFFERED=1 timeout "${SPW_BENCH_TIMEOUT:-900}" python3 "$name.py" $qflag "${extra[@]}") \
+    s=$(limit "${SPW_BENCH_TIMEOUT:-900}")
+    if [ "$s" -eq 0 ]; then skipped "bench $name"; continue; fi
+    (cd bench && PYTHONUNBUFFERED=1 bounded "$s" python3 "$name.py" $qflag "${extra[@]}") \
       > "$OUT/logs/bench_$name.log" 2>&1
-    rc=$?; note "bench $name: rc=$rc"; [ $rc -ne 0 ] && { tail -5 "$OUT/logs/bench_$name.log"; status=1; }
+    rc=$?; note "bench $name: rc=$rc$([ $rc -eq 124 ] && echo " (stopped after ${s}s: rows so far written, marked incomplete)")"
+    [ $rc -ne 0 ] && { tail -5 "$OUT/logs/bench_$name.log"; status=1; }
   done
-  for j in bench/results/*/*.json; do python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true; done
+  # plots of this run's results only (the committed ones are older than $OUT/summary.txt)
+  find bench/results -name "*.json" -newer "$summary" | while read -r j; do
+    s=$(limit 60); [ "$s" -eq 0 ] && break
+    bounded "$s" python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true
+  done
   tar czf "$OUT/results.tar.gz" bench/results
 fi
 

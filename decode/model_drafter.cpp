@@ -33,7 +33,7 @@ void ModelDrafter::collect_costs(std::vector<DraftCost>& out) const {
 }
 
 bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_t> extra,
-                        size_t rows, std::vector<float>* out, std::vector<int32_t>* greedy) {
+                        size_t rows, std::span<const float>* out, std::vector<int32_t>* greedy) {
   const size_t total = context.size() + extra.size();
   if (context.empty() || total > static_cast<size_t>(model_->max_tokens())) return false;
   if (seq_ < 0) seq_ = model_->create_sequence();
@@ -48,7 +48,7 @@ bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_
   fed.insert(fed.end(), extra.begin(), extra.end());
   rt::SeqInput in{seq_, fed, {}, static_cast<int>(std::min(rows, fed.size()))};
   if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), *greedy);
-  else model_->forward(std::span<const rt::SeqInput>(&in, 1), *out);
+  else *out = model_->forward_view(std::span<const rt::SeqInput>(&in, 1));
   ++forwards_;
   cached_.insert(cached_.end(), fed.begin(), fed.end());
   return true;
@@ -62,7 +62,8 @@ Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
   if (k <= 0) return d;
   // Greedy drafting reads only the model's greedy token (forward_argmax), sampling its logits.
   const bool greedy = sampling_.greedy();
-  std::vector<float> logits, q;
+  std::span<const float> logits;  // the model's view (forward_view): valid until its next one
+  std::vector<float> q;
   std::vector<int32_t> top, step;
   for (int i = 0; i < k; ++i) {
     if (i == 0) {
@@ -70,7 +71,7 @@ Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
     } else {
       rt::SeqInput in{seq_, step, {}};
       if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), top);
-      else model_->forward(std::span<const rt::SeqInput>(&in, 1), logits);
+      else logits = model_->forward_view(std::span<const rt::SeqInput>(&in, 1));
       ++forwards_;
       cached_.push_back(step[0]);
     }
@@ -92,7 +93,7 @@ Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
 std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
   std::vector<Draft> out;
   if (context.empty() || k <= 0) return out;
-  std::vector<float> first;
+  std::span<const float> first;  // valid until the next forward_view (propose() below)
   if (!feed(context, {}, 1, &first, nullptr)) return out;
   std::vector<int32_t> order(vocab_);
   std::iota(order.begin(), order.end(), 0);
@@ -111,7 +112,7 @@ std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, 
 
 std::vector<std::vector<float>> ModelDrafter::score(std::span<const int32_t> context,
                                                     std::span<const int32_t> draft) {
-  std::vector<float> logits;
+  std::span<const float> logits;
   std::vector<std::vector<float>> rows;
   if (!feed(context, draft, draft.size() + 1, &logits, nullptr)) return rows;
   const size_t n = logits.size() / vocab_;

@@ -40,9 +40,10 @@ class ModelDrafter final : public Drafter {
 
  private:
   // Feeds context[lcp:] + extra; returns the logits rows of the last `rows` fed tokens in
-  // *out, or (greedy != nullptr) only their greedy tokens.
+  // *out (the model's forward_view: valid until its next one), or (greedy != nullptr) only
+  // their greedy tokens.
   bool feed(std::span<const int32_t> context, std::span<const int32_t> extra, size_t rows,
-            std::vector<float>* out, std::vector<int32_t>* greedy);
+            std::span<const float>* out, std::vector<int32_t>* greedy);
 
   std::shared_ptr<rt::Model> model_;
   std::string name_;

@@ -131,9 +131,11 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     if (s.text.size() > 1)
       inputs.push_back({s.seq_id, std::span<const int32_t>(s.text.data(), s.text.size() - 1), {}, /*logits_rows=*/0});
   }
-  std::vector<float> logits;
   std::vector<int32_t> target_tokens;
-  if (!inputs.empty()) target_.forward(inputs, logits);  // no rows wanted: fills the caches
+  if (!inputs.empty()) {
+    std::vector<float> none;
+    target_.forward(inputs, none);  // no rows wanted: fills the caches
+  }
   const double prefill_s = since(t_prefill);
   for (auto& s : seqs) s.gen.stats.prefill_s = prefill_s;
 
@@ -207,11 +209,14 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     if (active.empty()) break;
 
     // Greedy verification reads only the target's greedy tokens: forward_argmax (on the CUDA
-    // backend 4 bytes per row leave the device instead of a row of logits).
+    // backend 4 bytes per row leave the device instead of a row of logits); sampled
+    // verification reads the rows where the model left them (forward_view: pinned memory that
+    // the CUDA backend copies into directly).
     const bool greedy = params.sampling.greedy();
     const auto t_fwd = Clock::now();
+    std::span<const float> logits;
     if (greedy) target_.forward_argmax(inputs, target_tokens);
-    else target_.forward(inputs, logits);
+    else logits = target_.forward_view(inputs);
     const double fwd_s = since(t_fwd);
     size_t row = 0;
     for (SeqState* sp : active) {

@@ -70,6 +70,12 @@ class CudaModel final : public Model {
   void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens) override {
     run(batch, {nullptr, &tokens});
   }
+  std::span<const float> forward_view(std::span<const SeqInput> batch) override {
+    Output o;
+    o.pinned_logits = true;
+    const size_t floats = run(batch, o);
+    return {logits_host_.get(), floats};
+  }
 
  private:
   void check_seq(int id, const char* where) const {
@@ -83,12 +89,17 @@ class CudaModel final : public Model {
   void make_biases_uniform();
   void plan_gemms();
   void ensure_attention_workspace(size_t bytes);
-  // What a forward returns: the wanted rows' logits, or only their greedy tokens.
+  // What a forward returns: the wanted rows' logits (into the caller's vector, or into
+  // logits_host_ for forward_view), or only their greedy tokens.
   struct Output {
     std::vector<float>* logits = nullptr;
     std::vector<int32_t>* tokens = nullptr;
+    bool pinned_logits = false;
+    float* logits_dst = nullptr;  // set by run(): where the wanted rows' logits go
   };
-  void run(std::span<const SeqInput> batch, Output out);
+  // Returns the number of logits written (wanted rows x vocab_size; 0 for argmax output).
+  size_t run(std::span<const SeqInput> batch, Output out);
+  void reserve_logits_host(size_t floats);
   void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out);
   // A pass's launches (everything after its metadata copy), as a CUDA graph when it has at most
   // cuda_graph_tokens tokens: `slot` is its (tokens, attention kind, output kind).
@@ -117,6 +128,7 @@ class CudaModel final : public Model {
   DeviceBuffer<float> logits_;
   DeviceBuffer<int32_t> argmax_;  // [max_forward_tokens] greedy token of each logits_ row
   cuda::PinnedArray<int32_t> argmax_host_;  // argmax_ of the pass, copied back with one async copy
+  cuda::PinnedArray<float> logits_host_;    // forward_view()'s rows (reserve_logits_host)
   std::vector<GemmPlans> gemm_plans_;  // [m - 1]
   Bytes gemm_ws_, attn_ws_;
   std::optional<MetaLayout> meta_;
@@ -291,7 +303,16 @@ void CudaModel::keep_tokens(int id, int base, std::span<const int32_t> offsets) 
   stream_.sync();  // keep_host_ is reused by the next call
 }
 
-void CudaModel::run(std::span<const SeqInput> batch, Output out) {
+// Grows geometrically up to a full pass (max_forward_tokens rows): a run of sampled steps
+// allocates once or twice, then never. The old buffer's cudaFreeHost waits for the device,
+// which is idle here (the previous forward ended with a sync).
+void CudaModel::reserve_logits_host(size_t floats) {
+  if (logits_host_.size() >= floats) return;
+  const size_t full_pass = size_t(opt_.max_forward_tokens) * w_.config.vocab_size;
+  logits_host_ = cuda::PinnedArray<float>(std::max(floats, std::min(2 * logits_host_.size(), full_pass)));
+}
+
+size_t CudaModel::run(std::span<const SeqInput> batch, Output out) {
   const ModelConfig& c = w_.config;
   ForwardLimits lim{c.vocab_size, max_tokens_, opt_.max_forward_tokens, tree_attention::kMaxTreeTokens};
   const ForwardPasses fp = plan_forward_passes(batch, [&](int id) {
@@ -314,10 +335,18 @@ void CudaModel::run(std::span<const SeqInput> batch, Output out) {
     decode_plans_.clear();
     tree_plans_.clear();
     plan_host_.reset();  // the previous forward ended with a sync: nothing reads the arena now
-    if (out.logits) out.logits->resize(static_cast<size_t>(fp.total_rows) * c.vocab_size);
+    const size_t floats = out.tokens ? 0 : static_cast<size_t>(fp.total_rows) * c.vocab_size;
+    if (out.logits) {
+      out.logits->resize(floats);
+      out.logits_dst = out.logits->data();
+    } else if (out.pinned_logits) {
+      reserve_logits_host(floats);
+      out.logits_dst = logits_host_.get();
+    }
     if (out.tokens) out.tokens->resize(fp.total_rows);
     for (const auto& pass : fp.passes) run_pass(pass, batch, out);
     stream_.sync();
+    return floats;
   } catch (...) {
     cudaStreamSynchronize(stream_.get());  // let queued work finish before the plans go
     undo();
@@ -523,11 +552,11 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     return;
   }
   // Logits: the wanted rows back in the caller's order, runs of rows that are adjacent on both
-  // sides in one copy (into the caller's pageable vector: staging them through pinned memory
-  // would need a pinned buffer as large as the device's logits).
+  // sides in one copy (into logits_host_, pinned, for forward_view; into the caller's pageable
+  // vector for forward, which the driver stages).
   const size_t V = c.vocab_size;
   auto copy_rows = [&](int src_row, int dst_row, int rows) {
-    SPW_CUDA_CHECK(cudaMemcpyAsync(out.logits->data() + size_t(dst_row) * V, logits_.get() + size_t(src_row) * V,
+    SPW_CUDA_CHECK(cudaMemcpyAsync(out.logits_dst + size_t(dst_row) * V, logits_.get() + size_t(src_row) * V,
                                    size_t(rows) * V * sizeof(float), cudaMemcpyDeviceToHost, s));
   };
   int run_src = 0, run_dst = 0, run_rows = 0, pass_row = 0;

@@ -12,7 +12,8 @@
 // KV cache: one device pool of pages (page_size tokens; per layer a K plane and a V plane of
 // [num_pages, page_size, kv_heads, head_dim]) shared by all sequences; runtime/paged_kv.h keeps
 // the page lists, so rollback frees pages and keep_tokens moves only the kept rows. The residual
-// stream is kept in the compute dtype; logits are fp32, copied to the host at the end of forward().
+// stream is kept in the compute dtype; logits are fp32, copied to the host at the end of forward()
+// (into the caller's vector; forward_view: into pinned memory the model owns).
 //
 // Passes: a forward is cut into passes of at most max_forward_tokens tokens (activation buffers
 // are sized for that) and at most 128 tokens per sequence (tree_attention's limit); a long chain

@@ -33,4 +33,9 @@ void Model::forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>
     tokens[r] = greedy_token(std::span<const float>(logits.data() + r * vocab, vocab));
 }
 
+std::span<const float> Model::forward_view(std::span<const SeqInput> batch) {
+  forward(batch, view_rows_);
+  return view_rows_;
+}
+
 }  // namespace spw::rt

@@ -94,6 +94,15 @@ class Model {
   /// and copies 4 bytes per row instead of 4 * vocab_size.
   virtual void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens);
 
+  /// forward(), leaving the logits in memory the model owns instead of a caller's vector: the
+  /// same rows, in the same order, with the same values. What sampled decoding reads. On the
+  /// CUDA backend that memory is pinned, so the device writes the rows straight into it (into
+  /// a pageable vector the driver stages every copy through a pinned buffer of its own, a second
+  /// pass over each row); it grows only when a pass wants more rows than any pass before. The
+  /// default runs forward() into a vector the model keeps. The view is valid until the next
+  /// forward_view() on this model.
+  virtual std::span<const float> forward_view(std::span<const SeqInput> batch);
+
   /// Drops every cached token at position >= new_len (new_len <= cached_tokens).
   virtual void rollback(int seq_id, int new_len) = 0;
 
@@ -101,6 +110,9 @@ class Model {
   /// (offsets strictly increasing), moved to base + i; the cache then holds base +
   /// offsets.size() tokens. Used to keep the accepted root-to-leaf path of a token tree.
   virtual void keep_tokens(int seq_id, int base, std::span<const int32_t> offsets) = 0;
+
+ private:
+  std::vector<float> view_rows_;  // forward_view()'s rows (default implementation)
 };
 
 }  // namespace spw::rt

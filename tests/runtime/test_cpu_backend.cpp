@@ -125,6 +125,13 @@ TEST_F(CpuBackend, WantedRowsAndArgmaxMatchTheFullForward) {
   const auto s3 = fresh();
   EXPECT_THROW_MSG(m->forward(std::vector<SeqInput>{{s3[0], a, {}, 6}}, none),
                    "Model::forward: batch[0].logits_rows = 6: must be -1 (all) or in 0..5");
+  // forward_view (the default: forward into a vector the model keeps) gives the same rows.
+  const auto s4 = fresh();
+  const std::span<const float> view =
+      m->forward_view(std::vector<SeqInput>{{s4[0], a, {}, 2}, {s4[1], b, {}, 0}, {s4[2], c, {}, 4}});
+  ASSERT_EQ(view.size(), some.size());
+  EXPECT_EQ(std::memcmp(view.data(), some.data(), some.size() * sizeof(float)), 0);
+  EXPECT_TRUE(m->forward_view(std::vector<SeqInput>{{s4[1], std::span(&next, 1), {}, 0}}).empty());
 }
 
 TEST(GreedyToken, LowestIndexOfTheMaximumAndNaNRules) {

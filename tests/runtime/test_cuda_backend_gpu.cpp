@@ -3,6 +3,9 @@
 // batches of sequences of different lengths (decode_attention and tree_attention paths),
 // prefill over several passes, bad input rejected as the CPU backend rejects it, and CUDA
 // graphs against plain launches.
+#include <cmath>
+#include <cstring>
+
 #include "tests/runtime/cuda_vs_cpu.h"
 
 using namespace spw;
@@ -289,6 +292,39 @@ TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
   ASSERT_EQ(tokens.size(), 8u);
   for (size_t r = 0; r < tokens.size(); ++r)
     EXPECT_EQ(tokens[r], greedy_token(std::span<const float>(lg2.data() + r * V, V))) << "row " << r;
+}
+
+// forward_view (logits into the model's pinned buffer) against forward (into a vector) on twin
+// sequences: the same bits, over several passes (max_forward_tokens 8), a view that needs the
+// buffer to grow, one that fits in it, one of 0 rows, and an argmax forward in between.
+TEST_P(CudaVsCpu, ForwardViewGivesTheBitsOfForward) {
+  SPW_REQUIRE_GPU();
+  CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
+  o.dtype = GetParam();
+  auto gpu = test::cuda_model(models_->untied, o);
+  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  const int va = gpu->create_sequence(), vb = gpu->create_sequence();  // viewed
+  const int fa = gpu->create_sequence(), fb = gpu->create_sequence();  // forward into a vector
+  auto same_bits = [&](std::vector<SeqInput> viewed, std::vector<SeqInput> plain) {
+    const std::span<const float> view = gpu->forward_view(viewed);
+    std::vector<float> want;
+    gpu->forward(plain, want);
+    return view.size() == want.size() && std::equal(view.begin(), view.end(), want.begin(), [](float x, float y) {
+             return std::memcmp(&x, &y, sizeof x) == 0;
+           });
+  };
+  const int V = gpu->config().vocab_size;
+  EXPECT_TRUE(same_bits({{va, a, {}, 2}, {vb, b, {}, 1}}, {{fa, a, {}, 2}, {fb, b, {}, 1}}));  // 3 rows
+  EXPECT_TRUE(same_bits({{va, c, {}, -1}, {vb, c, {}, 5}}, {{fa, c, {}, -1}, {fb, c, {}, 5}}));  // 10: grows
+  std::vector<int32_t> tokens;
+  const int32_t t1 = 7;
+  gpu->forward_argmax(std::vector<SeqInput>{{va, std::span(&t1, 1), {}}}, tokens);
+  gpu->forward_argmax(std::vector<SeqInput>{{fa, std::span(&t1, 1), {}}}, tokens);
+  EXPECT_TRUE(same_bits({{va, b, {}, -1}}, {{fa, b, {}, -1}}));  // 3 rows: fits
+  EXPECT_TRUE(gpu->forward_view(std::vector<SeqInput>{{vb, b, {}, 0}}).empty());
+  const std::span<const float> view = gpu->forward_view(std::vector<SeqInput>{{va, std::span(&t1, 1), {}}});
+  ASSERT_EQ(view.size(), size_t(V));
+  for (float x : view) ASSERT_TRUE(std::isfinite(x));
 }
 
 // CUDA graphs (cuda_graph_tokens) against kernel-by-kernel launches on the same weights: the

@@ -4,7 +4,7 @@
 # and CI. The CUDA toolkit is optional: without nvcc the CPU-only build is made.
 set -euo pipefail
 
-debs=(cmake g++ make clang libclang-rt-14-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev python3 python3-pip)
+debs=(cmake g++ make clang libclang-rt-14-dev libfmt-dev libgtest-dev libgmock-dev python3 python3-pip)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,13 +59,15 @@ def setup_lib(lib):
 
 
 class Planned:
-    """A C-ABI plan with its workspace; call(x, w, y) launches on the current torch stream."""
+    """A C-ABI plan with its workspace; call(x, w, y) launches on the current torch stream.
+    has_residual: y = x . w^T + residual (call's residual; may be y itself)."""
 
-    def __init__(self, lib, lt, m, n, k, dt, impl=AUTO, split_k=0, algo=0):
+    def __init__(self, lib, lt, m, n, k, dt, impl=AUTO, split_k=0, algo=0, has_residual=0, sm_count=0):
         self.lib, self.lt, self.algo = lib, lt, algo
-        p = Problem(dt, dt, m, n, k, 0, 0, 0, impl, split_k, algo)
+        p = Problem(dt, dt, m, n, k, 0, has_residual, 0, impl, split_k, algo)
         self.handle = ctypes.c_void_p()
-        harness.check(lib, lib.spw_flat_gemm_plan_create(ctypes.byref(p), 0, ctypes.byref(self.handle)), "plan")
+        harness.check(lib, lib.spw_flat_gemm_plan_create(ctypes.byref(p), sm_count, ctypes.byref(self.handle)),
+                      "plan")
         i, s, t, ws = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_size_t()
         harness.check(lib, lib.spw_flat_gemm_plan_info(self.handle, ctypes.byref(i), ctypes.byref(s),
                                                        ctypes.byref(t), ctypes.byref(ws)), "plan_info")
@@ -73,8 +75,9 @@ class Planned:
         self.ws_bytes = ws.value
         self.ws = torch.empty(max(self.ws_bytes, 16), dtype=torch.uint8, device="cuda")
 
-    def call(self, x, w, y):
-        harness.check(self.lib, self.lib.spw_flat_gemm_run(self.handle, x.data_ptr(), w.data_ptr(), None, None,
+    def call(self, x, w, y, residual=None):
+        harness.check(self.lib, self.lib.spw_flat_gemm_run(self.handle, x.data_ptr(), w.data_ptr(), None,
+                                                           None if residual is None else residual.data_ptr(),
                                                            y.data_ptr(), self.ws.data_ptr(), self.ws_bytes,
                                                            self.lt, harness.stream_ptr()), "run")
 

@@ -14,7 +14,9 @@ Impls (same process, same inputs):
   gather_bmm      PyTorch: per-token gather of A and B, two bmm (the usual naive approach)
   cublas_grouped  cublasGemmGroupedBatchedEx, one problem per segment, shrink then expand
                   (bench-only entry spw_sgmv_baseline_cublas_grouped), fp16/bf16 intermediate
-  flat_gemm_loop  skipped: no flat_gemm C ABI in the library when this bench was written
+  flat_gemm_loop  Spillway's flat GEMM (spw_flat_gemm_run, dispatcher's plan) twice per segment
+                  with an adapter: v = x A^T (fp16), then y = v B + y (residual epilogue, in
+                  place); B kept transposed per adapter ([hidden, rank], made before timing)
 Bytes: each used adapter's A and B read once, x read, y read and written.
 Plot: python3 bench/plot.py bench/results/<device>/sgmv.json --x segments --y median_us --facet layout
 """
@@ -22,6 +24,7 @@ import ctypes
 
 import torch
 
+import flat_gemm
 import harness
 
 HIDDEN = 4096
@@ -139,10 +142,14 @@ def run_spillway_two_calls(lib, plan, workspace, b):
                   "spw_sgmv_expand")
 
 
-def verify(lib, plan, workspace, b, what):
-    """Runs ours once and checks up to 16 segments against fp32 torch; y is restored after."""
+def verify(lib, plan, workspace, b, what, run=None):
+    """Runs ours once (or run(), a baseline) and checks up to 16 segments against fp32 torch; y is
+    restored after."""
     y0 = b.y.clone()
-    run_spillway(lib, plan, workspace, b)
+    if run is None:
+        run_spillway(lib, plan, workspace, b)
+    else:
+        run()
     torch.cuda.synchronize()
     out = b.y.float()
     b.y.copy_(y0)
@@ -155,7 +162,8 @@ def verify(lib, plan, workspace, b, what):
         ref = y0[s:e].float() + (b.x[s:e].float() @ b.A[a, :r].float().t()) @ b.B[a, :r].float()
         err = (out[s:e] - ref).abs().max().item()
         if not err <= 3e-2 * max(1.0, ref.abs().max().item()):
-            raise RuntimeError(f"{what}: spillway differs from fp32 torch on segment {i}: max abs error {err:.3g}")
+            who = "spillway" if run is None else "baseline"
+            raise RuntimeError(f"{what}: {who} differs from fp32 torch on segment {i}: max abs error {err:.3g}")
 
 
 def run_gather_bmm(b):
@@ -178,6 +186,44 @@ def run_cublas_grouped(lib, b, shape):
                                                             1.0, 1.0, s), "cublas expand")
 
 
+class FlatGemmLoop:
+    """The flat-GEMM-per-segment baseline on one Batch: plans per (rows, n, k, residual), B^T per
+    used adapter and a contiguous fp16 v per segment, all made here, outside the timing."""
+
+    def __init__(self, lib, lt, b, sm_count=0):
+        self.plans = {}
+        bt = {a: b.B[a, :b.ranks[a]].t().contiguous() for a in sorted(set(b.ids)) if a >= 0}
+        total = sum((b.starts[i + 1] - b.starts[i]) * b.ranks[a] for i, a in enumerate(b.ids) if a >= 0)
+        self.v = torch.empty(max(1, total), dtype=DTYPE, device="cuda")
+        self.steps = []  # (shrink plan, x, A, v, expand plan, B^T, y) per segment with an adapter
+        off = 0
+        for i, a in enumerate(b.ids):
+            s, e = b.starts[i], b.starts[i + 1]
+            if a < 0 or e == s:
+                continue
+            m, r = e - s, b.ranks[a]
+            v = self.v[off:off + m * r]
+            off += m * r
+            self.steps.append((self.plan(lib, lt, m, r, HIDDEN, 0, sm_count), b.x[s:e], b.A[a, :r], v,
+                               self.plan(lib, lt, m, HIDDEN, r, 1, sm_count), bt[a], b.y[s:e]))
+
+    def plan(self, lib, lt, m, n, k, residual, sm_count):
+        key = (m, n, k, residual)
+        if key not in self.plans:
+            self.plans[key] = flat_gemm.Planned(lib, lt, m, n, k, SPW_FP16, has_residual=residual,
+                                                sm_count=sm_count)
+        return self.plans[key]
+
+    def run(self):
+        for shrink, x, a, v, expand, bt, y in self.steps:
+            shrink.call(x, a, v)
+            expand.call(v, bt, y, residual=y)
+
+    def close(self):
+        for pl in self.plans.values():
+            pl.close()
+
+
 def cublas_shapes(b):
     n = len(b.lens)
     m = int_array(b.lens)
@@ -192,7 +238,7 @@ def time_case(b_, *args, **kwargs):
     b_.attempt(_time_case, b_, *args, **kwargs)
 
 
-def _time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False):
+def _time_case(b_, lib, lt, name, params, lens, ids, ranks, rank_max, flops_on=False):
     if not b_.case(name, params):
         return
     probe = Batch(lens, ids, ranks, rank_max)
@@ -203,6 +249,7 @@ def _time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False
     batches = [probe] + [Batch(lens, ids, ranks, rank_max) for _ in range(sets - 1)]
     flops = 4.0 * sum(ln * ranks[a] * HIDDEN for ln, a in zip(lens, ids)) if flops_on else None
     plans = [make_plan(lib, bb, b_.sm_count) for bb in batches]
+    loops = []
     try:
         verify(lib, *plans[0], batches[0], name)
         b_.time("spillway", lambda i: run_spillway(lib, *plans[i % sets], batches[i % sets]), bytes=nbytes,
@@ -223,24 +270,25 @@ def _time_case(b_, lib, name, params, lens, ids, ranks, rank_max, flops_on=False
         shapes = [cublas_shapes(bb) for bb in batches]
         b_.time("cublas_grouped", lambda i: run_cublas_grouped(lib, batches[i % sets], shapes[i % sets]),
                 bytes=nbytes, flops=flops)
-        b_.skip("flat_gemm_loop", FLAT_GEMM_SKIP)
+        loops.extend(FlatGemmLoop(lib, lt, bb) for bb in batches)
+        verify(lib, None, None, batches[0], name + " (flat_gemm_loop)", run=loops[0].run)
+        b_.time("flat_gemm_loop", lambda i: loops[i % sets].run(), bytes=nbytes, flops=flops)
     finally:
         for plan, _ in plans:
             lib.spw_sgmv_plan_destroy(plan)
-        del batches, plans
+        for loop in loops:
+            loop.close()
+        del batches, plans, loops
         torch.cuda.empty_cache()
 
 
-FLAT_GEMM_SKIP = "no flat_gemm C ABI (spw_flat_gemm_*) in libspillway_c"
-
-
 def main() -> None:
-    global FLAT_GEMM_SKIP
     b_ = harness.Bench("sgmv")
     lib = harness.load_spillway()
-    if any(hasattr(lib, f) for f in ("spw_flat_gemm_run", "spw_flat_gemm_plan_create", "spw_flat_gemm")):
-        FLAT_GEMM_SKIP = "flat_gemm C ABI present but not yet wired into bench/sgmv.py (it landed after this bench)"
     setup_lib(lib)
+    flat_gemm.setup_lib(lib)
+    lt = ctypes.c_void_p()  # cuBLASLt handle: the flat GEMM dispatcher's choice for prefill-sized segments
+    harness.check(lib, lib.spw_flat_gemm_cublaslt_create(ctypes.byref(lt)), "cublaslt_create")
     torch.manual_seed(0)
     seg_grid = [1, 8, 64, 256] if b_.quick else [1, 2, 4, 8, 16, 32, 64, 128, 256]
     rank_grid = [16, 64] if b_.quick else [8, 16, 64, 128]
@@ -255,19 +303,20 @@ def main() -> None:
                 else:
                     ids, n_adapters = [0] * segs, 1
                 params = {"segments": segs, "layout": layout, "rank": rank, "hidden": HIDDEN, "tokens": segs}
-                time_case(b_, lib, f"decode_{layout}_s{segs}_r{rank}", params, [1] * segs, ids,
+                time_case(b_, lib, lt, f"decode_{layout}_s{segs}_r{rank}", params, [1] * segs, ids,
                           [rank] * n_adapters, rank)
     for segs in ([16, 64] if b_.quick else [4, 16, 64, 256]):
         ranks = [(8, 16, 64, 128)[i % 4] for i in range(segs)]
         params = {"segments": segs, "layout": "mixed_ranks", "rank": 128, "hidden": HIDDEN, "tokens": segs}
-        time_case(b_, lib, f"decode_mixed_ranks_s{segs}", params, [1] * segs, list(range(segs)), ranks, 128)
+        time_case(b_, lib, lt, f"decode_mixed_ranks_s{segs}", params, [1] * segs, list(range(segs)), ranks, 128)
     prefill = [[128] * 8, [256] * 4, [512] * 2, [128, 256, 384, 512]]
     for lens in (prefill[:2] if b_.quick else prefill):
         for rank in (16, 64):
             segs, toks = len(lens), sum(lens)
             params = {"segments": segs, "layout": "prefill", "rank": rank, "hidden": HIDDEN, "tokens": toks}
-            time_case(b_, lib, f"prefill_s{segs}_t{toks}_r{rank}", params, lens, list(range(segs)),
+            time_case(b_, lib, lt, f"prefill_s{segs}_t{toks}_r{rank}", params, lens, list(range(segs)),
                       [rank] * segs, rank, flops_on=True)
+    lib.spw_flat_gemm_cublaslt_destroy(lt)
     b_.write()
 
 

@@ -33,6 +33,7 @@ class T:
     def data_ptr(self): return self.a.__array_interface__['data'][0]
     def numel(self): return self.a.size
     def clone(self): return T(self.a.copy())
+    def contiguous(self): return T(np.ascontiguousarray(self.a))
     def float(self): return T(self.a.astype(np.float32))
     def t(self): return T(self.a.T)
     def transpose(self, i, j): return T(np.swapaxes(self.a, i, j))
@@ -113,6 +114,31 @@ try:
     sgmv.verify(None, None, None, b, "probe2"); print("verify MISSED an error")
 except RuntimeError as e: print("verify catches:", e)
 sgmv.run_spillway = real_run
-sgmv.verify = lambda *a: None
+# The flat-GEMM-per-segment baseline's bookkeeping (B^T per adapter, v offsets, plans per shape,
+# in-place residual) against the fp32 reference, with each flat GEMM call done by numpy.
+class NumpyPlanned:
+    made = []
+    def __init__(self, lib, lt, m, n, k, dt, has_residual=0, sm_count=0):
+        self.shape, self.res = (m, n, k), has_residual
+        NumpyPlanned.made.append(self.shape + (has_residual,))
+    def call(self, x, w, y, residual=None):
+        m, n, k = self.shape
+        assert x.a.size == m * k and w.a.shape == (n, k) and y.a.size == m * n, (self.shape, x.a.shape, w.a.shape)
+        assert (residual is not None) == bool(self.res)
+        out = x.a.reshape(m, k).astype(np.float32) @ w.a.astype(np.float32).T
+        if self.res: out += residual.a.reshape(m, n).astype(np.float32)
+        y.a.reshape(m, n)[...] = out.astype(y.a.dtype)
+    def close(self): pass
+real_planned = sgmv.flat_gemm.Planned
+sgmv.flat_gemm.Planned = NumpyPlanned
+loop = sgmv.FlatGemmLoop(None, None, b)
+sgmv.verify(None, None, None, b, "flat_gemm_loop", run=loop.run)
+assert len(loop.steps) == 7 and len(set(NumpyPlanned.made)) == len(NumpyPlanned.made), NumpyPlanned.made
+try:  # shrinks only, no expand: verify must notice
+    sgmv.verify(None, None, None, b, "flat_gemm_loop2", run=lambda: [st[0].call(*st[1:4]) for st in loop.steps])
+    print("verify MISSED a baseline without its expand")
+except RuntimeError as e: print("verify catches:", e)
+sgmv.flat_gemm.Planned = real_planned
+sgmv.verify = lambda *a, **k: None
 sgmv.main()
 print("sgmv bench dry run ok")

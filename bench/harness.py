@@ -238,7 +238,7 @@ class Bench:
         doc = {"name": self.name, "device": self.device, "driver": driver_version(),
                "commit": git_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "copy_bandwidth_gbs": round(self.copy_gbs, 1), "rows": self.rows}
+               "copy_bandwidth_gbs": round(self.copy_gbs, 1), "sm_count": self.sm_count, "rows": self.rows}
         if self.incomplete:
             doc["incomplete"] = self.incomplete
         if self.skips:

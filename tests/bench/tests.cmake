@@ -24,3 +24,7 @@ if(Python3_FOUND)
   set_tests_properties(gpu_script_deadline PROPERTIES LABELS cpu TIMEOUT 120
                        PASS_REGULAR_EXPRESSION "run_all deadline ok")
 endif()
+if(Python3_FOUND)
+  add_test(NAME bench_goals COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_goals.py)
+  set_tests_properties(bench_goals PROPERTIES LABELS cpu TIMEOUT 60 PASS_REGULAR_EXPRESSION "goals ok")
+endif()

@@ -157,6 +157,9 @@ if has bench; then
     bounded "$s" python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true
   done
   tar czf "$OUT/results.tar.gz" bench/results
+  # the issues' goals against this run's results (PASS / FAIL / n.a. per goal)
+  folders=$(find bench/results -name "*.json" -newer "$summary" -printf '%h\n' | sort -u)
+  [ -n "$folders" ] && python3 bench/goals.py $folders 2>&1 | tee -a "$summary"
 fi
 
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

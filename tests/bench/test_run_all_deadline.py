@@ -2,7 +2,8 @@
 tree next to stand-ins for nvidia-smi, cmake, ctest and python3 (on the PATH), and one
 benchmark that never ends. Checks that every stage runs in order, that the hanging benchmark
 is stopped at what the deadline leaves and reported as such, that the stages after it are
-skipped and said so, that logs and results are packed anyway, and that the whole run ends
+skipped and said so, that logs and results are packed anyway, that goals.py gets the results
+folders this run wrote (not the committed ones), and that the whole run ends
 within the deadline; and that a call carrying only the model's second half (the machine went
 cold since the first) stops at once. Run by ctest as `gpu_script_deadline`."""
 import os
@@ -20,15 +21,20 @@ FAKES = {
     "nvidia-smi": 'echo "Fake GPU, 580.0, 81559 MiB"',
     "cmake": 'mkdir -p build-gpu; echo "cmake $*"',  # configure and build succeed at once
     "ctest": 'echo "ctest $*"; echo "100% tests passed, 0 tests failed out of 3"',
-    # bench/<name>.py: decode_attention hangs (a SIGTERM from `timeout` ends it), others return
-    "python3": 'case "$1" in decode_attention.py) exec sleep 1000;; *) echo "python3 $*";; esac',
+    # bench/<name>.py: decode_attention hangs (a SIGTERM from `timeout` ends it), copy_bandwidth
+    # writes a results file (run in bench/), others return
+    "python3": 'case "$1" in decode_attention.py) exec sleep 1000;; copy_bandwidth.py) mkdir -p results/fake-gpu;'
+               ' echo {} > results/fake-gpu/copy_bandwidth.json;; *) echo "python3 $*";; esac',
 }
 
 with tempfile.TemporaryDirectory() as d:
     tree = pathlib.Path(d) / "repo"
     (tree / "tools" / "gpu").mkdir(parents=True)
     shutil.copy(ROOT / "tools" / "gpu" / "run_all.sh", tree / "tools" / "gpu" / "run_all.sh")
-    (tree / "bench" / "results").mkdir(parents=True)
+    (tree / "bench" / "results" / "old-gpu").mkdir(parents=True)
+    old_json = tree / "bench" / "results" / "old-gpu" / "flat_gemm.json"  # committed: not this run's
+    old_json.write_text("{}")
+    os.utime(old_json, (time.time() - 3600, time.time() - 3600))
     for name in ("harness", "plot", "results_format", "copy_bandwidth", "decode_attention", "flat_gemm",
                  "sgmv", "draft_replay"):
         (tree / "bench" / f"{name}.py").write_text("")
@@ -53,7 +59,8 @@ with tempfile.TemporaryDirectory() as d:
                        "bench copy_bandwidth: rc=0",
                        "bench decode_attention: rc=124 (stopped after",
                        f"bench flat_gemm: skipped, SPW_DEADLINE={DEADLINE}s reached",
-                       "bench sgmv: skipped", "bench draft_replay: skipped", "done: status=1"]
+                       "bench sgmv: skipped", "bench draft_replay: skipped",
+                       "python3 bench/goals.py bench/results/fake-gpu", "done: status=1"]
     at = 0
     for want in expect_in_order:
         hits = [i for i, line in enumerate(lines) if want in line and i >= at]
@@ -63,6 +70,7 @@ with tempfile.TemporaryDirectory() as d:
         names = t.getnames()
     assert "logs/bench_decode_attention.log" in names and "logs/ctest_gpu.log" in names, names
     assert (out / "results.tar.gz").exists()
+    assert "old-gpu" not in summary, "goals.py was given a folder this run did not write"
     # the call carrying model half 2 on a machine that went cold (half 1 gone) stops at once
     (tree / ".carry-model-2").mkdir()
     (tree / ".carry-model-2" / "part-b").write_text("x")

@@ -33,6 +33,8 @@ summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 status=0
 t_start=$(date +%s)
+# results written by this run are the ones newer than this file (summary.txt changes all along)
+started=$(mktemp)
 # limit WANTED: the seconds a step may take, WANTED cut to what SPW_DEADLINE leaves (10 s
 # kept for packing); prints 0 when under 20 s are left, and the step is then skipped.
 limit() {
@@ -151,14 +153,14 @@ if has bench; then
     rc=$?; note "bench $name: rc=$rc$([ $rc -eq 124 ] && echo " (stopped after ${s}s: rows so far written, marked incomplete)")"
     [ $rc -ne 0 ] && { tail -5 "$OUT/logs/bench_$name.log"; status=1; }
   done
-  # plots of this run's results only (the committed ones are older than $OUT/summary.txt)
-  find bench/results -name "*.json" -newer "$summary" | while read -r j; do
+  # plots of this run's results only (the committed ones are older than $started)
+  find bench/results -name "*.json" -newer "$started" | while read -r j; do
     s=$(limit 60); [ "$s" -eq 0 ] && break
     bounded "$s" python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true
   done
   tar czf "$OUT/results.tar.gz" bench/results
   # the issues' goals against this run's results (PASS / FAIL / n.a. per goal)
-  folders=$(find bench/results -name "*.json" -newer "$summary" -printf '%h\n' | sort -u)
+  folders=$(find bench/results -name "*.json" -newer "$started" -printf '%h\n' | sort -u)
   [ -n "$folders" ] && python3 bench/goals.py $folders 2>&1 | tee -a "$summary"
 fi
 

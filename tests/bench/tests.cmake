@@ -1,30 +1,18 @@
-# Benchmark output code (markdown table, plot script) checked on the CPU; needs matplotlib.
+# Benchmark scripts checked on the CPU: output code (markdown table, plot script; needs
+# matplotlib), the harness against a stand-in torch, the CPU benchmarks, the GPU run script's
+# deadline, and the goals report.
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
-  add_test(NAME bench_results_format
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_results_format.py)
-  set_tests_properties(bench_results_format PROPERTIES LABELS cpu TIMEOUT 120
-                       PASS_REGULAR_EXPRESSION "results format ok")
-endif()
-if(Python3_FOUND)
-  add_test(NAME bench_harness_fake_torch
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_harness_fake_torch.py)
-  set_tests_properties(bench_harness_fake_torch PROPERTIES LABELS cpu TIMEOUT 120
-                       PASS_REGULAR_EXPRESSION "harness ok")
-endif()
-if(Python3_FOUND)
-  add_test(NAME bench_cpu_scripts
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_cpu_bench_scripts.py $<TARGET_FILE:spillway>)
-  set_tests_properties(bench_cpu_scripts PROPERTIES LABELS cpu TIMEOUT 600
-                       PASS_REGULAR_EXPRESSION "cpu bench scripts ok")
-endif()
-if(Python3_FOUND)
-  add_test(NAME gpu_script_deadline
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_run_all_deadline.py)
-  set_tests_properties(gpu_script_deadline PROPERTIES LABELS cpu TIMEOUT 120
-                       PASS_REGULAR_EXPRESSION "run_all deadline ok")
-endif()
-if(Python3_FOUND)
-  add_test(NAME bench_goals COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_goals.py)
-  set_tests_properties(bench_goals PROPERTIES LABELS cpu TIMEOUT 60 PASS_REGULAR_EXPRESSION "goals ok")
+  # spw_bench_script_test(NAME SCRIPT PASS_REGEX TIMEOUT [ARGS...]): a cpu-labelled test that
+  # runs tests/bench/SCRIPT and passes when its output matches PASS_REGEX.
+  function(spw_bench_script_test name script pass_regex timeout)
+    add_test(NAME ${name} COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/${script} ${ARGN})
+    set_tests_properties(${name} PROPERTIES LABELS cpu TIMEOUT ${timeout} PASS_REGULAR_EXPRESSION "${pass_regex}")
+  endfunction()
+  spw_bench_script_test(bench_results_format test_results_format.py "results format ok" 120)
+  spw_bench_script_test(bench_harness_fake_torch test_harness_fake_torch.py "harness ok" 120)
+  spw_bench_script_test(bench_cpu_scripts test_cpu_bench_scripts.py "cpu bench scripts ok" 600
+                        $<TARGET_FILE:spillway>)
+  spw_bench_script_test(gpu_script_deadline test_run_all_deadline.py "run_all deadline ok" 120)
+  spw_bench_script_test(bench_goals test_goals.py "goals ok" 60)
 endif()

@@ -61,6 +61,12 @@ def ratios(cases, baseline, keep=lambda params: True):
     return out
 
 
+def ours_pct(cases, keep):
+    """[(spillway's % of copy bandwidth, case)] over the cases whose params pass keep()."""
+    return [(c["spillway"]["pct_copy"], name) for name, c in cases.items()
+            if "spillway" in c and keep(c["spillway"]["params"])]
+
+
 def worst(pairs):
     return min(pairs) if pairs else None
 
@@ -68,14 +74,10 @@ def worst(pairs):
 def decode_attention(doc, rep):
     cases = by_case(doc)
     sms = doc.get("sm_count", DEFAULT_SMS)
-    full = [(c["spillway"]["pct_copy"], name) for name, c in cases.items() if "spillway" in c
-            and c["spillway"]["params"]["batch"] * c["spillway"]["params"]["kv_heads"] >= sms]
-    w = worst(full)
+    w = worst(ours_pct(cases, lambda p: p["batch"] * p["kv_heads"] >= sms))
     rep.goal(4, f">= 90% of copy bandwidth where batch x kv_heads >= {sms}",
              None if w is None else w[0] >= 90, "no such case" if w is None else f"lowest {w[0]}% ({w[1]})")
-    long1 = [(c["spillway"]["pct_copy"], name) for name, c in cases.items() if "spillway" in c
-             and c["spillway"]["params"]["batch"] == 1 and c["spillway"]["params"]["kv_len"] >= 32768]
-    w = worst(long1)
+    w = worst(ours_pct(cases, lambda p: p["batch"] == 1 and p["kv_len"] >= 32768))
     rep.goal(4, ">= 80% of copy bandwidth at batch 1, kv_len >= 32K",
              None if w is None else w[0] >= 80, "no such case" if w is None else f"lowest {w[0]}% ({w[1]})")
     fi = ratios(cases, "flashinfer")
@@ -96,10 +98,7 @@ def flat_gemm(doc, rep):
     w = worst(ratios(cases, "cublaslt", lambda p: p["m"] <= 64))
     rep.goal(5, "no M <= 64 below 0.97x cuBLASLt", None if w is None else w[0] >= 0.97,
              "cuBLASLt not timed" if w is None else f"lowest {w[0]:.2f}x ({w[1]})")
-    big = [(c["spillway"]["pct_copy"], name) for name, c in cases.items() if "spillway" in c
-           and c["spillway"]["params"]["m"] <= 8
-           and c["spillway"]["params"]["n"] * c["spillway"]["params"]["k"] >= 4096 * 11008]
-    w = worst(big)
+    w = worst(ours_pct(cases, lambda p: p["m"] <= 8 and p["n"] * p["k"] >= 4096 * 11008))
     rep.goal(5, ">= 85% of copy bandwidth for M <= 8 on N*K >= 4096*11008",
              None if w is None else w[0] >= 85, "no such case" if w is None else f"lowest {w[0]}% ({w[1]})")
 

@@ -142,14 +142,11 @@ def run_spillway_two_calls(lib, plan, workspace, b):
                   "spw_sgmv_expand")
 
 
-def verify(lib, plan, workspace, b, what, run=None):
-    """Runs ours once (or run(), a baseline) and checks up to 16 segments against fp32 torch; y is
-    restored after."""
+def verify(b, what, run, who="spillway"):
+    """Runs run() (one impl applied to b) once and checks up to 16 segments against fp32 torch;
+    y is restored after."""
     y0 = b.y.clone()
-    if run is None:
-        run_spillway(lib, plan, workspace, b)
-    else:
-        run()
+    run()
     torch.cuda.synchronize()
     out = b.y.float()
     b.y.copy_(y0)
@@ -162,7 +159,6 @@ def verify(lib, plan, workspace, b, what, run=None):
         ref = y0[s:e].float() + (b.x[s:e].float() @ b.A[a, :r].float().t()) @ b.B[a, :r].float()
         err = (out[s:e] - ref).abs().max().item()
         if not err <= 3e-2 * max(1.0, ref.abs().max().item()):
-            who = "spillway" if run is None else "baseline"
             raise RuntimeError(f"{what}: {who} differs from fp32 torch on segment {i}: max abs error {err:.3g}")
 
 
@@ -191,6 +187,7 @@ class FlatGemmLoop:
     used adapter and a contiguous fp16 v per segment, all made here, outside the timing."""
 
     def __init__(self, lib, lt, b, sm_count=0):
+        self.lib, self.lt, self.sm_count = lib, lt, sm_count
         self.plans = {}
         bt = {a: b.B[a, :b.ranks[a]].t().contiguous() for a in sorted(set(b.ids)) if a >= 0}
         total = sum((b.starts[i + 1] - b.starts[i]) * b.ranks[a] for i, a in enumerate(b.ids) if a >= 0)
@@ -204,14 +201,14 @@ class FlatGemmLoop:
             m, r = e - s, b.ranks[a]
             v = self.v[off:off + m * r]
             off += m * r
-            self.steps.append((self.plan(lib, lt, m, r, HIDDEN, 0, sm_count), b.x[s:e], b.A[a, :r], v,
-                               self.plan(lib, lt, m, HIDDEN, r, 1, sm_count), bt[a], b.y[s:e]))
+            self.steps.append((self.plan(m, r, HIDDEN, 0), b.x[s:e], b.A[a, :r], v,
+                               self.plan(m, HIDDEN, r, 1), bt[a], b.y[s:e]))
 
-    def plan(self, lib, lt, m, n, k, residual, sm_count):
+    def plan(self, m, n, k, residual):
         key = (m, n, k, residual)
         if key not in self.plans:
-            self.plans[key] = flat_gemm.Planned(lib, lt, m, n, k, SPW_FP16, has_residual=residual,
-                                                sm_count=sm_count)
+            self.plans[key] = flat_gemm.Planned(self.lib, self.lt, m, n, k, SPW_FP16, has_residual=residual,
+                                                sm_count=self.sm_count)
         return self.plans[key]
 
     def run(self):
@@ -251,7 +248,7 @@ def _time_case(b_, lib, lt, name, params, lens, ids, ranks, rank_max, flops_on=F
     plans = [make_plan(lib, bb, b_.sm_count) for bb in batches]
     loops = []
     try:
-        verify(lib, *plans[0], batches[0], name)
+        verify(batches[0], name, lambda: run_spillway(lib, *plans[0], batches[0]))
         b_.time("spillway", lambda i: run_spillway(lib, *plans[i % sets], batches[i % sets]), bytes=nbytes,
                 flops=flops)
         b_.time("spillway:two_calls", lambda i: run_spillway_two_calls(lib, *plans[i % sets], batches[i % sets]),
@@ -259,7 +256,7 @@ def _time_case(b_, lib, lt, name, params, lens, ids, ranks, rank_max, flops_on=F
         if flops_on:  # prefill: the CUDA-core tiled path next to the automatic (tensor-core) one
             tiled = [make_plan(lib, bb, b_.sm_count, PATH_TILED) for bb in batches]
             plans += tiled
-            verify(lib, *tiled[0], batches[0], name + " (tiled)")
+            verify(batches[0], name + " (tiled)", lambda: run_spillway(lib, *tiled[0], batches[0]))
             b_.time("spillway:tiled", lambda i: run_spillway(lib, *tiled[i % sets], batches[i % sets]),
                     bytes=nbytes, flops=flops)
         gather_bytes = sum(bb.tokens for bb in batches[:1]) * rank_max * HIDDEN * 2 * 2
@@ -271,7 +268,7 @@ def _time_case(b_, lib, lt, name, params, lens, ids, ranks, rank_max, flops_on=F
         b_.time("cublas_grouped", lambda i: run_cublas_grouped(lib, batches[i % sets], shapes[i % sets]),
                 bytes=nbytes, flops=flops)
         loops.extend(FlatGemmLoop(lib, lt, bb) for bb in batches)
-        verify(lib, None, None, batches[0], name + " (flat_gemm_loop)", run=loops[0].run)
+        verify(batches[0], name, loops[0].run, who="flat_gemm_loop")
         b_.time("flat_gemm_loop", lambda i: loops[i % sets].run(), bytes=nbytes, flops=flops)
     finally:
         for plan, _ in plans:

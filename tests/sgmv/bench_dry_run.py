@@ -107,11 +107,11 @@ def fake_run(lib, plan, ws, b):
 real_run = sgmv.run_spillway
 sgmv.run_spillway = fake_run
 b = sgmv.Batch([1] * 5 + [7, 0, 3], list(range(8)), [8, 16, 64, 128] * 2, 128)
-sgmv.verify(None, None, None, b, "probe")
+sgmv.verify(b, "probe", lambda: sgmv.run_spillway(None, None, None, b))
 y0 = b.y.clone(); b.y.a[0, 0] += 1.0
 try:
     sgmv.run_spillway = lambda *a: None
-    sgmv.verify(None, None, None, b, "probe2"); print("verify MISSED an error")
+    sgmv.verify(b, "probe2", lambda: sgmv.run_spillway(None, None, None, b)); print("verify MISSED an error")
 except RuntimeError as e: print("verify catches:", e)
 sgmv.run_spillway = real_run
 # The flat-GEMM-per-segment baseline's bookkeeping (B^T per adapter, v offsets, plans per shape,
@@ -132,10 +132,10 @@ class NumpyPlanned:
 real_planned = sgmv.flat_gemm.Planned
 sgmv.flat_gemm.Planned = NumpyPlanned
 loop = sgmv.FlatGemmLoop(None, None, b)
-sgmv.verify(None, None, None, b, "flat_gemm_loop", run=loop.run)
+sgmv.verify(b, "flat_gemm_loop", loop.run, who="flat_gemm_loop")
 assert len(loop.steps) == 7 and len(set(NumpyPlanned.made)) == len(NumpyPlanned.made), NumpyPlanned.made
 try:  # shrinks only, no expand: verify must notice
-    sgmv.verify(None, None, None, b, "flat_gemm_loop2", run=lambda: [st[0].call(*st[1:4]) for st in loop.steps])
+    sgmv.verify(b, "flat_gemm_loop2", lambda: [st[0].call(*st[1:4]) for st in loop.steps], who="flat_gemm_loop")
     print("verify MISSED a baseline without its expand")
 except RuntimeError as e: print("verify catches:", e)
 sgmv.flat_gemm.Planned = real_planned

@@ -13,8 +13,9 @@ Rows (BENCH_FORMAT shape, name `draft_replay`): `tokens_per_pass` (generated / t
 `nodes_per_pass` (tokens each verification pass carries: the pending token + the draft),
 `acceptance`, `draft_us_per_pass` (drafter time per pass, measured: drafters run for real),
 and, when --costs gives a cost curve t(n) of one target pass over n tokens (runtime_step
-results), `est_speedup` = t(1) / (t(nodes_per_pass) / tokens_per_pass): what the configuration
-would gain where a pass costs t(n) and drafting is free. No tokens/s of a target is claimed.
+results), `est_speedup` = t(1) * tokens / (sum over passes of t(tokens in that pass)): what the
+configuration would gain where a pass costs t(n) and drafting is free. No tokens/s of a target
+is claimed.
 
     python3 bench/draft_replay.py [--spillway build/tools/spillway] [--model M] [--backend cpu|cuda]
                                   [--max-tokens N] [--reference REF.jsonl] [--configs FILE]
@@ -43,9 +44,10 @@ DEFAULT_CONFIGS = [(spec, w, k, length)
                    for w in (1, 4, 16)
                    for k in (6, 12)
                    for length in ("adaptive", "fixed")]
-# chains whose length follows the cost curve (--draft-length cost, decode/draft_length.h): run
-# only with --costs, whose t(n) they are given
-DEFAULT_CONFIGS += [(spec, 1, k, "cost") for spec in ("maxgram", "maxgram+bigram") for k in (6, 12)]
+# chains whose length, and trees whose nodes, follow the cost curve (--draft-length cost,
+# decode/draft_length.h): run only with --costs, whose t(n) they are given
+DEFAULT_CONFIGS += [(spec, w, k, "cost") for spec in ("maxgram", "maxgram+bigram") for w in (1, 4, 16) for k in (6, 12)]
+MAX_TREE_NODES = 64  # GenerateParams::max_tree_nodes: a tree pass carries up to 65 tokens
 
 
 def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
@@ -132,7 +134,8 @@ def main() -> int:
     for spec, tree, k, length in configs:
         extra = []
         if length == "cost":  # the policy sees the same t(n) as the estimate below
-            extra = ["--cost-curve", ",".join(f"{cost_at(costs, n):.6g}" for n in range(1, k + 2))]
+            longest = 1 + (MAX_TREE_NODES if tree > 1 else k)
+            extra = ["--cost-curve", ",".join(f"{cost_at(costs, n):.6g}" for n in range(1, longest + 1))]
         res = generate(args, ["--replay", str(reference), "--draft", spec, "--tree", str(tree), "--k", str(k),
                               "--draft-length", length, *extra], prompts)
         tokens = sum(r["tokens"] for r in res)
@@ -149,8 +152,14 @@ def main() -> int:
                "params": {"draft": spec, "tree": tree, "k": k, "draft_length": length, "max_tokens": args.max_tokens,
                           "prompts": len(res), "tokens": tokens}}
         if costs:
-            t1 = cost_at(costs, 1)
-            row["est_speedup"] = round(t1 / (cost_at(costs, row["nodes_per_pass"]) / row["tokens_per_pass"]), 3)
+            # each pass priced at its own size where the output says how many tokens each carried
+            # (passes_of[n]: passes of n tokens), else every pass at the mean size
+            hist = [r.get("passes_of") for r in res]
+            if all(hist):
+                modelled = sum(c * cost_at(costs, n) for h in hist for n, c in enumerate(h) if c)
+            else:
+                modelled = passes * cost_at(costs, row["nodes_per_pass"])
+            row["est_speedup"] = round(cost_at(costs, 1) * tokens / modelled, 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
 

@@ -71,3 +71,90 @@ void CostAwareLength::observe(int proposed, int accepted) {
 }
 
 }  // namespace spw::decode
+
+namespace spw::decode {
+
+std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
+  // children seen so far per parent (index parent + 1; the root is -1)
+  std::vector<int32_t> seen(static_cast<size_t>(tree.size()) + 1, 0), rank(tree.size());
+  for (int v = 0; v < tree.size(); ++v) rank[v] = seen[static_cast<size_t>(tree.parents[v] + 1)]++;
+  return rank;
+}
+
+double CostAwareTree::acceptance(const std::string& source, int rank, int depth) const {
+  const int r = std::clamp(rank, 0, kRanks - 1);
+  double c = 0.5 / (1.0 + rank);  // prior at depth 0: later siblings are accepted less often
+  const auto it = counts_.find(source);
+  for (int d = 0; d <= depth; ++d) {
+    double tried = 0, acc = 0;
+    if (it != counts_.end()) {
+      const auto& tr = it->second.tried[hot_][r];
+      const auto& ac = it->second.accepted[hot_][r];
+      if (static_cast<size_t>(d) < tr.size()) tried = tr[d], acc = ac[d];
+    }
+    c = (acc + 2.0 * c) / (tried + 2.0);  // shrunk towards the depth above (weight of 2 tries)
+  }
+  return c;
+}
+
+std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) const {
+  const auto rank = sibling_ranks(tree);
+  std::vector<double> p(tree.size());
+  for (int v = 0; v < tree.size(); ++v) {
+    const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
+    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * acceptance(src, rank[v], tree.depths[v]);
+  }
+  return p;
+}
+
+std::vector<int32_t> CostAwareTree::choose(const TokenTree& tree) const {
+  const int n = tree.size();
+  if (n == 0) return {};
+  const auto p = node_probabilities(tree);
+  std::vector<int32_t> order(n);
+  for (int v = 0; v < n; ++v) order[v] = v;
+  // P(child) < P(parent) (every c < 1) and ties go to the lower index, so a prefix of this
+  // order always holds each kept node's parent.
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  int best_n = 1;
+  double best = -1.0, expected = 1.0;
+  for (int i = 0; i < n; ++i) {
+    expected += p[order[i]];
+    const double value = expected / curve_->at(2 + i);  // the pending token + i + 1 nodes
+    if (value > best) best = value, best_n = i + 1;  // ties: the smaller tree
+  }
+  order.resize(best_n);
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> accepted_path) {
+  const auto rank = sibling_ranks(tree);
+  std::vector<char> accepted(tree.size(), 0);
+  for (int32_t v : accepted_path) {
+    SPW_CHECK(v >= 0 && v < tree.size(), "CostAwareTree::observe: path node {} outside the tree of {} nodes", v,
+              tree.size());
+    accepted[v] = 1;
+  }
+  int max_depth = -1;
+  for (int v = 0; v < tree.size(); ++v) {
+    max_depth = std::max(max_depth, tree.depths[v]);
+    const int parent = tree.parents[v];
+    if (parent >= 0 && !accepted[parent]) continue;  // never verified: its parent was rejected
+    const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
+    Counts& c = counts_[src];
+    const int r = std::min(rank[v], kRanks - 1);
+    auto& tr = c.tried[hot_][r];
+    auto& ac = c.accepted[hot_][r];
+    const size_t d = static_cast<size_t>(tree.depths[v]);
+    if (tr.size() <= d) {
+      tr.resize(d + 1, 0.0);
+      ac.resize(d + 1, 0.0);
+    }
+    tr[d] = tr[d] * kForget + 1.0;
+    ac[d] = ac[d] * kForget + accepted[v];
+  }
+  hot_ = max_depth >= 0 && static_cast<int>(accepted_path.size()) == max_depth + 1 ? 1 : 0;
+}
+
+}  // namespace spw::decode

@@ -14,10 +14,25 @@
 // drafted, so the acceptance keeps being measured. The length depends only on earlier steps,
 // so verification stays exact. In a batch each sequence chooses as if its tokens alone set the
 // pass's cost (t is per sequence; batch-aware costs are not modelled).
+//
+// Token trees (CostAwareTree): the drafter's whole tree (width w, depth k) is pruned each step to
+// the nodes that pay. P(v), the chance that node v is accepted, is the product along its path of
+// conditional acceptances c(source, rank, depth) = P(v accepted | its parent accepted), where
+// rank is v's place among its siblings (0 = the first draft's token) and source the drafter that
+// proposed it; c is counted like the chains' c_i (forgetting, streak state, a position shrunk
+// towards the one above it; the prior at depth 0 is 0.5 / (1 + rank)). Nodes are ranked by P
+// (a child never above its parent, so every prefix of the ranking is a tree) and the prefix of
+// n >= 1 nodes that maximises (1 + sum of its P) / t(1 + n) is verified. With w = 1 this is the
+// chains' rule applied after drafting.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <span>
+#include <string>
 #include <vector>
+
+#include "decode/token_tree.h"
 
 namespace spw::decode {
 
@@ -53,6 +68,34 @@ class CostAwareLength {
   // Decayed counts per position (index i - 1), kept apart after a step whose whole draft was
   // accepted (hot = 1) and after any other (hot = 0): acceptance comes in streaks.
   std::vector<double> tried_[2], accepted_[2];
+  int hot_ = 0;
+};
+
+class CostAwareTree {
+ public:
+  explicit CostAwareTree(const PassCostCurve* curve) : curve_(curve) {}
+  /// The nodes of `tree` to verify this step: ascending indices, closed under parents; at least
+  /// one node when the tree has any (acceptance keeps being measured).
+  std::vector<int32_t> choose(const TokenTree& tree) const;
+  /// After verifying `tree` (the pruned one): `accepted_path` holds its accepted nodes, root's
+  /// child first (verify_*: VerifyResult::path). Every child of the root or of an accepted node
+  /// was tried; each counts as accepted or not.
+  void observe(const TokenTree& tree, std::span<const int32_t> accepted_path);
+  /// Current estimate of c(source, rank, depth) in the current streak state.
+  double acceptance(const std::string& source, int rank, int depth) const;
+  /// Each node's estimated P(accepted) (the product of c along its path).
+  std::vector<double> node_probabilities(const TokenTree& tree) const;
+
+ private:
+  static constexpr double kForget = 0.9;
+  static constexpr int kRanks = 16;  // ranks >= 15 share the last counters
+  // Decayed tries / acceptances per [rank][depth], per streak state, for one source.
+  struct Counts {
+    std::vector<double> tried[2][kRanks], accepted[2][kRanks];
+  };
+  static std::vector<int32_t> sibling_ranks(const TokenTree& tree);
+  const PassCostCurve* curve_;
+  std::map<std::string, Counts> counts_;
   int hot_ = 0;
 };
 

@@ -35,6 +35,8 @@ void DecodeStats::merge(const DecodeStats& o) {
     proposed_at[i] += o.proposed_at[i];
     accepted_at[i] += o.accepted_at[i];
   }
+  if (passes_of.size() < o.passes_of.size()) passes_of.resize(o.passes_of.size());
+  for (size_t n = 0; n < o.passes_of.size(); ++n) passes_of[n] += o.passes_of[n];
   for (const auto& [k, v] : o.by_source) {
     by_source[k].first += v.first;
     by_source[k].second += v.second;

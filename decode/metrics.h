@@ -30,6 +30,7 @@ struct DecodeStats {
   int64_t accepted = 0;       // draft tokens accepted
   double prefill_s = 0, decode_s = 0, draft_s = 0, target_s = 0;
   std::vector<int64_t> proposed_at, accepted_at;  // per draft position (depth)
+  std::vector<int64_t> passes_of;  // passes_of[n]: target passes that carried n tokens (pending + draft)
   std::map<std::string, std::pair<int64_t, int64_t>> by_source;  // proposed, accepted
   std::vector<DraftCost> drafter_costs;
   double target_cost = 0;  // standardized cost of one target forward

@@ -32,7 +32,8 @@ struct SeqState {
   TokenTree tree;
   bool is_tree = false;
   int k_now = 0;  // this sequence's current draft length (DraftLength::adaptive)
-  CostAwareLength cost_len{nullptr};  // DraftLength::cost
+  CostAwareLength cost_len{nullptr};  // DraftLength::cost, chains
+  CostAwareTree cost_tree{nullptr};   // DraftLength::cost, trees
 };
 
 void count(DecodeStats& s, size_t pos, const std::string& src, bool acc) {
@@ -73,9 +74,6 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
                 "max_tree_nodes", params.max_tree_nodes, "must be in [1, 1024]");
   SPW_CHECK_ARG(params.max_new_tokens >= 0, where, "max_new_tokens", params.max_new_tokens, "must be >= 0");
   const bool by_cost = params.draft_length == DraftLength::cost;
-  SPW_CHECK(!by_cost || params.tree_width == 1,
-            "{}: draft_length cost is for chains: tree_width = {} (use adaptive or fixed for trees)", where,
-            params.tree_width);
   SPW_CHECK(!by_cost || !params.pass_costs.empty(),
             "{}: draft_length cost needs pass_costs (the target's t(n); measure_pass_costs measures it)", where);
   const PassCostCurve curve = by_cost ? PassCostCurve(params.pass_costs) : PassCostCurve();
@@ -108,6 +106,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     s.rng = Rng(params.sampling.seed + i);
     s.k_now = params.k;
     s.cost_len = CostAwareLength(&curve);
+    s.cost_tree = CostAwareTree(&curve);
     s.gen.stats.target_cost = target_cost;
     for (int32_t t : s.text)
       SPW_CHECK(t >= 0 && t < vocab, "{}: prompt {} has token {} outside the vocabulary ({})", where, i, t, vocab);
@@ -164,9 +163,10 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         continue;
       }
       s.is_tree = params.tree_width > 1;
-      const int k = params.draft_length == DraftLength::fixed ? params.k
-                    : by_cost                                     ? s.cost_len.choose(params.k)
-                                                                  : s.k_now;
+      // cost: a chain's length is chosen before drafting, a tree is pruned after (depth k)
+      const int k = params.draft_length == DraftLength::fixed || (by_cost && s.is_tree) ? params.k
+                    : by_cost                                                           ? s.cost_len.choose(params.k)
+                                                                                        : s.k_now;
       const int dmax = std::max(0, std::min({k, remaining - 1, room - 1}));
       s.step_tokens.assign(1, s.text.back());
       s.step_parents.clear();
@@ -194,6 +194,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
                         where, s.drafter->name(), t, vocab);
           }
           s.tree = build_token_tree(drafts, std::min(params.max_tree_nodes, room - 1));
+          if (by_cost) s.tree = subtree(s.tree, s.cost_tree.choose(s.tree));
           s.step_parents.push_back(-1);
           for (int i = 0; i < s.tree.size(); ++i) {
             s.step_tokens.push_back(s.tree.tokens[i]);
@@ -225,6 +226,8 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       st.target_s += fwd_s;
       ++st.target_passes;
       const size_t n = s.step_tokens.size();
+      if (st.passes_of.size() <= n) st.passes_of.resize(n + 1);
+      ++st.passes_of[n];
       std::span<const float> lg = greedy ? std::span<const float>() : std::span<const float>(logits.data() + row * vocab, n * vocab);
       std::span<const int32_t> tg = greedy ? std::span<const int32_t>(target_tokens.data() + row, n) : std::span<const int32_t>();
       row += n;
@@ -269,6 +272,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
           if (d < vr.accepted) ++st.accepted_at[d];
         }
         st.drafted += s.tree.size();
+        if (by_cost) s.cost_tree.observe(s.tree, vr.path);
         // adaptive depth, as for chains: deeper after a step that accepted a deepest branch
         s.k_now = vr.accepted == max_depth + 1 ? std::min(params.k, s.k_now + 2) : std::max(1, s.k_now - 1);
         for (int32_t v : vr.path) emitted.push_back(s.tree.tokens[v]);
@@ -298,6 +302,12 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   return out;
 }
 
+bool pass_cost_measured(int n, int max_n) {
+  if (n <= 8 || n == max_n) return true;
+  const int step = n <= 16 ? 2 : n <= 32 ? 4 : 8;  // 10 12 .. 16 20 .. 32 40 .. 64
+  return n % step == 0;
+}
+
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context, int reps, int32_t filler) {
   const char* where = "measure_pass_costs";
   SPW_CHECK_ARG(max_n >= 1 && max_n <= kMaxDraftTokens + 1, where, "max_n", max_n, "must be in [1, 65]");
@@ -316,8 +326,10 @@ std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context
   std::vector<int32_t> out;
   const std::vector<int32_t> tokens(static_cast<size_t>(context + max_n), filler);
   if (context > 0) target.forward(std::vector<rt::SeqInput>{{seq, std::span<const int32_t>(tokens.data(), context), {}, 0}}, logits);
-  std::vector<double> curve;
+  std::vector<double> curve(static_cast<size_t>(max_n), 0.0);
+  int last = 0;  // the previous measured n
   for (int n = 1; n <= max_n; ++n) {
+    if (!pass_cost_measured(n, max_n)) continue;
     const std::vector<rt::SeqInput> in{{seq, std::span<const int32_t>(tokens.data() + context, n), {}, -1}};
     std::vector<double> ms;
     for (int r = 0; r <= reps; ++r) {
@@ -327,7 +339,10 @@ std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context
       target.rollback(seq, context);
     }
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-    curve.push_back(std::max(ms[ms.size() / 2], 1e-6));  // a positive t(n) even off a coarse clock
+    curve[n - 1] = std::max(ms[ms.size() / 2], 1e-6);  // a positive t(n) even off a coarse clock
+    for (int m = last + 1; m < n; ++m)  // linear between measured points
+      curve[m - 1] = curve[last - 1] + (curve[n - 1] - curve[last - 1]) * (m - last) / (n - last);
+    last = n;
   }
   return curve;
 }

@@ -40,9 +40,10 @@ enum class DraftLength {
              // tree: a path to its deepest level), -1 (down to 1) after one that did not: cheap
              // 1-2 token drafts while the drafter is wrong, long ones while it is right.
              // Exactness is unaffected (the length only depends on earlier steps).
-  cost,      // per sequence, chains only: the length (1..k) that maximises the expected tokens
-             // per unit of target cost, from GenerateParams::pass_costs and the sequence's
-             // recent acceptance per position (decode/draft_length.h).
+  cost,      // per sequence: a chain's length (1..k), or the nodes of a tree of depth k, that
+             // maximise the expected tokens per unit of target cost, from
+             // GenerateParams::pass_costs and the sequence's recent acceptance per position
+             // (a tree's: per drafter, sibling rank and depth; decode/draft_length.h).
 };
 
 struct GenerateParams {
@@ -63,8 +64,11 @@ struct GenerateParams {
 
 /// Median wall time (ms) of target passes over n = 1..max_n new tokens of one scratch sequence
 /// after a `context`-token prefix of token `filler` (rolled back after each pass; `reps` passes
-/// per n after one warm-up): the curve for DraftLength::cost on this machine. The sequence is
-/// freed before returning.
+/// per n after one warm-up): the curve for DraftLength::cost on this machine. Every n up to 8
+/// and max_n are timed, above 8 only the n that pass_cost_measured() names (10, 12, .., 16,
+/// 20, .., 32, 40, .., 64: a tree's curve in a few seconds), linear in between. The sequence
+/// is freed before returning.
+bool pass_cost_measured(int n, int max_n);
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context = 64, int reps = 5,
                                        int32_t filler = 1);
 

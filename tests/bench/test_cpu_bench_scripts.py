@@ -75,18 +75,20 @@ with tempfile.TemporaryDirectory() as d:
     lines = [l for l in open(ROOT / "bench/prompts/e2e_prompts.jsonl") if l.strip()]
     prompts.write_text("".join(lines[0:2] + lines[22:24]))
     configs = d / "configs.json"
-    configs.write_text(json.dumps([["maxgram", 1, 4, "adaptive"], ["maxgram", 4, 6, "fixed"], ["maxgram", 1, 4, "cost"]]))
+    configs.write_text(json.dumps([["maxgram", 1, 4, "adaptive"], ["maxgram", 4, 6, "fixed"], ["maxgram", 1, 4, "cost"],
+                                ["maxgram", 4, 6, "cost"]]))
     out = d / "replay"
     subprocess.run([sys.executable, str(ROOT / "bench" / "draft_replay.py"), "--spillway", exe, "--model", str(model),
                     "--prompts", str(prompts), "--max-tokens", "24", "--configs", str(configs),
                     "--costs", str(docs[0]), "--out", str(out)], check=True)
     doc = json.loads((out / "draft_replay.json").read_text())
-    assert doc["name"] == "draft_replay" and len(doc["rows"]) == 3, doc
+    assert doc["name"] == "draft_replay" and len(doc["rows"]) == 4, doc
     for r in doc["rows"]:
         assert r["tokens_per_pass"] >= 1 and r["nodes_per_pass"] >= 1 and r["est_speedup"] > 0, r
         assert r["params"]["prompts"] == 4, r
     assert "| `maxgram` | 4 | 6 | fixed |" in (out / "draft_replay.md").read_text()
     assert "| `maxgram` | 1 | 4 | cost |" in (out / "draft_replay.md").read_text()  # given the --costs curve
+    assert "| `maxgram` | 4 | 6 | cost |" in (out / "draft_replay.md").read_text()  # a pruned tree
     # --quick (6 prompts, 64 tokens) and --costs auto (the output folder's runtime_step.json)
     quick = d / "replay_quick"
     (quick).mkdir()
@@ -105,7 +107,7 @@ with tempfile.TemporaryDirectory() as d:
     subprocess.run(common + ["--json", str(replay_json), "--replay", str(ref)], check=True, stdout=subprocess.DEVNULL)
     real = [json.loads(l) for l in open(real_json)]
     replayed = [json.loads(l) for l in open(replay_json)]
-    keys = ("id", "tokens", "target_passes", "drafted", "accepted_per_step", "output")
+    keys = ("id", "tokens", "target_passes", "drafted", "accepted_per_step", "output", "passes_of")
     assert [[r[k] for k in keys] for r in real] == [[r[k] for k in keys] for r in replayed], (real, replayed)
     assert all(r["replay"] for r in replayed) and not any(r["replay"] for r in real)
     tree_row = doc["rows"][1]
@@ -118,10 +120,12 @@ with tempfile.TemporaryDirectory() as d:
     assert run.returncode == 0 and "draft length by cost, t(n)/t(1) for n = 1..5: 1.00 " in run.stderr, run.stderr
     run = subprocess.run(cost + ["--replay", str(ref), "--cost-curve", "1,1.2"], capture_output=True, text=True)
     assert run.returncode == 0 and "t(n)/t(1) for n = 1..2: 1.00 1.20" in run.stderr, run.stderr
+    # a tree's curve covers the pending token + up to 64 nodes
+    run = subprocess.run(cost + ["--tree", "3"], capture_output=True, text=True)
+    assert run.returncode == 0 and "t(n)/t(1) for n = 1..65: 1.00 " in run.stderr, run.stderr
     for extra, msg in ((["--replay", str(ref)], "--replay with --draft-length cost needs --cost-curve"),
                        (["--cost-curve", "1,x"], "--cost-curve '1,x': 'x' is not a number"),
                        (["--cost-curve", "1,0"], "t(2) = 0: must be a positive number"),
-                       (["--cost-curve", "1,2", "--tree", "3"], "draft_length cost is for chains: tree_width = 3"),
                        (["--k", "100"], "--k = 100: must be in [0, 64]")):  # before any timing
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)

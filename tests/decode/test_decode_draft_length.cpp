@@ -1,11 +1,14 @@
 // Cost-aware draft length (decode/draft_length.h, DraftLength::cost): the cost curve, the
-// length chosen for flat and steep curves, how acceptance and streaks move it, the decoder's
+// length chosen for flat and steep curves, how acceptance and streaks move it, the pruned
+// token tree (learning per drafter and rank, optimal against brute force), the decoder's
 // argument checks, and measure_pass_costs. (Greedy equality and replay equality with
 // DraftLength::cost are in test_decode_greedy.cpp / test_decode_replay.cpp.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "decode/draft_length.h"
 #include "decode/speculative.h"
@@ -96,9 +99,6 @@ TEST(DraftLengthCost, DecoderChecksItsArguments) {
   EXPECT_THROW_MSG(dec.generate(prompt, gp), "draft_length cost needs pass_costs");
   gp.pass_costs = {1.0, -2.0};
   EXPECT_THROW_MSG(dec.generate(prompt, gp), "t(2) = -2: must be a positive number");
-  gp.pass_costs = {1.0, 1.2};
-  gp.tree_width = 3;
-  EXPECT_THROW_MSG(dec.generate(prompt, gp), "draft_length cost is for chains: tree_width = 3");
 }
 
 TEST(DraftLengthCost, FlatCurveDraftsAsLongAsFixedSteepOneShortCpuLikeOneGrows) {
@@ -132,6 +132,149 @@ TEST(DraftLengthCost, FlatCurveDraftsAsLongAsFixedSteepOneShortCpuLikeOneGrows) 
   EXPECT_GT(cpu.stats.drafted, 2 * cpu.stats.target_passes) << cpu.stats.drafted << " / " << cpu.stats.target_passes;
 }
 
+namespace {
+Draft draft(std::vector<int32_t> tokens, const std::string& source) {
+  Draft d;
+  d.tokens = std::move(tokens);
+  d.sources.assign(d.tokens.size(), source);
+  return d;
+}
+// (1 + expected accepted nodes) / t(1 + nodes): what CostAwareTree maximises.
+double tree_value(const PassCostCurve& t, const std::vector<double>& p, const std::vector<int32_t>& keep) {
+  double e = 1.0;
+  for (int32_t v : keep) e += p[v];
+  return e / t.at(1 + static_cast<int>(keep.size()));
+}
+}  // namespace
+
+TEST(CostAwareTree, FlatCurveKeepsTheWholeTreeSteepOneTheFirstNode) {
+  // maxgram chain 10 11 12 13; bigram branches 20 21 and 10 22 (22 is node 0's second child).
+  const TokenTree tree = build_token_tree({draft({10, 11, 12, 13}, "maxgram"), draft({20, 21}, "bigram"),
+                                           draft({10, 22}, "bigram")});
+  ASSERT_EQ(tree.size(), 7);
+  const PassCostCurve flat({1.0}), steep({1.0, 2.0}), cpu({1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5});
+  const std::vector<int32_t> all{0, 1, 2, 3, 4, 5, 6}, first{0};
+  EXPECT_EQ(CostAwareTree(&flat).choose(tree), all);
+  // No history: c = 0.5 at rank 0 and 0.25 at rank 1, so P = .5 .25 .125 .0625 .25 .125 .125.
+  const auto p = CostAwareTree(&flat).node_probabilities(tree);
+  const std::vector<double> want{0.5, 0.25, 0.125, 0.0625, 0.25, 0.125, 0.125};
+  for (int v = 0; v < 7; ++v) EXPECT_DOUBLE_EQ(p[v], want[v]) << v;
+  EXPECT_EQ(CostAwareTree(&steep).choose(tree), first);  // 1.5 / 2 beats 1.75 / 3
+  EXPECT_EQ(CostAwareTree(&cpu).choose(tree), first);    // 1.5 / 1.1 beats 1.75 / 1.3
+  EXPECT_TRUE(CostAwareTree(&cpu).choose(TokenTree{}).empty());
+}
+
+TEST(CostAwareTree, LearnsWhichDrafterAndRankPays) {
+  // Max-Gram's chain is always accepted, the bigram branches never are: on a curve where each
+  // node costs a little, the bigram branches are pruned and the Max-Gram chain kept whole.
+  const TokenTree tree = build_token_tree({draft({10, 11, 12, 13}, "maxgram"), draft({20, 21}, "bigram"),
+                                           draft({10, 22}, "bigram")});
+  const PassCostCurve gentle({1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35});
+  CostAwareTree ct(&gentle);
+  const std::vector<int32_t> chain{0, 1, 2, 3};
+  for (int i = 0; i < 20; ++i) ct.observe(tree, chain);
+  EXPECT_GT(ct.acceptance("maxgram", 0, 0), 0.9);
+  EXPECT_GT(ct.acceptance("maxgram", 0, 3), 0.9);
+  EXPECT_LT(ct.acceptance("bigram", 1, 0), 0.05);
+  EXPECT_LT(ct.acceptance("bigram", 1, 1), 0.05) << "tried at node 0's second child";
+  EXPECT_EQ(ct.choose(tree), chain);
+  // The rejected branch 20 -> 21: 21 was never verified, so only node 4 (20) counted. A source
+  // never seen keeps the prior.
+  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 0, 0), 0.5);
+  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 3, 0), 0.125);
+}
+
+TEST(CostAwareTree, CountsOnlyChildrenOfAcceptedNodesAndChecksThePath) {
+  const TokenTree tree = build_token_tree({draft({1, 2, 3}, "maxgram")});
+  const PassCostCurve flat({1.0});
+  CostAwareTree ct(&flat);
+  for (int i = 0; i < 10; ++i) ct.observe(tree, {});  // node 0 rejected: 1 and 2 never tried
+  EXPECT_LT(ct.acceptance("maxgram", 0, 0), 0.2);
+  EXPECT_DOUBLE_EQ(ct.acceptance("maxgram", 0, 1), ct.acceptance("maxgram", 0, 0));
+  EXPECT_THROW_MSG(ct.observe(tree, std::vector<int32_t>{3}), "path node 3 outside the tree of 3 nodes");
+}
+
+TEST(CostAwareTree, ChoiceIsTheBestSubtreeOfAnySize) {
+  // Against brute force over every parent-closed node set of small random trees, after random
+  // histories: the chosen set is a tree (ascending, parents kept), non-empty, and no other
+  // set of nodes is worth more.
+  std::mt19937 rng(7);
+  const PassCostCurve curves[] = {PassCostCurve({1.0}), PassCostCurve({1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5}),
+                                  PassCostCurve({1.0, 1.02, 1.04, 1.06, 1.3, 1.8, 2.4})};
+  const char* sources[] = {"maxgram", "bigram"};
+  for (int trial = 0; trial < 60; ++trial) {
+    std::vector<Draft> drafts;
+    const int width = 1 + static_cast<int>(rng() % 4);
+    for (int b = 0; b < width; ++b) {
+      std::vector<int32_t> toks(1 + rng() % 4);
+      for (auto& t : toks) t = static_cast<int32_t>(rng() % 3);
+      drafts.push_back(draft(toks, sources[rng() % 2]));
+    }
+    const TokenTree tree = build_token_tree(drafts, 12);
+    for (const auto& curve : curves) {
+      CostAwareTree ct(&curve);
+      const int steps = static_cast<int>(rng() % 12);
+      for (int h = 0; h < steps; ++h) {  // a random accepted path
+        std::vector<int32_t> path;
+        for (int32_t parent = -1;;) {
+          std::vector<int32_t> kids;
+          for (int v = 0; v < tree.size(); ++v)
+            if (tree.parents[v] == parent) kids.push_back(v);
+          if (kids.empty() || rng() % 3 == 0) break;
+          parent = kids[rng() % kids.size()];
+          path.push_back(parent);
+        }
+        ct.observe(tree, path);
+      }
+      const auto keep = ct.choose(tree);
+      const auto p = ct.node_probabilities(tree);
+      ASSERT_FALSE(keep.empty());
+      ASSERT_TRUE(std::is_sorted(keep.begin(), keep.end()));
+      std::vector<char> kept(tree.size(), 0);
+      for (int32_t v : keep) kept[v] = 1;
+      for (int32_t v : keep) ASSERT_TRUE(tree.parents[v] < 0 || kept[tree.parents[v]]) << "node " << v;
+      const double chosen = tree_value(curve, p, keep);
+      for (uint32_t mask = 1; mask < (1u << tree.size()); ++mask) {
+        std::vector<int32_t> set;
+        bool closed = true;
+        for (int v = 0; v < tree.size(); ++v)
+          if (mask >> v & 1) {
+            set.push_back(v);
+            closed &= tree.parents[v] < 0 || (mask >> tree.parents[v] & 1);
+          }
+        if (closed) {
+          ASSERT_LE(tree_value(curve, p, set), chosen * (1 + 1e-12)) << "trial " << trial << " mask " << mask;
+        }
+      }
+    }
+  }
+}
+
+TEST(DraftLengthCost, TreesFlatCurveVerifiesTheWholeTreeSteepOneNode) {
+  FakeModel target(spw::test::kVocab, spw::test::kMaxTokens);
+  auto env = spw::test::make_env();
+  SpeculativeDecoder dec(target, make_drafter_factory("maxgram+bigram", env));
+  const auto prompt = target.greedy_reference(std::vector<int32_t>{3}, 60);
+  GenerateParams gp;
+  gp.max_new_tokens = 40;
+  gp.k = 5;
+  gp.tree_width = 3;
+  gp.draft_length = DraftLength::fixed;
+  const auto fixed = dec.generate(prompt, gp);
+  gp.draft_length = DraftLength::cost;
+  gp.pass_costs = {1.0};
+  const auto flat = dec.generate(prompt, gp);
+  gp.pass_costs = {1.0, 2.0};
+  const auto steep = dec.generate(prompt, gp);
+  for (const auto* g : {&flat, &steep}) EXPECT_EQ(g->tokens, fixed.tokens);
+  EXPECT_GT(fixed.stats.drafted, fixed.stats.target_passes * 5) << "the premise: trees wider than a chain";
+  EXPECT_EQ(flat.stats.drafted, fixed.stats.drafted) << "flat curve: every node of every tree";
+  EXPECT_EQ(flat.stats.target_passes, fixed.stats.target_passes);
+  EXPECT_EQ(steep.stats.drafted, steep.stats.target_passes) << "t(n) = n: one node per pass";
+  ASSERT_EQ(steep.stats.passes_of.size(), 3u) << "every pass carried the pending token and one node";
+  EXPECT_EQ(steep.stats.passes_of[2], steep.stats.target_passes);
+}
+
 TEST(MeasurePassCosts, TimesEveryLengthAndFreesItsSequence) {
   FakeModel target(spw::test::kVocab, spw::test::kMaxTokens);
   const int64_t calls = target.forward_calls;
@@ -143,6 +286,18 @@ TEST(MeasurePassCosts, TimesEveryLengthAndFreesItsSequence) {
   const int next = target.create_sequence();
   EXPECT_THROW(target.cached_tokens(next - 1), std::runtime_error) << "the scratch sequence was freed";
   EXPECT_NO_THROW(PassCostCurve{curve});
+  // Above 8 tokens (a tree's curve) only some n are timed, the rest interpolated.
+  const int64_t before = target.forward_calls;
+  const auto tree_curve = measure_pass_costs(target, 21, 16, 2);
+  ASSERT_EQ(tree_curve.size(), 21u);
+  std::vector<int> timed;
+  for (int n = 1; n <= 21; ++n)
+    if (pass_cost_measured(n, 21)) timed.push_back(n);
+  EXPECT_EQ(timed, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 21}));
+  EXPECT_EQ(target.forward_calls - before, 1 + 14 * 3);
+  EXPECT_DOUBLE_EQ(tree_curve[8], (tree_curve[7] + tree_curve[9]) / 2);  // t(9) between t(8) and t(10)
+  EXPECT_DOUBLE_EQ(tree_curve[17], tree_curve[15] + (tree_curve[19] - tree_curve[15]) * 2 / 4);  // t(18)
+  EXPECT_TRUE(pass_cost_measured(64, 65) && pass_cost_measured(65, 65) && !pass_cost_measured(60, 65));
   EXPECT_THROW_MSG(measure_pass_costs(target, 0), "max_n = 0: must be in [1, 65]");
   EXPECT_THROW_MSG(measure_pass_costs(target, 4, spw::test::kMaxTokens), "plus max_n must fit");
   EXPECT_THROW_MSG(measure_pass_costs(target, 4, 8, 0), "reps = 0");

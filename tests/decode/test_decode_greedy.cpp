@@ -61,13 +61,13 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
     for (int k : {1, 4, 7}) {
       for (const auto& prompt : prompts())
       for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}) {
-        if (length == DraftLength::cost && width > 1) continue;  // chains only
         GenerateParams gp;
         gp.max_new_tokens = 30;
         gp.k = k;
         gp.tree_width = width;
         gp.draft_length = length;
-        // by cost: a steep curve (CPU-like: short drafts) for k < 7, a flat one (long drafts) for 7
+        // by cost: a steep curve (CPU-like: short drafts, small trees) for k < 7, a flat one
+        // (long drafts, whole trees) for 7
         if (length == DraftLength::cost) gp.pass_costs = k < 7 ? std::vector<double>{1, 1.3, 1.7, 2.2} : std::vector<double>{1};
         std::vector<int32_t> streamed;
         gp.on_token = [&](int i, int32_t t) {
@@ -84,6 +84,10 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
         EXPECT_EQ(g.stop, at_limit ? StopReason::context_limit : StopReason::max_tokens);
         EXPECT_EQ(g.stats.generated, static_cast<int64_t>(g.tokens.size()));
         EXPECT_LE(g.stats.target_passes, g.stats.generated);
+        int64_t passes = 0, carried = 0;  // passes_of: how many tokens each pass carried
+        for (size_t n = 0; n < g.stats.passes_of.size(); ++n) passes += g.stats.passes_of[n], carried += n * g.stats.passes_of[n];
+        EXPECT_EQ(passes, g.stats.target_passes);
+        EXPECT_EQ(carried, g.stats.target_passes + g.stats.drafted);
         accepted += g.stats.accepted;
         if (std::string(GetParam()) == "none") {
           EXPECT_EQ(g.stats.target_passes, g.stats.generated);

@@ -80,7 +80,6 @@ TEST_P(ReplayEquality, SameStepsAsTheRealTarget) {
     for (int k : {1, 5})
       for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost})
         for (size_t i = 0; i < ps.size(); ++i) {
-          if (length == DraftLength::cost && width > 1) continue;  // chains only
           GenerateParams gp = rec;
           gp.k = k;
           gp.tree_width = width;

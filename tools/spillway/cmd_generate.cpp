@@ -55,9 +55,10 @@ void usage() {
       "                      when MODEL.bigram exists; grammar in decode/README.md)\n"
       "  --k N               draft tokens per step (default 6; the maximum when adaptive)\n"
       "  --draft-length L    adaptive (default: shorter drafts while they are rejected, longer\n"
-      "                      while accepted) | fixed (always k) | cost (chains: the length\n"
-      "                      that maximises expected tokens per unit of target time, from the\n"
-      "                      target's cost curve t(n) and the recent acceptance per position)\n"
+      "                      while accepted) | fixed (always k) | cost (the chain length, or\n"
+      "                      the nodes of a depth-k tree, that maximise expected tokens per unit\n"
+      "                      of target time, from the target's cost curve t(n) and the recent\n"
+      "                      acceptance per position; a tree's per drafter and branch rank)\n"
       "  --cost-curve LIST   t(1),t(2),... for --draft-length cost (any unit; default: measured\n"
       "                      on the target at start, printed)\n"
       "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
@@ -351,7 +352,9 @@ int generate(const std::vector<std::string>& args) {
       o.gp.pass_costs = parse_cost_curve(o.cost_curve);
     } else {
       SPW_CHECK(!replay, "generate: --replay with --draft-length cost needs --cost-curve (no target to time)");
-      const int max_n = o.gp.k + 1;
+      // a chain: the pending token + up to k drafts; a tree: + up to max_tree_nodes nodes
+      const int max_n = std::min(decode::kMaxDraftTokens + 1,
+                                 1 + (o.gp.tree_width > 1 ? o.gp.max_tree_nodes : o.gp.k));
       const int context = std::max(0, std::min(64, target->max_tokens() - max_n));
       o.gp.pass_costs = decode::measure_pass_costs(*target, max_n, context);
     }
@@ -401,6 +404,7 @@ int generate(const std::vector<std::string>& args) {
             token_hash(s.gen.tokens));
         *out << fmt::format(", \"drafted\": {}, \"replay\": {}, \"output\": [{}]", st.drafted,
                             replay ? "true" : "false", fmt::join(s.gen.tokens, ", "));
+        *out << fmt::format(", \"passes_of\": [{}]", fmt::join(st.passes_of, ", "));  // [n]: passes of n tokens
         *out << ", \"by_source\": {";
         bool first = true;
         for (const auto& [k, v] : st.by_source) {

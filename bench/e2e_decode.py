@@ -56,8 +56,10 @@ def configs(layers: int, bigram: bool) -> list[tuple]:
     rows += [("maxgram", 1, None, "cost")] + ([(mg, 1, None, "cost")] if bigram else [])
     # Token trees (up to 4 branches): more tokens per pass for a wider verification pass, which
     # pays where a pass costs about the same for 1 and 30 tokens (the GPU). The wide row is the
-    # best of bench/draft_replay.py's sweep (16 branches, 12 deep, fixed: ~50 tokens per pass).
+    # best of bench/draft_replay.py's sweep (16 branches, 12 deep, fixed: ~50 tokens per pass);
+    # the same tree pruned each step to the nodes that pay on this device's cost curve follows.
     rows += [("maxgram", 4, None, None)] + ([(mg, 4, None, None), (mg, 16, 12, "fixed")] if bigram else [])
+    rows += [(mg, 16, 12, "cost")]
     return rows
 
 

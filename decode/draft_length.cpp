@@ -83,7 +83,7 @@ std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
 
 double CostAwareTree::acceptance(const std::string& source, int rank, int depth) const {
   const int r = std::clamp(rank, 0, kRanks - 1);
-  double c = 0.5 / (1.0 + rank);  // prior at depth 0: later siblings are accepted less often
+  double c = 0.5 / ((1.0 + rank) * (1.0 + rank));  // prior at depth 0 (draft_length.h)
   const auto it = counts_.find(source);
   for (int d = 0; d <= depth; ++d) {
     double tried = 0, acc = 0;

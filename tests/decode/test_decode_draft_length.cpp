@@ -155,12 +155,15 @@ TEST(CostAwareTree, FlatCurveKeepsTheWholeTreeSteepOneTheFirstNode) {
   const PassCostCurve flat({1.0}), steep({1.0, 2.0}), cpu({1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5});
   const std::vector<int32_t> all{0, 1, 2, 3, 4, 5, 6}, first{0};
   EXPECT_EQ(CostAwareTree(&flat).choose(tree), all);
-  // No history: c = 0.5 at rank 0 and 0.25 at rank 1, so P = .5 .25 .125 .0625 .25 .125 .125.
+  // No history: c = 0.5 at rank 0 and 0.125 at rank 1, so P = .5 .25 .125 .0625 .125 .0625 .0625.
   const auto p = CostAwareTree(&flat).node_probabilities(tree);
-  const std::vector<double> want{0.5, 0.25, 0.125, 0.0625, 0.25, 0.125, 0.125};
+  const std::vector<double> want{0.5, 0.25, 0.125, 0.0625, 0.125, 0.0625, 0.0625};
   for (int v = 0; v < 7; ++v) EXPECT_DOUBLE_EQ(p[v], want[v]) << v;
   EXPECT_EQ(CostAwareTree(&steep).choose(tree), first);  // 1.5 / 2 beats 1.75 / 3
   EXPECT_EQ(CostAwareTree(&cpu).choose(tree), first);    // 1.5 / 1.1 beats 1.75 / 1.3
+  // A gentler curve takes node 0's child (.25) and then the two .125 nodes.
+  const PassCostCurve gentle({1.0, 1.05, 1.1, 1.15, 1.2});
+  EXPECT_EQ(CostAwareTree(&gentle).choose(tree), (std::vector<int32_t>{0, 1, 2, 4}));
   EXPECT_TRUE(CostAwareTree(&cpu).choose(TokenTree{}).empty());
 }
 
@@ -181,7 +184,7 @@ TEST(CostAwareTree, LearnsWhichDrafterAndRankPays) {
   // The rejected branch 20 -> 21: 21 was never verified, so only node 4 (20) counted. A source
   // never seen keeps the prior.
   EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 0, 0), 0.5);
-  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 3, 0), 0.125);
+  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 3, 0), 0.5 / 16);
 }
 
 TEST(CostAwareTree, CountsOnlyChildrenOfAcceptedNodesAndChecksThePath) {

@@ -11,6 +11,7 @@
 #include "kernels/common/device_buffer.h"
 #include "kernels/decode_attention/decode_attention.h"
 #include "kernels/decode_attention/reference.h"
+#include "tests/common/device_upload.h"
 #include "tests/common/graph_capture.h"
 #include "tests/decode_attention/decode_attention_cases.h"
 
@@ -20,13 +21,8 @@ using namespace spw::decode_attention::test_cases;
 
 namespace {
 
-template <typename T>
-DeviceBuffer<T> upload_nonempty(const std::vector<float>& v) {
-  return DeviceBuffer<T>(test::to_storage<T>(v.empty() ? std::vector<float>{0.f} : v));
-}
-DeviceBuffer<int32_t> upload_ints(const std::vector<int32_t>& v) {
-  return DeviceBuffer<int32_t>(v.empty() ? std::vector<int32_t>{0} : v);
-}
+using test::upload_ints;
+using test::upload_nonempty;
 
 template <typename T>
 struct DeviceCase {

@@ -18,6 +18,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device_buffer.h"
 #include "kernels/decode_attention/decode_attention.h"
+#include "tests/common/device_upload.h"
 #include "tests/common/graph_capture.h"
 #include "tests/tree_attention/tree_attention_cases.h"
 
@@ -26,13 +27,8 @@ using namespace spw::tree_attention;
 using namespace spw::tree_attention::test_cases;
 
 namespace {
-template <typename T>
-DeviceBuffer<T> up(const std::vector<float>& v) {
-  return DeviceBuffer<T>(test::to_storage<T>(v.empty() ? std::vector<float>{0.f} : v));
-}
-DeviceBuffer<int32_t> up_ints(const std::vector<int32_t>& v) {
-  return DeviceBuffer<int32_t>(v.empty() ? std::vector<int32_t>{0} : v);
-}
+using test::upload_ints;
+using test::upload_nonempty;
 
 struct Out {
   std::vector<float> o, lse;
@@ -44,8 +40,9 @@ struct Out {
 // the result returned is that second run's.
 template <typename T>
 Out run_case(const Case& c, const Plan& pl, bool rerun_from_workspace = false) {
-  auto q = up<T>(c.q), kt = up<T>(c.k_tree), vt = up<T>(c.v_tree), kp = up<T>(c.k_pages), vp = up<T>(c.v_pages);
-  auto indptr = up_ints(c.indptr), indices = up_ints(c.indices), last = up_ints(c.last_page_len);
+  auto q = upload_nonempty<T>(c.q), kt = upload_nonempty<T>(c.k_tree), vt = upload_nonempty<T>(c.v_tree);
+  auto kp = upload_nonempty<T>(c.k_pages), vp = upload_nonempty<T>(c.v_pages);
+  auto indptr = upload_ints(c.indptr), indices = upload_ints(c.indices), last = upload_ints(c.last_page_len);
   DeviceBuffer<T> o(c.q.size());
   DeviceBuffer<float> lse(static_cast<size_t>(pl.total_tokens) * c.p.qo_heads);
   DeviceBuffer<unsigned char> ws(pl.workspace_bytes);
@@ -165,9 +162,10 @@ TEST(TreeAttentionGpu, CudaGraphCaptureAndReplayMatchesDirectRun) {
   for (Impl impl : kImpls) {
     const Plan pl = plan_for(c, impl);
     const Out direct = run_case<spw::half>(c, pl);
-    auto q = up<spw::half>(c.q), kt = up<spw::half>(c.k_tree), vt = up<spw::half>(c.v_tree);
-    auto kp = up<spw::half>(c.k_pages), vp = up<spw::half>(c.v_pages);
-    auto indptr = up_ints(c.indptr), indices = up_ints(c.indices), last = up_ints(c.last_page_len);
+    auto q = upload_nonempty<spw::half>(c.q);
+    auto kt = upload_nonempty<spw::half>(c.k_tree), vt = upload_nonempty<spw::half>(c.v_tree);
+    auto kp = upload_nonempty<spw::half>(c.k_pages), vp = upload_nonempty<spw::half>(c.v_pages);
+    auto indptr = upload_ints(c.indptr), indices = upload_ints(c.indices), last = upload_ints(c.last_page_len);
     DeviceBuffer<spw::half> o(c.q.size());
     DeviceBuffer<float> lse(static_cast<size_t>(pl.total_tokens) * c.p.qo_heads);
     DeviceBuffer<unsigned char> ws(pl.workspace_bytes);
@@ -300,8 +298,8 @@ TEST(TreeAttentionGpu, SingleTokenEqualsDecodeAttentionKernel) {
     const Out tree = run_case<spw::half>(c, tp);
     const decode_attention::Problem dp = prefix_problem(p);
     const auto dpl = decode_attention::plan(dp, lens, query_device(0));
-    auto q = up<spw::half>(c.q), kp = up<spw::half>(kd), vp = up<spw::half>(vd);
-    auto di = up_ints(indptr), dx = up_ints(indices), dl = up_ints(last);
+    auto q = upload_nonempty<spw::half>(c.q), kp = upload_nonempty<spw::half>(kd), vp = upload_nonempty<spw::half>(vd);
+    auto di = upload_ints(indptr), dx = upload_ints(indices), dl = upload_ints(last);
     DeviceBuffer<spw::half> o(c.q.size());
     DeviceBuffer<float> lse(size_t(p.batch) * p.qo_heads);
     DeviceBuffer<unsigned char> ws(std::max<size_t>(dpl.workspace_bytes, 16));

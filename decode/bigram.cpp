@@ -255,8 +255,7 @@ void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out, floa
     p *= e.prob;
     if (p < min_p) return;
     last = e.token;
-    out.tokens.push_back(last);
-    out.sources.push_back("bigram");
+    out.push(last, "bigram", e.prob);
   }
 }
 
@@ -279,8 +278,7 @@ std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context,
   const auto first = table_->next(context.back());
   for (int j = 0; j < width && j < static_cast<int>(first.size()); ++j) {
     Draft d;
-    d.tokens.push_back(first[j].token);
-    d.sources.push_back("bigram");
+    d.push(first[j].token, "bigram", first[j].prob);
     bigram_fill(*table_, first[j].token, j == 0 ? k : 1, d, min_p_);
     out.push_back(std::move(d));
   }

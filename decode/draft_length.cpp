@@ -81,9 +81,28 @@ std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
   return rank;
 }
 
+int CostAwareTree::node_class(int rank, float score) {
+  if (score < 0.f) return std::min(rank, kRanks - 1);
+  const int bucket = static_cast<int>(std::floor(-std::log2(std::max(score, 1e-9f))));
+  return kRanks + std::clamp(bucket, 0, kScoreBuckets - 1);
+}
+
+double CostAwareTree::class_prior(int cls) {
+  if (cls < kRanks) return 0.5 / (1.0 + cls);
+  return std::ldexp(0.75, -(cls - kRanks));  // the middle of the score bucket [2^-(b+1), 2^-b)
+}
+
 double CostAwareTree::acceptance(const std::string& source, int rank, int depth) const {
-  const int r = std::clamp(rank, 0, kRanks - 1);
-  double c = 0.5 / ((1.0 + rank) * (1.0 + rank));  // prior at depth 0 (draft_length.h)
+  return estimate(source, node_class(rank, -1.f), depth);
+}
+
+double CostAwareTree::scored_acceptance(const std::string& source, float score, int depth) const {
+  return estimate(source, node_class(0, score), depth);
+}
+
+double CostAwareTree::estimate(const std::string& source, int cls, int depth) const {
+  const int r = cls;
+  double c = class_prior(cls);  // prior at depth 0 (draft_length.h)
   const auto it = counts_.find(source);
   for (int d = 0; d <= depth; ++d) {
     double tried = 0, acc = 0;
@@ -102,7 +121,8 @@ std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) con
   std::vector<double> p(tree.size());
   for (int v = 0; v < tree.size(); ++v) {
     const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
-    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * acceptance(src, rank[v], tree.depths[v]);
+    const float score = static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f;
+    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * estimate(src, node_class(rank[v], score), tree.depths[v]);
   }
   return p;
 }
@@ -143,7 +163,8 @@ void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> acce
     if (parent >= 0 && !accepted[parent]) continue;  // never verified: its parent was rejected
     const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
     Counts& c = counts_[src];
-    const int r = std::min(rank[v], kRanks - 1);
+    const float score = static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f;
+    const int r = node_class(rank[v], score);
     auto& tr = c.tried[hot_][r];
     auto& ac = c.accepted[hot_][r];
     const size_t d = static_cast<size_t>(tree.depths[v]);

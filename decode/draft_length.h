@@ -17,15 +17,16 @@
 //
 // Token trees (CostAwareTree): the drafter's whole tree (width w, depth k) is pruned each step to
 // the nodes that pay. P(v), the chance that node v is accepted, is the product along its path of
-// conditional acceptances c(source, rank, depth) = P(v accepted | its parent accepted), where
-// rank is v's place among its siblings (0 = the first draft's token) and source the drafter that
-// proposed it; c is counted like the chains' c_i (forgetting, streak state, a position shrunk
-// towards the one above it; the prior at depth 0 is 0.5 / (1 + rank)^2: later siblings are
-// seldom right, and replays on the e2e prompts pruned better with it than with 0.5 / (1 + rank)).
-// Nodes are ranked by P
+// conditional acceptances c(source, class, depth) = P(v accepted | its parent accepted), where
+// source is the drafter that proposed v and class is the bucket of the drafter's own score for
+// v (Draft::scores: a bigram table's probability p, bucket floor(-log2 p)) or, for a token it did
+// not score, v's rank among its siblings (0 = the first draft's token). c is counted like the
+// chains' c_i (forgetting, streak state, a depth shrunk towards the one above it); the prior at
+// depth 0 is 0.75 * 2^-bucket (the bucket's middle) or 0.5 / (1 + rank). Nodes are ranked by P
 // (a child never above its parent, so every prefix of the ranking is a tree) and the prefix of
 // n >= 1 nodes that maximises (1 + sum of its P) / t(1 + n) is verified. With w = 1 this is the
-// chains' rule applied after drafting.
+// chains' rule applied after drafting. A node is only counted once verified, so the prior also
+// decides what gets explored: replays (decode/README.md) chose these priors over tighter ones.
 #pragma once
 
 #include <cstdint>
@@ -83,17 +84,25 @@ class CostAwareTree {
   /// child first (verify_*: VerifyResult::path). Every child of the root or of an accepted node
   /// was tried; each counts as accepted or not.
   void observe(const TokenTree& tree, std::span<const int32_t> accepted_path);
-  /// Current estimate of c(source, rank, depth) in the current streak state.
+  /// Current estimate of c(source, rank, depth) for an unscored node in the current streak state.
   double acceptance(const std::string& source, int rank, int depth) const;
+  /// The same for a node its drafter scored `score` (in [0, 1]).
+  double scored_acceptance(const std::string& source, float score, int depth) const;
   /// Each node's estimated P(accepted) (the product of c along its path).
   std::vector<double> node_probabilities(const TokenTree& tree) const;
 
  private:
   static constexpr double kForget = 0.9;
-  static constexpr int kRanks = 16;  // ranks >= 15 share the last counters
-  // Decayed tries / acceptances per [rank][depth], per streak state, for one source.
+  static constexpr int kRanks = 16;         // ranks >= 15 share the last counters
+  static constexpr int kScoreBuckets = 16;  // score in [2^-(b+1), 2^-b): bucket b (the last: below)
+  static constexpr int kClasses = kRanks + kScoreBuckets;
+  // A node's class: its sibling rank, or, when its drafter scored it, its score's bucket.
+  static int node_class(int rank, float score);
+  static double class_prior(int cls);
+  double estimate(const std::string& source, int cls, int depth) const;
+  // Decayed tries / acceptances per [class][depth], per streak state, for one source.
   struct Counts {
-    std::vector<double> tried[2][kRanks], accepted[2][kRanks];
+    std::vector<double> tried[2][kClasses], accepted[2][kClasses];
   };
   static std::vector<int32_t> sibling_ranks(const TokenTree& tree);
   const PassCostCurve* curve_;

@@ -23,6 +23,16 @@ struct Draft {
   // Empty, or one name per token: which drafter proposed it ("maxgram", "bigram", "self:8",
   // ...). Used for acceptance-per-drafter metrics.
   std::vector<std::string> sources;
+  // Empty, or one per token: the drafter's own estimate of the token's probability given the
+  // text and the draft before it (a bigram table's probability), < 0 where it has none. Used to
+  // rank token-tree nodes (DraftLength::cost); verification never reads it.
+  std::vector<float> scores;
+  /// Appends a token with its source and score, keeping `scores` aligned with `tokens`.
+  void push(int32_t token, std::string source, float score = -1.f) {
+    if (score >= 0.f || !scores.empty()) scores.resize(tokens.size(), -1.f), scores.push_back(score);
+    tokens.push_back(token);
+    sources.push_back(std::move(source));
+  }
 };
 
 /// Neural forward passes a drafter ran, and the standardized cost of one (for SWI).

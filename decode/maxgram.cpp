@@ -194,8 +194,7 @@ std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context
       if (e.prob <= 0.f || std::find(firsts.begin(), firsts.end(), e.token) != firsts.end()) continue;
       firsts.push_back(e.token);
       Draft d;
-      d.tokens.push_back(e.token);
-      d.sources.push_back("bigram");
+      d.push(e.token, "bigram", e.prob);
       bigram_fill(*bigram_, e.token, std::min(k, kAltLength), d, opt_.bigram_min_p);
       out.push_back(std::move(d));
     }

@@ -106,7 +106,7 @@ std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, 
   const int32_t head = main.tokens.empty() ? -1 : main.tokens[0];
   out.push_back(std::move(main));
   for (int j = 0; j < alts && static_cast<int>(out.size()) < width; ++j)
-    if (order[j] != head) out.push_back(Draft{{order[j]}, {}, {name_}});
+    if (order[j] != head) out.push_back(Draft{{order[j]}, {}, {name_}, {}});
   return out;
 }
 

@@ -27,6 +27,7 @@ TokenTree build_token_tree(const std::vector<Draft>& drafts, int max_nodes) {
         t.parents.push_back(cur);
         t.depths.push_back(cur < 0 ? 0 : t.depths[cur] + 1);
         t.sources.push_back(i < d.sources.size() ? d.sources[i] : std::string());
+        t.scores.push_back(i < d.scores.size() ? d.scores[i] : -1.f);
       }
       cur = found;
     }
@@ -107,6 +108,7 @@ TokenTree subtree(const TokenTree& tree, std::span<const int32_t> keep) {
     t.parents.push_back(p < 0 ? -1 : remap[p]);
     t.depths.push_back(tree.depths[v]);
     t.sources.push_back(v < static_cast<int32_t>(tree.sources.size()) ? tree.sources[v] : "");
+    t.scores.push_back(v < static_cast<int32_t>(tree.scores.size()) ? tree.scores[v] : -1.f);
   }
   return t;
 }

@@ -155,15 +155,17 @@ TEST(CostAwareTree, FlatCurveKeepsTheWholeTreeSteepOneTheFirstNode) {
   const PassCostCurve flat({1.0}), steep({1.0, 2.0}), cpu({1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5});
   const std::vector<int32_t> all{0, 1, 2, 3, 4, 5, 6}, first{0};
   EXPECT_EQ(CostAwareTree(&flat).choose(tree), all);
-  // No history: c = 0.5 at rank 0 and 0.125 at rank 1, so P = .5 .25 .125 .0625 .125 .0625 .0625.
+  // No history (and no scores): c = 0.5 at rank 0 and 0.25 at rank 1, so
+  // P = .5 .25 .125 .0625 .25 .125 .125.
   const auto p = CostAwareTree(&flat).node_probabilities(tree);
-  const std::vector<double> want{0.5, 0.25, 0.125, 0.0625, 0.125, 0.0625, 0.0625};
+  const std::vector<double> want{0.5, 0.25, 0.125, 0.0625, 0.25, 0.125, 0.125};
   for (int v = 0; v < 7; ++v) EXPECT_DOUBLE_EQ(p[v], want[v]) << v;
   EXPECT_EQ(CostAwareTree(&steep).choose(tree), first);  // 1.5 / 2 beats 1.75 / 3
   EXPECT_EQ(CostAwareTree(&cpu).choose(tree), first);    // 1.5 / 1.1 beats 1.75 / 1.3
-  // A gentler curve takes node 0's child (.25) and then the two .125 nodes.
-  const PassCostCurve gentle({1.0, 1.05, 1.1, 1.15, 1.2});
-  EXPECT_EQ(CostAwareTree(&gentle).choose(tree), (std::vector<int32_t>{0, 1, 2, 4}));
+  // A gentler curve also takes the two .25 nodes (node 0's child, the root's second child):
+  // 2.0 / 1.2 beats 1.75 / 1.1 and 2.125 / 1.3.
+  const PassCostCurve gentle({1.0, 1.05, 1.1, 1.2, 1.3, 1.4});
+  EXPECT_EQ(CostAwareTree(&gentle).choose(tree), (std::vector<int32_t>{0, 1, 4}));
   EXPECT_TRUE(CostAwareTree(&cpu).choose(TokenTree{}).empty());
 }
 
@@ -184,7 +186,35 @@ TEST(CostAwareTree, LearnsWhichDrafterAndRankPays) {
   // The rejected branch 20 -> 21: 21 was never verified, so only node 4 (20) counted. A source
   // never seen keeps the prior.
   EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 0, 0), 0.5);
-  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 3, 0), 0.5 / 16);
+  EXPECT_DOUBLE_EQ(ct.acceptance("self:8", 3, 0), 0.125);
+}
+
+TEST(CostAwareTree, ScoredNodesAreCountedPerScoreBucket) {
+  Draft mixed;  // Draft::push keeps scores aligned with tokens, -1 where a token has none
+  mixed.push(10, "maxgram");
+  EXPECT_TRUE(mixed.scores.empty());
+  mixed.push(11, "bigram", 0.6f);
+  mixed.push(12, "maxgram");
+  EXPECT_EQ(mixed.scores, (std::vector<float>{-1.f, 0.6f, -1.f}));
+  EXPECT_EQ(mixed.sources, (std::vector<std::string>{"maxgram", "bigram", "maxgram"}));
+  // Root branches scored 0.6 (bucket 0) and 0.05 (bucket 4); the prior is the bucket's middle.
+  Draft likely, unlikely;
+  likely.push(20, "bigram", 0.6f);
+  unlikely.push(21, "bigram", 0.05f);
+  const TokenTree tree = build_token_tree({likely, unlikely});
+  ASSERT_EQ(tree.scores, (std::vector<float>{0.6f, 0.05f}));
+  const PassCostCurve flat({1.0});
+  CostAwareTree ct(&flat);
+  EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.6f, 0), 0.75);
+  EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.05f, 0), 0.75 / 16);
+  EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.f, 0), std::ldexp(0.75, -15)) << "the last bucket";
+  // The low-scored branch is the one accepted: the buckets learn it, ranks are not involved.
+  for (int i = 0; i < 20; ++i) ct.observe(tree, std::vector<int32_t>{1});
+  EXPECT_LT(ct.scored_acceptance("bigram", 0.6f, 0), 0.2);
+  EXPECT_GT(ct.scored_acceptance("bigram", 0.05f, 0), 0.8);
+  EXPECT_DOUBLE_EQ(ct.acceptance("bigram", 1, 0), 0.25) << "unscored rank-1 counters untouched";
+  const auto p = ct.node_probabilities(tree);
+  EXPECT_GT(p[1], p[0]);
 }
 
 TEST(CostAwareTree, CountsOnlyChildrenOfAcceptedNodesAndChecksThePath) {

@@ -139,7 +139,7 @@ struct RecordingDrafter : Drafter {
   std::string name() const override { return "recording"; }
   Draft propose(std::span<const int32_t>, int k) override {
     asked->push_back(k);
-    return Draft{std::vector<int32_t>(k, token), {}, {}};
+    return Draft{std::vector<int32_t>(k, token), {}, {}, {}};
   }
 };
 }  // namespace
@@ -218,7 +218,9 @@ TEST(GreedyDecoding, AcceptedTokensStopAtEos) {
     std::vector<int32_t> cont;
     std::string name() const override { return "oracle"; }
     Draft propose(std::span<const int32_t>, int k) override {
-      return Draft{std::vector<int32_t>(cont.begin(), cont.begin() + std::min<size_t>(k, cont.size())), {}, {}};
+      Draft d;
+      d.tokens.assign(cont.begin(), cont.begin() + std::min<size_t>(k, cont.size()));
+      return d;
     }
   };
   for (int width : {1, 2}) {

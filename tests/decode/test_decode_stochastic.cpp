@@ -41,7 +41,7 @@ class OracleDrafter : public Drafter {
   }
   std::vector<Draft> propose_tree(std::span<const int32_t> ctx, int k, int width) override {
     std::vector<Draft> out{propose(ctx, k)};
-    for (int j = 1; j < std::min(width, width_); ++j) out.push_back(Draft{{(out[0].tokens[0] + j) % V}, {}, {}});
+    for (int j = 1; j < std::min(width, width_); ++j) out.push_back(Draft{{(out[0].tokens[0] + j) % V}, {}, {}, {}});
     return out;
   }
 

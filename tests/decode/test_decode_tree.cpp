@@ -8,7 +8,7 @@
 using namespace spw::decode;
 
 namespace {
-Draft D(std::vector<int32_t> t) { return Draft{t, {}, {}}; }
+Draft D(std::vector<int32_t> t) { return Draft{t, {}, {}, {}}; }
 }
 
 TEST(TokenTree, TrieMergesCommonPrefixes) {
@@ -45,8 +45,11 @@ TEST(TokenTree, TopologicalOrderOfUnorderedArrayAndCycles) {
   auto order = topological_order(p);
   std::vector<int> pos(4);
   for (int i = 0; i < 4; ++i) pos[order[i]] = i;
-  for (int i = 0; i < 4; ++i)
-    if (p[i] >= 0) EXPECT_LT(pos[p[i]], pos[i]);
+  for (int i = 0; i < 4; ++i) {
+    if (p[i] >= 0) {
+      EXPECT_LT(pos[p[i]], pos[i]);
+    }
+  }
   std::vector<int32_t> cyc{1, 0, -1};
   EXPECT_THROW_MSG(topological_order(cyc), "cycle");
 }

@@ -101,28 +101,47 @@ TEST(DraftLengthCost, DecoderChecksItsArguments) {
   EXPECT_THROW_MSG(dec.generate(prompt, gp), "t(2) = -2: must be a positive number");
 }
 
-TEST(DraftLengthCost, FlatCurveDraftsAsLongAsFixedSteepOneShortCpuLikeOneGrows) {
-  // No position term: the target's greedy text depends on the last two tokens only, so it
-  // becomes periodic, and a prompt of its own greedy text makes Max-Gram right every time.
+namespace {
+// 40 tokens after a prompt of the fake target's own greedy text, drafted by `spec`: fixed length,
+// then by cost on a flat curve, a steep one (t(n) = n) and each of `more`. No position term: the
+// target's greedy text depends on the last two tokens only, so it becomes periodic, and a prompt
+// of its own greedy text makes Max-Gram right every time.
+struct CostRuns {
+  Generation fixed, flat, steep;
+  std::vector<Generation> more;
+};
+CostRuns run_by_cost(const char* spec, int k, int width, const std::vector<std::vector<double>>& more = {}) {
   FakeModel target(spw::test::kVocab, spw::test::kMaxTokens);
   auto env = spw::test::make_env();
-  SpeculativeDecoder dec(target, make_drafter_factory("maxgram", env));
+  SpeculativeDecoder dec(target, make_drafter_factory(spec, env));
   const auto prompt = target.greedy_reference(std::vector<int32_t>{3}, 60);
   GenerateParams gp;
   gp.max_new_tokens = 40;
-  gp.k = 6;
+  gp.k = k;
+  gp.tree_width = width;
   gp.draft_length = DraftLength::fixed;
-  const auto fixed = dec.generate(prompt, gp);
+  CostRuns r;
+  r.fixed = dec.generate(prompt, gp);
   gp.draft_length = DraftLength::cost;
   gp.pass_costs = {1.0};
-  const auto flat = dec.generate(prompt, gp);
+  r.flat = dec.generate(prompt, gp);
   gp.pass_costs = {1.0, 2.0};
-  const auto steep = dec.generate(prompt, gp);
+  r.steep = dec.generate(prompt, gp);
+  for (const auto& curve : more) {
+    gp.pass_costs = curve;
+    r.more.push_back(dec.generate(prompt, gp));
+  }
+  for (const auto* g : {&r.flat, &r.steep}) EXPECT_EQ(g->tokens, r.fixed.tokens);
+  for (const auto& g : r.more) EXPECT_EQ(g.tokens, r.fixed.tokens);
+  return r;
+}
+}  // namespace
+
+TEST(DraftLengthCost, FlatCurveDraftsAsLongAsFixedSteepOneShortCpuLikeOneGrows) {
   // A CPU-like curve: 1 token drafted at first (prior 0.5 everywhere), longer drafts as Max-Gram
   // keeps being right (the decoder feeds every step back).
-  gp.pass_costs = {1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5};
-  const auto cpu = dec.generate(prompt, gp);
-  for (const auto* g : {&flat, &steep, &cpu}) EXPECT_EQ(g->tokens, fixed.tokens);
+  const CostRuns r = run_by_cost("maxgram", 6, 1, {{1.0, 1.1, 1.3, 1.6, 1.9, 2.2, 2.5}});
+  const Generation &fixed = r.fixed, &flat = r.flat, &steep = r.steep, &cpu = r.more[0];
   EXPECT_EQ(flat.stats.accepted, flat.stats.drafted) << "the premise: Max-Gram is always right here";
   EXPECT_EQ(flat.stats.drafted, fixed.stats.drafted) << "flat curve: always the longest draft";
   EXPECT_EQ(steep.stats.drafted, steep.stats.target_passes) << "t(n) = n: one draft token per pass";
@@ -284,22 +303,8 @@ TEST(CostAwareTree, ChoiceIsTheBestSubtreeOfAnySize) {
 }
 
 TEST(DraftLengthCost, TreesFlatCurveVerifiesTheWholeTreeSteepOneNode) {
-  FakeModel target(spw::test::kVocab, spw::test::kMaxTokens);
-  auto env = spw::test::make_env();
-  SpeculativeDecoder dec(target, make_drafter_factory("maxgram+bigram", env));
-  const auto prompt = target.greedy_reference(std::vector<int32_t>{3}, 60);
-  GenerateParams gp;
-  gp.max_new_tokens = 40;
-  gp.k = 5;
-  gp.tree_width = 3;
-  gp.draft_length = DraftLength::fixed;
-  const auto fixed = dec.generate(prompt, gp);
-  gp.draft_length = DraftLength::cost;
-  gp.pass_costs = {1.0};
-  const auto flat = dec.generate(prompt, gp);
-  gp.pass_costs = {1.0, 2.0};
-  const auto steep = dec.generate(prompt, gp);
-  for (const auto* g : {&flat, &steep}) EXPECT_EQ(g->tokens, fixed.tokens);
+  const CostRuns r = run_by_cost("maxgram+bigram", 5, 3);
+  const Generation &fixed = r.fixed, &flat = r.flat, &steep = r.steep;
   EXPECT_GT(fixed.stats.drafted, fixed.stats.target_passes * 5) << "the premise: trees wider than a chain";
   EXPECT_EQ(flat.stats.drafted, fixed.stats.drafted) << "flat curve: every node of every tree";
   EXPECT_EQ(flat.stats.target_passes, fixed.stats.target_passes);

@@ -70,10 +70,6 @@ void CostAwareLength::observe(int proposed, int accepted) {
   hot_ = proposed > 0 && accepted == proposed ? 1 : 0;
 }
 
-}  // namespace spw::decode
-
-namespace spw::decode {
-
 std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
   // children seen so far per parent (index parent + 1; the root is -1)
   std::vector<int32_t> seen(static_cast<size_t>(tree.size()) + 1, 0), rank(tree.size());
@@ -82,7 +78,7 @@ std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
 }
 
 int CostAwareTree::node_class(int rank, float score) {
-  if (score < 0.f) return std::min(rank, kRanks - 1);
+  if (!(score >= 0.f)) return std::min(rank, kRanks - 1);  // unscored (negative or NaN)
   const int bucket = static_cast<int>(std::floor(-std::log2(std::max(score, 1e-9f))));
   return kRanks + std::clamp(bucket, 0, kScoreBuckets - 1);
 }
@@ -101,14 +97,13 @@ double CostAwareTree::scored_acceptance(const std::string& source, float score, 
 }
 
 double CostAwareTree::estimate(const std::string& source, int cls, int depth) const {
-  const int r = cls;
   double c = class_prior(cls);  // prior at depth 0 (draft_length.h)
   const auto it = counts_.find(source);
   for (int d = 0; d <= depth; ++d) {
     double tried = 0, acc = 0;
     if (it != counts_.end()) {
-      const auto& tr = it->second.tried[hot_][r];
-      const auto& ac = it->second.accepted[hot_][r];
+      const auto& tr = it->second.tried[hot_][cls];
+      const auto& ac = it->second.accepted[hot_][cls];
       if (static_cast<size_t>(d) < tr.size()) tried = tr[d], acc = ac[d];
     }
     c = (acc + 2.0 * c) / (tried + 2.0);  // shrunk towards the depth above (weight of 2 tries)
@@ -164,9 +159,9 @@ void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> acce
     const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
     Counts& c = counts_[src];
     const float score = static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f;
-    const int r = node_class(rank[v], score);
-    auto& tr = c.tried[hot_][r];
-    auto& ac = c.accepted[hot_][r];
+    const int cls = node_class(rank[v], score);
+    auto& tr = c.tried[hot_][cls];
+    auto& ac = c.accepted[hot_][cls];
     const size_t d = static_cast<size_t>(tree.depths[v]);
     if (tr.size() <= d) {
       tr.resize(d + 1, 0.0);

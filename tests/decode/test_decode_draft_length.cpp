@@ -227,6 +227,7 @@ TEST(CostAwareTree, ScoredNodesAreCountedPerScoreBucket) {
   EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.6f, 0), 0.75);
   EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.05f, 0), 0.75 / 16);
   EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", 0.f, 0), std::ldexp(0.75, -15)) << "the last bucket";
+  EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", std::nanf(""), 0), 0.5) << "NaN: unscored, rank 0";
   // The low-scored branch is the one accepted: the buckets learn it, ranks are not involved.
   for (int i = 0; i < 20; ++i) ct.observe(tree, std::vector<int32_t>{1});
   EXPECT_LT(ct.scored_acceptance("bigram", 0.6f, 0), 0.2);

@@ -49,14 +49,20 @@ if(SPW_HAVE_CUDA AND SPW_SIM_TESTS AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AM
   target_link_libraries(spillway_runtime_sim PUBLIC spillway_kernels_sim)
   spw_cpu_matmul_flags(${PROJECT_SOURCE_DIR}/runtime)
 
+  # The decoder (plain C++) over the simulated runtime, for the decode loop's CUDA-target test.
+  file(GLOB sim_decode_cpp CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/decode/*.cpp)
+  add_library(spillway_decode_sim STATIC ${sim_decode_cpp})
+  target_link_libraries(spillway_decode_sim PUBLIC spillway_runtime_sim)
+
   add_library(spillway_test_util_sim STATIC ${CMAKE_CURRENT_LIST_DIR}/../common/helpers.cpp)
-  target_link_libraries(spillway_test_util_sim PUBLIC spillway_runtime_sim spillway_kernels_sim GTest::gtest)
+  target_link_libraries(spillway_test_util_sim PUBLIC spillway_decode_sim spillway_runtime_sim spillway_kernels_sim
+                        GTest::gtest)
   target_compile_definitions(spillway_test_util_sim PUBLIC SPW_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../data"
                              SPW_SOURCE_DIR="${PROJECT_SOURCE_DIR}" SPW_BINARY_DIR="${PROJECT_BINARY_DIR}")
 
   # The simulator's own tests, then each kernel family's GPU tests.
   set(sim_tests ${sim_dir}/sim_selftest.cpp)  # (not test_*.cpp: that glob is the plain suite's)
-  foreach(area common decode_attention tree_attention flat_gemm sgmv small_ops runtime)
+  foreach(area common decode_attention tree_attention flat_gemm sgmv small_ops runtime decode)
     file(GLOB area_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../${area}/test_*_gpu.cu
          ${CMAKE_CURRENT_LIST_DIR}/../${area}/test_*_gpu.cpp)
     spw_sim_wrap(wrapped ${area_tests})

@@ -12,7 +12,10 @@ plus acceptance of Max-Gram- and bigram-proposed positions separately.
                                 [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
                                 [--k K] [--draft-length adaptive|fixed]
                                 [--modes greedy,sampled] [--only 'LABEL|LABEL|...'] [--rounds N]
-Greedy rows also record whether every prompt's output was identical to autoregressive decoding.
+Greedy rows also record whether every prompt's output was identical to autoregressive decoding
+(`identical_to_autoregressive`) and for how many prompts it was in every round
+(`prompts_identical`; a backend whose verification pass rounds differently from a one-token
+pass can part at a near tie, and the table's last column shows the count).
 --only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows and " cost"
 for the rows whose draft length follows the cost curve) is in the
 '|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
@@ -184,9 +187,11 @@ def main() -> int:
                     s = src.setdefault(k, [0, 0])
                     s[0] += p
                     s[1] += a
-            identical = None
+            identical = same_prompts = None
             if mode == "greedy" and spec != "none":
-                identical = all(base_tokens.get(r["id"]) == r["output_hash"] for x in runs[row_cfg] for r in x)
+                parted = {r["id"] for x in runs[row_cfg] for r in x if base_tokens.get(r["id"]) != r["output_hash"]}
+                same_prompts = sum(1 for r in res if r["id"] not in parted)
+                identical = not parted
             row = {"case": f"{mode}_{name}", "impl": "spillway" if spec == "none" else f"spillway:{name}",
                    "tokens_per_s": round(statistics.median(tps_rounds), 3),
                    "speedup": round(statistics.median(speedups), 4) if speedups else None,
@@ -200,6 +205,7 @@ def main() -> int:
                 row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)
             if identical is not None:
                 row["identical_to_autoregressive"] = identical
+                row["prompts_identical"] = same_prompts
             rows.append(row)
             table.append(row)
             print(json.dumps(row), flush=True)
@@ -216,12 +222,14 @@ def main() -> int:
           f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise. speedup = tokens/s over autoregressive "
           "in the same mode and run" + (f"; {args.rounds} interleaved rounds: tok/s is the median over rounds, speedup the "
                                        "median of the per-round speedups (min-max in brackets)" if args.rounds > 1 else "") + ".", "",
-          "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter |", "|---|---|---:|---:|---:|---:|---|"]
+          "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter | identical to AR |",
+          "|---|---|---:|---:|---:|---:|---|---:|"]
     for r in table:
         acc = ", ".join(f"{k} {v:.0%}" for k, v in r["acceptance_by_drafter"].items())
         spread = f" ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})" if "speedup_min" in r else ""
+        same = f"{r['prompts_identical']}/{r['params']['prompts']}" if "prompts_identical" in r else ""
         md.append(f"| {r['params']['mode']} | `{r['params']['draft']}` | {r['tokens_per_s']:.2f} | "
-                  f"{r['speedup']:.2f}x{spread} | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} |")
+                  f"{r['speedup']:.2f}x{spread} | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} | {same} |")
     (out_dir / "e2e_decode.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out_dir}/e2e_decode.json and .md")
     plot(out_dir / "e2e_decode.json")

@@ -144,7 +144,12 @@ def e2e_decode(doc, rep):
         rep.lines.append("      (e2e_decode: not a CUDA-backend run; the issue sets its goal on the GPU)")
     for mode in modes:
         rows = [r for r in doc["rows"] if r["params"]["mode"] == mode and r["params"]["draft"] != "none"]
-        rows = [r for r in rows if r.get("identical_to_autoregressive", True)]  # greedy must be identical
+        parted = [r for r in rows if not r.get("identical_to_autoregressive", True)]
+        if parted:  # greedy must be identical: say which rows were left out and how far they parted
+            rep.lines.append(f"      ({mode}: {len(parted)} rows left out, output not identical to AR: " + ", ".join(
+                f"{r['case']} ({r.get('prompts_identical', '?')}/{r['params'].get('prompts', '?')} prompts identical)"
+                for r in parted) + ")")
+        rows = [r for r in rows if r.get("identical_to_autoregressive", True)]
         cascade = [r for r in rows if "cascade" in r["params"]["draft"] or "+" in r["params"]["draft"]]
         single = [r for r in rows if r not in cascade]
         best_c = max(cascade, key=lambda r: r["speedup"], default=None)

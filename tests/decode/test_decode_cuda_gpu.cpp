@@ -10,7 +10,7 @@
 // pass and a verification pass. A random tiny model's next token depends mostly on the last
 // one, though, so equal tokens alone say little about the cache: the second test runs the
 // decoder on a target that mirrors every call onto the CPU backend and checks every row of
-// logits of every pass (chains, trees, rollbacks, kept tree paths) against it.
+// logits of every pass (chains, trees, rollbacks, kept tree paths; greedy and sampled) against it.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -111,6 +111,17 @@ TEST(CudaSpeculative, EveryPassMatchesTheCpuBackend) {
     for (const auto& gen : gens) accepted += gen.stats.accepted;
     EXPECT_GT(accepted, 0) << "width " << width << ": no rollback or kept path would be exercised";
   }
+  // Sampled (forward_view, stochastic tree verification: accepted paths anywhere in the tree).
+  GenerateParams s = gp;
+  s.tree_width = 3;
+  s.sampling.temperature = 0.8f;
+  s.sampling.seed = 5;
+  int64_t sampled_accepted = 0;
+  for (const auto& gen : dec.generate_batch(ps, s)) {
+    EXPECT_EQ(gen.tokens.size(), 24u);
+    sampled_accepted += gen.stats.accepted;
+  }
+  EXPECT_GT(sampled_accepted, 0);
   EXPECT_GT(target.passes, 24) << "every pass was compared";
 }
 

@@ -70,11 +70,19 @@ void CostAwareLength::observe(int proposed, int accepted) {
   hot_ = proposed > 0 && accepted == proposed ? 1 : 0;
 }
 
-std::vector<int32_t> CostAwareTree::sibling_ranks(const TokenTree& tree) {
-  // children seen so far per parent (index parent + 1; the root is -1)
-  std::vector<int32_t> seen(static_cast<size_t>(tree.size()) + 1, 0), rank(tree.size());
-  for (int v = 0; v < tree.size(); ++v) rank[v] = seen[static_cast<size_t>(tree.parents[v] + 1)]++;
-  return rank;
+std::vector<int32_t> CostAwareTree::node_classes(const TokenTree& tree) {
+  // children seen so far per parent (index parent + 1; the root is -1): each node's sibling rank
+  std::vector<int32_t> seen(static_cast<size_t>(tree.size()) + 1, 0), cls(tree.size());
+  for (int v = 0; v < tree.size(); ++v) {
+    const int rank = seen[static_cast<size_t>(tree.parents[v] + 1)]++;
+    cls[v] = node_class(rank, static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f);
+  }
+  return cls;
+}
+
+const std::string& CostAwareTree::source_of(const TokenTree& tree, int v) {
+  static const std::string none;
+  return static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : none;
 }
 
 int CostAwareTree::node_class(int rank, float score) {
@@ -112,13 +120,10 @@ double CostAwareTree::estimate(const std::string& source, int cls, int depth) co
 }
 
 std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) const {
-  const auto rank = sibling_ranks(tree);
+  const auto cls = node_classes(tree);
   std::vector<double> p(tree.size());
-  for (int v = 0; v < tree.size(); ++v) {
-    const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
-    const float score = static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f;
-    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * estimate(src, node_class(rank[v], score), tree.depths[v]);
-  }
+  for (int v = 0; v < tree.size(); ++v)
+    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * estimate(source_of(tree, v), cls[v], tree.depths[v]);
   return p;
 }
 
@@ -144,7 +149,7 @@ std::vector<int32_t> CostAwareTree::choose(const TokenTree& tree) const {
 }
 
 void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> accepted_path) {
-  const auto rank = sibling_ranks(tree);
+  const auto cls = node_classes(tree);
   std::vector<char> accepted(tree.size(), 0);
   for (int32_t v : accepted_path) {
     SPW_CHECK(v >= 0 && v < tree.size(), "CostAwareTree::observe: path node {} outside the tree of {} nodes", v,
@@ -156,12 +161,9 @@ void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> acce
     max_depth = std::max(max_depth, tree.depths[v]);
     const int parent = tree.parents[v];
     if (parent >= 0 && !accepted[parent]) continue;  // never verified: its parent was rejected
-    const std::string& src = static_cast<size_t>(v) < tree.sources.size() ? tree.sources[v] : std::string();
-    Counts& c = counts_[src];
-    const float score = static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f;
-    const int cls = node_class(rank[v], score);
-    auto& tr = c.tried[hot_][cls];
-    auto& ac = c.accepted[hot_][cls];
+    Counts& c = counts_[source_of(tree, v)];
+    auto& tr = c.tried[hot_][cls[v]];
+    auto& ac = c.accepted[hot_][cls[v]];
     const size_t d = static_cast<size_t>(tree.depths[v]);
     if (tr.size() <= d) {
       tr.resize(d + 1, 0.0);

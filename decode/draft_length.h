@@ -104,7 +104,9 @@ class CostAwareTree {
   struct Counts {
     std::vector<double> tried[2][kClasses], accepted[2][kClasses];
   };
-  static std::vector<int32_t> sibling_ranks(const TokenTree& tree);
+  // Each node's class (its sibling rank or score bucket) and drafter name ("" where missing).
+  static std::vector<int32_t> node_classes(const TokenTree& tree);
+  static const std::string& source_of(const TokenTree& tree, int v);
   const PassCostCurve* curve_;
   std::map<std::string, Counts> counts_;
   int hot_ = 0;

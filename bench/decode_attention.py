@@ -35,7 +35,8 @@ class Problem(ctypes.Structure):
     _fields_ = [("batch", ctypes.c_int), ("qo_heads", ctypes.c_int), ("kv_heads", ctypes.c_int),
                 ("head_dim", ctypes.c_int), ("dtype", ctypes.c_int), ("layout", ctypes.c_int),
                 ("page_size", ctypes.c_int), ("kv_len_max", ctypes.c_int), ("sm_scale", ctypes.c_float),
-                ("soft_cap", ctypes.c_float), ("disable_split", ctypes.c_int)]
+                ("soft_cap", ctypes.c_float), ("disable_split", ctypes.c_int),
+                ("fixed_chunk_tokens", ctypes.c_int)]
 
 
 def setup_lib(lib):

@@ -43,7 +43,7 @@ class Problem(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int), ("out_dtype", ctypes.c_int), ("m", ctypes.c_int), ("n", ctypes.c_int),
                 ("k", ctypes.c_int), ("has_bias", ctypes.c_int), ("has_residual", ctypes.c_int),
                 ("swiglu", ctypes.c_int), ("impl", ctypes.c_int), ("split_k", ctypes.c_int),
-                ("cublaslt_algo", ctypes.c_int)]
+                ("cublaslt_algo", ctypes.c_int), ("batch_invariant", ctypes.c_int)]
 
 
 def setup_lib(lib):

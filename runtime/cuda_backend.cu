@@ -89,6 +89,7 @@ class CudaModel final : public Model {
   void make_biases_uniform();
   void plan_gemms();
   void ensure_attention_workspace(size_t bytes);
+  void ensure_meta(size_t elems);
   // What a forward returns: the wanted rows' logits (into the caller's vector, or into
   // logits_host_ for forward_view), or only their greedy tokens.
   struct Output {
@@ -141,6 +142,7 @@ class CudaModel final : public Model {
   std::vector<decode_attention::Plan> decode_plans_;
   std::vector<tree_attention::Plan> tree_plans_;
   PageTable table_;
+  TokenAttentionTable token_table_;  // batch-invariant mode's attention table of the pass
   std::vector<int> table_seqs_, table_lens_;
   std::vector<int32_t> positions_, parents_, sizes_;
   std::vector<int64_t> keep_src_, keep_dst_;
@@ -253,7 +255,9 @@ void CudaModel::plan_gemms() {
     GemmPlans g;
     auto plan = [&](int n, int k, bool bias, bool residual, bool swiglu, DType out) {
       flat_gemm::Problem p{dt, out, m, n, k, bias, residual, swiglu};
-      flat_gemm::Plan pl = flat_gemm::plan(p, device_);
+      flat_gemm::Options o;
+      o.batch_invariant = opt_.batch_invariant;
+      flat_gemm::Plan pl = flat_gemm::plan(p, device_, o);
       ws = std::max(ws, pl.workspace_bytes);
       return pl;
     };
@@ -273,6 +277,19 @@ void CudaModel::ensure_attention_workspace(size_t bytes) {
   stream_.sync();  // launches already queued may still use the old buffer
   attn_ws_ = Bytes();
   attn_ws_ = Bytes(grown);
+}
+
+// Grows the metadata staging (pinned) and its device mirror to `elems` int32 (batch-invariant
+// passes list every token's KV pages or rows). The previous pass may still read both: sync first.
+void CudaModel::ensure_meta(size_t elems) {
+  if (elems <= meta_host_.size()) return;
+  const size_t grown = std::max(elems, meta_host_.size() + meta_host_.size() / 2);
+  meta_copied_.wait();
+  stream_.sync();
+  meta_host_ = cuda::PinnedArray<int32_t>();
+  meta_dev_ = DeviceBuffer<int32_t>();
+  meta_host_ = cuda::PinnedArray<int32_t>(grown);
+  meta_dev_ = DeviceBuffer<int32_t>(grown);
 }
 
 void CudaModel::rollback(int id, int new_len) {
@@ -425,7 +442,10 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   const ModelConfig& c = w_.config;
   const MetaLayout& ml = *meta_;
   const DType dt = opt_.dtype;
-  const bool decode = std::all_of(pass.begin(), pass.end(), [](const PassPiece& p) { return p.count == 1; });
+  // Batch-invariant passes attend like decode passes: one decode_attention request per token.
+  const bool invariant = opt_.batch_invariant;
+  const bool decode =
+      invariant || std::all_of(pass.begin(), pass.end(), [](const PassPiece& p) { return p.count == 1; });
   positions_.clear();
   parents_.clear();
   sizes_.clear();
@@ -438,7 +458,15 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     table_lens_.push_back(decode ? p.prefix + 1 : p.prefix);  // decode reads its own new row from the pool
   }
   const int T = static_cast<int>(positions_.size()), B = static_cast<int>(pass.size());
-  book_->page_table(table_seqs_, table_lens_, table_);
+  if (invariant) {
+    token_attention_table(pass, parents_, *book_, token_table_);
+    table_.indptr.swap(token_table_.indptr);  // the pass's table, in the usual place
+    table_.indices.swap(token_table_.indices);
+    table_.last_page_len.swap(token_table_.last_page_len);
+    ensure_meta(ml.indices + table_.indices.size());
+  } else {
+    book_->page_table(table_seqs_, table_lens_, table_);
+  }
 
   // Host metadata -> pinned staging (after the previous pass's copy out of it) -> device.
   meta_copied_.wait();
@@ -462,13 +490,15 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   const decode_attention::Plan* dplan = nullptr;
   const tree_attention::Plan* tplan = nullptr;
   if (decode) {
-    decode_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, decode_attention::Layout::paged,
-                                opt_.page_size};
-    decode_plans_.push_back(decode_attention::plan(p, table_lens_, device_, &plan_host_));
+    decode_attention::Problem p{invariant ? T : B, c.num_heads, c.num_kv_heads, c.head_dim, dt,
+                                decode_attention::Layout::paged, invariant ? token_table_.page_size : opt_.page_size};
+    if (invariant) p.fixed_chunk_tokens = kInvariantChunkTokens;
+    const std::span<const int32_t> lens = invariant ? std::span<const int32_t>(token_table_.kv_lens) : table_lens_;
+    decode_plans_.push_back(decode_attention::plan(p, lens, device_, &plan_host_));
     dplan = &decode_plans_.back();
     if (opt_.debug_checks)
-      decode_attention::validate_page_table(p, table_lens_, table_.indptr, table_.indices, table_.last_page_len,
-                                            book_->num_pages());
+      decode_attention::validate_page_table(p, lens, table_.indptr, table_.indices, table_.last_page_len,
+                                            book_->num_pages() * (p.page_size == 1 ? opt_.page_size : 1));
     ensure_attention_workspace(dplan->workspace_bytes);
   } else {
     tree_attention::Problem p{B, c.num_heads, c.num_kv_heads, c.head_dim, dt, opt_.page_size};

@@ -35,6 +35,16 @@
 // reads the same pinned address, which the record compares. Should capture fail on a GPU, the
 // backend warns once on stderr and launches kernel by kernel from then on
 // (cuda_graph_stats().disabled says why).
+// Batch-invariant mode (options.batch_invariant): a token's logits are bitwise the same whether
+// it is decoded alone, verified in a chain or a token tree, prefilled in a long pass, or batched
+// beside other sequences, so greedy speculative decoding gives exactly plain greedy decoding's
+// text on this backend too (by default the products and the attention are planned per pass
+// size, and near-tied logits can then round to a different argmax). How: every product is a
+// batch-invariant flat_gemm plan (one kernel and one K split per weight for every pass size), and
+// every token of every pass is a decode_attention request of its own over the KV rows it sees,
+// in position order (runtime/forward_passes.h: token_attention_table), cut into fixed chunks of
+// kInvariantChunkTokens. Costs: no GEMV for single-token passes, no cuBLASLt for prefills, and
+// each token of a verification pass reads its prefix on its own (from L2 when it fits).
 // Not (yet) done: quantised weights on the device.
 // In a build without CUDA every factory throws spw::Error saying so.
 #pragma once
@@ -61,7 +71,12 @@ struct CudaBackendOptions {
   bool debug_checks = false;        // validate every page table on the host before use (tests)
   int cuda_graph_tokens = 128;      // passes of at most this many tokens run as CUDA graphs
                                     // (see above); 0: every kernel launched on its own
+  bool batch_invariant = false;     // every token's logits bitwise independent of the pass it
+                                    // is in (see "Batch-invariant mode" above)
 };
+
+/// KV chunk of the batch-invariant attention (decode_attention::Problem::fixed_chunk_tokens).
+inline constexpr int kInvariantChunkTokens = 256;
 
 /// How a CUDA model has issued its forward passes (see "CUDA graphs" above).
 struct CudaGraphStats {

@@ -131,4 +131,53 @@ void piece_positions(const PassPiece& p, const SeqInput& in, std::vector<int32_t
   }
 }
 
+void token_attention_table(std::span<const PassPiece> pass, std::span<const int32_t> parents,
+                           const PagedKvBook& book, TokenAttentionTable& out) {
+  size_t tokens = 0;
+  for (const PassPiece& p : pass) tokens += p.count;
+  SPW_CHECK(parents.size() == tokens, "token_attention_table: parents.size() = {}: must equal the pass's tokens ({})",
+            parents.size(), tokens);
+  bool branching = false;
+  tokens = 0;
+  for (const PassPiece& p : pass) {
+    for (int j = 0; j < p.count; ++j) branching |= parents[tokens + j] != j - 1;
+    tokens += p.count;
+  }
+  const int P = book.page_size();
+  out.page_size = branching ? 1 : P;
+  out.kv_lens.clear();
+  out.indices.clear();
+  out.last_page_len.clear();
+  out.indptr.assign(1, 0);
+  size_t t = 0;
+  for (const PassPiece& p : pass) {
+    const std::span<const int32_t> pages = book.pages(p.seq_id);
+    auto row = [&](int i) { return static_cast<int32_t>(int64_t(pages[i / P]) * P + i % P); };
+    const size_t piece_rows = out.indices.size();
+    if (branching) {  // the prefix's rows once; each token copies them, then its path
+      for (int i = 0; i < p.prefix; ++i) out.indices.push_back(row(i));
+    }
+    for (int j = 0; j < p.count; ++j, ++t) {
+      if (!branching) {
+        const int len = p.prefix + j + 1, n = (len + P - 1) / P;
+        out.indices.insert(out.indices.end(), pages.begin(), pages.begin() + n);
+        out.kv_lens.push_back(len);
+        out.last_page_len.push_back(len - (n - 1) * P);
+      } else {
+        if (j > 0) {  // (not insert(): its source may not be the vector itself)
+          const size_t at = out.indices.size();
+          out.indices.resize(at + p.prefix);
+          std::copy_n(out.indices.begin() + piece_rows, p.prefix, out.indices.begin() + at);
+        }
+        const size_t path = out.indices.size();
+        for (int a = j; a >= 0; a = parents[t - j + a]) out.indices.push_back(row(p.prefix + a));
+        std::reverse(out.indices.begin() + path, out.indices.end());  // root first
+        out.kv_lens.push_back(static_cast<int32_t>(out.indices.size() - out.indptr.back()));
+        out.last_page_len.push_back(1);
+      }
+      out.indptr.push_back(static_cast<int32_t>(out.indices.size()));
+    }
+  }
+}
+
 }  // namespace spw::rt

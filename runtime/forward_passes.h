@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/model.h"
+#include "runtime/paged_kv.h"
 
 namespace spw::rt {
 
@@ -78,5 +79,26 @@ ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::fu
 /// and the batch's parents.
 void piece_positions(const PassPiece& piece, const SeqInput& input, std::vector<int32_t>& positions,
                      std::vector<int32_t>& parents);
+
+/// Attention table of a batch-invariant pass (CudaBackendOptions::batch_invariant): every token
+/// of the pass is a decode_attention request of its own over the KV rows it sees, in position
+/// order: its sequence's cached prefix, then its ancestors in the piece (in a chain: the piece's
+/// earlier tokens), then itself. Its rows, their order and its length are then exactly those of
+/// the same token decoded alone, so with fixed KV chunks its attention has the same bits.
+/// A pass of chains gets page lists (token j of a piece: the first prefix + j + 1 tokens of its
+/// sequence; page_size = the pool's); a pass with a branching tree gets row lists (page_size 1,
+/// indices = pool rows). Reuses `out`'s capacity (no allocation in steady state).
+struct TokenAttentionTable {
+  int page_size = 0;                    // the pool's page size, or 1 (indices are pool rows)
+  std::vector<int32_t> kv_lens;         // [tokens of the pass]
+  std::vector<int32_t> indptr;          // [tokens + 1]
+  std::vector<int32_t> indices;         // page ids (or rows) of each token, in position order
+  std::vector<int32_t> last_page_len;   // [tokens]
+};
+
+/// Builds the table of `pass` (its pieces' tokens must be in `book` already). `parents`: the
+/// pass's piece-local parents, piece after piece (piece_positions' output).
+void token_attention_table(std::span<const PassPiece> pass, std::span<const int32_t> parents,
+                           const PagedKvBook& book, TokenAttentionTable& out);
 
 }  // namespace spw::rt

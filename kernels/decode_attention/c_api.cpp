@@ -47,6 +47,7 @@ int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* c, co
     p.sm_scale = c->sm_scale;
     p.soft_cap = c->soft_cap;
     p.disable_split = c->disable_split != 0;
+    p.fixed_chunk_tokens = c->fixed_chunk_tokens;
     da::check_problem(p, w);
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
     *out = new spw_decode_attention_handle{

@@ -24,6 +24,7 @@ typedef struct spw_decode_attention_problem {
   float sm_scale;                          /* 0 = 1/sqrt(head_dim) */
   float soft_cap;                          /* 0 = off */
   int disable_split;                       /* 1: one chunk per request */
+  int fixed_chunk_tokens;                  /* > 0: batch-invariant split at multiples of it (of 64) */
 } spw_decode_attention_problem;
 
 typedef struct spw_decode_attention_handle spw_decode_attention_handle;

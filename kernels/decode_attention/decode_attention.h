@@ -10,7 +10,7 @@
 // the design is about reading every KV byte exactly once with every SM busy:
 //  - plan() cuts every request's KV range into chunks of at most `chunk_tokens` tokens, with the
 //    chunk size chosen so that the (request, kv head, chunk) work items make a few waves of
-//    CTAs. Because the chunk size is uniform, a skewed batch (one 128K request beside 63 short
+//    CTAs (or fixed by Problem::fixed_chunk_tokens: batch-invariant results). Because the chunk size is uniform, a skewed batch (one 128K request beside 63 short
 //    ones) is balanced by construction: no work item is longer than chunk_tokens.
 //  - one CTA per work item reads its KV head once for the whole GQA group of query heads
 //    (up to 8 per CTA), with 16-byte cp.async loads into a 3-stage shared-memory ring.
@@ -66,7 +66,16 @@ struct Problem {
   float sm_scale = 0.f;        // 0 -> 1 / sqrt(head_dim)
   float soft_cap = 0.f;        // logits soft-cap (cap * tanh(s / cap)); 0 = off
   bool disable_split = false;  // one chunk per request (the no-split baseline)
+  /// > 0: batch-invariant split. Every request's KV range is cut at multiples of this many
+  /// tokens (a multiple of kChunkGranule), whatever the other requests and the device are, so
+  /// a request's output is bitwise a function of its own q, KV and length alone (the kernel's
+  /// tiles and its row-to-thread mapping are aligned to the chunk start). 0: the chunk size is
+  /// balanced over the device (the default; the fastest split, but it depends on the batch).
+  int fixed_chunk_tokens = 0;
 };
+
+/// fixed_chunk_tokens must be a multiple of this (every KV tile height divides it).
+inline constexpr int kChunkGranule = 64;
 
 /// One CTA's work: a chunk [kv_begin, kv_end) of one request against one KV head, for query
 /// heads [qo_head_begin, qo_head_begin + qo_head_count). slot >= 0: partial output slot in the

@@ -22,7 +22,6 @@ namespace spw::decode_attention {
 namespace {
 constexpr int kCtasPerSm = 4;       // two waves of 2 resident CTAs (128 threads x ~254 registers, 48 KB smem)
 constexpr int kMinChunk = 256;      // below this the partial write + merge costs more than it saves
-constexpr int kChunkGranule = 64;   // a multiple of every KV tile height (64 / 32 / 16 rows)
 constexpr size_t kAlign = 256;
 
 size_t align_up(size_t x) { return round_up(x, kAlign); }
@@ -59,6 +58,10 @@ void check_problem(const Problem& p, const char* w) {
                 "must be finite and >= 0 (0 = 1/sqrt(head_dim))");
   SPW_CHECK_ARG(std::isfinite(p.soft_cap) && p.soft_cap >= 0.f, w, "soft_cap", p.soft_cap,
                 "must be finite and >= 0 (0 = off)");
+  SPW_CHECK_ARG(p.fixed_chunk_tokens >= 0 && p.fixed_chunk_tokens % kChunkGranule == 0, w, "fixed_chunk_tokens",
+                p.fixed_chunk_tokens, fmt::format("must be 0 (balanced split) or a positive multiple of {}", kChunkGranule));
+  SPW_CHECK_ARG(p.fixed_chunk_tokens == 0 || !p.disable_split, w, "fixed_chunk_tokens", p.fixed_chunk_tokens,
+                "must be 0 when disable_split is set (one chunk per request)");
 }
 
 Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& device, PlanHostArena* host) {
@@ -91,6 +94,9 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
   long long chunk = ceil_div<long long>(total_len * units, target);
   chunk = round_up<long long>(std::max<long long>(chunk, kMinChunk), kChunkGranule);
   if (p.disable_split || chunk >= max_len) chunk = std::max<long long>(max_len, 1);
+  // Batch-invariant: the same cut for every request, batch and device (chunk starts at
+  // multiples of it; a request no longer than it is one chunk, written without the merge).
+  if (p.fixed_chunk_tokens > 0) chunk = p.fixed_chunk_tokens;
   pl.chunk_tokens = static_cast<int>(std::min<long long>(chunk, 1 << 30));
 
   std::vector<WorkItem> items;

@@ -51,6 +51,7 @@ int spw_flat_gemm_plan_create(const spw_flat_gemm_problem* c, int sm_count, spw_
     o.impl = static_cast<spw::flat_gemm::Impl>(c->impl);
     o.split_k = c->split_k;
     o.cublaslt_algo = c->cublaslt_algo;
+    o.batch_invariant = to_flag(c->batch_invariant, "problem.batch_invariant");
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
     *out = new spw_flat_gemm_plan{spw::flat_gemm::plan(p, dev, o)};
   });

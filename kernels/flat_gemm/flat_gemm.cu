@@ -16,6 +16,9 @@
 // No Hopper TMA/wgmma variant: wgmma needs M >= 64 on the activation side or a 64-row weight
 // side with the same padding; with no GPU to measure it against mma.sync it was not kept
 // (the issue says keep it only if the numbers say so).
+// Batch-invariant plans (Options::batch_invariant): the mma kernel for every M, M > 64 as
+// 64-row slices; a column's sum over K does not depend on the other columns of the mma tile
+// nor on the M tiling, so each row gets the same bits in any product.
 // Instantiations: 2 dtypes x (gemv + reduce + 4 mma M-tilings) = 12 kernels.
 #include <algorithm>
 #include <cstdint>
@@ -394,20 +397,37 @@ void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
   } else if (pl.impl == Impl::mma) {
     const dim3 grid(pl.n_tiles, pl.split_k);
     float* part = pl.split_k > 1 ? partial : nullptr;
-    switch (pl.m_tiles) {
-#define SPW_FLAT_MMA_CASE(MT)                                                                                    \
-  case MT:                                                                                                       \
-    spw::launch(mma_kernel<T, MT>, grid, kMmaThreads, mma_smem_bytes<MT>(), st, x, w, e, p.k, pl.k_chunk, part); \
+    // One launch per 64-row slice (one slice unless batch_invariant planned M > 64); the
+    // slices run in stream order, so they share the split-K workspace.
+    const size_t out_size = p.out_dtype == DType::f32 ? 4 : sizeof(T);
+    for (int r0 = 0; r0 < p.m; r0 += kMaxFlatM) {
+      Epi es = e;
+      es.m = std::min(kMaxFlatM, p.m - r0);
+      const size_t out_off = size_t(r0) * p.n_out() * out_size;
+      es.y = static_cast<unsigned char*>(a.y) + out_off;
+      if (a.residual) es.residual = static_cast<const unsigned char*>(a.residual) + out_off;
+      const T* xs = x + size_t(r0) * p.k;
+      const int m_tiles = r0 == 0 ? pl.m_tiles : es.m <= 8 ? 1 : es.m <= 16 ? 2 : es.m <= 32 ? 4 : 8;
+      switch (m_tiles) {
+#define SPW_FLAT_MMA_CASE(MT)                                                                                       \
+  case MT:                                                                                                          \
+    spw::launch(mma_kernel<T, MT>, grid, kMmaThreads, mma_smem_bytes<MT>(), st, xs, w, es, p.k, pl.k_chunk, part); \
     break;
-      SPW_FLAT_MMA_CASE(1)
-      SPW_FLAT_MMA_CASE(2)
-      SPW_FLAT_MMA_CASE(4)
-      SPW_FLAT_MMA_CASE(8)
+        SPW_FLAT_MMA_CASE(1)
+        SPW_FLAT_MMA_CASE(2)
+        SPW_FLAT_MMA_CASE(4)
+        SPW_FLAT_MMA_CASE(8)
 #undef SPW_FLAT_MMA_CASE
-      default: fail("flat_gemm::run: plan.m_tiles = {}: must be 1, 2, 4 or 8", pl.m_tiles);
+        default: fail("flat_gemm::run: plan.m_tiles = {}: must be 1, 2, 4 or 8", pl.m_tiles);
+      }
+      SPW_CUDA_CHECK_LAUNCH();
+      if (part) {
+        const long long total = static_cast<long long>(es.m) * p.n_out();
+        spw::launch(reduce_kernel<T>, static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st, partial, pl.split_k,
+                    es);
+        SPW_CUDA_CHECK_LAUNCH();
+      }
     }
-    SPW_CUDA_CHECK_LAUNCH();
-    if (part) reduce(pl.split_k);
   } else {
     unsigned char* ws = static_cast<unsigned char*>(workspace);
     if (pl.partial_bytes) {

@@ -59,6 +59,12 @@ struct Options {
   int split_k = 0;     // mma path: number of K splits (1..16), 0 = dispatcher
   int cublaslt_algo = 0;  // cublaslt impl: index into cuBLASLt's heuristic list (0 = its top
                           // choice, < kCublasLtAlgos); benches time each to get the best
+  /// Batch-invariant product: every output row is bitwise a function of its own X row (and W,
+  /// bias, residual row), whatever M is. The mma impl with a K split chosen from N, K and the
+  /// device alone (split_k when given, else the rules' split) serves every M; M above 64 runs
+  /// as 64-row slices of the same kernel. Costs speed where the dispatcher would pick GEMV
+  /// (M <= 4) or cuBLASLt (M > 64). impl must be automatic or mma.
+  bool batch_invariant = false;
 };
 
 struct Plan {
@@ -70,7 +76,8 @@ struct Plan {
   int k_chunk = 0;          // K elements per split (multiple of kTileK)
   bool from_table = false;  // chosen by a measured dispatch-table entry
   int cublaslt_algo = 0;    // cublaslt: which heuristic result to use (Options)
-  size_t partial_bytes = 0; // fp32 partials [split_k][M][N] at workspace offset 0
+  bool batch_invariant = false;  // Options::batch_invariant: mma over 64-row slices of any M
+  size_t partial_bytes = 0; // fp32 partials [split_k][min(M, 64)][N] at workspace offset 0
   size_t workspace_bytes = 0;
 };
 

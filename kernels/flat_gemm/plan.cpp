@@ -42,29 +42,40 @@ Plan plan(const Problem& p, const DeviceInfo& device, Options o) {
                 "must be 0 (dispatcher) or in [1, 16]");
   SPW_CHECK_ARG(o.cublaslt_algo >= 0 && o.cublaslt_algo < kCublasLtAlgos, w, "options.cublaslt_algo",
                 o.cublaslt_algo, "must be in [0, 8)");
+  SPW_CHECK_ARG(!o.batch_invariant || o.impl == Impl::automatic || o.impl == Impl::mma, w, "options.impl",
+                impl_name(o.impl), "must be automatic or mma with options.batch_invariant");
   SPW_CHECK_ARG(o.impl != Impl::gemv || p.m <= kMaxGemvM, w, "m", p.m, "must be <= 8 for the gemv impl");
-  SPW_CHECK_ARG(o.impl != Impl::mma || p.m <= kMaxFlatM, w, "m", p.m, "must be <= 64 for the mma impl");
+  SPW_CHECK_ARG(o.impl != Impl::mma || p.m <= kMaxFlatM || o.batch_invariant, w, "m", p.m,
+                "must be <= 64 for the mma impl (or options.batch_invariant: 64-row slices)");
   SPW_CHECK_ARG(o.split_k <= 1 || o.impl == Impl::mma || o.impl == Impl::automatic, w, "options.split_k", o.split_k,
                 fmt::format("split-K exists only on the mma impl (impl = {})", impl_name(o.impl)));
 
   Plan pl;
   pl.problem = p;
-  Choice c = dispatch(p, device);
+  if (o.batch_invariant) {
+    // One impl and one K split for every M of this (N, K) on this device: the rules' split
+    // (which does not look at M) unless one is given.
+    pl.batch_invariant = true;
+    o.impl = Impl::mma;
+    if (o.split_k == 0) o.split_k = rule_split_k(mma_n_tiles(p), p.k, device.sm_count);
+  }
+  Choice c = pl.batch_invariant ? Choice{Impl::mma, o.split_k, false} : dispatch(p, device);
   if (o.impl != Impl::automatic && o.impl != c.impl) {
     c = {o.impl, o.impl == Impl::mma ? rule_split_k(mma_n_tiles(p), p.k, device.sm_count) : 1, false};
   }
   if (o.split_k > 0) {
     if (c.impl != Impl::mma) c.impl = Impl::mma;  // an explicit split asks for the split-K path
-    SPW_CHECK_ARG(p.m <= kMaxFlatM, w, "m", p.m, "must be <= 64 for the mma impl (options.split_k given)");
+    SPW_CHECK_ARG(p.m <= kMaxFlatM || pl.batch_invariant, w, "m", p.m,
+                  "must be <= 64 for the mma impl (options.split_k given)");
     c.split_k = o.split_k;
     c.from_table = false;
   }
   pl.impl = c.impl;
   pl.from_table = c.from_table;
   pl.cublaslt_algo = pl.impl == Impl::cublaslt ? o.cublaslt_algo : 0;
-  const size_t partial_row_bytes = size_t(p.m) * p.n * sizeof(float);
+  const size_t partial_row_bytes = size_t(std::min(p.m, kMaxFlatM)) * p.n * sizeof(float);
   if (pl.impl == Impl::mma) {
-    pl.m_tiles = p.m <= 8 ? 1 : p.m <= 16 ? 2 : p.m <= 32 ? 4 : 8;
+    pl.m_tiles = p.m <= 8 ? 1 : p.m <= 16 ? 2 : p.m <= 32 ? 4 : 8;  // of the first 64-row slice
     pl.n_tiles = mma_n_tiles(p);
     const int k_steps = ceil_div(p.k, kTileK);
     int split = std::clamp(c.split_k, 1, std::min(kMaxSplitK, k_steps));
@@ -102,7 +113,8 @@ void check_args(const Plan& pl, const Args& a, const void* ws, size_t ws_bytes) 
   SPW_CHECK_ARG(pl.impl == Impl::gemv || pl.impl == Impl::mma || pl.impl == Impl::cublaslt, w, "plan.impl",
                 static_cast<int>(pl.impl), "is not a planned impl (use flat_gemm::plan)");
   SPW_CHECK_ARG(pl.impl != Impl::gemv || p.m <= kMaxGemvM, w, "plan.problem.m", p.m, "must be <= 8 for gemv");
-  SPW_CHECK_ARG(pl.impl != Impl::mma || (p.m <= kMaxFlatM && pl.split_k >= 1 && pl.k_chunk % kTileK == 0 &&
+  SPW_CHECK_ARG(pl.impl != Impl::mma || ((p.m <= kMaxFlatM || pl.batch_invariant) && pl.split_k >= 1 &&
+                                         pl.k_chunk % kTileK == 0 &&
                                          size_t(pl.split_k - 1) * pl.k_chunk < size_t(p.k)),
                 w, "plan.split_k", pl.split_k, "plan is inconsistent (use flat_gemm::plan)");
   SPW_CHECK_ARG(pl.impl != Impl::cublaslt || a.cublaslt_handle != nullptr, w, "cublaslt_handle", "null",

@@ -185,6 +185,36 @@ TEST(DecodeAttentionPlan, SplitsOneLongRequestOverTheGpu) {
   EXPECT_EQ(ns.chunk_tokens, 32768);
 }
 
+TEST(DecodeAttentionPlan, FixedChunksCutEveryRequestTheSameWayWhateverTheBatchAndDevice) {
+  // Batch-invariant split: a request's work items depend on its own length alone.
+  auto rng = test::make_rng();
+  for (int fixed : {64, 256, 512})
+    for (int trial = 0; trial < 8; ++trial) {
+      const int batch = std::uniform_int_distribution<int>(1, 40)(rng);
+      std::vector<int32_t> lens(batch);
+      for (auto& l : lens) l = std::uniform_int_distribution<int>(0, 3000)(rng);
+      Problem p = problem(batch, 16, 4, 128);
+      p.fixed_chunk_tokens = fixed;
+      for (const DeviceInfo& dev : {kH100, DeviceInfo::synthetic(7)}) {
+        const Plan pl = plan(p, lens, dev);
+        const std::string what = fmt::format("fixed {} trial {} sms {}", fixed, trial, dev.sm_count);
+        expect_valid_plan(pl, what);
+        EXPECT_EQ(pl.chunk_tokens, fixed) << what;
+        for (const WorkItem& w : pl.items()) {
+          ASSERT_EQ(w.kv_begin, std::min(w.chunk * fixed, lens[w.request])) << what;
+          ASSERT_EQ(w.kv_end, std::min((w.chunk + 1) * fixed, lens[w.request])) << what;
+        }
+        for (int b = 0; b < batch; ++b)
+          EXPECT_EQ(pl.splits()[b].num_chunks, std::max(1, (lens[b] + fixed - 1) / fixed)) << what << " request " << b;
+      }
+    }
+  // One long request is cut at the fixed size too (not balanced over the SMs).
+  Problem p = problem(1, 32, 8, 128);
+  p.fixed_chunk_tokens = 1024;
+  std::vector<int32_t> lens{32768};
+  EXPECT_EQ(plan(p, lens, kH100).splits()[0].num_chunks, 32);
+}
+
 TEST(DecodeAttentionPlan, BalancesASkewedBatch) {
   // One 128K request beside 63 short ones: no CTA may carry much more than the average work.
   Problem p = problem(64, 32, 8, 128);
@@ -262,6 +292,10 @@ TEST(DecodeAttentionChecks, BadProblemIsRejected) {
   bad([](Problem& p) { p.sm_scale = -1.f; }, "sm_scale = -1");
   bad([](Problem& p) { p.soft_cap = NAN; }, "soft_cap = nan");
   bad([](Problem& p) { p.layout = static_cast<Layout>(7); }, "layout = 7");
+  bad([](Problem& p) { p.fixed_chunk_tokens = 100; }, "fixed_chunk_tokens = 100: must be 0 (balanced split) or a positive multiple of 64");
+  bad([](Problem& p) { p.fixed_chunk_tokens = -64; }, "fixed_chunk_tokens = -64");
+  bad([](Problem& p) { p.fixed_chunk_tokens = 128; p.disable_split = true; },
+      "fixed_chunk_tokens = 128: must be 0 when disable_split is set");
 }
 
 TEST(DecodeAttentionChecks, BadLengthsAreRejected) {

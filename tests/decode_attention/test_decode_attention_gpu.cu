@@ -172,6 +172,55 @@ TEST(DecodeAttentionGpu, SplitAndNoSplitAgree) {
   }
 }
 
+// Problem::fixed_chunk_tokens: each request's output is bitwise the same whether it runs in a
+// batch beside others or alone (the runtime's batch-invariant mode relies on it), and matches
+// the reference.
+TEST(DecodeAttentionGpu, FixedChunksGiveEachRequestTheSameBitsAloneAsInABatch) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  for (int head_dim : {64, 128, 256})
+    for (int fixed : {64, 256}) {
+      const DType dt = head_dim == 128 ? DType::bf16 : DType::f16;
+      Problem p = problem(6, 8, 2, head_dim, dt, 16);
+      p.fixed_chunk_tokens = fixed;
+      Case c = make_case(p, {1, 700, fixed, 1500, fixed + 1, 0}, rng);
+      for_dtype(dt, [&](auto t) {
+        using T = decltype(t);
+        const std::string what = fmt::format("head_dim {} fixed {}", head_dim, fixed);
+        DeviceCase<T> dev(c);
+        const Output batch = run_once<T>(c, Layout::paged, false, &dev);
+        const auto ref = reference::attention(c.p, c.kv_lens, c.q, c.paged_cache());
+        EXPECT_TRUE(test::close_to(batch.o, ref.o, test::tolerance_for(dt))) << what;
+        const size_t row = size_t(p.qo_heads) * head_dim;  // one request's O elements
+        for (int b = 0; b < p.batch; ++b) {
+          // Request b alone: a batch of one over the same device page table (indptr from b),
+          // planned for a one-SM device (a balanced split would cut it differently).
+          Problem one = p;
+          one.batch = 1;
+          const Plan pl = plan(one, std::span(&c.kv_lens[b], 1), DeviceInfo::synthetic(1));
+          Args a = dev.args();
+          a.q = static_cast<const T*>(a.q) + b * row;
+          a.indptr = dev.indptr.get() + b;
+          DeviceBuffer<T> o(row);
+          DeviceBuffer<float> lse(p.qo_heads);
+          o.fill_bytes(test::kPoisonByte);
+          a.o = o.get();
+          a.lse = lse.get();
+          DeviceBuffer<unsigned char> ws(std::max<size_t>(pl.workspace_bytes, 16));
+          ws.fill_bytes(test::kPoisonByte);
+          run(pl, a, ws.get(), ws.bytes(), nullptr);
+          SPW_CUDA_CHECK(cudaDeviceSynchronize());
+          const auto alone = o.download();
+          EXPECT_EQ(0, std::memcmp(alone.data(), batch.o_bits.data() + b * row * sizeof(T), row * sizeof(T)))
+              << what << ": request " << b << " (kv_len " << c.kv_lens[b] << ") differs alone and in the batch";
+          const auto lse_alone = lse.download();
+          EXPECT_EQ(0, std::memcmp(lse_alone.data(), batch.lse_bits.data() + b * p.qo_heads, p.qo_heads * 4))
+              << what << ": request " << b << " lse";
+        }
+      });
+    }
+}
+
 TEST(DecodeAttentionGpu, LongRequest32KAndSkewedBatch) {
   SPW_REQUIRE_GPU();
   auto rng = test::make_rng();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/common/vec.h"
 #include "kernels/flat_gemm/c_api.h"
 #include "kernels/flat_gemm/flat_gemm.h"
 #include "kernels/flat_gemm/reference.h"
@@ -168,6 +169,29 @@ TEST(FlatGemmPlan, ForcedOptions) {
   EXPECT_GT(plan(e, kH100, {Impl::cublaslt, 0}).workspace_bytes, kCublasLtWorkspace);  // fp32 product
   pl = plan(make(8, 4096, 4096), kH100, {Impl::gemv, 0});
   EXPECT_EQ(pl.impl, Impl::gemv);
+}
+
+TEST(FlatGemmPlan, BatchInvariantPlansOneImplAndSplitForEveryM) {
+  for (auto [n, k] : {std::pair{4096, 4096}, std::pair{128256, 4096}, std::pair{200, 1000}, std::pair{576, 1536}}) {
+    const Plan first = plan(make(1, n, k), kH100, {Impl::automatic, 0, 0, true});
+    EXPECT_EQ(first.split_k, rule_split_k(mma_n_tiles(make(1, n, k)), k, 132)) << n << "x" << k;
+    for (int m = 1; m <= 300; m += (m < 70 ? 1 : 37)) {
+      const Plan pl = plan(make(m, n, k), kH100, {Impl::automatic, 0, 0, true});
+      ASSERT_EQ(pl.impl, Impl::mma) << "m " << m;
+      ASSERT_TRUE(pl.batch_invariant);
+      ASSERT_EQ(pl.split_k, first.split_k) << "m " << m;
+      ASSERT_EQ(pl.k_chunk, first.k_chunk) << "m " << m;
+      ASSERT_EQ(pl.n_tiles, first.n_tiles);
+      // Partials of one 64-row slice at a time.
+      const size_t rows = std::min(m, kMaxFlatM);
+      ASSERT_EQ(pl.workspace_bytes, pl.split_k > 1 ? round_up(pl.split_k * rows * n * 4, size_t(256)) : 0u) << m;
+    }
+  }
+  // A given split is kept; gemv / cuBLASLt cannot be batch-invariant here.
+  EXPECT_EQ(plan(make(100, 4096, 4096), kH100, {Impl::mma, 3, 0, true}).split_k, 3);
+  EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::gemv, 0, 0, true}),
+                   "options.impl = gemv: must be automatic or mma with options.batch_invariant");
+  EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::cublaslt, 0, 0, true}), "options.impl = cublaslt");
 }
 
 TEST(FlatGemmPlan, BadProblemsNamed) {

@@ -119,6 +119,65 @@ TEST_P(CudaVsCpu, TreeForwardThenKeepAcceptedPath) {
   m.expect_same_lengths({s});
 }
 
+// Batch-invariant mode: every token's logits have the same bits however it is fed (prefill in
+// one pass or in pieces, decoded alone, in a chain, on a token-tree path beside siblings, batched
+// beside another sequence), and stay close to the CPU backend's. The prompt crosses the 256-token
+// KV chunk of the invariant attention, so chunked and merged states are compared too.
+TEST_P(CudaVsCpu, BatchInvariantLogitsAreTheSameBitsInEveryPass) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  std::vector<int32_t> prompt(270), cont(8);
+  for (auto& t : prompt) t = std::uniform_int_distribution<int32_t>(0, 300)(rng);
+  for (auto& t : cont) t = std::uniform_int_distribution<int32_t>(0, 300)(rng);
+  for (int page : {4, 16}) {
+    auto m = both(models_->qwen2, {.page_size = page, .max_forward_tokens = 300, .batch_invariant = true});
+    const size_t V = m.vocab();
+    Model& g = *m.gpu;
+    auto row = [&](const std::vector<float>& l, size_t r) { return std::vector<float>(l.begin() + r * V, l.begin() + (r + 1) * V); };
+    auto same = [&](const std::vector<float>& a, const std::vector<float>& b) {
+      return std::memcmp(a.data(), b.data(), V * sizeof(float)) == 0;
+    };
+    // Reference sequence: the prompt in one pass (also checked against the CPU), then `cont`
+    // decoded one token at a time.
+    const int a = m.create();
+    m.forward({{a, prompt, {}}});
+    ASSERT_TRUE(m.rows_close(tol())) << "page " << page;
+    const std::vector<float> prompt_logits = m.lg;
+    std::vector<std::vector<float>> ar;  // ar[i]: logits after cont[i]
+    for (int32_t t : cont) {
+      m.forward({{a, std::span(&t, 1), {}}});
+      ASSERT_TRUE(m.rows_close(tol())) << "page " << page;
+      ar.push_back(m.lg);
+    }
+    // The prompt in pieces of 1, 5, 64, 100 and 100 tokens: every row the same bits.
+    const int b = g.create_sequence();
+    std::vector<float> l;
+    size_t at = 0;
+    for (size_t n : {1, 5, 64, 100, 100}) {
+      g.forward(std::vector<SeqInput>{{b, std::span(prompt).subspan(at, n), {}}}, l);
+      for (size_t r = 0; r < n; ++r)
+        ASSERT_TRUE(same(row(l, r), row(prompt_logits, at + r))) << "page " << page << " prompt row " << at + r;
+      at += n;
+    }
+    // `cont` as one chain: row i has the bits of decoding cont[i] alone.
+    g.forward(std::vector<SeqInput>{{b, cont, {}}}, l);
+    for (size_t i = 0; i < cont.size(); ++i) ASSERT_TRUE(same(row(l, i), ar[i])) << "page " << page << " chain row " << i;
+    // A token tree whose path 0 -> 2 -> 3 -> 6 is cont[0..3], with siblings (tokens 1, 4, 5):
+    // the path's rows have the bits of the decoded tokens; after keeping the path, the next
+    // token batched beside another sequence's chain still does.
+    g.rollback(b, static_cast<int>(prompt.size()));
+    const std::vector<int32_t> tree = {cont[0], 7, cont[1], cont[2], 9, 11, cont[3]}, parents = {-1, 0, 0, 2, 2, -1, 3};
+    g.forward(std::vector<SeqInput>{{b, tree, parents}}, l);
+    const int path[] = {0, 2, 3, 6};
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(same(row(l, path[i]), ar[i])) << "page " << page << " tree path " << i;
+    g.keep_tokens(b, static_cast<int>(prompt.size()), std::vector<int32_t>{0, 2, 3, 6});
+    const int c = g.create_sequence();
+    const std::vector<int32_t> other = {1, 2, 3};
+    g.forward(std::vector<SeqInput>{{c, other, {}}, {b, std::span(&cont[4], 1), {}}}, l);
+    ASSERT_TRUE(same(row(l, 3), ar[4])) << "page " << page << " batched step";
+  }
+}
+
 TEST_P(CudaVsCpu, RollbackFreesPagesAndContinues) {
   SPW_REQUIRE_GPU();
   auto m = both(models_->tied);

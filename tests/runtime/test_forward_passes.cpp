@@ -223,6 +223,86 @@ ModelConfig small_config() {
   return c;
 }
 
+// token_attention_table: each token's list, expanded to pool rows, must be exactly the rows of
+// the KV it sees in position order (its sequence's prefix, its ancestors, itself), whichever
+// granularity the pass uses.
+namespace {
+struct TableCase {
+  std::vector<PassPiece> pass;
+  std::vector<int32_t> parents;
+};
+// Expected rows of every token, built from book.row() and the parents (independent of the code).
+std::vector<std::vector<int64_t>> expected_rows(const TableCase& c, const PagedKvBook& book) {
+  std::vector<std::vector<int64_t>> out;
+  size_t t0 = 0;
+  for (const PassPiece& p : c.pass) {
+    for (int j = 0; j < p.count; ++j) {
+      std::vector<int64_t> rows;
+      for (int i = 0; i < p.prefix; ++i) rows.push_back(book.row(p.seq_id, i));
+      std::vector<int64_t> path;
+      for (int a = j; a >= 0; a = c.parents[t0 + a]) path.push_back(book.row(p.seq_id, p.prefix + a));
+      rows.insert(rows.end(), path.rbegin(), path.rend());
+      out.push_back(rows);
+    }
+    t0 += p.count;
+  }
+  return out;
+}
+void expect_table(const TableCase& c, const PagedKvBook& book, int want_page_size, const std::string& what) {
+  TokenAttentionTable t;
+  t.indices.assign(5, -7);  // stale content from an earlier pass must not leak
+  token_attention_table(c.pass, c.parents, book, t);
+  EXPECT_EQ(t.page_size, want_page_size) << what;
+  const auto want = expected_rows(c, book);
+  ASSERT_EQ(t.kv_lens.size(), want.size()) << what;
+  ASSERT_EQ(t.indptr.size(), want.size() + 1) << what;
+  ASSERT_EQ(t.last_page_len.size(), want.size()) << what;
+  EXPECT_EQ(t.indptr.front(), 0) << what;
+  EXPECT_EQ(static_cast<size_t>(t.indptr.back()), t.indices.size()) << what;
+  const int P = t.page_size;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(t.kv_lens[i], static_cast<int>(want[i].size())) << what << " token " << i;
+    const int pages = t.indptr[i + 1] - t.indptr[i];
+    ASSERT_EQ(pages, (t.kv_lens[i] + P - 1) / P) << what << " token " << i;
+    EXPECT_EQ(t.last_page_len[i], t.kv_lens[i] - (pages - 1) * P) << what << " token " << i;
+    std::vector<int64_t> rows;
+    for (int j = 0; j < t.kv_lens[i]; ++j) rows.push_back(int64_t(t.indices[t.indptr[i] + j / P]) * P + j % P);
+    EXPECT_EQ(rows, want[i]) << what << " token " << i;
+  }
+}
+}  // namespace
+
+TEST(ForwardPasses, TokenAttentionTableListsWhatEachTokenSees) {
+  PagedKvBook book(64, 4, 100);
+  const int s0 = book.create(), s1 = book.create(), s2 = book.create();
+  // Interleaved appends so that the sequences' pages are not in order.
+  for (int r = 0; r < 3; ++r) {
+    book.append(s1, 3);
+    book.append(s0, 5);
+    book.append(s2, 2);
+  }
+  // s0: 10 cached + 5 new (chain); s1: 3 cached + 6 new; s2: 6 cached, no new tokens here.
+  PassPiece a{0, s0, 0, 5, 10};
+  PassPiece b{1, s1, 0, 6, 3};
+  PassPiece d{2, s2, 0, 1, 5};  // a decode step: 5 cached + its own token
+  expect_table({{a, d}, {-1, 0, 1, 2, 3, -1}}, book, 4, "chains");
+  expect_table({{d}, {-1}}, book, 4, "one decode token");
+  // s1's six new tokens as a tree: 0 - 1 - 3, 0 - 2, 4 - 5 (two roots).
+  TableCase tree{{b}, {-1, 0, 0, 1, -1, 4}};
+  tree.pass[0].tree = true;
+  expect_table(tree, book, 1, "tree");
+  // A tree beside a chain: the whole pass in rows.
+  tree.pass.insert(tree.pass.begin(), a);
+  tree.parents.insert(tree.parents.begin(), {-1, 0, 1, 2, 3});
+  expect_table(tree, book, 1, "chain and tree");
+  // A first piece with no prefix.
+  PassPiece e{0, s2, 0, 6, 0};
+  expect_table({{e}, {-1, 0, 1, 2, 3, 4}}, book, 4, "prefill from 0");
+  TokenAttentionTable t;
+  EXPECT_THROW_MSG(token_attention_table(std::vector<PassPiece>{a}, std::vector<int32_t>{-1, 0}, book, t),
+                   "token_attention_table: parents.size() = 2: must equal the pass's tokens (5)");
+}
+
 TEST(CudaBackendHost, OptionAndShapeChecksNameTheArgument) {
   const ModelConfig c = small_config();
   EXPECT_NO_THROW(check_cuda_backend(c, {}, "t"));

@@ -57,10 +57,12 @@ def generate(args, extra: list[str], prompts: pathlib.Path) -> list[dict]:
 def load_costs(path: str) -> dict[int, float]:
     """t(n) in µs from runtime_step results: batch 1, the first model, its smallest context, and
     the forwards that return greedy tokens (output argmax: what greedy verification runs) when
-    that model has them, else its logits rows; rows measured with CUDA graphs off are left out."""
+    that model has them, else its logits rows; rows measured with CUDA graphs off or in the
+    batch-invariant mode are left out."""
     doc = json.loads(pathlib.Path(path).read_text())
     rows = [r for r in doc["rows"] if r.get("params", {}).get("batch") == 1 and "k" in r.get("params", {})
-            and r["params"].get("cuda_graphs", True)]  # the backend's default: step graphs on
+            and r["params"].get("cuda_graphs", True)  # the backend's default: step graphs on
+            and not r["params"].get("batch_invariant", False)]
     if not rows:
         raise SystemExit(f"--costs {path}: no batch-1 rows with params.k")
     model = rows[0]["params"].get("model")

@@ -12,6 +12,7 @@ plus acceptance of Max-Gram- and bigram-proposed positions separately.
                                 [--backend cpu|cuda] [--quick] [--max-tokens N] [--self-layers L]
                                 [--k K] [--draft-length adaptive|fixed]
                                 [--modes greedy,sampled] [--only 'LABEL|LABEL|...'] [--rounds N]
+                                [--batch-invariant]
 Greedy rows also record whether every prompt's output was identical to autoregressive decoding
 (`identical_to_autoregressive`) and for how many prompts it was in every round
 (`prompts_identical`; a backend whose verification pass rounds differently from a one-token
@@ -20,6 +21,10 @@ pass can part at a near tie, and the table's last column shows the count).
 for the rows whose draft length follows the cost curve) is in the
 '|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
 --modes it fits a run into a limited time (a full CPU run of every row takes over an hour).
+--batch-invariant runs the target in the CUDA backend's batch-invariant mode (every row, the
+autoregressive base too): a token's logits do not depend on how many tokens its pass carries, so
+greedy speculative output is identical to autoregressive by construction; runtime_step's
+`spillway:cuda:argmax:invariant` curve gives the mode's own cost.
 --rounds N runs every row N times, interleaved (autoregressive first in each round), and reports
 the median tok/s and the median (min-max) of the per-round speedups: on a machine whose speed
 drifts, one sequential pass can put the rows it compares minutes apart.
@@ -74,7 +79,8 @@ def label(spec: str, tree: int, k=None, length=None) -> str:
 def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path, k=None, length=None) -> list[dict]:
     return generate_json(args.spillway, args.model, prompts, args.max_tokens,
                          ["--draft", spec, "--k", str(k or args.k), "--temperature", str(temperature), "--seed", "1",
-                          "--draft-length", length or args.draft_length, "--tree", str(tree)], args.backend)
+                          "--draft-length", length or args.draft_length, "--tree", str(tree)]
+                         + (["--batch-invariant"] if args.batch_invariant else []), args.backend)
 
 
 def tokens_per_s(res: list[dict]) -> float:
@@ -126,6 +132,8 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--self-layers", type=int, default=8)
     ap.add_argument("--draft-length", choices=("adaptive", "fixed"), default="adaptive")
+    ap.add_argument("--batch-invariant", action="store_true",
+                    help="CUDA backend's batch-invariant mode for the target (spillway generate --batch-invariant)")
     ap.add_argument("--out", default="")
     ap.add_argument("--plot", default="", help="only redraw the plot of this results file")
     ap.add_argument("--modes", default="greedy,sampled", help="comma-separated: greedy, sampled")
@@ -200,7 +208,7 @@ def main() -> int:
                    "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
                    "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
                               "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res),
-                              "rounds": args.rounds}}
+                              "rounds": args.rounds, "batch_invariant": args.batch_invariant}}
             if args.rounds > 1 and speedups:
                 row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)
             if identical is not None:

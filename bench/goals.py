@@ -150,6 +150,8 @@ def e2e_decode(doc, rep):
                 f"{r['case']} ({r.get('prompts_identical', '?')}/{r['params'].get('prompts', '?')} prompts identical)"
                 for r in parted) + ")")
         rows = [r for r in rows if r.get("identical_to_autoregressive", True)]
+        if mode == "greedy" and rows and all(r["params"].get("batch_invariant") for r in rows):
+            rep.lines.append("      (greedy: target in the CUDA backend's batch-invariant mode, AR base too)")
         cascade = [r for r in rows if "cascade" in r["params"]["draft"] or "+" in r["params"]["draft"]]
         single = [r for r in rows if r not in cascade]
         best_c = max(cascade, key=lambda r: r["speedup"], default=None)

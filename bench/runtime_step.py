@@ -9,7 +9,8 @@ bench/results/cpu-<cpu model>/runtime_step.{json,md}.
 --gpu: the CUDA backend on SmolLM2-135M (when models/ has it) and on a Llama-2-7B-shaped model
 with random fp16 weights: k = 1..64 at context 512 and 4K, batch 1 and 8; then decode
 tokens/s (k = 1) at batch 1, 8, 32 (context 512); the argmax curve (greedy verification) is
-measured twice, with the backend's step graphs (default) and with --cuda-graph-tokens 0. Results in
+measured three times: with the backend's step graphs (default), with --cuda-graph-tokens 0, and in
+the batch-invariant mode (--batch-invariant: what identical greedy output costs). Results in
 bench/results/<gpu name>/runtime_step.{json,md} (+ .png with bench/plot.py).
 
 Rows (BENCH_FORMAT shape): `median_us` of one forward (wall clock: forward() returns with the
@@ -50,7 +51,8 @@ def run_step(exe: str, args: list[str]) -> list[dict]:
 def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None = None,
            cuda_graphs: bool | None = None) -> dict:
     """bytes_per_param None: the weight bytes `spillway step` reported (CPU backend);
-    cuda_graphs: recorded in params when given (CUDA backend: step graphs on or off)."""
+    cuda_graphs: recorded in params when given (CUDA backend: step graphs on or off);
+    params.batch_invariant when the step ran in the CUDA backend's batch-invariant mode."""
     model = r["model"]
     argmax = r.get("output") == "argmax"
     case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("_argmax" if argmax else "")
@@ -65,6 +67,8 @@ def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None 
         params["threads"] = threads
     if cuda_graphs is not None:
         params["cuda_graphs"] = cuda_graphs
+    if r.get("batch_invariant"):
+        params["batch_invariant"] = True
     row = {"case": case, "impl": impl, "median_us": round(r["median_ms"] * 1000, 1),
            "tokens_per_s": r["tokens_per_s"], "gbs": round(weight_bytes / secs / 1e9, 1) if weight_bytes else 0.0,
            "pct_copy": 0.0, "params": params}
@@ -141,6 +145,9 @@ def main() -> None:
             # the same curve launched kernel by kernel (no CUDA graphs): what the step graphs save
             for r in run_step(a.exe, argmax + ["--cuda-graph-tokens", "0"]):
                 rows.append(to_row(r, "spillway:cuda:argmax:no-graphs", 2, cuda_graphs=False))
+            # and in batch-invariant mode (what identical greedy output costs; e2e --batch-invariant)
+            for r in run_step(a.exe, argmax + ["--batch-invariant"]):
+                rows.append(to_row(r, "spillway:cuda:argmax:invariant", 2))
         except RuntimeError as e:
             skipped.append({"case": value, "impl": "spillway:cuda", "reason": str(e)})
     name, driver = gpu_name_driver()

@@ -18,6 +18,7 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& o)
     cuda.dtype = o.dtype;
     cuda.max_tokens = o.max_tokens;
     cuda.cuda_graph_tokens = o.cuda_graph_tokens;
+    cuda.batch_invariant = o.batch_invariant;
     // Shape and device first: dequantising a large model only to learn that it cannot run is slow.
     check_cuda_backend(read_llama_config(file), cuda, "load_model");
     if (auto why = gpu_unavailable_reason()) fail("load_model: the CUDA backend cannot run: {}", *why);

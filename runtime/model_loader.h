@@ -18,6 +18,8 @@ struct LoadOptions {
   DType dtype = DType::f16;     // cuda: weights / activations / KV cache (f16 or bf16)
   int cuda_graph_tokens = 128;  // cuda: passes of at most this many tokens run as CUDA graphs
                                 // (CudaBackendOptions::cuda_graph_tokens); 0: none
+  bool batch_invariant = false; // cuda: logits bitwise independent of the pass a token is in
+                                // (CudaBackendOptions::batch_invariant); the CPU backend always is
 };
 
 /// Loads `path` (GGUF) and returns the model; throws spw::Error naming what is wrong

@@ -51,9 +51,11 @@ with tempfile.TemporaryDirectory() as d:
     out = d / "e2e_only"  # a subset: --only rows (+ the autoregressive base), --modes
     subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
                     "--quick", "--max-tokens", "4", "--only", "maxgram", "--modes", "greedy", "--rounds", "2",
-                    "--out", str(out)], check=True)
+                    "--batch-invariant", "--out", str(out)], check=True)
     doc = json.loads((out / "e2e_decode.json").read_text())
     assert [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc["rows"]
+    # --batch-invariant reaches `spillway generate` (a no-op on the CPU backend) and the params
+    assert all(r["params"]["batch_invariant"] is True for r in doc["rows"]), doc["rows"]
     mg = doc["rows"][1]  # --rounds 2: median speedup with its spread
     assert mg["params"]["rounds"] == 2 and mg["speedup_min"] <= mg["speedup"] <= mg["speedup_max"], mg
     assert mg["identical_to_autoregressive"] is True and doc["rows"][0]["speedup"] == 1.0, doc["rows"]

@@ -28,7 +28,7 @@ with tempfile.TemporaryDirectory() as d:
     subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(f), "--logx"], check=True)
     assert (pathlib.Path(d) / "demo.png").stat().st_size > 1000
 # draft_replay's --costs: the batch-1 argmax curve with step graphs (the backend's default);
-# runtime_step's graphs-off rows of the same cases must not replace it.
+# runtime_step's graphs-off and batch-invariant rows of the same cases must not replace it.
 from draft_replay import load_costs  # noqa: E402
 
 step = {"rows": [{"impl": impl, "median_us": t * k,
@@ -36,6 +36,9 @@ step = {"rows": [{"impl": impl, "median_us": t * k,
                              **({} if graphs else {"cuda_graphs": False})}}
                  for k in (1, 4) for impl, t, graphs in (("spillway:cuda:argmax", 50.0, True),
                                                          ("spillway:cuda:argmax:no-graphs", 90.0, False))]}
+step["rows"] += [{"impl": "spillway:cuda:argmax:invariant", "median_us": 70.0 * k,
+                  "params": {"model": "m", "batch": 1, "context": 512, "k": k, "output": "argmax",
+                             "batch_invariant": True}} for k in (1, 4)]
 with tempfile.TemporaryDirectory() as d:
     f = pathlib.Path(d) / "runtime_step.json"
     f.write_text(json.dumps(step))

@@ -142,7 +142,8 @@ if has bench; then
     extra=()
     case $name in
       # the decode demo's benchmark on the CUDA backend; 6 prompts unless SPW_E2E_FULL=1
-      e2e_decode) extra=(--backend cuda); [ "${SPW_E2E_FULL:-0}" = 1 ] || extra+=(--quick);;
+      # (batch-invariant target: greedy output identical to AR by construction, the goal)
+      e2e_decode) extra=(--backend cuda --batch-invariant); [ "${SPW_E2E_FULL:-0}" = 1 ] || extra+=(--quick);;
       # drafting configurations replayed over greedy outputs recorded on the CUDA backend
       draft_replay) extra=(--backend cuda --costs auto);;
     esac

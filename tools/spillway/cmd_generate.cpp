@@ -68,6 +68,9 @@ void usage() {
       "  --seed S            sampling seed (default 0)\n"
       "  --bigram FILE       bigram table (default MODEL.bigram when present)\n"
       "  --backend cpu|cuda  cpu (default; the fp32 reference) or cuda (GPU 0, fp16; not yet run on a GPU)\n"
+      "  --batch-invariant   cuda: the target's logits bitwise independent of how many tokens a\n"
+      "                      pass carries, so greedy speculative output is exactly the\n"
+      "                      autoregressive one (slower kernels; the CPU backend always is)\n"
       "  --prompts FILE      JSONL prompt set ({{\"id\", \"prompt\"}} per line): no streaming\n"
       "  --json OUT          write per-prompt results as JSON lines (with --prompts), the\n"
       "                      generated token ids included\n"
@@ -149,7 +152,7 @@ uint64_t token_hash(const std::vector<int32_t>& t) {
 
 struct Options {
   std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay, cost_curve;
-  bool have_prompt = false, compare = false, chat = true;
+  bool have_prompt = false, compare = false, chat = true, batch_invariant = false;
   decode::GenerateParams gp;
 };
 
@@ -249,6 +252,7 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--seed") o.gp.sampling.seed = static_cast<uint64_t>(number("seed"));
     else if (a == "--bigram") o.bigram = value();
     else if (a == "--backend") o.backend = value();
+    else if (a == "--batch-invariant") o.batch_invariant = true;
     else if (a == "--chat") o.chat = true;
     else if (a == "--raw") o.chat = false;
     else if (a == "--prompts") o.prompts_file = value();
@@ -278,7 +282,7 @@ int generate(const std::vector<std::string>& args) {
   std::shared_ptr<rt::Model> target;
   rt::ModelConfig target_config;
   if (o.replay.empty()) {
-    target = open_model(o.model, 0, o.backend);
+    target = open_model(o.model, 0, o.backend, 2048, o.batch_invariant);
     target_config = target->config();
   } else {
     target_config = rt::read_llama_config(rt::GgufFile::open(o.model));

@@ -33,7 +33,7 @@ std::vector<int> parse_list(const std::string& s, const char* name) {
 // latency of a forward of k new tokens for every sequence (rolled back after each run).
 // argmax: forward_argmax (what greedy verification runs: only the greedy tokens come back).
 void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<int>& ks, int reps, std::mt19937& rng,
-                  const std::string& label, bool argmax) {
+                  const std::string& label, bool argmax, bool invariant) {
   const int vocab = model.config().vocab_size;
   std::vector<int> seqs(batch);
   std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(ctx));
@@ -66,9 +66,10 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
     const double median = ms[ms.size() / 2];
     fmt::print(
         "{{\"model\": \"{}\", \"backend\": \"{}\", \"context\": {}, \"batch\": {}, \"k\": {}, \"median_ms\": {:.3f}, "
-        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\", \"weight_bytes\": {}}}\n",
+        "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\", \"weight_bytes\": {}, "
+        "\"batch_invariant\": {}}}\n",
         label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps,
-        argmax ? "argmax" : "logits", model.weight_bytes());
+        argmax ? "argmax" : "logits", model.weight_bytes(), invariant);
     std::fflush(stdout);
   }
   for (int s : seqs) model.free_sequence(s);
@@ -76,22 +77,24 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
 
 int step(const std::vector<std::string>& argv) {
   using spw::cli::Args;
-  Args a = Args::parse(argv, {"--help"});
+  Args a = Args::parse(argv, {"--help", "--batch-invariant"});
   if (a.has("--help")) {
     fmt::print(
         "usage: spillway step [--model F | --random llama2-7b] [--backend cpu|cuda] [--dtype f16|bf16]\n"
         "                     [--contexts 128,512] [--batch 1] [--ks 1,2,4,8,16,32,64] [--reps 5] [--threads N]\n"
-        "                     [--output logits|argmax] [--cuda-graph-tokens 128]\n"
+        "                     [--output logits|argmax] [--cuda-graph-tokens 128] [--batch-invariant]\n"
         "Median latency of one forward over k new tokens per sequence, for `batch` sequences after a\n"
         "context of C tokens each, as JSON lines (bench/runtime_step.py collects them).\n"
         "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n"
         "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back).\n"
         "--cuda-graph-tokens N: cuda passes of at most N tokens run as CUDA graphs (0: every kernel\n"
-        "launched on its own); how the passes ran is printed to stderr at the end.\n");
+        "launched on its own); how the passes ran is printed to stderr at the end.\n"
+        "--batch-invariant: the cuda backend's batch-invariant mode (CudaBackendOptions::batch_invariant);\n"
+        "the JSON lines say \"batch_invariant\": true.\n");
     return 0;
   }
   a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads", "--output",
-          "--cuda-graph-tokens"});
+          "--cuda-graph-tokens", "--batch-invariant"});
   const std::string output = a.get("--output", "logits");
   SPW_CHECK(output == "logits" || output == "argmax", "--output = '{}': must be logits or argmax", output);
   const auto contexts = parse_list(a.get("--contexts", "128,512"), "contexts");
@@ -105,6 +108,8 @@ int step(const std::vector<std::string>& argv) {
   SPW_CHECK(dtype == "f16" || dtype == "bf16", "--dtype = '{}': must be f16 or bf16", dtype);
   const int graph_tokens = a.get_int("--cuda-graph-tokens", 128);
   SPW_CHECK(graph_tokens >= 0, "--cuda-graph-tokens = {}: must be >= 0 (0: no CUDA graphs)", graph_tokens);
+  const bool invariant = a.has("--batch-invariant");
+  SPW_CHECK(!invariant || backend == "cuda", "--batch-invariant is a cuda backend mode (the CPU backend always is)");
   int longest = 0;
   for (int c : contexts) longest = std::max(longest, c);
   const int max_k = *std::max_element(ks.begin(), ks.end());
@@ -119,6 +124,7 @@ int step(const std::vector<std::string>& argv) {
     co.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
     co.max_tokens = longest + max_k;
     co.cuda_graph_tokens = graph_tokens;
+    co.batch_invariant = invariant;
     model = spw::rt::make_cuda_model_random(spw::rt::llama2_7b_config(), 1, co);
     label = "llama2-7b-random";
   } else {
@@ -128,6 +134,7 @@ int step(const std::vector<std::string>& argv) {
     lo.threads = a.get_int("--threads", 0);
     lo.dtype = dtype == "bf16" ? spw::DType::bf16 : spw::DType::f16;
     lo.cuda_graph_tokens = graph_tokens;
+    lo.batch_invariant = invariant;
     model = spw::rt::load_model(path, lo);
     label = std::filesystem::path(path).stem().string();
   }
@@ -135,7 +142,7 @@ int step(const std::vector<std::string>& argv) {
             model->max_tokens());
   std::mt19937 rng(1);
   for (int batch : batches)
-    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output == "argmax");
+    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output == "argmax", invariant);
   if (model->backend_name() == "cuda") {
     const spw::rt::CudaGraphStats g = spw::rt::cuda_graph_stats(*model);
     fmt::print(stderr, "cuda graphs (tokens <= {}): {} replays, {} captures ({} updates, {} new), {} plain passes{}\n",

@@ -7,6 +7,8 @@ Grid (params: batch, kv_len, qo_heads, kv_heads, head_dim, dtype, page_size):
 Impls (same process, same KV values):
   spillway          spw_decode_attention_run (C ABI), split-KV as planned for this GPU
   spillway:nosplit  the same kernel with disable_split (one CTA per request and KV head)
+  spillway:fixed256 the same kernel with fixed_chunk_tokens = 256: the batch-invariant split the
+                    CUDA backend's batch-invariant mode uses (what that mode costs here)
   flashinfer        BatchDecodeWithPagedKVCacheWrapper (NHD, same page pool and page table);
                     skipped with the reason when flashinfer cannot be imported or run
   torch_sdpa        F.scaled_dot_product_attention(enable_gqa=True) on a contiguous
@@ -52,9 +54,9 @@ def setup_lib(lib):
 class Ours:
     """A planned Spillway launch (plan handle + workspace) for one case."""
 
-    def __init__(self, lib, sm_count, batch, kv_len, qh, kvh, dtype, nosplit):
+    def __init__(self, lib, sm_count, batch, kv_len, qh, kvh, dtype, nosplit, fixed=0):
         self.lib = lib
-        p = Problem(batch, qh, kvh, HEAD_DIM, SPW[dtype], 0, PAGE, 0, 0.0, 0.0, 1 if nosplit else 0)
+        p = Problem(batch, qh, kvh, HEAD_DIM, SPW[dtype], 0, PAGE, 0, 0.0, 0.0, 1 if nosplit else 0, fixed)
         lens = (ctypes.c_int32 * batch)(*([kv_len] * batch))
         self.handle = ctypes.c_void_p()
         harness.check(lib, lib.spw_decode_attention_plan(ctypes.byref(p), lens, sm_count, ctypes.byref(self.handle)),
@@ -115,7 +117,7 @@ def run_case(b, lib, batch, kv_len, qh, kvh, dtype):
     free, _ = torch.cuda.mem_get_info()
     budget = int(0.8 * free)
     if kv_bytes > budget:
-        for impl in ("spillway", "spillway:nosplit", "flashinfer", "torch_sdpa"):
+        for impl in ("spillway", "spillway:nosplit", "spillway:fixed256", "flashinfer", "torch_sdpa"):
             b.skip(impl, f"KV cache {kv_bytes / 2**30:.1f} GiB does not fit the free GPU memory")
         return
     with_sdpa = 2 * kv_bytes <= budget
@@ -147,6 +149,7 @@ def run_case(b, lib, batch, kv_len, qh, kvh, dtype):
 
     ours = Ours(lib, b.sm_count, batch, kv_len, qh, kvh, dtype, nosplit=False)
     nosplit = Ours(lib, b.sm_count, batch, kv_len, qh, kvh, dtype, nosplit=True)
+    fixed = Ours(lib, b.sm_count, batch, kv_len, qh, kvh, dtype, nosplit=False, fixed=256)
     try:
         # One correctness check per case against SDPA (same KV), or fp32 torch on set 0.
         ours.launch(q, k_sets[0], v_sets[0], indptr, indices, last, o, lse)
@@ -166,6 +169,8 @@ def run_case(b, lib, batch, kv_len, qh, kvh, dtype):
                bytes=nbytes)
         b.time("spillway:nosplit", lambda i: nosplit.launch(q, k_sets[i % sets], v_sets[i % sets], indptr, indices,
                                                             last, o, lse), bytes=nbytes)
+        b.time("spillway:fixed256", lambda i: fixed.launch(q, k_sets[i % sets], v_sets[i % sets], indptr, indices,
+                                                             last, o, lse), bytes=nbytes)
         fi = flashinfer_wrapper(batch, qh, kvh, dtype, indptr, indices, last)
         if isinstance(fi, str):
             b.skip("flashinfer", fi)
@@ -185,6 +190,7 @@ def run_case(b, lib, batch, kv_len, qh, kvh, dtype):
     finally:
         ours.close()
         nosplit.close()
+        fixed.close()
     del k_sets, v_sets, sdpa_k, sdpa_v
     torch.cuda.empty_cache()
 

@@ -308,6 +308,22 @@ TEST(FlatGemmCApi, ErrorPath) {
   EXPECT_NE(std::string(spw_last_error()).find("plan = null"), std::string::npos);
   EXPECT_EQ(spw_flat_gemm_plan_info(nullptr, nullptr, nullptr, nullptr, nullptr), SPW_ERROR_INVALID_ARGUMENT);
   spw_flat_gemm_plan_destroy(h);
+  // batch_invariant: the mma impl for any m (200 here), refused with gemv, checked as a flag.
+  c.impl = SPW_FLAT_GEMM_AUTO;
+  c.split_k = 0;
+  c.m = 200;
+  c.batch_invariant = 1;
+  ASSERT_EQ(spw_flat_gemm_plan_create(&c, 132, &h), SPW_OK) << spw_last_error();
+  ASSERT_EQ(spw_flat_gemm_plan_info(h, &impl, &split, &from_table, &ws), SPW_OK);
+  EXPECT_EQ(impl, SPW_FLAT_GEMM_MMA);
+  spw_flat_gemm_plan_destroy(h);
+  c.impl = SPW_FLAT_GEMM_GEMV;
+  EXPECT_EQ(spw_flat_gemm_plan_create(&c, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("options.impl = gemv"), std::string::npos) << spw_last_error();
+  c.impl = SPW_FLAT_GEMM_AUTO;
+  c.batch_invariant = 3;
+  EXPECT_EQ(spw_flat_gemm_plan_create(&c, 132, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("problem.batch_invariant = 3"), std::string::npos) << spw_last_error();
   spw_flat_gemm_plan_destroy(nullptr);
   EXPECT_EQ(spw_flat_gemm_cublaslt_create(nullptr), SPW_ERROR_INVALID_ARGUMENT);
 }

@@ -444,8 +444,16 @@ int generate(const std::vector<std::string>& args) {
     fmt::print(stderr, "{:<28} {:>10.2f} {:>14.2f} {:>9.2f}x\n", "autoregressive", sa, a.gen.stats.tokens_per_pass(), 1.0);
     fmt::print(stderr, "{:<28} {:>10.2f} {:>14.2f} {:>9.2f}x\n", o.draft.substr(0, 28), ss,
                s.gen.stats.tokens_per_pass(), ss / std::max(1e-9, sa));
-    if (greedy)
-      fmt::print(stderr, "greedy outputs {}\n", a.gen.tokens == s.gen.tokens ? "identical" : "DIFFER (bug!)");
+    if (greedy) {
+      // Only the CUDA backend's default mode may round a verification pass unlike a one-token
+      // pass (a near tie can then part the outputs); anywhere else a difference is a bug.
+      const bool may_part = decoder_target.backend_name() == "cuda" && !o.batch_invariant;
+      fmt::print(stderr, "greedy outputs {}\n",
+                 a.gen.tokens == s.gen.tokens ? "identical"
+                 : may_part ? "DIFFER (a near tie rounded apart by the CUDA backend's default mode; "
+                              "--batch-invariant makes them identical)"
+                            : "DIFFER (bug!)");
+    }
   }
   return 0;
 }

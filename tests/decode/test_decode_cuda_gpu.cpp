@@ -11,7 +11,8 @@
 // pass and a verification pass. A random tiny model's next token depends mostly on the last
 // one, though, so equal tokens alone say little about the cache: the second test runs the
 // decoder on a target that mirrors every call onto the CPU backend and checks every row of
-// logits of every pass (chains, trees, rollbacks, kept tree paths; greedy and sampled) against it.
+// logits of every pass (chains, trees, rollbacks, kept tree paths; greedy and sampled) against it,
+// in the default and the batch-invariant mode.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -90,12 +91,15 @@ DrafterEnv make_env(const std::string& target_path, int vocab, const std::vector
 
 }  // namespace
 
-TEST(CudaSpeculative, EveryPassMatchesTheCpuBackend) {
+// Also in the batch-invariant mode (its own attention tables and GEMM plans on every pass).
+class CudaSpeculativeMirror : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CudaSpeculativeMirror, EveryPassMatchesTheCpuBackend) {
   SPW_REQUIRE_GPU();
   test::TinyModels models;
   const auto ps = prompts();
-  Mirror target(test::cuda_model(models.tied, {.page_size = 4}), rt::load_model(models.tied),
-                test::model_tolerance(DType::f16));
+  Mirror target(test::cuda_model(models.tied, {.page_size = 4, .batch_invariant = GetParam()}),
+                rt::load_model(models.tied), test::model_tolerance(DType::f16));
   GenerateParams gp;
   gp.max_new_tokens = 24;
   gp.k = 4;
@@ -125,6 +129,9 @@ TEST(CudaSpeculative, EveryPassMatchesTheCpuBackend) {
   EXPECT_GT(sampled_accepted, 0);
   EXPECT_GT(target.passes, 24) << "every pass was compared";
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaSpeculativeMirror, ::testing::Bool(),
+                         [](const auto& info) { return std::string(info.param ? "batch_invariant" : "default"); });
 
 TEST(CudaSpeculative, GreedyOutputEqualsPlainGreedyOnTheSameBackend) {
   SPW_REQUIRE_GPU();

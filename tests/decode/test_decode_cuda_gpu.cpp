@@ -89,6 +89,31 @@ DrafterEnv make_env(const std::string& target_path, int vocab, const std::vector
   return env;
 }
 
+// Decodes `ps` with every drafter spec, chains and 3-branch trees, each draft length, on
+// `target`, expecting each output to equal `refs` (the same target's plain greedy output).
+// Returns the draft tokens accepted (at 0 the comparison says little).
+int64_t expect_plain_greedy(rt::Model& target, const std::vector<std::vector<int32_t>>& ps,
+                            const std::vector<Generation>& refs, const DrafterEnv& env,
+                            std::initializer_list<const char*> specs, std::initializer_list<DraftLength> lengths,
+                            GenerateParams g, const std::string& what) {
+  int64_t accepted = 0;
+  for (const char* spec : specs) {
+    SpeculativeDecoder dec(target, make_drafter_factory(spec, env));
+    for (int width : {1, 3})
+      for (DraftLength length : lengths) {
+        g.tree_width = width;
+        g.draft_length = length;
+        const auto gens = dec.generate_batch(ps, g);
+        for (size_t i = 0; i < ps.size(); ++i) {
+          EXPECT_EQ(gens[i].tokens, refs[i].tokens) << what << " " << spec << " width " << width << " length "
+                                                    << static_cast<int>(length) << " prompt " << i;
+          accepted += gens[i].stats.accepted;
+        }
+      }
+  }
+  return accepted;
+}
+
 }  // namespace
 
 // Also in the batch-invariant mode (its own attention tables and GEMM plans on every pass).
@@ -147,26 +172,14 @@ TEST(CudaSpeculative, GreedyOutputEqualsPlainGreedyOnTheSameBackend) {
 
     const DrafterEnv env = make_env(models.tied, target->config().vocab_size, ps, refs);
 
-    int64_t accepted = 0;
-    for (const char* spec : {"maxgram", "maxgram+bigram", "self:1", "vcascade(self:1,maxgram;lenience=2)",
-                             "hcascade(self:1*2,maxgram+bigram*2)"}) {
-      SpeculativeDecoder dec(*target, make_drafter_factory(spec, env));
-      for (int width : {1, 3})
-        for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}) {
-          GenerateParams g = gp;
-          g.k = 4;
-          g.tree_width = width;
-          g.draft_length = length;
-          g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.3};  // cost: long drafts and trees while right
-          const auto gens = dec.generate_batch(ps, g);
-          for (size_t i = 0; i < ps.size(); ++i) {
-            EXPECT_EQ(gens[i].tokens, refs[i].tokens)
-                << dtype_name(dt) << " " << spec << " width " << width << " length " << static_cast<int>(length)
-                << " prompt " << i;
-            accepted += gens[i].stats.accepted;
-          }
-        }
-    }
+    GenerateParams g = gp;
+    g.k = 4;
+    g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.3};  // cost: long drafts and trees while right
+    const int64_t accepted = expect_plain_greedy(
+        *target, ps, refs, env,
+        {"maxgram", "maxgram+bigram", "self:1", "vcascade(self:1,maxgram;lenience=2)",
+         "hcascade(self:1*2,maxgram+bigram*2)"},
+        {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}, g, std::string(dtype_name(dt)));
     EXPECT_GT(accepted, 0) << "no draft token was ever accepted: the comparison would be weak";
   }
 }
@@ -191,21 +204,11 @@ TEST(CudaSpeculative, BatchInvariantTargetGivesPlainGreedyOutputOnAModelWithNear
   gp.max_new_tokens = 40;
   const auto refs = SpeculativeDecoder(*target).generate_batch(ps, gp);
   const DrafterEnv env = make_env(models.untied, target->config().vocab_size, ps, refs);
-  int64_t accepted = 0;
-  for (const char* spec : {"maxgram+bigram", "vcascade(self:1,maxgram;lenience=2)"}) {
-    SpeculativeDecoder dec(*target, make_drafter_factory(spec, env));
-    for (int width : {1, 3}) {
-      GenerateParams g = gp;
-      g.k = 5;
-      g.tree_width = width;
-      g.draft_length = DraftLength::cost;
-      g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.08, 1.3};
-      const auto gens = dec.generate_batch(ps, g);
-      for (size_t i = 0; i < ps.size(); ++i) {
-        EXPECT_EQ(gens[i].tokens, refs[i].tokens) << spec << " width " << width << " prompt " << i;
-        accepted += gens[i].stats.accepted;
-      }
-    }
-  }
+  GenerateParams g = gp;
+  g.k = 5;
+  g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.08, 1.3};
+  const int64_t accepted = expect_plain_greedy(*target, ps, refs, env,
+                                               {"maxgram+bigram", "vcascade(self:1,maxgram;lenience=2)"},
+                                               {DraftLength::cost}, g, "bf16 batch-invariant");
   EXPECT_GT(accepted, 0) << "no draft token was ever accepted: the comparison would be weak";
 }

@@ -89,16 +89,19 @@ DrafterEnv make_env(const std::string& target_path, int vocab, const std::vector
   return env;
 }
 
-// Decodes `ps` with every drafter spec, chains and 3-branch trees, each draft length, on
-// `target`, expecting each output to equal `refs` (the same target's plain greedy output).
-// Returns the draft tokens accepted (at 0 the comparison says little).
-int64_t expect_plain_greedy(rt::Model& target, const std::vector<std::vector<int32_t>>& ps,
-                            const std::vector<Generation>& refs, const DrafterEnv& env,
-                            std::initializer_list<const char*> specs, std::initializer_list<DraftLength> lengths,
-                            GenerateParams g, const std::string& what) {
+// On a CUDA target made from `model` with `o`: plain greedy decoding of `ps` (max_new_tokens
+// from `g`), then every drafter spec, chains and 3-branch trees, each draft length, expecting
+// each output to equal the plain one. Returns the draft tokens accepted (at 0 the comparison
+// says little).
+int64_t expect_plain_greedy(const std::string& model, const rt::CudaBackendOptions& o,
+                            const std::vector<std::vector<int32_t>>& ps, std::initializer_list<const char*> specs,
+                            std::initializer_list<DraftLength> lengths, GenerateParams g, const std::string& what) {
+  auto target = test::cuda_model(model, o);
+  const auto refs = SpeculativeDecoder(*target).generate_batch(ps, g);
+  const DrafterEnv env = make_env(model, target->config().vocab_size, ps, refs);
   int64_t accepted = 0;
   for (const char* spec : specs) {
-    SpeculativeDecoder dec(target, make_drafter_factory(spec, env));
+    SpeculativeDecoder dec(*target, make_drafter_factory(spec, env));
     for (int width : {1, 3})
       for (DraftLength length : lengths) {
         g.tree_width = width;
@@ -165,18 +168,12 @@ TEST(CudaSpeculative, GreedyOutputEqualsPlainGreedyOnTheSameBackend) {
   for (DType dt : {DType::f16, DType::bf16}) {
     rt::CudaBackendOptions o{.page_size = 4};
     o.dtype = dt;
-    auto target = test::cuda_model(models.tied, o);
-    GenerateParams gp;
-    gp.max_new_tokens = 24;
-    const auto refs = SpeculativeDecoder(*target).generate_batch(ps, gp);
-
-    const DrafterEnv env = make_env(models.tied, target->config().vocab_size, ps, refs);
-
-    GenerateParams g = gp;
+    GenerateParams g;
+    g.max_new_tokens = 24;
     g.k = 4;
     g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.3};  // cost: long drafts and trees while right
     const int64_t accepted = expect_plain_greedy(
-        *target, ps, refs, env,
+        models.tied, o, ps,
         {"maxgram", "maxgram+bigram", "self:1", "vcascade(self:1,maxgram;lenience=2)",
          "hcascade(self:1*2,maxgram+bigram*2)"},
         {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}, g, std::string(dtype_name(dt)));
@@ -198,17 +195,13 @@ TEST(CudaSpeculative, BatchInvariantTargetGivesPlainGreedyOutputOnAModelWithNear
   for (int r = 0; r < 25; ++r)
     for (int32_t t : {72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108 + r % 3}) longer.push_back(t);
   ps.push_back(longer);  // 275 tokens
-  rt::CudaBackendOptions o{.dtype = DType::bf16, .page_size = 4, .batch_invariant = true};
-  auto target = test::cuda_model(models.untied, o);
-  GenerateParams gp;
-  gp.max_new_tokens = 40;
-  const auto refs = SpeculativeDecoder(*target).generate_batch(ps, gp);
-  const DrafterEnv env = make_env(models.untied, target->config().vocab_size, ps, refs);
-  GenerateParams g = gp;
+  GenerateParams g;
+  g.max_new_tokens = 40;
   g.k = 5;
   g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.08, 1.3};
-  const int64_t accepted = expect_plain_greedy(*target, ps, refs, env,
-                                               {"maxgram+bigram", "vcascade(self:1,maxgram;lenience=2)"},
-                                               {DraftLength::cost}, g, "bf16 batch-invariant");
+  const int64_t accepted =
+      expect_plain_greedy(models.untied, {.dtype = DType::bf16, .page_size = 4, .batch_invariant = true}, ps,
+                          {"maxgram+bigram", "vcascade(self:1,maxgram;lenience=2)"}, {DraftLength::cost}, g,
+                          "bf16 batch-invariant");
   EXPECT_GT(accepted, 0) << "no draft token was ever accepted: the comparison would be weak";
 }

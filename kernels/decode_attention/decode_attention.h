@@ -10,8 +10,9 @@
 // the design is about reading every KV byte exactly once with every SM busy:
 //  - plan() cuts every request's KV range into chunks of at most `chunk_tokens` tokens, with the
 //    chunk size chosen so that the (request, kv head, chunk) work items make a few waves of
-//    CTAs (or fixed by Problem::fixed_chunk_tokens: batch-invariant results). Because the chunk size is uniform, a skewed batch (one 128K request beside 63 short
-//    ones) is balanced by construction: no work item is longer than chunk_tokens.
+//    CTAs (or fixed by Problem::fixed_chunk_tokens: batch-invariant results). Because the
+//    chunk size is uniform, a skewed batch (one 128K request beside 63 short ones) is balanced
+//    by construction: no work item is longer than chunk_tokens.
 //  - one CTA per work item reads its KV head once for the whole GQA group of query heads
 //    (up to 8 per CTA), with 16-byte cp.async loads into a 3-stage shared-memory ring.
 //  - split requests write fp32 partial O + LSE to the workspace; a merge kernel combines them

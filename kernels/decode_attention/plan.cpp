@@ -59,7 +59,8 @@ void check_problem(const Problem& p, const char* w) {
   SPW_CHECK_ARG(std::isfinite(p.soft_cap) && p.soft_cap >= 0.f, w, "soft_cap", p.soft_cap,
                 "must be finite and >= 0 (0 = off)");
   SPW_CHECK_ARG(p.fixed_chunk_tokens >= 0 && p.fixed_chunk_tokens % kChunkGranule == 0, w, "fixed_chunk_tokens",
-                p.fixed_chunk_tokens, fmt::format("must be 0 (balanced split) or a positive multiple of {}", kChunkGranule));
+                p.fixed_chunk_tokens,
+                fmt::format("must be 0 (balanced split) or a positive multiple of {}", kChunkGranule));
   SPW_CHECK_ARG(p.fixed_chunk_tokens == 0 || !p.disable_split, w, "fixed_chunk_tokens", p.fixed_chunk_tokens,
                 "must be 0 when disable_split is set (one chunk per request)");
 }

@@ -292,7 +292,8 @@ TEST(DecodeAttentionChecks, BadProblemIsRejected) {
   bad([](Problem& p) { p.sm_scale = -1.f; }, "sm_scale = -1");
   bad([](Problem& p) { p.soft_cap = NAN; }, "soft_cap = nan");
   bad([](Problem& p) { p.layout = static_cast<Layout>(7); }, "layout = 7");
-  bad([](Problem& p) { p.fixed_chunk_tokens = 100; }, "fixed_chunk_tokens = 100: must be 0 (balanced split) or a positive multiple of 64");
+  bad([](Problem& p) { p.fixed_chunk_tokens = 100; },
+      "fixed_chunk_tokens = 100: must be 0 (balanced split) or a positive multiple of 64");
   bad([](Problem& p) { p.fixed_chunk_tokens = -64; }, "fixed_chunk_tokens = -64");
   bad([](Problem& p) { p.fixed_chunk_tokens = 128; p.disable_split = true; },
       "fixed_chunk_tokens = 128: must be 0 when disable_split is set");

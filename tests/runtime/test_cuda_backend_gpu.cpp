@@ -133,7 +133,9 @@ TEST_P(CudaVsCpu, BatchInvariantLogitsAreTheSameBitsInEveryPass) {
     auto m = both(models_->qwen2, {.page_size = page, .max_forward_tokens = 300, .batch_invariant = true});
     const size_t V = m.vocab();
     Model& g = *m.gpu;
-    auto row = [&](const std::vector<float>& l, size_t r) { return std::vector<float>(l.begin() + r * V, l.begin() + (r + 1) * V); };
+    auto row = [&](const std::vector<float>& l, size_t r) {
+      return std::vector<float>(l.begin() + r * V, l.begin() + (r + 1) * V);
+    };
     auto same = [&](const std::vector<float>& a, const std::vector<float>& b) {
       return std::memcmp(a.data(), b.data(), V * sizeof(float)) == 0;
     };
@@ -161,7 +163,8 @@ TEST_P(CudaVsCpu, BatchInvariantLogitsAreTheSameBitsInEveryPass) {
     }
     // `cont` as one chain: row i has the bits of decoding cont[i] alone.
     g.forward(std::vector<SeqInput>{{b, cont, {}}}, l);
-    for (size_t i = 0; i < cont.size(); ++i) ASSERT_TRUE(same(row(l, i), ar[i])) << "page " << page << " chain row " << i;
+    for (size_t i = 0; i < cont.size(); ++i)
+      ASSERT_TRUE(same(row(l, i), ar[i])) << "page " << page << " chain row " << i;
     // A token tree whose path 0 -> 2 -> 3 -> 6 is cont[0..3], with siblings (tokens 1, 4, 5):
     // the path's rows have the bits of the decoded tokens; after keeping the path, the next
     // token batched beside another sequence's chain still does.

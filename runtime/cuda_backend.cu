@@ -494,7 +494,9 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
                                 decode_attention::Layout::paged, invariant ? token_table_.page_size : opt_.page_size};
     if (invariant) p.fixed_chunk_tokens = kInvariantChunkTokens;
     const std::span<const int32_t> lens = invariant ? std::span<const int32_t>(token_table_.kv_lens) : table_lens_;
-    decode_plans_.push_back(decode_attention::plan(p, lens, device_, &plan_host_));
+    const std::span<const uint8_t> extends =
+        invariant ? std::span<const uint8_t>(token_table_.extends_previous) : std::span<const uint8_t>();
+    decode_plans_.push_back(decode_attention::plan(p, lens, device_, &plan_host_, extends));
     dplan = &decode_plans_.back();
     if (opt_.debug_checks)
       decode_attention::validate_page_table(p, lens, table_.indptr, table_.indices, table_.last_page_len,

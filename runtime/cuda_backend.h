@@ -44,11 +44,13 @@
 // every token of every pass is a decode_attention request of its own over the KV rows it sees,
 // in position order (runtime/forward_passes.h: token_attention_table), cut into fixed chunks of
 // kInvariantChunkTokens. Costs: no GEMV for single-token passes; prefill passes above 64 tokens
-// read the weights once per 64-row slice (no cuBLASLt) and each of their tokens reads its own
-// prefix, so a long prompt's prefill grows with its length squared; each token of a verification
-// pass reads its prefix on its own (from L2 when it fits). Host side, chains list pages and
-// branching trees list rows: a 65-token binary tree at context 4096 lists 266,575 rows (1 MB
-// copied to the device per pass), built in 33 us on the 2-core dev machine (chains: 1.4 us).
+// read the weights once per 64-row slice (no cuBLASLt); a token reads its own prefix, except
+// that the tokens of a chain (a prefill's too) share their reads, 8 / GQA-group tokens per CTA
+// (decode_attention's extends_previous), and a tree's branching tokens read their own rows
+// (from L2 where they fit), so a long prompt's prefill grows with its length squared. Host side,
+// chains list pages and branching trees list rows: a 65-token binary tree at context 4096 lists
+// 266,575 rows (1 MB copied to the device per pass), built in 33 us on the 2-core dev machine
+// (chains: 1.4 us).
 // Not (yet) done: quantised weights on the device.
 // In a build without CUDA every factory throws spw::Error saying so.
 #pragma once

@@ -148,6 +148,7 @@ void token_attention_table(std::span<const PassPiece> pass, std::span<const int3
   out.kv_lens.clear();
   out.indices.clear();
   out.last_page_len.clear();
+  out.extends_previous.clear();
   out.indptr.assign(1, 0);
   size_t t = 0;
   for (const PassPiece& p : pass) {
@@ -158,6 +159,7 @@ void token_attention_table(std::span<const PassPiece> pass, std::span<const int3
       for (int i = 0; i < p.prefix; ++i) out.indices.push_back(row(i));
     }
     for (int j = 0; j < p.count; ++j, ++t) {
+      out.extends_previous.push_back(j > 0 && parents[t] == j - 1);
       if (!branching) {
         const int len = p.prefix + j + 1, n = (len + P - 1) / P;
         out.indices.insert(out.indices.end(), pages.begin(), pages.begin() + n);

@@ -94,6 +94,10 @@ struct TokenAttentionTable {
   std::vector<int32_t> indptr;          // [tokens + 1]
   std::vector<int32_t> indices;         // page ids (or rows) of each token, in position order
   std::vector<int32_t> last_page_len;   // [tokens]
+  /// [tokens] 1 where a token's list is its predecessor's plus its own row (the token's parent
+  /// is the previous token): decode_attention::plan's extends_previous, so that the queries of a
+  /// chain share their KV reads.
+  std::vector<uint8_t> extends_previous;
 };
 
 /// Builds the table of `pass` (its pieces' tokens must be in `book` already). `parents`: the

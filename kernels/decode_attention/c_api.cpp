@@ -27,6 +27,12 @@ int spw_decode_attention_plan(const spw_decode_attention_problem* c, const int32
 
 int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* c, const int32_t* kv_lens, int sm_count,
                                        spw_plan_arena* arena, spw_decode_attention_handle** out) {
+  return spw_decode_attention_plan_shared(c, kv_lens, nullptr, sm_count, arena, out);
+}
+
+int spw_decode_attention_plan_shared(const spw_decode_attention_problem* c, const int32_t* kv_lens,
+                                     const uint8_t* extends_previous, int sm_count, spw_plan_arena* arena,
+                                     spw_decode_attention_handle** out) {
   return spw::capi::guarded([&] {
     constexpr const char* w = "spw_decode_attention_plan";
     SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must point to a plan handle");
@@ -50,8 +56,10 @@ int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* c, co
     p.fixed_chunk_tokens = c->fixed_chunk_tokens;
     da::check_problem(p, w);
     const spw::DeviceInfo dev = sm_count > 0 ? spw::DeviceInfo::synthetic(sm_count) : spw::query_device(0);
+    const auto n = static_cast<size_t>(p.batch);
     *out = new spw_decode_attention_handle{
-        da::plan(p, std::span<const int32_t>(kv_lens, static_cast<size_t>(p.batch)), dev, spw::capi::arena_of(arena))};
+        da::plan(p, std::span<const int32_t>(kv_lens, n), dev, spw::capi::arena_of(arena),
+                 extends_previous ? std::span<const uint8_t>(extends_previous, n) : std::span<const uint8_t>())};
   });
 }
 

@@ -35,6 +35,12 @@ int spw_decode_attention_plan(const spw_decode_attention_problem* problem, const
 /* Same, with the work list carved from `arena` (NULL = a fresh pinned block, as above). */
 int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* problem, const int32_t* kv_lens,
                                        int sm_count, spw_plan_arena* arena, spw_decode_attention_handle** out);
+/* Same, where extends_previous (host, [batch], NULL = none) flags the requests whose KV is the
+ * previous request's plus one row in the same pages (decode_attention.h: plan): their CTAs share
+ * KV reads, with the same output bits. */
+int spw_decode_attention_plan_shared(const spw_decode_attention_problem* problem, const int32_t* kv_lens,
+                                     const uint8_t* extends_previous, int sm_count, spw_plan_arena* arena,
+                                     spw_decode_attention_handle** out);
 int spw_decode_attention_workspace_size(const spw_decode_attention_handle* plan, size_t* out);
 /* Paged: k/v are k_pages/v_pages and indptr/indices/last_page_len the device page table;
  * contiguous: k/v are [batch, kv_len_max, kv_heads, head_dim] and the table pointers are unused.

@@ -58,6 +58,7 @@ struct Params {
   void* o;
   float* lse;
   const WorkItem* items;
+  const RequestSplit* splits;
   float* partial_o;
   float* partial_lse;
   int qo_heads, kv_heads, page_size, kv_len_max;
@@ -103,7 +104,14 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(Params p) {
   T* ring = reinterpret_cast<T*>(smem);  // stage s: K rows [kTileRows][D], then V rows
   const WorkItem w = p.items[blockIdx.x];
   const int tx = threadIdx.x % C::kTx, ty = threadIdx.x / C::kTx;
-  const int b = w.request, hc = w.qo_head_count;
+  // CTA head h: query head qo_head_begin + h % per of request w.request + h / per. Several
+  // requests share a CTA only where plan() was told each extends the previous one by one row
+  // (extends_previous): rows are read through the last request's pages, and head h sees rows
+  // j < len0 + h / per, i.e. j - len0 < h / per, i.e. h >= per * (j - len0 + 1) for j >= len0.
+  // (No per-head array: the kernel has no registers or shared memory to spare.)
+  const int per = w.qo_head_count, hc = per * w.request_count;
+  const int b = w.request + w.request_count - 1;  // the request whose pages (or rows) are read
+  const int len0 = p.splits[w.request].kv_len;
   const T* K = static_cast<const T*>(p.k);
   const T* V = static_cast<const T*>(p.v);
   const int page_base = p.paged ? p.indptr[b] : 0;
@@ -133,11 +141,14 @@ SPW_UNROLL
     }
   };
 
-  // q of the group's heads: 8 elements per lane per head.
+  // q of the CTA's heads: 8 elements per lane per head.
   float q[kH][8];
 SPW_UNROLL
   for (int h = 0; h < kH; ++h)
-    if (h < hc) load8(static_cast<const T*>(p.q) + (static_cast<long long>(b) * p.qo_heads + w.qo_head_begin + h) * D + tx * 8, q[h]);
+    if (h < hc)
+      load8(static_cast<const T*>(p.q) +
+                (static_cast<long long>(w.request + h / per) * p.qo_heads + w.qo_head_begin + h % per) * D + tx * 8,
+            q[h]);
   float acc[kH][8];
   SoftmaxState st[kH];
 SPW_UNROLL
@@ -161,13 +172,17 @@ SPW_UNROLL
     const T* sk = ring + (t % kStages) * (2 * C::kTileRows * D);
     const T* sv = sk + C::kTileRows * D;
     const int t0 = w.kv_begin + t * C::kTileRows;
+    // Heads h < skip have ended before this tile (their own CTA, whose chunk ends there, never
+    // sees it): they skip it. Only in shared CTAs: otherwise t0 < kv_end <= len0.
+    const int skip = t0 >= len0 ? per * (t0 - len0 + 1) : 0;
     float s[C::kRows][kH];
 SPW_UNROLL
     for (int i = 0; i < C::kRows; ++i) {
       const int r = ty + i * C::kTy;
       float kf[8];
       load8(sk + r * D + tx * 8, kf);
-      const bool valid = t0 + r < w.kv_end;
+      const int j = t0 + r;
+      const int first_valid_head = j >= w.kv_end ? kH : j >= len0 ? per * (j - len0 + 1) : 0;
 SPW_UNROLL
       for (int h = 0; h < kH; ++h) {
         if (h >= hc) continue;  // uniform over the CTA: shuffles stay converged
@@ -176,12 +191,14 @@ SPW_UNROLL
         for (int e = 0; e < 8; ++e) dot = fmaf(q[h][e], kf[e], dot);
 SPW_UNROLL
         for (int off = C::kTx / 2; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        s[i][h] = valid ? soft_cap(dot * p.sm_scale, p.soft_cap) * kLog2e : -INFINITY;
+        s[i][h] = h >= first_valid_head ? soft_cap(dot * p.sm_scale, p.soft_cap) * kLog2e : -INFINITY;
       }
     }
 SPW_UNROLL
     for (int h = 0; h < kH; ++h) {
-      if (h >= hc) continue;
+      // A tile past the end of the head's request changes nothing: skipped, as its own CTA
+      // (whose chunk ends there) never sees it.
+      if (h >= hc || h < skip) continue;
       float m_blk = -INFINITY;
 SPW_UNROLL
       for (int i = 0; i < C::kRows; ++i) m_blk = fmaxf(m_blk, s[i][h]);
@@ -201,7 +218,7 @@ SPW_UNROLL
       load8(sv + (ty + i * C::kTy) * D + tx * 8, vf);
 SPW_UNROLL
       for (int h = 0; h < kH; ++h) {
-        if (h >= hc || st[h].m == -INFINITY) continue;
+        if (h >= hc || h < skip || st[h].m == -INFINITY) continue;
         st[h].d += s[i][h];
 SPW_UNROLL
         for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(s[i][h], vf[e], acc[h][e]);
@@ -236,13 +253,15 @@ SPW_UNROLL
     const float inv = tot.inv_sum();
 SPW_UNROLL
     for (int e = 0; e < 8; ++e) o[e] *= inv;
-    const int qh = w.qo_head_begin + h;
-    if (w.slot < 0) {
-      store8(static_cast<T*>(p.o) + (static_cast<long long>(b) * p.qo_heads + qh) * D + tx * 8, o);
-      if (p.lse && tx == 0) p.lse[static_cast<long long>(b) * p.qo_heads + qh] = tot.lse();
+    const int req = w.request + h / per, qh = w.qo_head_begin + h % per;
+    const RequestSplit sp = p.splits[req];
+    if (sp.num_chunks <= 1) {
+      store8(static_cast<T*>(p.o) + (static_cast<long long>(req) * p.qo_heads + qh) * D + tx * 8, o);
+      if (p.lse && tx == 0) p.lse[static_cast<long long>(req) * p.qo_heads + qh] = tot.lse();
     } else {
-      store8(p.partial_o + (static_cast<long long>(w.slot) * p.qo_heads + qh) * D + tx * 8, o);
-      if (tx == 0) p.partial_lse[static_cast<long long>(w.slot) * p.qo_heads + qh] = tot.lse();
+      const long long slot = sp.slot_base + w.chunk;
+      store8(p.partial_o + (slot * p.qo_heads + qh) * D + tx * 8, o);
+      if (tx == 0) p.partial_lse[slot * p.qo_heads + qh] = tot.lse();
     }
   }
 }
@@ -352,6 +371,7 @@ void run(const Plan& pl, const Args& a, void* ws, size_t ws_bytes, Stream stream
              a.o,
              a.lse,
              reinterpret_cast<const WorkItem*>(base + pl.items_offset),
+             reinterpret_cast<const RequestSplit*>(base + pl.splits_offset),
              reinterpret_cast<float*>(base + pl.partial_o_offset),
              reinterpret_cast<float*>(base + pl.partial_lse_offset),
              pr.qo_heads,

@@ -78,18 +78,23 @@ struct Problem {
 /// fixed_chunk_tokens must be a multiple of this (every KV tile height divides it).
 inline constexpr int kChunkGranule = 64;
 
-/// One CTA's work: a chunk [kv_begin, kv_end) of one request against one KV head, for query
-/// heads [qo_head_begin, qo_head_begin + qo_head_count). slot >= 0: partial output slot in the
-/// workspace; slot = -1: the request has one chunk and the CTA writes O and LSE directly.
+/// One CTA's work: a chunk [kv_begin, kv_end) of requests [request, request + request_count)
+/// against one KV head, for query heads [qo_head_begin, qo_head_begin + qo_head_count) of each.
+/// Several requests share a CTA only where plan() was told each one's KV extends the previous
+/// one's by a row (extends_previous): the rows are then read once, through the last (longest)
+/// request's page table, and each request sees its first kv_len rows. slot (of the first request) >= 0:
+/// partial output slot in the workspace; -1: the request has one chunk and the CTA writes O and
+/// LSE directly (the kernel takes every request's slot from its RequestSplit).
 struct WorkItem {
   int32_t request, kv_head, qo_head_begin, qo_head_count;
   int32_t kv_begin, kv_end, slot, chunk;
+  int32_t request_count;
 };
-static_assert(sizeof(WorkItem) == 32);
+static_assert(sizeof(WorkItem) == 36);
 
-/// Per request: how many chunks it was split into and its first partial slot.
+/// Per request: how many chunks it was split into, its first partial slot and its KV length.
 struct RequestSplit {
-  int32_t num_chunks, slot_base;
+  int32_t num_chunks, slot_base, kv_len;
 };
 
 struct Plan {
@@ -138,8 +143,14 @@ struct Args {
 /// `device` and builds the work list. Throws spw::Error naming the bad argument.
 /// The work list's host memory comes from `host` when given (no allocation in steady state: the
 /// way to plan once per step; see PlanHostArena's lifetime rule), else from a fresh pinned buffer.
+/// `extends_previous` (paged layout; empty or one flag per request): a non-zero flag says that
+/// request b's KV is request b-1's followed by one more row, in the same pages (kv_lens[b] =
+/// kv_lens[b-1] + 1: the queries of a chain of one sequence's new tokens, each its own request,
+/// as in the CUDA backend's batch-invariant mode). Such runs of requests share their KV reads,
+/// up to kMaxHeadsPerCta query heads per CTA. Each request's output has the same bits as without
+/// sharing (a shared CTA does per request exactly what the request's own CTA would).
 Plan plan(const Problem& problem, std::span<const int32_t> kv_lens, const DeviceInfo& device,
-          PlanHostArena* host = nullptr);
+          PlanHostArena* host = nullptr, std::span<const uint8_t> extends_previous = {});
 
 /// Launches the attention (and, if any request was split, the merge) on `stream`. `workspace`
 /// must be 16-byte aligned device memory of at least plan.workspace_bytes. Allocates nothing,

@@ -65,7 +65,8 @@ void check_problem(const Problem& p, const char* w) {
                 "must be 0 when disable_split is set (one chunk per request)");
 }
 
-Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& device, PlanHostArena* host) {
+Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& device, PlanHostArena* host,
+          std::span<const uint8_t> extends_previous) {
   constexpr const char* w = "decode_attention::plan";
   check_problem(p, w);
   SPW_CHECK_ARG(kv_lens.size() == static_cast<size_t>(p.batch), w, "kv_lens.size()", kv_lens.size(),
@@ -79,6 +80,20 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
                     fmt::format("must be <= kv_len_max = {}", p.kv_len_max));
     max_len = std::max<long long>(max_len, kv_lens[b]);
     total_len += kv_lens[b];
+  }
+  const bool sharing = !extends_previous.empty();
+  if (sharing) {
+    SPW_CHECK_ARG(extends_previous.size() == static_cast<size_t>(p.batch), w, "extends_previous.size()",
+                  extends_previous.size(), fmt::format("must be 0 or batch = {}", p.batch));
+    SPW_CHECK_ARG(p.layout == Layout::paged, w, "extends_previous", "given",
+                  "needs the paged layout (requests share pages)");
+    SPW_CHECK_ARG(extends_previous[0] == 0, w, "extends_previous[0]", int(extends_previous[0]),
+                  "must be 0 (no request before the first)");
+    for (int b = 1; b < p.batch; ++b)
+      if (extends_previous[b])
+        SPW_CHECK_ARG(kv_lens[b] == kv_lens[b - 1] + 1, w, fmt::format("kv_lens[{}]", b), kv_lens[b],
+                      fmt::format("must be kv_lens[{}] + 1 = {} (extends_previous[{}] is set)", b - 1,
+                                  kv_lens[b - 1] + 1, b));
   }
 
   Plan pl;
@@ -104,19 +119,32 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
   std::vector<RequestSplit> splits(p.batch);
   int slots = 0;
   for (int b = 0; b < p.batch; ++b) {
-    const int len = kv_lens[b];
-    const int n = std::max(1, ceil_div(len, pl.chunk_tokens));
-    splits[b] = {n, n > 1 ? slots : -1};
-    for (int c = 0; c < n; ++c) {
-      const int begin = std::min(len, c * pl.chunk_tokens), end = std::min(len, (c + 1) * pl.chunk_tokens);
-      for (int kh = 0; kh < p.kv_heads; ++kh)
-        for (int sg = 0; sg < subgroups; ++sg) {
-          const int h0 = kh * group + sg * heads_per_cta;
-          const int hc = std::min(heads_per_cta, group - sg * heads_per_cta);
-          items.push_back({b, kh, h0, hc, begin, end, n > 1 ? slots + c : -1, c});
-        }
-    }
+    const int n = std::max(1, ceil_div(kv_lens[b], pl.chunk_tokens));
+    splits[b] = {n, n > 1 ? slots : -1, kv_lens[b]};
     if (n > 1) slots += n;
+  }
+  // Runs [g0, g1) of requests that extend their predecessor (a run of one without sharing).
+  // Chunk c of a run is worked on by its requests that have a chunk c (a suffix: the lengths
+  // grow), `per_cta` requests per CTA, reading through the CTA's last request's pages.
+  const int per_cta = sharing ? std::max(1, kMaxHeadsPerCta / heads_per_cta) : 1;
+  for (int g0 = 0, g1; g0 < p.batch; g0 = g1) {
+    for (g1 = g0 + 1; g1 < p.batch && sharing && extends_previous[g1]; ++g1) {
+    }
+    for (int c = 0; c < splits[g1 - 1].num_chunks; ++c) {
+      int first = g0;
+      while (splits[first].num_chunks <= c) ++first;
+      for (int r0 = first; r0 < g1; r0 += per_cta) {
+        const int count = std::min(per_cta, g1 - r0), last_len = kv_lens[r0 + count - 1];
+        const int begin = std::min(last_len, c * pl.chunk_tokens), end = std::min(last_len, (c + 1) * pl.chunk_tokens);
+        const int slot = splits[r0].num_chunks > 1 ? splits[r0].slot_base + c : -1;
+        for (int kh = 0; kh < p.kv_heads; ++kh)
+          for (int sg = 0; sg < subgroups; ++sg) {
+            const int h0 = kh * group + sg * heads_per_cta;
+            const int hc = std::min(heads_per_cta, group - sg * heads_per_cta);
+            items.push_back({r0, kh, h0, hc, begin, end, slot, c, count});
+          }
+      }
+    }
   }
   pl.num_items = static_cast<int>(items.size());
   pl.num_slots = slots;

@@ -123,26 +123,34 @@ void expect_valid_plan(const Plan& pl, const std::string& what) {
   int slots = 0;
   for (const RequestSplit& s : pl.splits()) slots += s.num_chunks > 1 ? s.num_chunks : 0;
   EXPECT_EQ(slots, pl.num_slots) << what;
+  for (int b = 0; b < p.batch; ++b) EXPECT_EQ(pl.splits()[b].kv_len, pl.kv_lens[b]) << what;
+  // Every item: its requests (several only where sharing was asked: consecutive lengths) and
+  // heads, each request's positions [kv_begin, min(kv_end, its kv_len)) of the chunk.
+  std::map<std::pair<int, int>, int> items_per;  // (request, qo head) -> items
   for (const WorkItem& w : pl.items()) {
     ASSERT_GE(w.request, 0);
-    ASSERT_LT(w.request, p.batch);
+    ASSERT_GE(w.request_count, 1);
+    ASSERT_LE(w.request + w.request_count, p.batch);
     ASSERT_LE(w.kv_end - w.kv_begin, pl.chunk_tokens) << what;
     ASSERT_GE(w.qo_head_count, 1);
-    ASSERT_LE(w.qo_head_count, kMaxHeadsPerCta);
+    ASSERT_LE(w.qo_head_count * w.request_count, kMaxHeadsPerCta);
+    ASSERT_EQ(w.kv_end, std::min(pl.kv_lens[w.request + w.request_count - 1], (w.chunk + 1) * pl.chunk_tokens));
     const RequestSplit& s = pl.splits()[w.request];
     EXPECT_EQ(w.slot, s.num_chunks > 1 ? s.slot_base + w.chunk : -1) << what;
-    for (int h = w.qo_head_begin; h < w.qo_head_begin + w.qo_head_count; ++h) {
-      ASSERT_EQ(h / g, w.kv_head) << what;
-      for (int j = w.kv_begin; j < w.kv_end; ++j) cover[{w.request, h}][j]++;
+    for (int r = w.request; r < w.request + w.request_count; ++r) {
+      if (r > w.request) ASSERT_EQ(pl.kv_lens[r], pl.kv_lens[r - 1] + 1) << what;
+      ASSERT_LT(w.chunk, pl.splits()[r].num_chunks) << what;
+      for (int h = w.qo_head_begin; h < w.qo_head_begin + w.qo_head_count; ++h) {
+        ASSERT_EQ(h / g, w.kv_head) << what;
+        items_per[{r, h}]++;
+        for (int j = w.kv_begin; j < std::min(w.kv_end, pl.kv_lens[r]); ++j) cover[{r, h}][j]++;
+      }
     }
   }
   for (auto& [key, v] : cover)
     for (size_t j = 0; j < v.size(); ++j)
       ASSERT_EQ(v[j], 1) << what << " request " << key.first << " head " << key.second << " pos " << j;
   // Every (request, qo head) appears in exactly num_chunks items (kv_len 0: one item).
-  std::map<std::pair<int, int>, int> items_per;
-  for (const WorkItem& w : pl.items())
-    for (int h = w.qo_head_begin; h < w.qo_head_begin + w.qo_head_count; ++h) items_per[{w.request, h}]++;
   for (int b = 0; b < p.batch; ++b)
     for (int h = 0; h < p.qo_heads; ++h) EXPECT_EQ(items_per[std::pair(b, h)], pl.splits()[b].num_chunks) << what;
   const size_t need = pl.partial_lse_offset + size_t(pl.num_slots) * p.qo_heads * sizeof(float);
@@ -213,6 +221,49 @@ TEST(DecodeAttentionPlan, FixedChunksCutEveryRequestTheSameWayWhateverTheBatchAn
   p.fixed_chunk_tokens = 1024;
   std::vector<int32_t> lens{32768};
   EXPECT_EQ(plan(p, lens, kH100).splits()[0].num_chunks, 32);
+}
+
+TEST(DecodeAttentionPlan, RequestsThatExtendThePreviousShareTheirCtas) {
+  // Two chains of new tokens (each token its own request, one row longer than the one before)
+  // beside lone requests, fixed 64-token chunks: the chains' requests share CTAs, 8 query heads
+  // per CTA (GQA group 4: two requests; group 1: eight), every position still covered once.
+  std::vector<int32_t> lens{300};
+  std::vector<uint8_t> extends{0};
+  for (int j = 0; j < 9; ++j) lens.push_back(120 + j), extends.push_back(j > 0);
+  lens.push_back(5), extends.push_back(0);
+  for (int j = 0; j < 5; ++j) lens.push_back(63 + j), extends.push_back(j > 0);  // crosses a chunk end
+  for (int group : {1, 4, 3}) {
+    Problem p = problem(static_cast<int>(lens.size()), 2 * group, 2, 64);
+    p.fixed_chunk_tokens = 64;
+    const Plan alone = plan(p, lens, kH100), shared = plan(p, lens, kH100, nullptr, extends);
+    const std::string what = fmt::format("group {}", group);
+    expect_valid_plan(shared, what);
+    EXPECT_EQ(shared.num_slots, alone.num_slots) << what;
+    EXPECT_EQ(std::memcmp(shared.splits().data(), alone.splits().data(), shared.splits().size_bytes()), 0) << what;
+    int most = 0;
+    for (const WorkItem& w : shared.items()) most = std::max(most, w.request_count);
+    EXPECT_EQ(most, std::min(9, kMaxHeadsPerCta / group)) << what;
+    EXPECT_LT(shared.num_items, alone.num_items) << what;
+    // Without any flag set: the plain plan, item for item.
+    const std::vector<uint8_t> none(lens.size(), 0);
+    const Plan same = plan(p, lens, kH100, nullptr, none);
+    ASSERT_EQ(same.meta_bytes, alone.meta_bytes);
+    EXPECT_EQ(std::memcmp(same.host_meta.get(), alone.host_meta.get(), same.meta_bytes), 0) << what;
+  }
+}
+
+TEST(DecodeAttentionChecks, BadSharingIsRejected) {
+  Problem p = problem(3, 8, 2, 64);
+  std::vector<int32_t> lens{4, 5, 7};
+  EXPECT_THROW_MSG(plan(p, lens, kH100, nullptr, std::vector<uint8_t>{0, 1}),
+                   "extends_previous.size() = 2: must be 0 or batch = 3");
+  EXPECT_THROW_MSG(plan(p, lens, kH100, nullptr, std::vector<uint8_t>{1, 0, 0}), "extends_previous[0] = 1: must be 0");
+  EXPECT_THROW_MSG(plan(p, lens, kH100, nullptr, std::vector<uint8_t>{0, 1, 1}),
+                   "kv_lens[2] = 7: must be kv_lens[1] + 1 = 6 (extends_previous[2] is set)");
+  p.layout = Layout::contiguous;
+  p.kv_len_max = 8;
+  EXPECT_THROW_MSG(plan(p, lens, kH100, nullptr, std::vector<uint8_t>{0, 1, 0}),
+                   "extends_previous = given: needs the paged layout");
 }
 
 TEST(DecodeAttentionPlan, BalancesASkewedBatch) {
@@ -451,6 +502,24 @@ TEST(DecodeAttentionCApi, PlansInAnArenaStopAllocating) {
   EXPECT_EQ(spw_decode_attention_workspace_size(kept, &ws), SPW_OK);  // the block lives on in the plan
   EXPECT_GT(ws, 0u);
   spw_decode_attention_destroy(kept);
+}
+
+TEST(DecodeAttentionCApi, SharedPlanTakesTheFlags) {
+  spw_decode_attention_problem cp = c_problem(128, SPW_FP16);
+  const int32_t lens[2] = {100, 101};
+  const uint8_t extends[2] = {0, 1}, bad[2] = {1, 0};
+  spw_decode_attention_handle *shared = nullptr, *plain = nullptr;
+  ASSERT_EQ(spw_decode_attention_plan_shared(&cp, lens, extends, 132, nullptr, &shared), SPW_OK) << spw_last_error();
+  ASSERT_EQ(spw_decode_attention_plan_shared(&cp, lens, nullptr, 132, nullptr, &plain), SPW_OK) << spw_last_error();
+  size_t a = 0, b = 0;
+  spw_decode_attention_workspace_size(shared, &a);
+  spw_decode_attention_workspace_size(plain, &b);
+  EXPECT_LT(a, b);  // half the work items (the metadata part of the workspace)
+  spw_decode_attention_destroy(shared);
+  spw_decode_attention_destroy(plain);
+  spw_decode_attention_handle* h = nullptr;
+  EXPECT_EQ(spw_decode_attention_plan_shared(&cp, lens, bad, 132, nullptr, &h), SPW_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(spw_last_error()).find("extends_previous[0] = 1"), std::string::npos) << spw_last_error();
 }
 
 TEST(DecodeAttentionCApi, ErrorPathsSetStatusAndMessage) {

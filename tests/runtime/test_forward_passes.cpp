@@ -257,6 +257,7 @@ void expect_table(const TableCase& c, const PagedKvBook& book, int want_page_siz
   ASSERT_EQ(t.kv_lens.size(), want.size()) << what;
   ASSERT_EQ(t.indptr.size(), want.size() + 1) << what;
   ASSERT_EQ(t.last_page_len.size(), want.size()) << what;
+  ASSERT_EQ(t.extends_previous.size(), want.size()) << what;
   EXPECT_EQ(t.indptr.front(), 0) << what;
   EXPECT_EQ(static_cast<size_t>(t.indptr.back()), t.indices.size()) << what;
   const int P = t.page_size;
@@ -268,6 +269,11 @@ void expect_table(const TableCase& c, const PagedKvBook& book, int want_page_siz
     std::vector<int64_t> rows;
     for (int j = 0; j < t.kv_lens[i]; ++j) rows.push_back(int64_t(t.indices[t.indptr[i] + j / P]) * P + j % P);
     EXPECT_EQ(rows, want[i]) << what << " token " << i;
+    // extends_previous exactly where the token's rows are its predecessor's plus one more
+    std::vector<int64_t> grown = i > 0 ? want[i - 1] : std::vector<int64_t>{};
+    if (!want[i].empty()) grown.push_back(want[i].back());
+    EXPECT_EQ(t.extends_previous[i] != 0, i > 0 && grown == want[i] && want[i].size() == want[i - 1].size() + 1)
+        << what << " token " << i;
   }
 }
 }  // namespace

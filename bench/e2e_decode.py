@@ -227,7 +227,9 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
-          f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise. speedup = tokens/s over autoregressive "
+          f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise"
+          + (", target in the CUDA backend's batch-invariant mode" if args.batch_invariant else "") +
+          ". speedup = tokens/s over autoregressive "
           "in the same mode and run" + (f"; {args.rounds} interleaved rounds: tok/s is the median over rounds, speedup the "
                                        "median of the per-round speedups (min-max in brackets)" if args.rounds > 1 else "") + ".", "",
           "| mode | draft | tok/s | speedup | accepted/step | SWI | acceptance by drafter | identical to AR |",

@@ -68,12 +68,14 @@ Output download(DeviceCase<T>& d) {
   return out;
 }
 
-// Plans, poisons O, LSE and the workspace, runs once on the default stream, downloads.
+// Plans (with `extends`: decode_attention::plan's extends_previous), poisons O, LSE and the
+// workspace, runs once on the default stream, downloads.
 template <typename T>
-Output run_once(const Case& c, Layout layout, bool nosplit, DeviceCase<T>* dev = nullptr) {
+Output run_once(const Case& c, Layout layout, bool nosplit, DeviceCase<T>* dev = nullptr,
+                std::span<const uint8_t> extends = {}) {
   Problem p = layout == Layout::paged ? c.p : c.contiguous();
   p.disable_split = nosplit;
-  const Plan pl = plan(p, c.kv_lens, query_device(0));
+  const Plan pl = plan(p, c.kv_lens, query_device(0), nullptr, extends);
   std::unique_ptr<DeviceCase<T>> own;
   if (!dev) own = std::make_unique<DeviceCase<T>>(c), dev = own.get();
   DeviceBuffer<unsigned char> ws(std::max<size_t>(pl.workspace_bytes, 16));
@@ -233,52 +235,37 @@ TEST(DecodeAttentionGpu, SharedChainCtasGiveTheBitsOfOneCtaPerRequest) {
       const int T = 11, L = L0 + T - 1, D = 64, page = 16;
       const DType dt = group == 3 ? DType::bf16 : DType::f16;
       Case seq = make_case(problem(1, 2 * group, 2, D, dt, page), {L}, rng);
-      Problem p = problem(T, 2 * group, 2, D, dt, page);
-      p.fixed_chunk_tokens = 256;
-      std::vector<int32_t> lens, indptr{0}, indices, last;
+      Case chain;  // the same pages, T requests over its first L0, L0 + 1, ... rows
+      chain.p = problem(T, 2 * group, 2, D, dt, page);
+      chain.p.fixed_chunk_tokens = 256;
+      chain.k_pages = seq.k_pages;
+      chain.v_pages = seq.v_pages;
+      chain.indptr = {0};
       std::vector<uint8_t> extends;
       for (int j = 0; j < T; ++j) {
         const int len = L0 + j, pages = (len + page - 1) / page;
-        lens.push_back(len);
-        indices.insert(indices.end(), seq.indices.begin(), seq.indices.begin() + pages);
-        indptr.push_back(static_cast<int32_t>(indices.size()));
-        last.push_back(len - (pages - 1) * page);
+        chain.kv_lens.push_back(len);
+        chain.indices.insert(chain.indices.end(), seq.indices.begin(), seq.indices.begin() + pages);
+        chain.indptr.push_back(static_cast<int32_t>(chain.indices.size()));
+        chain.last_page_len.push_back(len - (pages - 1) * page);
         extends.push_back(j > 0);
       }
-      const auto q = test::random_floats(rng, size_t(T) * p.qo_heads * D, -2.f, 2.f, dt);
+      chain.q = test::random_floats(rng, size_t(T) * chain.p.qo_heads * D, -2.f, 2.f, dt);
       const std::string what = fmt::format("group {} L0 {}", group, L0);
+      const auto& dev_info = query_device(0);
+      ASSERT_LT(plan(chain.p, chain.kv_lens, dev_info, nullptr, extends).num_items,
+                plan(chain.p, chain.kv_lens, dev_info).num_items)
+          << what << ": nothing shared";
       for_dtype(dt, [&](auto t) {
         using T_ = decltype(t);
-        DeviceBuffer<T_> dq = upload_nonempty<T_>(q), kp = upload_nonempty<T_>(seq.k_pages),
-                         vp = upload_nonempty<T_>(seq.v_pages), o(q.size());
-        DeviceBuffer<int32_t> di = upload_ints(indptr), dx = upload_ints(indices), dl = upload_ints(last);
-        DeviceBuffer<float> lse(size_t(T) * p.qo_heads);
-        auto run_plan = [&](const Plan& pl) {
-          Args a;
-          a.q = dq.get();
-          a.k_pages = kp.get();
-          a.v_pages = vp.get();
-          a.indptr = di.get();
-          a.indices = dx.get();
-          a.last_page_len = dl.get();
-          a.o = o.get();
-          a.lse = lse.get();
-          DeviceBuffer<unsigned char> ws(std::max<size_t>(pl.workspace_bytes, 16));
-          ws.fill_bytes(test::kPoisonByte);
-          o.fill_bytes(test::kPoisonByte);
-          lse.fill_bytes(test::kPoisonByte);
-          run(pl, a, ws.get(), ws.bytes(), nullptr);
-          SPW_CUDA_CHECK(cudaDeviceSynchronize());
-          return std::pair(o.download(), lse.download());
-        };
-        const Plan shared = plan(p, lens, query_device(0), nullptr, extends);
-        ASSERT_LT(shared.num_items, plan(p, lens, query_device(0)).num_items) << what << ": nothing shared";
-        const auto [o1, l1] = run_plan(plan(p, lens, query_device(0)));
-        const auto [o2, l2] = run_plan(shared);
-        EXPECT_EQ(0, std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(T_))) << what << ": O differs when shared";
-        EXPECT_EQ(0, std::memcmp(l1.data(), l2.data(), l1.size() * 4)) << what << ": LSE differs when shared";
-        const auto ref = reference::attention(p, lens, q, {seq.k_pages, seq.v_pages, indptr, indices, {}, {}});
-        EXPECT_TRUE(test::close_to(test::to_floats(o2), ref.o, test::tolerance_for(dt))) << what;
+        DeviceCase<T_> dev(chain);
+        const Output alone = run_once<T_>(chain, Layout::paged, false, &dev);
+        const Output shared = run_once<T_>(chain, Layout::paged, false, &dev, extends);
+        EXPECT_EQ(alone.o_bits, shared.o_bits) << what << ": O differs when shared";
+        EXPECT_EQ(0, std::memcmp(alone.lse_bits.data(), shared.lse_bits.data(), alone.lse_bits.size() * 4))
+            << what << ": LSE differs when shared";
+        const auto ref = reference::attention(chain.p, chain.kv_lens, chain.q, chain.paged_cache());
+        EXPECT_TRUE(test::close_to(shared.o, ref.o, test::tolerance_for(dt))) << what;
       });
     }
 }

@@ -19,6 +19,8 @@ int mma_n_tiles(const Problem& p) {
   return p.swiglu ? ceil_div(p.n / 2, kTileN / 2) : ceil_div(p.n, kTileN);
 }
 
+int mma_m_tiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
+
 int rule_split_k(int n_tiles, int k, int sm_count) {
   const int target = 2 * std::max(sm_count, 1);  // blocks for about two waves
   const int by_k = std::max(1, k / (4 * kTileK));  // each split keeps >= 4 pipeline stages of K

@@ -386,9 +386,9 @@ void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
   const T* x = static_cast<const T*>(a.x);
   const T* w = static_cast<const T*>(a.w);
   float* partial = static_cast<float*>(workspace);
-  auto reduce = [&](int splits) {
-    const long long total = static_cast<long long>(p.m) * p.n_out();
-    spw::launch(reduce_kernel<T>, static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st, partial, splits, e);
+  auto reduce = [&](const Epi& ep, int splits) {  // partials of ep.m rows -> epilogue
+    const long long total = static_cast<long long>(ep.m) * p.n_out();
+    spw::launch(reduce_kernel<T>, static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st, partial, splits, ep);
     SPW_CUDA_CHECK_LAUNCH();
   };
   if (pl.impl == Impl::gemv) {
@@ -407,7 +407,7 @@ void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
       es.y = static_cast<unsigned char*>(a.y) + out_off;
       if (a.residual) es.residual = static_cast<const unsigned char*>(a.residual) + out_off;
       const T* xs = x + size_t(r0) * p.k;
-      const int m_tiles = r0 == 0 ? pl.m_tiles : es.m <= 8 ? 1 : es.m <= 16 ? 2 : es.m <= 32 ? 4 : 8;
+      const int m_tiles = r0 == 0 ? pl.m_tiles : mma_m_tiles(es.m);
       switch (m_tiles) {
 #define SPW_FLAT_MMA_CASE(MT)                                                                                       \
   case MT:                                                                                                          \
@@ -421,18 +421,13 @@ void launch(const Plan& pl, const Args& a, void* workspace, cudaStream_t st) {
         default: fail("flat_gemm::run: plan.m_tiles = {}: must be 1, 2, 4 or 8", pl.m_tiles);
       }
       SPW_CUDA_CHECK_LAUNCH();
-      if (part) {
-        const long long total = static_cast<long long>(es.m) * p.n_out();
-        spw::launch(reduce_kernel<T>, static_cast<unsigned>(ceil_div(total, 256LL)), 256, 0, st, partial, pl.split_k,
-                    es);
-        SPW_CUDA_CHECK_LAUNCH();
-      }
+      if (part) reduce(es, pl.split_k);
     }
   } else {
     unsigned char* ws = static_cast<unsigned char*>(workspace);
     if (pl.partial_bytes) {
       run_cublaslt(pl, a, partial, DType::f32, ws + pl.partial_bytes, st);
-      reduce(1);
+      reduce(e, 1);
     } else {
       run_cublaslt(pl, a, a.y, p.out_dtype, ws, st);
     }

@@ -131,5 +131,8 @@ Choice rule_choice(const Problem& p, const DeviceInfo& device);
 int rule_split_k(int n_tiles, int k, int sm_count);
 /// Blocks along the weight rows of the mma path.
 int mma_n_tiles(const Problem& p);
+/// 8-row M tiles of the mma path for m rows (1, 2, 4 or 8: M padded to 8, 16, 32 or 64; m above
+/// 64, a batch-invariant plan's, runs as 64-row slices).
+int mma_m_tiles(int m);
 
 }  // namespace spw::flat_gemm

@@ -75,7 +75,7 @@ Plan plan(const Problem& p, const DeviceInfo& device, Options o) {
   pl.cublaslt_algo = pl.impl == Impl::cublaslt ? o.cublaslt_algo : 0;
   const size_t partial_row_bytes = size_t(std::min(p.m, kMaxFlatM)) * p.n * sizeof(float);
   if (pl.impl == Impl::mma) {
-    pl.m_tiles = p.m <= 8 ? 1 : p.m <= 16 ? 2 : p.m <= 32 ? 4 : 8;  // of the first 64-row slice
+    pl.m_tiles = mma_m_tiles(p.m);  // of the first 64-row slice
     pl.n_tiles = mma_n_tiles(p);
     const int k_steps = ceil_div(p.k, kTileK);
     int split = std::clamp(c.split_k, 1, std::min(kMaxSplitK, k_steps));

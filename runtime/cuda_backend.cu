@@ -460,13 +460,11 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   const int T = static_cast<int>(positions_.size()), B = static_cast<int>(pass.size());
   if (invariant) {
     token_attention_table(pass, parents_, *book_, token_table_);
-    table_.indptr.swap(token_table_.indptr);  // the pass's table, in the usual place
-    table_.indices.swap(token_table_.indices);
-    table_.last_page_len.swap(token_table_.last_page_len);
-    ensure_meta(ml.indices + table_.indices.size());
+    ensure_meta(ml.indices + token_table_.table.indices.size());
   } else {
     book_->page_table(table_seqs_, table_lens_, table_);
   }
+  const PageTable& table = invariant ? token_table_.table : table_;  // the pass's attention table
 
   // Host metadata -> pinned staging (after the previous pass's copy out of it) -> device.
   meta_copied_.wait();
@@ -478,10 +476,10 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       hm[ml.positions + t] = positions_[t];
       hm[ml.rows + t] = static_cast<int32_t>(book_->row(p.seq_id, p.prefix + j));
     }
-  std::copy(table_.indptr.begin(), table_.indptr.end(), hm + ml.indptr);
-  std::copy(table_.last_page_len.begin(), table_.last_page_len.end(), hm + ml.last_page_len);
-  std::copy(table_.indices.begin(), table_.indices.end(), hm + ml.indices);
-  SPW_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.get(), hm, (ml.indices + table_.indices.size()) * sizeof(int32_t),
+  std::copy(table.indptr.begin(), table.indptr.end(), hm + ml.indptr);
+  std::copy(table.last_page_len.begin(), table.last_page_len.end(), hm + ml.last_page_len);
+  std::copy(table.indices.begin(), table.indices.end(), hm + ml.indices);
+  SPW_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.get(), hm, (ml.indices + table.indices.size()) * sizeof(int32_t),
                                  cudaMemcpyHostToDevice, stream_.get()));
   meta_copied_.record(stream_.get());
   const int32_t* dm = meta_dev_.get();
@@ -499,7 +497,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     decode_plans_.push_back(decode_attention::plan(p, lens, device_, &plan_host_, extends));
     dplan = &decode_plans_.back();
     if (opt_.debug_checks)
-      decode_attention::validate_page_table(p, lens, table_.indptr, table_.indices, table_.last_page_len,
+      decode_attention::validate_page_table(p, lens, table.indptr, table.indices, table.last_page_len,
                                             book_->num_pages() * (p.page_size == 1 ? opt_.page_size : 1));
     ensure_attention_workspace(dplan->workspace_bytes);
   } else {
@@ -507,7 +505,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     tree_plans_.push_back(tree_attention::plan(p, table_lens_, sizes_, parents_, device_, &plan_host_));
     tplan = &tree_plans_.back();
     if (opt_.debug_checks) {
-      tree_attention::validate_page_table(*tplan, table_.indptr, table_.indices, table_.last_page_len,
+      tree_attention::validate_page_table(*tplan, table.indptr, table.indices, table.last_page_len,
                                           book_->num_pages());
       SPW_CHECK(tplan->positions == positions_, "CudaModel: tree_attention positions differ from the backend's");
     }

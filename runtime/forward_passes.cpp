@@ -146,38 +146,39 @@ void token_attention_table(std::span<const PassPiece> pass, std::span<const int3
   const int P = book.page_size();
   out.page_size = branching ? 1 : P;
   out.kv_lens.clear();
-  out.indices.clear();
-  out.last_page_len.clear();
+  out.table.indices.clear();
+  out.table.last_page_len.clear();
   out.extends_previous.clear();
-  out.indptr.assign(1, 0);
+  out.table.indptr.assign(1, 0);
   size_t t = 0;
   for (const PassPiece& p : pass) {
     const std::span<const int32_t> pages = book.pages(p.seq_id);
+    // (PagedKvBook::row's arithmetic, without its lookup and checks per row)
     auto row = [&](int i) { return static_cast<int32_t>(int64_t(pages[i / P]) * P + i % P); };
-    const size_t piece_rows = out.indices.size();
+    const size_t piece_rows = out.table.indices.size();
     if (branching) {  // the prefix's rows once; each token copies them, then its path
-      for (int i = 0; i < p.prefix; ++i) out.indices.push_back(row(i));
+      for (int i = 0; i < p.prefix; ++i) out.table.indices.push_back(row(i));
     }
     for (int j = 0; j < p.count; ++j, ++t) {
       out.extends_previous.push_back(j > 0 && parents[t] == j - 1);
       if (!branching) {
         const int len = p.prefix + j + 1, n = (len + P - 1) / P;
-        out.indices.insert(out.indices.end(), pages.begin(), pages.begin() + n);
+        out.table.indices.insert(out.table.indices.end(), pages.begin(), pages.begin() + n);
         out.kv_lens.push_back(len);
-        out.last_page_len.push_back(len - (n - 1) * P);
+        out.table.last_page_len.push_back(len - (n - 1) * P);
       } else {
         if (j > 0) {  // (not insert(): its source may not be the vector itself)
-          const size_t at = out.indices.size();
-          out.indices.resize(at + p.prefix);
-          std::copy_n(out.indices.begin() + piece_rows, p.prefix, out.indices.begin() + at);
+          const size_t at = out.table.indices.size();
+          out.table.indices.resize(at + p.prefix);
+          std::copy_n(out.table.indices.begin() + piece_rows, p.prefix, out.table.indices.begin() + at);
         }
-        const size_t path = out.indices.size();
-        for (int a = j; a >= 0; a = parents[t - j + a]) out.indices.push_back(row(p.prefix + a));
-        std::reverse(out.indices.begin() + path, out.indices.end());  // root first
-        out.kv_lens.push_back(static_cast<int32_t>(out.indices.size() - out.indptr.back()));
-        out.last_page_len.push_back(1);
+        const size_t path = out.table.indices.size();
+        for (int a = j; a >= 0; a = parents[t - j + a]) out.table.indices.push_back(row(p.prefix + a));
+        std::reverse(out.table.indices.begin() + path, out.table.indices.end());  // root first
+        out.kv_lens.push_back(static_cast<int32_t>(out.table.indices.size() - out.table.indptr.back()));
+        out.table.last_page_len.push_back(1);
       }
-      out.indptr.push_back(static_cast<int32_t>(out.indices.size()));
+      out.table.indptr.push_back(static_cast<int32_t>(out.table.indices.size()));
     }
   }
 }

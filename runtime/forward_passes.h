@@ -91,9 +91,8 @@ void piece_positions(const PassPiece& piece, const SeqInput& input, std::vector<
 struct TokenAttentionTable {
   int page_size = 0;                    // the pool's page size, or 1 (indices are pool rows)
   std::vector<int32_t> kv_lens;         // [tokens of the pass]
-  std::vector<int32_t> indptr;          // [tokens + 1]
-  std::vector<int32_t> indices;         // page ids (or rows) of each token, in position order
-  std::vector<int32_t> last_page_len;   // [tokens]
+  PageTable table;                      // one request per token: its page ids (or rows) in
+                                        // position order
   /// [tokens] 1 where a token's list is its predecessor's plus its own row (the token's parent
   /// is the previous token): decode_attention::plan's extends_previous, so that the queries of a
   /// chain share their KV reads.

@@ -250,24 +250,24 @@ std::vector<std::vector<int64_t>> expected_rows(const TableCase& c, const PagedK
 }
 void expect_table(const TableCase& c, const PagedKvBook& book, int want_page_size, const std::string& what) {
   TokenAttentionTable t;
-  t.indices.assign(5, -7);  // stale content from an earlier pass must not leak
+  t.table.indices.assign(5, -7);  // stale content from an earlier pass must not leak
   token_attention_table(c.pass, c.parents, book, t);
   EXPECT_EQ(t.page_size, want_page_size) << what;
   const auto want = expected_rows(c, book);
   ASSERT_EQ(t.kv_lens.size(), want.size()) << what;
-  ASSERT_EQ(t.indptr.size(), want.size() + 1) << what;
-  ASSERT_EQ(t.last_page_len.size(), want.size()) << what;
+  ASSERT_EQ(t.table.indptr.size(), want.size() + 1) << what;
+  ASSERT_EQ(t.table.last_page_len.size(), want.size()) << what;
   ASSERT_EQ(t.extends_previous.size(), want.size()) << what;
-  EXPECT_EQ(t.indptr.front(), 0) << what;
-  EXPECT_EQ(static_cast<size_t>(t.indptr.back()), t.indices.size()) << what;
+  EXPECT_EQ(t.table.indptr.front(), 0) << what;
+  EXPECT_EQ(static_cast<size_t>(t.table.indptr.back()), t.table.indices.size()) << what;
   const int P = t.page_size;
   for (size_t i = 0; i < want.size(); ++i) {
     ASSERT_EQ(t.kv_lens[i], static_cast<int>(want[i].size())) << what << " token " << i;
-    const int pages = t.indptr[i + 1] - t.indptr[i];
+    const int pages = t.table.indptr[i + 1] - t.table.indptr[i];
     ASSERT_EQ(pages, (t.kv_lens[i] + P - 1) / P) << what << " token " << i;
-    EXPECT_EQ(t.last_page_len[i], t.kv_lens[i] - (pages - 1) * P) << what << " token " << i;
+    EXPECT_EQ(t.table.last_page_len[i], t.kv_lens[i] - (pages - 1) * P) << what << " token " << i;
     std::vector<int64_t> rows;
-    for (int j = 0; j < t.kv_lens[i]; ++j) rows.push_back(int64_t(t.indices[t.indptr[i] + j / P]) * P + j % P);
+    for (int j = 0; j < t.kv_lens[i]; ++j) rows.push_back(int64_t(t.table.indices[t.table.indptr[i] + j / P]) * P + j % P);
     EXPECT_EQ(rows, want[i]) << what << " token " << i;
     // extends_previous exactly where the token's rows are its predecessor's plus one more
     std::vector<int64_t> grown = i > 0 ? want[i - 1] : std::vector<int64_t>{};

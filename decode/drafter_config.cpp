@@ -2,6 +2,9 @@
 #include "decode/drafter_config.h"
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <map>
 
 #include "decode/cascade.h"
@@ -228,6 +231,29 @@ std::unique_ptr<Drafter> build(const Node& n, const DrafterEnv& env, uint64_t& s
 }
 
 }  // namespace
+
+std::string read_drafter_spec(const std::string& arg) {
+  if (arg.empty() || arg[0] != '@') return arg;
+  const std::string path = arg.substr(1);
+  if (path.empty()) fail("drafter spec '@': needs a file name after '@'");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("drafter spec file '{}': cannot open it ({})", path, std::strerror(errno));
+  constexpr size_t kMaxBytes = 64 * 1024;
+  std::string text(kMaxBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) fail("drafter spec file '{}': read error", path);
+  if (text.size() > kMaxBytes) fail("drafter spec file '{}': over {} bytes: not a drafter spec", path, kMaxBytes);
+  std::string spec;  // whitespace means nothing to the grammar (a PATH may not hold any)
+  bool comment = false;
+  for (const char c : text) {
+    if (c == '\n') comment = false;
+    if (c == '#') comment = true;
+    if (!comment && !std::isspace(static_cast<unsigned char>(c))) spec += c;
+  }
+  if (spec.empty()) fail("drafter spec file '{}': holds no spec (only comments and whitespace)", path);
+  return spec;
+}
 
 DrafterFactory make_drafter_factory(const std::string& spec, const DrafterEnv& env) {
   std::string trimmed;

@@ -36,6 +36,13 @@ struct DrafterEnv {
   SamplingParams sampling;                        // model drafters sample with these
 };
 
+/// The spec a `--draft` argument names: `arg` itself, or for "@FILE" the text of FILE without
+/// its '#' comments (to the end of a line) and whitespace (which the grammar ignores), so a
+/// cascade may be laid out over several lines.
+/// Paths in the file (model:PATH) are as on the command line: relative to the working
+/// directory. Throws naming the file when it cannot be read, is over 64 KiB, or holds no spec.
+std::string read_drafter_spec(const std::string& arg);
+
 /// Parses `spec`, loads the models it names once (shared by every drafter made), and returns
 /// a factory making one drafter per sequence (empty factory for 'none'/'ar'). Errors name the
 /// bad token and its position: "drafter spec 'maxgarm': unknown drafter 'maxgarm' at 0".

@@ -2,6 +2,10 @@
 // lenience 1 reproduces the reviewer's own greedy draft, horizontal position split,
 // config parsing (names, every error names the bad token), model drafter vocab check.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "decode/cascade.h"
 #include "decode/drafter_config.h"
@@ -164,6 +168,35 @@ TEST(DrafterConfig, ErrorsNameTheBadToken) {
   auto no_loader = env;
   no_loader.load_model = nullptr;
   EXPECT_THROW_MSG(make_drafter_factory("self:2", no_loader), "needs a model loader");
+}
+
+// --draft @FILE: a spec laid out over lines, with comments, gives the drafter the same
+// spec on one line gives; a missing, empty or oversized file is named in the error.
+TEST(DrafterConfig, SpecFromAFile) {
+  const auto dir = std::filesystem::temp_directory_path() / ("spw_drafter_spec_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return "@" + (dir / name).string();
+  };
+  EXPECT_EQ(read_drafter_spec("maxgram+bigram"), "maxgram+bigram");  // not a file: unchanged
+  const std::string layout = write("cascade.spec",
+                                   "# model drafter reviewed by Max-Gram for 2 positions\n"
+                                   "hcascade(\n"
+                                   "\tvcascade(model:self:2, maxgram+bigram; lenience=2) * 2,  # early\n"
+                                   "  maxgram+bigram@0.05 * 3   # late\r\n"
+                                   ")\n#");
+  const std::string spec = read_drafter_spec(layout);
+  EXPECT_EQ(spec, "hcascade(vcascade(model:self:2,maxgram+bigram;lenience=2)*2,maxgram+bigram@0.05*3)");
+  auto env = spw::test::make_env();
+  EXPECT_EQ(make_drafter_factory(spec, env)()->name(), spec);
+  EXPECT_EQ(read_drafter_spec(write("one.spec", "maxgram")), "maxgram");  // no newline at the end
+  EXPECT_EQ(read_drafter_spec(write("ar.spec", "  none  \n")), "none");
+  EXPECT_THROW_MSG(read_drafter_spec("@"), "needs a file name after '@'");
+  EXPECT_THROW_MSG(read_drafter_spec("@" + (dir / "absent.spec").string()), "absent.spec': cannot open it");
+  EXPECT_THROW_MSG(read_drafter_spec(write("empty.spec", "# nothing here\n   \n")), "holds no spec");
+  EXPECT_THROW_MSG(read_drafter_spec(write("big.spec", std::string(70000, 'x'))), "over 65536 bytes");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ModelDrafter, RejectsDifferentVocabularyAndStaysInContext) {

@@ -52,7 +52,8 @@ void usage() {
       "  --max-tokens N      tokens to generate (default 128)\n"
       "  --draft SPEC        none | maxgram | maxgram+bigram | bigram | model:PATH | self:L |\n"
       "                      vcascade(...) | hcascade(...)  (default: maxgram, or maxgram+bigram\n"
-      "                      when MODEL.bigram exists; grammar in decode/README.md)\n"
+      "                      when MODEL.bigram exists; grammar in decode/README.md);\n"
+      "                      @FILE reads the spec from FILE (# comments, any layout)\n"
       "  --k N               draft tokens per step (default 6; the maximum when adaptive)\n"
       "  --draft-length L    adaptive (default: shorter drafts while they are rejected, longer\n"
       "                      while accepted) | fixed (always k) | cost (the chain length, or\n"
@@ -152,6 +153,7 @@ uint64_t token_hash(const std::vector<int32_t>& t) {
 
 struct Options {
   std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay, cost_curve;
+  std::string draft_file;  // --draft @FILE: the file the spec came from
   bool have_prompt = false, compare = false, chat = true, batch_invariant = false;
   decode::GenerateParams gp;
 };
@@ -234,7 +236,11 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--model") o.model = value();
     else if (a == "--prompt") { o.prompt = value(); o.have_prompt = true; }
     else if (a == "--max-tokens") o.gp.max_new_tokens = static_cast<int>(number("tokens"));
-    else if (a == "--draft") o.draft = value();
+    else if (a == "--draft") {
+      const std::string& v = value();
+      if (!v.empty() && v[0] == '@') o.draft_file = v.substr(1);
+      o.draft = decode::read_drafter_spec(v);  // "@FILE": the spec written in FILE
+    }
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
     else if (a == "--draft-length") {
       const std::string& v = value();
@@ -306,7 +312,13 @@ int generate(const std::vector<std::string>& args) {
     env.bigram = std::make_shared<decode::BigramTable>(std::move(table));
   }
   if (o.draft.empty()) o.draft = env.bigram ? "maxgram+bigram" : "maxgram";
-  auto factory = decode::make_drafter_factory(o.draft, env);
+  decode::DrafterFactory factory;
+  try {
+    factory = decode::make_drafter_factory(o.draft, env);
+  } catch (const Error& e) {
+    if (o.draft_file.empty()) throw;
+    fail("--draft @{}: {}", o.draft_file, e.what());
+  }
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
 
   for (int32_t id = 0; id < tok->n_vocab(); ++id)

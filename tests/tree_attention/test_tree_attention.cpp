@@ -273,6 +273,52 @@ TEST(TreeAttentionPlan, BadArgumentsNameArgumentAndValue) {
   EXPECT_THROW_MSG(plan(p, pre, one, root, DeviceInfo::synthetic(0)), "device.sm_count = 0");
 }
 
+// run() checks every pointer (null, alignment) and the workspace size on the host, naming
+// the argument, before it launches anything; a batch without prefix needs no page table.
+TEST(TreeAttentionRun, BadRunArgumentsAreRejected) {
+  Problem p = small_problem(8, 2, 128, 16);
+  p.batch = 2;
+  const std::vector<int32_t> pre = {10, 0}, sizes = {3, 1}, parents = {-1, 0, 0, -1};
+  Plan pl = plan(p, pre, sizes, parents, kH100);
+  alignas(16) static char buf[4096];
+  auto dev = [](int off) { return static_cast<void*>(buf + off); };
+  Args a;
+  a.q = dev(0); a.k_tree = dev(16); a.v_tree = dev(32); a.o = dev(48);
+  a.k_pages = dev(64); a.v_pages = dev(80);
+  a.indptr = reinterpret_cast<const int32_t*>(dev(96));
+  a.indices = reinterpret_cast<const int32_t*>(dev(112));
+  std::vector<char> ws_storage(pl.workspace_bytes + 32);
+  void* ws = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws_storage.data()) + 15) & ~uintptr_t(15));
+  const size_t n = pl.workspace_bytes;
+  auto expect = [&](Args x, void* w, size_t bytes, const std::string& msg) {
+    EXPECT_THROW_MSG(run(pl, x, w, bytes, nullptr), msg.c_str());
+  };
+  { Args x = a; x.q = nullptr; expect(x, ws, n, "tree_attention::run: q = null: must be a device pointer"); }
+  { Args x = a; x.k_tree = dev(2); expect(x, ws, n, "k_tree = "); }
+  { Args x = a; x.k_tree = dev(2); expect(x, ws, n, "must be 16-byte aligned"); }
+  { Args x = a; x.v_tree = nullptr; expect(x, ws, n, "v_tree = null"); }
+  { Args x = a; x.o = dev(8); expect(x, ws, n, "o = "); }
+  { Args x = a; x.lse = reinterpret_cast<float*>(dev(1)); expect(x, ws, n, "must be 4-byte aligned"); }
+  { Args x = a; x.k_pages = nullptr; expect(x, ws, n, "k_pages = null"); }
+  { Args x = a; x.v_pages = dev(4); expect(x, ws, n, "v_pages = "); }
+  { Args x = a; x.indptr = nullptr; expect(x, ws, n, "indptr = null"); }
+  { Args x = a; x.indices = reinterpret_cast<const int32_t*>(dev(2)); expect(x, ws, n, "indices = "); }
+  expect(a, ws, n - 1, fmt::format("workspace_bytes = {}: is too small: the plan needs {} bytes", n - 1, n));
+  expect(a, nullptr, n, "workspace = null");
+  expect(a, static_cast<char*>(ws) + 4, n, "workspace = ");
+  EXPECT_THROW_MSG(run(Plan{}, a, ws, n, nullptr), "tree_attention::run: plan = empty");
+  // No request has a prefix: the page table is not read, so it may be absent.
+  const std::vector<int32_t> no_prefix = {0, 0};
+  Plan pz = plan(p, no_prefix, sizes, parents, kH100);
+  Args z = a;
+  z.k_pages = z.v_pages = nullptr;
+  z.indptr = z.indices = nullptr;
+  std::vector<char> wz(pz.workspace_bytes + 32);
+  void* wsz = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(wz.data()) + 15) & ~uintptr_t(15));
+  EXPECT_NO_THROW(check_args(pz, z, wsz, pz.workspace_bytes));
+  EXPECT_THROW_MSG(check_args(pl, z, ws, n), "k_pages = null");
+}
+
 TEST(TreeAttentionPlan, PrefixPageTableValidation) {
   auto rng = test::make_rng();
   Problem p = small_problem(4, 2, 64, 16);

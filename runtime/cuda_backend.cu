@@ -454,6 +454,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   for (const PassPiece& p : pass) {
     piece_positions(p, batch[p.batch_index], positions_, parents_);
     sizes_.push_back(p.count);
+    if (invariant) continue;  // its table is per token (token_attention_table)
     table_seqs_.push_back(p.seq_id);
     table_lens_.push_back(decode ? p.prefix + 1 : p.prefix);  // decode reads its own new row from the pool
   }

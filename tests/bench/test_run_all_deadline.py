@@ -2,7 +2,8 @@
 tree next to stand-ins for nvidia-smi, cmake, ctest and python3 (on the PATH), and one
 benchmark that never ends. Checks that every stage runs in order, that the hanging benchmark
 is stopped at what the deadline leaves and reported as such, that the stages after it are
-skipped and said so, that logs and results are packed anyway, that goals.py gets the results
+skipped and said so, that logs and results are packed anyway, that a FlashInfer bundle in .whl/
+is unpacked and said so, that goals.py gets the results
 folders this run wrote (not the committed ones), and that the whole run ends
 within the deadline; and that a call carrying only the model's second half (the machine went
 cold since the first) stops at once. Run by ctest as `gpu_script_deadline`."""
@@ -38,6 +39,8 @@ with tempfile.TemporaryDirectory() as d:
     for name in ("harness", "plot", "results_format", "copy_bandwidth", "decode_attention", "flat_gemm",
                  "sgmv", "draft_replay"):
         (tree / "bench" / f"{name}.py").write_text("")
+    (tree / ".whl").mkdir()
+    (tree / ".whl" / "flashinfer-bundle.zip").write_text("")  # unpacked by the (fake) python3
     fake_bin = pathlib.Path(d) / "bin"
     fake_bin.mkdir()
     for name, body in FAKES.items():
@@ -55,7 +58,8 @@ with tempfile.TemporaryDirectory() as d:
     assert elapsed >= DEADLINE - 20, f"the hanging benchmark was stopped too early ({elapsed:.1f} s)"
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
     lines = summary.splitlines()
-    expect_in_order = ["Fake GPU, 580.0", "build: rc=0", "ctest -L gpu: rc=0 — 100% tests passed",
+    expect_in_order = ["Fake GPU, 580.0", "flashinfer: .whl/flashinfer-bundle.zip unpacked into /tmp/site",
+                       "build: rc=0", "ctest -L gpu: rc=0 — 100% tests passed",
                        "bench copy_bandwidth: rc=0",
                        "bench decode_attention: rc=124 (stopped after",
                        f"bench flat_gemm: skipped, SPW_DEADLINE={DEADLINE}s reached",

@@ -53,6 +53,13 @@ if [ -f .whl/.installed ] || ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+# FlashInfer with its benchmark kernels compiled ahead of time (tools/gpu/flashinfer_bundle.sh)
+fi_bundle=.whl/flashinfer-bundle.zip
+if [ -f "$fi_bundle" ]; then
+  mkdir -p /tmp/site && python3 -m zipfile -e "$fi_bundle" /tmp/site \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} \
+    && fi_note="flashinfer: $fi_bundle unpacked into /tmp/site" || fi_note="flashinfer: unpacking $fi_bundle failed"
+fi
 export SPW_COMMIT=$(cat .carry/commit.txt 2>/dev/null | tr -d '\n' || echo unknown)
 # The default model travels in two halves (a device call carries at most 64 MiB; see
 # tools/gpu/prepare_carry.sh): join them once both have arrived.
@@ -63,6 +70,7 @@ if [ ! -f "$model" ] && ls .carry-model-1/part-* .carry-model-2/part-* >/dev/nul
 fi
 note "spillway GPU run, commit $SPW_COMMIT, $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$summary"
+[ -n "${fi_note:-}" ] && note "$fi_note"
 if [ -f "$model" ]; then note "model: $model ($(du -h "$model" | cut -f1))"
 elif [ -d .carry-model-2 ] && [ ! -d .carry-model-1 ]; then
   # half 1 came with an earlier call, on a machine given back since (warm only 30 s)

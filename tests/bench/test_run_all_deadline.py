@@ -1,12 +1,12 @@
 """tools/gpu/run_all.sh under SPW_DEADLINE, on the CPU: the script is copied into a scratch
 tree next to stand-ins for nvidia-smi, cmake, ctest and python3 (on the PATH), and one
-benchmark that never ends. Checks that every stage runs in order, that the hanging benchmark
-is stopped at what the deadline leaves and reported as such, that the stages after it are
-skipped and said so, that logs and results are packed anyway, that a FlashInfer bundle in .whl/
-is unpacked and said so, that goals.py gets the results
-folders this run wrote (not the committed ones), and that the whole run ends
-within the deadline; and that a call carrying only the model's second half (the machine went
-cold since the first) stops at once. Run by ctest as `gpu_script_deadline`."""
+benchmark that never ends. Checks that every stage runs, that the hanging benchmark is stopped
+at what the deadline leaves and reported as such, that the stages after it are skipped and said
+so, that logs and results are packed anyway, that a FlashInfer bundle in .whl/ is unpacked and
+said so, that goals.py gets the results folders this run wrote (not the committed ones), and
+that the whole run ends within the deadline; that stages run in the order given (the autotune
+stage included, unknown ones reported); and that a call carrying only the model's second half
+(the machine went cold since the first) stops at once. Run by ctest as `gpu_script_deadline`."""
 import os
 import pathlib
 import shutil
@@ -75,6 +75,18 @@ with tempfile.TemporaryDirectory() as d:
     assert "logs/bench_decode_attention.log" in names and "logs/ctest_gpu.log" in names, names
     assert (out / "results.tar.gz").exists()
     assert "old-gpu" not in summary, "goals.py was given a folder this run did not write"
+    # stages run in the order given (the GPU plan puts the benchmarks before the sanitizer), and
+    # autotune times flat_gemm, rebuilds, and its table comes back in results.tar.gz
+    shutil.rmtree(out)
+    p = subprocess.run(["bash", str(tree / "tools" / "gpu" / "run_all.sh"), "bench", "quick", "autotune", "test",
+                        "nonsense"], env=dict(env, SPW_BENCHES="copy_bandwidth", SPW_DEADLINE="60"),
+                       capture_output=True, text=True, timeout=120)
+    lines = (out / "summary.txt").read_text().splitlines()
+    order = ["bench copy_bandwidth: rc=0", "autotune flat_gemm: rc=0", "rebuild with the autotuned table: rc=0",
+             "ctest -L gpu: rc=0", "unknown stage 'nonsense'", "done: status=1"]
+    at = [next((i for i, line in enumerate(lines) if want in line), -1) for want in order]
+    assert -1 not in at and at == sorted(at), ("stages out of order or missing", order, lines)
+    assert (out / "results.tar.gz").exists()
     # the call carrying model half 2 on a machine that went cold (half 1 gone) stops at once
     (tree / ".carry-model-2").mkdir()
     (tree / ".carry-model-2" / "part-b").write_text("x")

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, in one device call (or a few, stage by stage: build outputs in
 # build-gpu/ stay on a warm machine between calls):
-#   tools/gpu/run_all.sh [build] [test] [sanitize] [bench] [quick]    (default: all stages)
+#   tools/gpu/run_all.sh [build] [test] [sanitize] [autotune] [bench] [quick]    (default: build
+#   test sanitize bench)
 # build     configure + build with nvcc for sm_90 (carried fmt + GoogleTest from .carry/)
+# autotune  bench/flat_gemm.py --autotune --write-table (every flat_gemm candidate timed per shape,
+#           the winners written to kernels/flat_gemm/dispatch_table.h and, to come back, to
+#           bench/results/<device>/flat_gemm_dispatch_table.h), then the library rebuilt with
+#           that table, so the benchmarks after it use it (#5: commit that file as
+#           kernels/flat_gemm/dispatch_table.h)
 # test      the whole `gpu`-labelled ctest suite (and the cpu one, quickly)
 # sanitize  the gpu test executables under compute-sanitizer memcheck, and racecheck for the
 #           shared-memory kernels
@@ -80,7 +86,7 @@ elif [ -d .carry-model-2 ] && [ ! -d .carry-model-1 ]; then
   exit 3
 else note "model: $model absent (its tests skip)"; fi
 
-if has build; then
+stage_build() {
   t0=$(date +%s)
   s=$(limit 1800)
   if [ "$s" -eq 0 ]; then skipped build; else
@@ -91,9 +97,9 @@ if has build; then
       && bounded "$s" cmake --build build-gpu -j "$(nproc)" > "$OUT/logs/build.log" 2>&1
     rc=$?; note "build: rc=$rc ($(( $(date +%s) - t0 ))s)"; [ $rc -ne 0 ] && { tail -30 "$OUT/logs/build.log"; status=1; }
   fi
-fi
+}
 
-if has test; then
+stage_test() {
   s=$(limit 1800)
   if [ "$s" -eq 0 ]; then skipped "ctest -L gpu"; else
     # ctest --stop-time would need a clock time; its own --timeout bounds each test
@@ -103,9 +109,9 @@ if has test; then
     grep -E "\*\*\*(Failed|Exception|Timeout)|^[[:space:]]+[0-9]+ - " "$OUT/logs/ctest_gpu.log" | grep -v "(Skipped)" | head -30 | tee -a "$summary"
     [ $rc -ne 0 ] && status=1
   fi
-fi
+}
 
-if has sanitize; then
+stage_sanitize() {
   for exe in build-gpu/tests/test_*_gpu; do
     [ -x "$exe" ] || continue
     name=$(basename "$exe")
@@ -134,9 +140,28 @@ if has sanitize; then
         fi;;
     esac
   done
-fi
+}
 
-if has bench; then
+stage_autotune() {
+  qflag=""; has quick && qflag="--quick"
+  s=$(limit "${SPW_BENCH_TIMEOUT:-900}")
+  if [ "$s" -eq 0 ]; then skipped "autotune flat_gemm"; else
+    t0=$(date +%s)
+    (cd bench && PYTHONUNBUFFERED=1 bounded "$s" python3 flat_gemm.py $qflag --autotune --write-table) \
+      > "$OUT/logs/autotune_flat_gemm.log" 2>&1
+    rc=$?; note "autotune flat_gemm: rc=$rc ($(( $(date +%s) - t0 ))s)"
+    if [ $rc -ne 0 ]; then tail -5 "$OUT/logs/autotune_flat_gemm.log"; status=1
+    else
+      s=$(limit 600)
+      if [ "$s" -eq 0 ]; then skipped "rebuild with the autotuned table"; else
+        bounded "$s" cmake --build build-gpu -j "$(nproc)" >> "$OUT/logs/build.log" 2>&1
+        rc=$?; note "rebuild with the autotuned table: rc=$rc"; [ $rc -ne 0 ] && status=1
+      fi
+    fi
+  fi
+}
+
+stage_bench() {
   qflag=""; has quick && qflag="--quick"
   benches=(copy_bandwidth)
   for b in bench/*.py; do
@@ -167,12 +192,21 @@ if has bench; then
     s=$(limit 60); [ "$s" -eq 0 ] && break
     bounded "$s" python3 bench/plot.py "$j" --logx >/dev/null 2>&1 || true
   done
-  tar czf "$OUT/results.tar.gz" bench/results
   # the issues' goals against this run's results (PASS / FAIL / n.a. per goal)
   folders=$(find bench/results -name "*.json" -newer "$started" -printf '%h\n' | sort -u)
   [ -n "$folders" ] && python3 bench/goals.py $folders 2>&1 | tee -a "$summary"
-fi
+}
 
+# The stages, in the order given (`quick` only modifies bench and autotune).
+for st in "${stages[@]}"; do
+  case $st in
+    build|test|sanitize|autotune|bench) "stage_$st";;
+    quick) ;;
+    *) note "unknown stage '$st' (build, test, sanitize, autotune, bench, quick)"; status=1;;
+  esac
+done
+
+if has bench || has autotune; then tar czf "$OUT/results.tar.gz" bench/results; fi
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 note "done: status=$status"
 exit $status

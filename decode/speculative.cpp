@@ -332,10 +332,13 @@ std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context
     if (!pass_cost_measured(n, max_n)) continue;
     const std::vector<rt::SeqInput> in{{seq, std::span<const int32_t>(tokens.data() + context, n), {}, -1}};
     std::vector<double> ms;
-    for (int r = 0; r <= reps; ++r) {
+    double timed_ms = 0;
+    // The first pass of each n warms up; then up to `reps` timed ones, fewer once a size has
+    // been timed for kCostBudgetMs (a slow device's large n: one or two passes suffice).
+    for (int r = 0; r <= reps && (r <= 1 || timed_ms < kCostBudgetMs); ++r) {
       const auto t0 = Clock::now();
       target.forward_argmax(in, out);
-      if (r > 0) ms.push_back(since(t0) * 1e3);  // the first pass of each n warms up
+      if (r > 0) ms.push_back(since(t0) * 1e3), timed_ms += ms.back();
       target.rollback(seq, context);
     }
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());

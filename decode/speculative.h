@@ -64,11 +64,13 @@ struct GenerateParams {
 
 /// Median wall time (ms) of target passes over n = 1..max_n new tokens of one scratch sequence
 /// after a `context`-token prefix of token `filler` (rolled back after each pass; `reps` passes
-/// per n after one warm-up): the curve for DraftLength::cost on this machine. Every n up to 8
+/// per n after one warm-up, fewer once kCostBudgetMs of one n have been timed: at least one):
+/// the curve for DraftLength::cost on this machine. Every n up to 8
 /// and max_n are timed, above 8 only the n that pass_cost_measured() names (10, 12, .., 16,
 /// 20, .., 32, 40, .., 64: a tree's curve in a few seconds), linear in between. The sequence
 /// is freed before returning.
 bool pass_cost_measured(int n, int max_n);
+inline constexpr double kCostBudgetMs = 100;
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context = 64, int reps = 5,
                                        int32_t filler = 1);
 

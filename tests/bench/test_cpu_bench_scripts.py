@@ -133,6 +133,15 @@ with tempfile.TemporaryDirectory() as d:
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--cost-curve is for --draft-length cost" in bad.stderr, bad.stderr
+    # cost is the CLI's default draft length; under --replay with no curve it falls back to
+    # adaptive (and says so); plain decoding measures nothing
+    default = cost[:cost.index("--draft-length")]
+    run = subprocess.run(default, capture_output=True, text=True)
+    assert run.returncode == 0 and "draft length by cost, t(n)/t(1) for n = 1..5: 1.00 " in run.stderr, run.stderr
+    run = subprocess.run(default + ["--replay", str(ref)], capture_output=True, text=True)
+    assert run.returncode == 0 and "draft length adaptive: --replay has no target to time" in run.stderr, run.stderr
+    run = subprocess.run(default[:default.index("--draft")] + ["--draft", "none"], capture_output=True, text=True)
+    assert run.returncode == 0 and "draft length" not in run.stderr, run.stderr
     # --replay refuses sampled decoding and prompts it has no output for
     bad = subprocess.run(common + ["--replay", str(ref), "--temperature", "0.7"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--replay needs --prompts and greedy decoding" in bad.stderr, bad.stderr

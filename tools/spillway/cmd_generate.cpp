@@ -54,12 +54,14 @@ void usage() {
       "                      vcascade(...) | hcascade(...)  (default: maxgram, or maxgram+bigram\n"
       "                      when MODEL.bigram exists; grammar in decode/README.md);\n"
       "                      @FILE reads the spec from FILE (# comments, any layout)\n"
-      "  --k N               draft tokens per step (default 6; the maximum when adaptive)\n"
-      "  --draft-length L    adaptive (default: shorter drafts while they are rejected, longer\n"
-      "                      while accepted) | fixed (always k) | cost (the chain length, or\n"
-      "                      the nodes of a depth-k tree, that maximise expected tokens per unit\n"
-      "                      of target time, from the target's cost curve t(n) and the recent\n"
-      "                      acceptance per position; a tree's per drafter and branch rank)\n"
+      "  --k N               draft tokens per step (default 6; the maximum unless fixed)\n"
+      "  --draft-length L    cost (default: the chain length, or the nodes of a depth-k tree,\n"
+      "                      that maximise expected tokens per unit of target time, from the\n"
+      "                      target's cost curve t(n), measured at start, and the recent\n"
+      "                      acceptance per position; a tree's per drafter and branch rank) |\n"
+      "                      adaptive (shorter drafts while they are rejected, longer while\n"
+      "                      accepted; the default with --replay and no --cost-curve) |\n"
+      "                      fixed (always k)\n"
       "  --cost-curve LIST   t(1),t(2),... for --draft-length cost (any unit; default: measured\n"
       "                      on the target at start, printed)\n"
       "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
@@ -154,6 +156,7 @@ uint64_t token_hash(const std::vector<int32_t>& t) {
 struct Options {
   std::string model = kDefaultModel, prompt, draft, bigram, backend, prompts_file, json_out, replay, cost_curve;
   std::string draft_file;  // --draft @FILE: the file the spec came from
+  bool draft_length_given = false;
   bool have_prompt = false, compare = false, chat = true, batch_invariant = false;
   decode::GenerateParams gp;
 };
@@ -214,7 +217,9 @@ int generate(const std::vector<std::string>& args) {
   Options o;
   o.gp.max_new_tokens = 128;
   o.gp.k = 6;
-  o.gp.draft_length = decode::DraftLength::adaptive;
+  // cost: the best or within 2% of the best draft length in every replay and CPU e2e
+  // comparison so far, on the CPU's steep cost curve and on nearly flat ones (decode/README.md)
+  o.gp.draft_length = decode::DraftLength::cost;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& {
@@ -243,6 +248,7 @@ int generate(const std::vector<std::string>& args) {
     }
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
     else if (a == "--draft-length") {
+      o.draft_length_given = true;
       const std::string& v = value();
       SPW_CHECK(v == "fixed" || v == "adaptive" || v == "cost",
                 "generate: --draft-length = '{}': must be fixed, adaptive or cost", v);
@@ -362,7 +368,12 @@ int generate(const std::vector<std::string>& args) {
   }
   rt::Model& decoder_target = replay ? static_cast<rt::Model&>(*replay) : *target;
   const auto& tcfg = decoder_target.config();
-  if (o.gp.draft_length == decode::DraftLength::cost) {
+  if (factory && o.gp.draft_length == decode::DraftLength::cost && replay && o.cost_curve.empty() &&
+      !o.draft_length_given) {
+    o.gp.draft_length = decode::DraftLength::adaptive;  // the default's fallback: nothing to time
+    fmt::print(stderr, "draft length adaptive: --replay has no target to time (--cost-curve gives cost one)\n");
+  }
+  if (factory && o.gp.draft_length == decode::DraftLength::cost) {
     // The target's t(n): given (reproducible; --replay has no target to time), else measured here.
     if (!o.cost_curve.empty()) {
       o.gp.pass_costs = parse_cost_curve(o.cost_curve);
@@ -378,7 +389,9 @@ int generate(const std::vector<std::string>& args) {
     for (double t : o.gp.pass_costs) rel.push_back(t / o.gp.pass_costs[0]);
     fmt::print(stderr, "draft length by cost, t(n)/t(1) for n = 1..{}: {:.2f}\n", rel.size(), fmt::join(rel, " "));
   } else {
-    SPW_CHECK(o.cost_curve.empty(), "generate: --cost-curve is for --draft-length cost");
+    SPW_CHECK(o.cost_curve.empty(), "generate: --cost-curve is for --draft-length cost with a drafter");
+    // plain decoding drafts nothing: no cost curve to measure (the decoder needs one for cost)
+    if (!factory) o.gp.draft_length = decode::DraftLength::adaptive;
   }
   decode::SpeculativeDecoder ar(decoder_target), spec(decoder_target, factory);
   const bool greedy = o.gp.sampling.greedy();

@@ -17,7 +17,9 @@ Bytes: X, W read once, Y written once (2 bytes each). FLOPs: 2·M·N·K.
 cuBLASLt) per fp16 case and writes the winners as dispatch-table rows to
 bench/results/<device>/flat_gemm_dispatch_table.h (paste them into
 kernels/flat_gemm/dispatch_table.h, or pass --write-table to overwrite that file), then
-rebuild and rerun the plain benchmark.
+rebuild and rerun the plain benchmark (with --write-table the script stops after the table: this
+process still runs the library built with the old one; tools/gpu/run_all.sh's autotune stage
+rebuilds before its bench stage).
 Plot: python3 bench/plot.py bench/results/<device>/flat_gemm.json --x m --y gbs --facet n --logx
 """
 import argparse
@@ -218,6 +220,9 @@ def main() -> None:
         slug = harness.device_slug(b.device) if hasattr(harness, "device_slug") else b.device.lower().replace(" ", "-")
         autotune(b, lib, lt, shapes, m_grid, pathlib.Path(b.args.out) / slug / "flat_gemm_dispatch_table.h",
                  extra.write_table)
+        if extra.write_table:  # the new table takes effect only in a rebuilt library: bench that
+            lib.spw_flat_gemm_cublaslt_destroy(lt)
+            return
     for tdt, dt, dname in ((torch.float16, SPW_FP16, "fp16"), (torch.bfloat16, SPW_BF16, "bf16")):
         for n, k in shapes:
             for m in m_grid:

@@ -243,7 +243,7 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--max-tokens") o.gp.max_new_tokens = static_cast<int>(number("tokens"));
     else if (a == "--draft") {
       const std::string& v = value();
-      if (!v.empty() && v[0] == '@') o.draft_file = v.substr(1);
+      o.draft_file = !v.empty() && v[0] == '@' ? v.substr(1) : "";
       o.draft = decode::read_drafter_spec(v);  // "@FILE": the spec written in FILE
     }
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));

@@ -62,6 +62,9 @@ fi
 # FlashInfer with its benchmark kernels compiled ahead of time (tools/gpu/flashinfer_bundle.sh)
 fi_bundle=.whl/flashinfer-bundle.zip
 if [ -f "$fi_bundle" ]; then
+  # (FlashInfer still renders its module sources before it finds the AOT build: a writable
+  # workspace for them, wherever HOME is)
+  export FLASHINFER_WORKSPACE_BASE=${FLASHINFER_WORKSPACE_BASE:-/tmp/flashinfer-ws}
   mkdir -p /tmp/site && python3 -m zipfile -e "$fi_bundle" /tmp/site \
     && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} \
     && fi_note="flashinfer: $fi_bundle unpacked into /tmp/site" || fi_note="flashinfer: unpacking $fi_bundle failed"

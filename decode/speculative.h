@@ -70,6 +70,7 @@ struct GenerateParams {
 /// 20, .., 32, 40, .., 64: a tree's curve in a few seconds), linear in between. The sequence
 /// is freed before returning.
 bool pass_cost_measured(int n, int max_n);
+/// Milliseconds of timed passes of one n after which measure_pass_costs stops repeating it.
 inline constexpr double kCostBudgetMs = 100;
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context = 64, int reps = 5,
                                        int32_t filler = 1);

@@ -40,6 +40,13 @@ with tempfile.TemporaryDirectory() as d:
     assert "greedy_none" in rows and "sampled_none" in rows and "greedy_maxgram" in rows, list(rows)
     assert rows["greedy_maxgram tree=4"]["params"]["tree"] == 4, list(rows)  # token-tree rows
     assert rows["greedy_maxgram cost"]["params"]["draft_length"] == "cost", list(rows)  # by the cost curve
+    assert "greedy_maxgram tree=16 k=12 cost" in rows, list(rows)
+    # with a bigram table, every wide cascade tree has its Max-Gram-alone twin (#9 compares the
+    # best cascade with the best single drafter, like for like)
+    sys.path.insert(0, str(ROOT / "bench"))
+    import e2e_decode  # noqa: PLC0415
+    wide = {(spec, length) for spec, tree, k, length in e2e_decode.configs(8, True) if tree == 16 and k == 12}
+    assert wide == {(s, l) for s in ("maxgram", "maxgram+bigram") for l in ("fixed", "cost")}, wide
 
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r

@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import pathlib
+import signal
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -85,6 +86,14 @@ def cost_at(costs: dict[int, float], n: float) -> float:
     return costs[ks[-1]]
 
 
+class Stopped(Exception):
+    """SIGTERM (tools/gpu/run_all.sh's time limit)."""
+
+
+def _stop(signum, _frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spillway", default=default_exe())
@@ -117,59 +126,71 @@ def main() -> int:
     out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = pathlib.Path(args.reference) if args.reference else out_dir / "draft_replay_reference.jsonl"
-    if not args.reference:
-        rec = generate(args, ["--draft", "none"], prompts)
-        with open(reference, "w") as f:
-            for r in rec:
-                f.write(json.dumps({"id": r["id"], "tokens": r["tokens"], "output": r["output"]}) + "\n")
-        print(f"recorded the {backend} backend's greedy outputs: {reference}")
-    if args.costs == "auto":
-        auto = out_dir / "runtime_step.json"
-        args.costs = str(auto) if auto.exists() else ""
-        print(f"--costs auto: {args.costs or 'no runtime_step.json in ' + str(out_dir) + ', no estimates'}")
-    costs = load_costs(args.costs) if args.costs else {}
-    if not costs and any(c[3] == "cost" for c in configs):
-        print("no --costs: skipping the draft-length-by-cost rows (they need the t(n) curve)")
-        configs = [c for c in configs if c[3] != "cost"]
+    # A SIGTERM (tools/gpu/run_all.sh's time limit) ends the runs: the rows replayed so far are
+    # written, marked incomplete.
+    signal.signal(signal.SIGTERM, _stop)
+    rows: list[dict] = []
+    costs: dict[int, float] = {}
+    incomplete = None
+    try:
+        if not args.reference:
+            rec = generate(args, ["--draft", "none"], prompts)
+            with open(reference, "w") as f:
+                for r in rec:
+                    f.write(json.dumps({"id": r["id"], "tokens": r["tokens"], "output": r["output"]}) + "\n")
+            print(f"recorded the {backend} backend's greedy outputs: {reference}")
+        if args.costs == "auto":
+            auto = out_dir / "runtime_step.json"
+            args.costs = str(auto) if auto.exists() else ""
+            print(f"--costs auto: {args.costs or 'no runtime_step.json in ' + str(out_dir) + ', no estimates'}")
+        costs = load_costs(args.costs) if args.costs else {}
+        if not costs and any(c[3] == "cost" for c in configs):
+            print("no --costs: skipping the draft-length-by-cost rows (they need the t(n) curve)")
+            configs = [c for c in configs if c[3] != "cost"]
 
-    rows = []
-    for spec, tree, k, length in configs:
-        extra = []
-        if length == "cost":  # the policy sees the same t(n) as the estimate below
-            longest = 1 + (MAX_TREE_NODES if tree > 1 else k)
-            extra = ["--cost-curve", ",".join(f"{cost_at(costs, n):.6g}" for n in range(1, longest + 1))]
-        res = generate(args, ["--replay", str(reference), "--draft", spec, "--tree", str(tree), "--k", str(k),
-                              "--draft-length", length, *extra], prompts)
-        tokens = sum(r["tokens"] for r in res)
-        passes = sum(r["target_passes"] for r in res)
-        drafted = sum(r["drafted"] for r in res)
-        accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
-        # drafting time: the replayed target costs nothing, so decode time is the drafters'
-        draft_s = sum(r["tokens"] / r["tokens_per_s"] * r["draft_share"] for r in res if r["tokens_per_s"] > 0)
-        name = f"{spec} tree={tree} k={k} {length}"
-        row = {"case": name, "impl": f"spillway:{spec}",
-               "tokens_per_pass": round(tokens / passes, 4), "nodes_per_pass": round(1 + drafted / passes, 3),
-               "acceptance": round(accepted / drafted, 4) if drafted else 0.0,
-               "draft_us_per_pass": round(1e6 * draft_s / passes, 2),
-               "params": {"draft": spec, "tree": tree, "k": k, "draft_length": length, "max_tokens": args.max_tokens,
-                          "prompts": len(res), "tokens": tokens}}
-        if costs:
-            # each pass priced at its own size where the output says how many tokens each carried
-            # (passes_of[n]: passes of n tokens), else every pass at the mean size
-            hist = [r.get("passes_of") for r in res]
-            if all(hist):
-                modelled = sum(c * cost_at(costs, n) for h in hist for n, c in enumerate(h) if c)
-            else:
-                modelled = passes * cost_at(costs, row["nodes_per_pass"])
-            row["est_speedup"] = round(cost_at(costs, 1) * tokens / modelled, 3)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for spec, tree, k, length in configs:
+            extra = []
+            if length == "cost":  # the policy sees the same t(n) as the estimate below
+                longest = 1 + (MAX_TREE_NODES if tree > 1 else k)
+                extra = ["--cost-curve", ",".join(f"{cost_at(costs, n):.6g}" for n in range(1, longest + 1))]
+            res = generate(args, ["--replay", str(reference), "--draft", spec, "--tree", str(tree), "--k", str(k),
+                                  "--draft-length", length, *extra], prompts)
+            tokens = sum(r["tokens"] for r in res)
+            passes = sum(r["target_passes"] for r in res)
+            drafted = sum(r["drafted"] for r in res)
+            accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
+            # drafting time: the replayed target costs nothing, so decode time is the drafters'
+            draft_s = sum(r["tokens"] / r["tokens_per_s"] * r["draft_share"] for r in res if r["tokens_per_s"] > 0)
+            name = f"{spec} tree={tree} k={k} {length}"
+            row = {"case": name, "impl": f"spillway:{spec}",
+                   "tokens_per_pass": round(tokens / passes, 4), "nodes_per_pass": round(1 + drafted / passes, 3),
+                   "acceptance": round(accepted / drafted, 4) if drafted else 0.0,
+                   "draft_us_per_pass": round(1e6 * draft_s / passes, 2),
+                   "params": {"draft": spec, "tree": tree, "k": k, "draft_length": length, "max_tokens": args.max_tokens,
+                              "prompts": len(res), "tokens": tokens}}
+            if costs:
+                # each pass priced at its own size where the output says how many tokens each carried
+                # (passes_of[n]: passes of n tokens), else every pass at the mean size
+                hist = [r.get("passes_of") for r in res]
+                if all(hist):
+                    modelled = sum(c * cost_at(costs, n) for h in hist for n, c in enumerate(h) if c)
+                else:
+                    modelled = passes * cost_at(costs, row["nodes_per_pass"])
+                row["est_speedup"] = round(cost_at(costs, 1) * tokens / modelled, 3)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    except Stopped as e:
+        incomplete = f"stopped by {e} (a time limit) after {len(rows)} of {len(configs)} rows"
+        print(incomplete, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     commit = git_commit()
     doc = {"name": "draft_replay", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "reference_backend": backend,
            "costs": args.costs or None, "rows": rows}
+    if incomplete:
+        doc["incomplete"] = incomplete
     (out_dir / "draft_replay.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# draft_replay — {device}", "",
           f"model {doc['model']}, greedy outputs recorded on the {backend} backend, commit `{commit[:12]}`, "
@@ -184,9 +205,11 @@ def main() -> int:
         md.append(f"| `{p['draft']}` | {p['tree']} | {p['k']} | {p['draft_length']} | {r['tokens_per_pass']:.3f} | "
                   f"{r['nodes_per_pass']:.2f} | {r['acceptance']:.1%} | {r['draft_us_per_pass']:.1f} |"
                   + (f" {r['est_speedup']:.2f}x |" if costs else ""))
+    if incomplete:
+        md += ["", f"**Incomplete:** {incomplete}."]
     (out_dir / "draft_replay.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out_dir}/draft_replay.json and .md")
-    return 0
+    return 1 if incomplete else 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ import datetime
 import json
 import os
 import pathlib
+import signal
 import statistics
+import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -73,7 +75,11 @@ def configs(layers: int, bigram: bool) -> list[tuple]:
     # single-drafter side must have it too, or the ratio flatters the cascade.
     if bigram:
         rows += [("maxgram", 16, 12, "fixed"), ("maxgram", 16, 12, "cost")]
-    return rows
+    # Run order: autoregressive first (every speedup's base), then the rows #9's goals are most
+    # likely decided by (wide trees and cost-length chains of the statistical drafters), then the
+    # rest, so that a run stopped by a time limit has measured those first.
+    first = [r for r in rows if r[3] == "cost" or r[1] == 16]
+    return rows[:1] + first + [r for r in rows[1:] if r not in first]
 
 
 def label(spec: str, tree: int, k=None, length=None) -> str:
@@ -127,6 +133,62 @@ def plot(json_path: pathlib.Path) -> None:
     print(f"wrote {out}")
 
 
+class Stopped(Exception):
+    """SIGTERM (tools/gpu/run_all.sh's time limit): the rows measured so far are written."""
+
+
+def _stop(signum, _frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+def mode_rows(args, mode: str, rows_to_run: list[tuple], runs: dict, backend: str) -> list[dict]:
+    """The result rows of one mode from the runs made so far (each row: its completed rounds)."""
+    base_runs = runs[rows_to_run[0]]  # "none" is always the first row
+    if not base_runs:
+        return []
+    base_tps = [tokens_per_s(res) for res in base_runs]
+    base_tokens = {r["id"]: r["output_hash"] for r in base_runs[0]}
+    out = []
+    for row_cfg in rows_to_run:
+        if not runs[row_cfg]:
+            continue
+        spec, tree, row_k, row_length = row_cfg
+        name = label(spec, tree, row_k, row_length)
+        res = runs[row_cfg][0]  # counts (passes, acceptance, outputs) from the first round
+        tps_rounds = [tokens_per_s(x) for x in runs[row_cfg]]
+        speedups = [t / b for t, b in zip(tps_rounds, base_tps) if b > 0]
+        passes = sum(r["target_passes"] for r in res)
+        accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
+        src: dict[str, list[int]] = {}
+        for r in res:
+            for k, (p, a) in r["by_source"].items():
+                s = src.setdefault(k, [0, 0])
+                s[0] += p
+                s[1] += a
+        identical = same_prompts = None
+        if mode == "greedy" and spec != "none":
+            parted = {r["id"] for x in runs[row_cfg] for r in x if base_tokens.get(r["id"]) != r["output_hash"]}
+            same_prompts = sum(1 for r in res if r["id"] not in parted)
+            identical = not parted
+        row = {"case": f"{mode}_{name}", "impl": "spillway" if spec == "none" else f"spillway:{name}",
+               "tokens_per_s": round(statistics.median(tps_rounds), 3),
+               "speedup": round(statistics.median(speedups), 4) if speedups else None,
+               "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
+               "swi": round(sum(r["swi"] for r in res) / len(res), 4),
+               "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
+               "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
+                          "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res),
+                          "rounds": len(runs[row_cfg]), "batch_invariant": args.batch_invariant}}
+        if len(runs[row_cfg]) > 1 and speedups:
+            row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)
+        if identical is not None:
+            row["identical_to_autoregressive"] = identical
+            row["prompts_identical"] = same_prompts
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spillway", default=default_exe())
@@ -170,64 +232,54 @@ def main() -> int:
         if wanted - known:
             ap.error(f"--only: no such rows {sorted(wanted - known)}; rows: {sorted(known)}")
         rows_to_run = [row for row in rows_to_run if row[0] == "none" or label(*row) in wanted]
-    for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
-        if mode not in modes:
-            continue
-        # Every round runs every row once, autoregressive first; a row's speedup is the median
-        # over rounds of its tokens/s over the same round's autoregressive tokens/s, so a
-        # machine whose speed drifts (a shared CPU) compares rows measured close together.
-        runs: dict[tuple, list[list[dict]]] = {row: [] for row in rows_to_run}
-        for rnd in range(args.rounds):
-            if args.rounds > 1:
-                print(f"{mode}: round {rnd + 1} of {args.rounds}", flush=True)
-            for row_cfg in rows_to_run:
-                spec, tree, row_k, row_length = row_cfg
-                runs[row_cfg].append(run(args, spec, tree, temp, prompts, row_k, row_length))
-        base_runs = runs[rows_to_run[0]]  # "none" is always the first row
-        base_tps = [tokens_per_s(res) for res in base_runs]
-        base_tokens = {r["id"]: r["output_hash"] for r in base_runs[0]}
-        for row_cfg in rows_to_run:
-            spec, tree, row_k, row_length = row_cfg
-            name = label(spec, tree, row_k, row_length)
-            res = runs[row_cfg][0]  # counts (passes, acceptance, outputs) from the first round
-            tps_rounds = [tokens_per_s(x) for x in runs[row_cfg]]
-            speedups = [t / b for t, b in zip(tps_rounds, base_tps) if b > 0]
-            passes = sum(r["target_passes"] for r in res)
-            accepted = sum(r["accepted_per_step"] * r["target_passes"] for r in res)
-            src: dict[str, list[int]] = {}
-            for r in res:
-                for k, (p, a) in r["by_source"].items():
-                    s = src.setdefault(k, [0, 0])
-                    s[0] += p
-                    s[1] += a
-            identical = same_prompts = None
-            if mode == "greedy" and spec != "none":
-                parted = {r["id"] for x in runs[row_cfg] for r in x if base_tokens.get(r["id"]) != r["output_hash"]}
-                same_prompts = sum(1 for r in res if r["id"] not in parted)
-                identical = not parted
-            row = {"case": f"{mode}_{name}", "impl": "spillway" if spec == "none" else f"spillway:{name}",
-                   "tokens_per_s": round(statistics.median(tps_rounds), 3),
-                   "speedup": round(statistics.median(speedups), 4) if speedups else None,
-                   "accepted_per_step": round(accepted / passes, 4) if passes else 0.0,
-                   "swi": round(sum(r["swi"] for r in res) / len(res), 4),
-                   "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
-                   "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
-                              "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res),
-                              "rounds": args.rounds, "batch_invariant": args.batch_invariant}}
-            if args.rounds > 1 and speedups:
-                row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)
-            if identical is not None:
-                row["identical_to_autoregressive"] = identical
-                row["prompts_identical"] = same_prompts
-            rows.append(row)
-            table.append(row)
-            print(json.dumps(row), flush=True)
+    # Every round runs every row once, autoregressive first; a row's speedup is the median over
+    # rounds of its tokens/s over the same round's autoregressive tokens/s, so a machine whose
+    # speed drifts (a shared CPU) compares rows measured close together. A row whose run fails
+    # is recorded as skipped with the reason (the others still run); a SIGTERM (a time limit)
+    # stops the runs and the rows measured so far are written, marked incomplete.
+    signal.signal(signal.SIGTERM, _stop)
+    runs_by_mode: dict[str, dict[tuple, list[list[dict]]]] = {}
+    skipped: list[dict] = []
+    total, done, incomplete = len(modes) * args.rounds * len(rows_to_run), 0, None
+    try:
+        for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
+            if mode not in modes:
+                continue
+            runs = runs_by_mode[mode] = {row: [] for row in rows_to_run}
+            failed: set[tuple] = set()
+            for rnd in range(args.rounds):
+                if args.rounds > 1:
+                    print(f"{mode}: round {rnd + 1} of {args.rounds}", flush=True)
+                for row_cfg in rows_to_run:
+                    if row_cfg in failed:
+                        continue
+                    spec, tree, row_k, row_length = row_cfg
+                    try:
+                        runs[row_cfg].append(run(args, spec, tree, temp, prompts, row_k, row_length))
+                    except subprocess.CalledProcessError as e:
+                        failed.add(row_cfg)
+                        skipped.append({"case": f"{mode}_{label(*row_cfg)}", "impl": "spillway",
+                                        "reason": f"spillway generate exited with {e.returncode}"})
+                        print(f"row failed: {skipped[-1]}", flush=True)
+                    done += 1
+    except Stopped as e:
+        incomplete = f"stopped by {e} (a time limit) after {done} of {total} runs; rows not yet run are missing"
+        print(incomplete, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # writing what was measured (`timeout` kills 10 s later)
+    for mode in ("greedy", "sampled"):
+        if mode in runs_by_mode:
+            rows += mode_rows(args, mode, rows_to_run, runs_by_mode[mode], backend)
+    table = rows
 
     device, driver, slug = backend_device(backend)
     commit = git_commit()
     doc = {"name": "e2e_decode", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "rows": rows}
+    if incomplete:
+        doc["incomplete"] = incomplete
+    if skipped:
+        doc["skipped"] = skipped
     out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -245,10 +297,15 @@ def main() -> int:
         same = f"{r['prompts_identical']}/{r['params']['prompts']}" if "prompts_identical" in r else ""
         md.append(f"| {r['params']['mode']} | `{r['params']['draft']}` | {r['tokens_per_s']:.2f} | "
                   f"{r['speedup']:.2f}x{spread} | {r['accepted_per_step']:.2f} | {r['swi']:.2f} | {acc} | {same} |")
+    if skipped:
+        md += ["", "Not measured: " + "; ".join(f"{x['case']} ({x['reason']})" for x in skipped) + "."]
+    if incomplete:
+        md += ["", f"**Incomplete:** {incomplete}."]
     (out_dir / "e2e_decode.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out_dir}/e2e_decode.json and .md")
-    plot(out_dir / "e2e_decode.json")
-    return 0
+    if rows:
+        plot(out_dir / "e2e_decode.json")
+    return 1 if incomplete or skipped else 0
 
 
 if __name__ == "__main__":

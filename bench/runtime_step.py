@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -131,17 +132,49 @@ def main() -> None:
         skipped.append({"case": pathlib.Path(a.model).stem, "impl": "spillway:cuda",
                         "reason": f"{a.model} not present (tools/gpu/prepare_carry.sh carries it in two halves)"})
     models.append(("--random", "llama2-7b"))
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, _frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    # A SIGTERM (tools/gpu/run_all.sh's time limit) ends the runs: the rows measured so far
+    # (those of every finished `spillway step`) are written, marked incomplete.
+    signal.signal(signal.SIGTERM, stop)
+    incomplete = None
+    try:
+        measure_gpu(a, models, contexts, ks, reps, rows, skipped)
+    except Stopped as e:
+        incomplete = f"stopped by {e} (a time limit) after {len(rows)} rows; the rest were not measured"
+        print(incomplete, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    name, driver = gpu_name_driver()
+    doc = meta(name, driver, rows,
+               f"median of {reps} forwards after one warm-up (wall clock incl. the logits copy to the host); "
+               "CUDA backend, fp16 weights and KV cache; gbs = fp16 weight bytes / time (KV cache not counted)",
+               skipped)
+    if incomplete:
+        doc["incomplete"] = incomplete
+    write(doc, device_slug(name), a.out)
+    if not rows or incomplete:
+        sys.exit(1)
+
+
+def measure_gpu(a, models, contexts, ks, reps, rows, skipped) -> None:
+    """The CUDA backend's rows (appended to rows; a model that fails goes to skipped)."""
     for flag, value in models:
         try:
             base = [flag, value, "--backend", "cuda", "--reps", str(reps)]
+            # greedy verification's cost curve first (what draft_replay --costs and the decoder's
+            # cost policy use): forward_argmax (no logits rows leave the device)
+            argmax = base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]
+            for r in run_step(a.exe, argmax):
+                rows.append(to_row(r, "spillway:cuda:argmax", 2))
             for r in run_step(a.exe, base + ["--contexts", contexts, "--batch", "1,8", "--ks", ks]):
                 rows.append(to_row(r, "spillway:cuda", 2))
             for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "32", "--ks", "1"]):
                 rows.append(to_row(r, "spillway:cuda", 2))
-            # greedy verification's cost curve: forward_argmax (no logits rows leave the device)
-            argmax = base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]
-            for r in run_step(a.exe, argmax):
-                rows.append(to_row(r, "spillway:cuda:argmax", 2))
             # the same curve launched kernel by kernel (no CUDA graphs): what the step graphs save
             for r in run_step(a.exe, argmax + ["--cuda-graph-tokens", "0"]):
                 rows.append(to_row(r, "spillway:cuda:argmax:no-graphs", 2, cuda_graphs=False))
@@ -150,13 +183,6 @@ def main() -> None:
                 rows.append(to_row(r, "spillway:cuda:argmax:invariant", 2))
         except RuntimeError as e:
             skipped.append({"case": value, "impl": "spillway:cuda", "reason": str(e)})
-    name, driver = gpu_name_driver()
-    write(meta(name, driver, rows,
-               f"median of {reps} forwards after one warm-up (wall clock incl. the logits copy to the host); "
-               "CUDA backend, fp16 weights and KV cache; gbs = fp16 weight bytes / time (KV cache not counted)",
-               skipped), device_slug(name), a.out)
-    if not rows:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ nothing; this checks the plumbing (rows, fields, greedy identity flag, markdown)
     python3 tests/bench/test_cpu_bench_scripts.py path/to/spillway"""
 import json
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,30 @@ with tempfile.TemporaryDirectory() as d:
     assert wide["case"] == "greedy_maxgram+bigram tree=16 k=12 fixed", doc["rows"]
     assert wide["params"]["k"] == 12 and wide["params"]["draft_length"] == "fixed" and wide["params"]["tree"] == 16
     assert wide["identical_to_autoregressive"] is True, wide
+    # a row whose run fails is skipped with the reason, the others still run (exit status 1)
+    e2e = [sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
+           "--quick", "--max-tokens", "4", "--modes", "greedy"]
+    bad = subprocess.run(e2e + ["--self-layers", "99", "--only", "self:99|maxgram", "--out", str(d / "e2e_fail")],
+                         capture_output=True, text=True)
+    doc = json.loads((d / "e2e_fail" / "e2e_decode.json").read_text())
+    assert bad.returncode == 1 and [r["case"] for r in doc["rows"]] == ["greedy_none", "greedy_maxgram"], doc
+    assert [x["case"] for x in doc["skipped"]] == ["greedy_self:99"], doc["skipped"]
+    # a SIGTERM (tools/gpu/run_all.sh's time limit) writes the rows measured so far, marked incomplete
+    stop_out = d / "e2e_stop"
+    p = subprocess.Popen(e2e + ["--self-layers", "1", "--out", str(stop_out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    started = 0
+    for line in p.stdout:  # three runs under way: the first two have finished
+        started += line.startswith("$ ")
+        if started == 3:
+            p.send_signal(signal.SIGTERM)
+            break
+    p.communicate(timeout=60)
+    doc = json.loads((stop_out / "e2e_decode.json").read_text())
+    cases = [r["case"] for r in doc["rows"]]
+    assert doc["incomplete"].startswith("stopped by SIGTERM"), doc.get("incomplete")
+    assert cases[:2] == ["greedy_none", "greedy_maxgram cost"] and len(cases) < 18, cases
+    assert "**Incomplete:**" in (stop_out / "e2e_decode.md").read_text()
 
     # draft_replay: records the greedy outputs, replays configurations; a replayed run takes the
     # same steps as a real one (passes, drafted tokens, output), checked here on a real model run.

@@ -18,8 +18,9 @@
 # Environment: SPW_BENCHES="decode_attention flat_gemm ..." runs only those benchmarks;
 # SPW_TEST_FILTER=regex runs only the matching gpu tests (ctest -R); SPW_MEMCHECK_FILTER /
 # SPW_RACECHECK_FILTER (gtest filters) and SPW_MEMCHECK_TIMEOUT / SPW_RACECHECK_TIMEOUT (300 s per
-# binary) bound the sanitizer stage; SPW_BENCH_TIMEOUT (900 s)
-# per benchmark; SPW_E2E_FULL=1 the whole e2e prompt set.
+# binary) bound the sanitizer stage; SPW_TEST_TIMEOUT (120 s) per gpu test; SPW_BENCH_TIMEOUT
+# (900 s) per benchmark (under SPW_DEADLINE also at most twice its share of the time left, at
+# least 60 s); SPW_E2E_FULL=1 the whole e2e prompt set.
 # SPW_DEADLINE=S: the whole run ends within S seconds of its start (give a device call's
 # timeout_s minus ~40 s): every step's time limit is cut to what is left, a step that would get
 # under 20 s is skipped (and said so), and the logs and results are packed whatever happened;
@@ -113,7 +114,8 @@ stage_test() {
   if [ "$s" -eq 0 ]; then skipped "ctest -L gpu"; else
     # ctest --stop-time would need a clock time; its own --timeout bounds each test
     (cd build-gpu && bounded "$s" ctest -L gpu ${SPW_TEST_FILTER:+-R "$SPW_TEST_FILTER"} -j "${SPW_TEST_JOBS:-4}" \
-      --output-on-failure --timeout "$(( s < 600 ? s : 600 ))") > "$OUT/logs/ctest_gpu.log" 2>&1
+      --output-on-failure --timeout "$(( s < ${SPW_TEST_TIMEOUT:-120} ? s : ${SPW_TEST_TIMEOUT:-120} ))") \
+      > "$OUT/logs/ctest_gpu.log" 2>&1
     rc=$?; note "ctest -L gpu: rc=$rc$([ $rc -eq 124 ] && echo ' (time limit: unfinished)') — $(grep -E 'tests passed|tests failed' "$OUT/logs/ctest_gpu.log" | tail -1)"
     grep -E "\*\*\*(Failed|Exception|Timeout)|^[[:space:]]+[0-9]+ - " "$OUT/logs/ctest_gpu.log" | grep -v "(Skipped)" | head -30 | tee -a "$summary"
     [ $rc -ne 0 ] && status=1
@@ -180,6 +182,7 @@ stage_bench() {
   done
   benches+=(draft_replay)  # last: its estimates use runtime_step's cost curve of this GPU
   if [ -n "${SPW_BENCHES:-}" ]; then read -r -a benches <<< "$SPW_BENCHES"; fi
+  local left=${#benches[@]}
   for name in "${benches[@]}"; do
     extra=()
     case $name in
@@ -189,7 +192,17 @@ stage_bench() {
       # drafting configurations replayed over greedy outputs recorded on the CUDA backend
       draft_replay) extra=(--backend cuda --costs auto);;
     esac
-    s=$(limit "${SPW_BENCH_TIMEOUT:-900}")
+    # Under SPW_DEADLINE a benchmark gets at most twice its fair share of what is left (at
+    # least 60 s), so one slow benchmark cannot starve those after it (each writes the rows it
+    # measured when stopped).
+    want=${SPW_BENCH_TIMEOUT:-900}
+    if [ -n "${SPW_DEADLINE:-}" ]; then
+      share=$(( 2 * (SPW_DEADLINE - ($(date +%s) - t_start) - 10) / left ))
+      [ "$share" -lt 60 ] && share=60
+      [ "$share" -lt "$want" ] && want=$share
+    fi
+    left=$((left - 1))
+    s=$(limit "$want")
     if [ "$s" -eq 0 ]; then skipped "bench $name"; continue; fi
     (cd bench && PYTHONUNBUFFERED=1 bounded "$s" python3 "$name.py" $qflag "${extra[@]}") \
       > "$OUT/logs/bench_$name.log" 2>&1

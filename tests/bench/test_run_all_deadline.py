@@ -24,6 +24,7 @@ FAKES = {
     "ctest": 'echo "ctest $*"; echo "100% tests passed, 0 tests failed out of 3"',
     # bench/<name>.py: decode_attention hangs (a SIGTERM from `timeout` ends it), copy_bandwidth
     # writes a results file (run in bench/), others return
+    "compute-sanitizer": 'echo "========= ERROR SUMMARY: 0 errors"',
     "python3": 'case "$1" in decode_attention.py) exec sleep 1000;; copy_bandwidth.py) mkdir -p results/fake-gpu;'
                ' echo {} > results/fake-gpu/copy_bandwidth.json;; *) echo "python3 $*";; esac',
 }
@@ -78,12 +79,18 @@ with tempfile.TemporaryDirectory() as d:
     # stages run in the order given (the GPU plan puts the benchmarks before the sanitizer), and
     # autotune times flat_gemm, rebuilds, and its table comes back in results.tar.gz
     shutil.rmtree(out)
+    for exe in ("test_common_gpu", "test_flat_gemm_gpu"):  # the sanitizer runs kernel families first
+        (tree / "build-gpu" / "tests").mkdir(parents=True, exist_ok=True)
+        (tree / "build-gpu" / "tests" / exe).write_text("#!/bin/sh\n")
+        (tree / "build-gpu" / "tests" / exe).chmod(0o755)
     p = subprocess.run(["bash", str(tree / "tools" / "gpu" / "run_all.sh"), "bench", "quick", "autotune", "test",
-                        "nonsense"], env=dict(env, SPW_BENCHES="copy_bandwidth", SPW_DEADLINE="60"),
+                        "sanitize", "nonsense"], env=dict(env, SPW_BENCHES="copy_bandwidth", SPW_DEADLINE="60"),
                        capture_output=True, text=True, timeout=120)
     lines = (out / "summary.txt").read_text().splitlines()
     order = ["bench copy_bandwidth: rc=0", "autotune flat_gemm: rc=0", "rebuild with the autotuned table: rc=0",
-             "ctest -L gpu: rc=0", "unknown stage 'nonsense'", "done: status=1"]
+             "ctest -L gpu: rc=0", "memcheck test_flat_gemm_gpu: rc=0 ========= ERROR SUMMARY: 0 errors",
+             "racecheck test_flat_gemm_gpu: rc=0", "memcheck test_common_gpu: rc=0", "unknown stage 'nonsense'",
+             "done: status=1"]
     at = [next((i for i, line in enumerate(lines) if want in line), -1) for want in order]
     assert -1 not in at and at == sorted(at), ("stages out of order or missing", order, lines)
     assert (out / "results.tar.gz").exists()

@@ -122,33 +122,62 @@ stage_test() {
   fi
 }
 
+# fair WANT N FLOOR: WANT seconds, cut under SPW_DEADLINE to twice the share of the time left
+# that one of N remaining steps gets (at least FLOOR), then to what is left (see limit).
+fair() {
+  local want=$1 n=$2 floor=$3 share
+  if [ -n "${SPW_DEADLINE:-}" ]; then
+    share=$(( 2 * (SPW_DEADLINE - ($(date +%s) - t_start) - 10) / (n > 0 ? n : 1) ))
+    [ "$share" -lt "$floor" ] && share=$floor
+    [ "$share" -lt "$want" ] && want=$share
+  fi
+  limit "$want"
+}
+
+# sanitize_run TOOL EXE FILTER SECONDS: one compute-sanitizer run, its verdict in the summary.
+# A run stopped by its limit is inconclusive, but the errors it printed before count.
+sanitize_run() {
+  local tool=$1 exe=$2 filter=$3 s=$4 name log rc errors
+  name=$(basename "$exe"); log="$OUT/logs/${tool}_$name.log"
+  bounded "$s" compute-sanitizer --tool "$tool" --error-exitcode 1 "$exe" --gtest_filter="$filter" > "$log" 2>&1
+  rc=$?
+  errors=$(grep -cE "^========= (Invalid|Race|Error|Uninitialized|Program hit|Barrier|Out-of-range|Misaligned)" "$log")
+  if [ $rc -eq 124 ]; then
+    note "$tool $name: timed out after ${s}s (inconclusive; $errors error reports before the stop)"
+    [ "$errors" -gt 0 ] && status=1
+  else
+    note "$tool $name: rc=$rc $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$log" | tail -1)"
+    [ $rc -ne 0 ] && status=1
+  fi
+}
+
 stage_sanitize() {
-  for exe in build-gpu/tests/test_*_gpu; do
-    [ -x "$exe" ] || continue
+  # The kernel families' tests first (the model tests run the same kernels again, slower), each
+  # run at most twice its share of the time left, so every family gets memcheck (and the
+  # shared-memory ones racecheck) within the deadline, if only on their first tests.
+  local exes=() e left=0
+  for e in decode_attention flat_gemm tree_attention sgmv small_ops common cuda_backend decode_cuda cuda_models; do
+    [ -x "build-gpu/tests/test_${e}_gpu" ] && exes+=("build-gpu/tests/test_${e}_gpu")
+  done
+  for e in build-gpu/tests/test_*_gpu; do  # any other gpu test binary, last
+    [ -x "$e" ] || continue
+    case " ${exes[*]} " in *" $e "*) ;; *) exes+=("$e");; esac
+  done
+  for e in "${exes[@]}"; do
+    left=$((left + 1))
+    case $e in *attention*|*gemm*|*sgmv*) left=$((left + 1));; esac
+  done
+  for exe in "${exes[@]}"; do
     name=$(basename "$exe")
-    # bounded per binary (memcheck slows kernels 10-100x); rc 124 = timed out, inconclusive
-    s=$(limit "${SPW_MEMCHECK_TIMEOUT:-300}")
-    if [ "$s" -eq 0 ]; then skipped "memcheck $name"; continue; fi
-    bounded "$s" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      "$exe" --gtest_filter="${SPW_MEMCHECK_FILTER:-*}" > "$OUT/logs/memcheck_$name.log" 2>&1
-    rc=$?
-    if [ $rc -eq 124 ]; then note "memcheck $name: timed out after ${s}s (inconclusive)"
-    else note "memcheck $name: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/logs/memcheck_$name.log" | tail -1)"
-      [ $rc -ne 0 ] && status=1
-    fi
-    # racecheck on the shared-memory kernels (attention, GEMM, SGMV), bounded in time
+    # memcheck slows kernels 10-100x: bounded per binary (SPW_MEMCHECK_TIMEOUT, 300 s)
+    s=$(fair "${SPW_MEMCHECK_TIMEOUT:-300}" "$left" 30); left=$((left - 1))
+    if [ "$s" -eq 0 ]; then skipped "memcheck $name"; else sanitize_run memcheck "$exe" "${SPW_MEMCHECK_FILTER:-*}" "$s"; fi
+    # racecheck on the shared-memory kernels (attention, GEMM, SGMV)
     case $name in
       *attention*|*gemm*|*sgmv*)
-        s=$(limit "${SPW_RACECHECK_TIMEOUT:-300}")
-        if [ "$s" -eq 0 ]; then skipped "racecheck $name"; continue; fi
-        bounded "$s" compute-sanitizer --tool racecheck --error-exitcode 1 \
-          "$exe" --gtest_filter="${SPW_RACECHECK_FILTER:-*}" \
-          > "$OUT/logs/racecheck_$name.log" 2>&1
-        rc=$?
-        if [ $rc -eq 124 ]; then note "racecheck $name: timed out after ${s}s (inconclusive)"
-        else note "racecheck $name: rc=$rc $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/logs/racecheck_$name.log" | tail -1)"
-          [ $rc -ne 0 ] && status=1
-        fi;;
+        s=$(fair "${SPW_RACECHECK_TIMEOUT:-300}" "$left" 30); left=$((left - 1))
+        if [ "$s" -eq 0 ]; then skipped "racecheck $name"
+        else sanitize_run racecheck "$exe" "${SPW_RACECHECK_FILTER:-*}" "$s"; fi;;
     esac
   done
 }
@@ -196,14 +225,7 @@ stage_bench() {
     # Under SPW_DEADLINE a benchmark gets at most twice its fair share of what is left (at
     # least 60 s), so one slow benchmark cannot starve those after it (each writes the rows it
     # measured when stopped).
-    want=${SPW_BENCH_TIMEOUT:-900}
-    if [ -n "${SPW_DEADLINE:-}" ]; then
-      share=$(( 2 * (SPW_DEADLINE - ($(date +%s) - t_start) - 10) / left ))
-      [ "$share" -lt 60 ] && share=60
-      [ "$share" -lt "$want" ] && want=$share
-    fi
-    left=$((left - 1))
-    s=$(limit "$want")
+    s=$(fair "${SPW_BENCH_TIMEOUT:-900}" "$left" 60); left=$((left - 1))
     if [ "$s" -eq 0 ]; then skipped "bench $name"; continue; fi
     (cd bench && PYTHONUNBUFFERED=1 bounded "$s" python3 "$name.py" $qflag "${extra[@]}") \
       > "$OUT/logs/bench_$name.log" 2>&1

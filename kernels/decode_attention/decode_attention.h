@@ -82,15 +82,14 @@ inline constexpr int kChunkGranule = 64;
 /// against one KV head, for query heads [qo_head_begin, qo_head_begin + qo_head_count) of each.
 /// Several requests share a CTA only where plan() was told each one's KV extends the previous
 /// one's by a row (extends_previous): the rows are then read once, through the last (longest)
-/// request's page table, and each request sees its first kv_len rows. slot (of the first request) >= 0:
-/// partial output slot in the workspace; -1: the request has one chunk and the CTA writes O and
-/// LSE directly (the kernel takes every request's slot from its RequestSplit).
+/// request's page table, and each request sees its first kv_len rows. Where each request's
+/// output goes follows from its RequestSplit: O and LSE directly for a request of one chunk,
+/// else partial slot slot_base + chunk in the workspace.
 struct WorkItem {
   int32_t request, kv_head, qo_head_begin, qo_head_count;
-  int32_t kv_begin, kv_end, slot, chunk;
-  int32_t request_count;
+  int32_t kv_begin, kv_end, chunk, request_count;
 };
-static_assert(sizeof(WorkItem) == 36);
+static_assert(sizeof(WorkItem) == 32);
 
 /// Per request: how many chunks it was split into, its first partial slot and its KV length.
 struct RequestSplit {

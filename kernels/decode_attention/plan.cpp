@@ -136,12 +136,11 @@ Plan plan(const Problem& p, std::span<const int32_t> kv_lens, const DeviceInfo& 
       for (int r0 = first; r0 < g1; r0 += per_cta) {
         const int count = std::min(per_cta, g1 - r0), last_len = kv_lens[r0 + count - 1];
         const int begin = std::min(last_len, c * pl.chunk_tokens), end = std::min(last_len, (c + 1) * pl.chunk_tokens);
-        const int slot = splits[r0].num_chunks > 1 ? splits[r0].slot_base + c : -1;
         for (int kh = 0; kh < p.kv_heads; ++kh)
           for (int sg = 0; sg < subgroups; ++sg) {
             const int h0 = kh * group + sg * heads_per_cta;
             const int hc = std::min(heads_per_cta, group - sg * heads_per_cta);
-            items.push_back({r0, kh, h0, hc, begin, end, slot, c, count});
+            items.push_back({r0, kh, h0, hc, begin, end, c, count});
           }
       }
     }

@@ -31,12 +31,12 @@ import datetime
 import json
 import os
 import pathlib
-import signal
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import backend_device, default_exe, generate_json, git_commit, quick_prompt_set  # noqa: E402
+from results_format import (backend_device, default_exe, generate_json, git_commit, quick_prompt_set,  # noqa: E402
+                            run_until_stopped)
 
 # (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
 # the depth and width axes a GPU verification pass makes cheap.
@@ -86,14 +86,6 @@ def cost_at(costs: dict[int, float], n: float) -> float:
     return costs[ks[-1]]
 
 
-class Stopped(Exception):
-    """SIGTERM (tools/gpu/run_all.sh's time limit)."""
-
-
-def _stop(signum, _frame):
-    raise Stopped(signal.Signals(signum).name)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spillway", default=default_exe())
@@ -126,13 +118,11 @@ def main() -> int:
     out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = pathlib.Path(args.reference) if args.reference else out_dir / "draft_replay_reference.jsonl"
-    # A SIGTERM (tools/gpu/run_all.sh's time limit) ends the runs: the rows replayed so far are
-    # written, marked incomplete.
-    signal.signal(signal.SIGTERM, _stop)
     rows: list[dict] = []
     costs: dict[int, float] = {}
-    incomplete = None
-    try:
+
+    def replay():
+        nonlocal configs, costs
         if not args.reference:
             rec = generate(args, ["--draft", "none"], prompts)
             with open(reference, "w") as f:
@@ -179,10 +169,14 @@ def main() -> int:
                 row["est_speedup"] = round(cost_at(costs, 1) * tokens / modelled, 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    except Stopped as e:
-        incomplete = f"stopped by {e} (a time limit) after {len(rows)} of {len(configs)} rows"
+
+    # A SIGTERM (tools/gpu/run_all.sh's time limit) ends the runs: the rows replayed so far are
+    # written, marked incomplete.
+    stopped = run_until_stopped(replay)
+    incomplete = None
+    if stopped:
+        incomplete = f"stopped by {stopped} (a time limit) after {len(rows)} of {len(configs)} rows"
         print(incomplete, flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     commit = git_commit()
     doc = {"name": "draft_replay", "device": device, "driver": driver, "commit": commit,

@@ -36,14 +36,14 @@ import datetime
 import json
 import os
 import pathlib
-import signal
 import statistics
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import backend_device, default_exe, generate_json, git_commit, quick_prompt_set  # noqa: E402
+from results_format import (backend_device, default_exe, generate_json, git_commit, quick_prompt_set,  # noqa: E402
+                            run_until_stopped)
 
 
 def configs(layers: int, bigram: bool) -> list[tuple]:
@@ -131,14 +131,6 @@ def plot(json_path: pathlib.Path) -> None:
     out = json_path.with_suffix(".png")
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
-
-
-class Stopped(Exception):
-    """SIGTERM (tools/gpu/run_all.sh's time limit): the rows measured so far are written."""
-
-
-def _stop(signum, _frame):
-    raise Stopped(signal.Signals(signum).name)
 
 
 def mode_rows(args, mode: str, rows_to_run: list[tuple], runs: dict, backend: str) -> list[dict]:
@@ -237,11 +229,12 @@ def main() -> int:
     # speed drifts (a shared CPU) compares rows measured close together. A row whose run fails
     # is recorded as skipped with the reason (the others still run); a SIGTERM (a time limit)
     # stops the runs and the rows measured so far are written, marked incomplete.
-    signal.signal(signal.SIGTERM, _stop)
     runs_by_mode: dict[str, dict[tuple, list[list[dict]]]] = {}
     skipped: list[dict] = []
-    total, done, incomplete = len(modes) * args.rounds * len(rows_to_run), 0, None
-    try:
+    total, done = len(modes) * args.rounds * len(rows_to_run), 0
+
+    def measure():
+        nonlocal done
         for mode, temp in (("greedy", 0.0), ("sampled", 0.7)):
             if mode not in modes:
                 continue
@@ -262,10 +255,12 @@ def main() -> int:
                                         "reason": f"spillway generate exited with {e.returncode}"})
                         print(f"row failed: {skipped[-1]}", flush=True)
                     done += 1
-    except Stopped as e:
-        incomplete = f"stopped by {e} (a time limit) after {done} of {total} runs; rows not yet run are missing"
+
+    stopped = run_until_stopped(measure)
+    incomplete = None
+    if stopped:
+        incomplete = f"stopped by {stopped} (a time limit) after {done} of {total} runs; rows not yet run are missing"
         print(incomplete, flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # writing what was measured (`timeout` kills 10 s later)
     for mode in ("greedy", "sampled"):
         if mode in runs_by_mode:
             rows += mode_rows(args, mode, rows_to_run, runs_by_mode[mode], backend)

@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import subprocess
 import tempfile
 
@@ -91,6 +92,26 @@ def generate_json(spillway: str, model: str, prompts, max_tokens: int, extra: li
         return [json.loads(line) for line in open(out) if line.strip()]
     finally:
         os.unlink(out)
+
+
+class Stopped(Exception):
+    """A SIGTERM during run_until_stopped's work (tools/gpu/run_all.sh's time limit)."""
+
+
+def run_until_stopped(work) -> str | None:
+    """Runs work() with SIGTERM raising Stopped (subprocess.run kills a child under way) and
+    returns the signal's name if that stopped it, else None. SIGTERM is ignored afterwards, so
+    that the caller writes the rows measured so far (`timeout` sends SIGKILL 10 s later)."""
+    def stop(signum, _frame):
+        raise Stopped(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        work()
+        return None
+    except Stopped as e:
+        return str(e)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def quick_prompt_set(prompts) -> pathlib.Path:

@@ -22,12 +22,12 @@ import datetime
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from results_format import cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver, markdown_table  # noqa: E402
+from results_format import (cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver,  # noqa: E402
+                            markdown_table, run_until_stopped)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -132,23 +132,13 @@ def main() -> None:
         skipped.append({"case": pathlib.Path(a.model).stem, "impl": "spillway:cuda",
                         "reason": f"{a.model} not present (tools/gpu/prepare_carry.sh carries it in two halves)"})
     models.append(("--random", "llama2-7b"))
-
-    class Stopped(Exception):
-        pass
-
-    def stop(signum, _frame):
-        raise Stopped(signal.Signals(signum).name)
-
     # A SIGTERM (tools/gpu/run_all.sh's time limit) ends the runs: the rows measured so far
     # (those of every finished `spillway step`) are written, marked incomplete.
-    signal.signal(signal.SIGTERM, stop)
+    stopped = run_until_stopped(lambda: measure_gpu(a, models, contexts, ks, reps, rows, skipped))
     incomplete = None
-    try:
-        measure_gpu(a, models, contexts, ks, reps, rows, skipped)
-    except Stopped as e:
-        incomplete = f"stopped by {e} (a time limit) after {len(rows)} rows; the rest were not measured"
+    if stopped:
+        incomplete = f"stopped by {stopped} (a time limit) after {len(rows)} rows; the rest were not measured"
         print(incomplete, flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     name, driver = gpu_name_driver()
     doc = meta(name, driver, rows,
                f"median of {reps} forwards after one warm-up (wall clock incl. the logits copy to the host); "

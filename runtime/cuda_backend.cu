@@ -70,6 +70,14 @@ class CudaModel final : public Model {
   void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens) override {
     run(batch, {nullptr, &tokens});
   }
+  void forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
+    const int kmax = std::min(w_.config.vocab_size, kMaxTopK);
+    SPW_CHECK_ARG(k >= 1 && k <= kmax, "Model::forward_topk", "k", k, fmt::format("must be in [1, {}]", kmax));
+    Output o;
+    o.top = &top;
+    o.k = k;
+    run(batch, o);
+  }
   std::span<const float> forward_view(std::span<const SeqInput> batch) override {
     Output o;
     o.pinned_logits = true;
@@ -91,14 +99,16 @@ class CudaModel final : public Model {
   void ensure_attention_workspace(size_t bytes);
   void ensure_meta(size_t elems);
   // What a forward returns: the wanted rows' logits (into the caller's vector, or into
-  // logits_host_ for forward_view), or only their greedy tokens.
+  // logits_host_ for forward_view), only their greedy tokens, or their top k.
   struct Output {
     std::vector<float>* logits = nullptr;
     std::vector<int32_t>* tokens = nullptr;
+    std::vector<TopToken>* top = nullptr;
+    int k = 0;  // of `top`
     bool pinned_logits = false;
     float* logits_dst = nullptr;  // set by run(): where the wanted rows' logits go
   };
-  // Returns the number of logits written (wanted rows x vocab_size; 0 for argmax output).
+  // Returns the number of logits written (wanted rows x vocab_size; 0 for argmax / top-k output).
   size_t run(std::span<const SeqInput> batch, Output out);
   void reserve_logits_host(size_t floats);
   void run_pass(const std::vector<PassPiece>& pass, std::span<const SeqInput> batch, Output out);
@@ -129,6 +139,9 @@ class CudaModel final : public Model {
   DeviceBuffer<float> logits_;
   DeviceBuffer<int32_t> argmax_;  // [max_forward_tokens] greedy token of each logits_ row
   cuda::PinnedArray<int32_t> argmax_host_;  // argmax_ of the pass, copied back with one async copy
+  DeviceBuffer<TopToken> top_;              // [max_forward_tokens, top_k_] top tokens of each logits_ row
+  cuda::PinnedArray<TopToken> top_host_;    // top_ of the pass (one async copy)
+  int top_k_ = 0;                           // min(vocab, kMaxTopK): the device always ranks that many
   cuda::PinnedArray<float> logits_host_;    // forward_view()'s rows (reserve_logits_host)
   std::vector<GemmPlans> gemm_plans_;  // [m - 1]
   Bytes gemm_ws_, attn_ws_;
@@ -151,9 +164,10 @@ class CudaModel final : public Model {
     cuda::GraphExec exec;
     LaunchRecord record;
   };
-  static constexpr int kSlotsPerTokens = 2 * 3;  // attention kind (tree, decode) x output kind
-  static int graph_slot(int tokens, bool decode, int output_kind) {  // output: 0 none, 1 logits, 2 argmax
-    return (tokens - 1) * kSlotsPerTokens + (decode ? 3 : 0) + output_kind;
+  static constexpr int kOutputKinds = 4;  // 0 none, 1 logits, 2 argmax, 3 top-k
+  static constexpr int kSlotsPerTokens = 2 * kOutputKinds;  // attention kind (tree, decode) x output kind
+  static int graph_slot(int tokens, bool decode, int output_kind) {
+    return (tokens - 1) * kSlotsPerTokens + (decode ? kOutputKinds : 0) + output_kind;
   }
   std::vector<GraphSlot> graphs_;  // [graph_slot(tokens, decode, output kind)]
   LaunchRecord record_;            // this pass's launches (reused: no allocation in steady state)
@@ -180,6 +194,9 @@ CudaModel::CudaModel(const CudaBackendOptions& o, const DeviceInfo& device,
   logits_ = DeviceBuffer<float>(T * c.vocab_size);
   argmax_ = DeviceBuffer<int32_t>(T);
   argmax_host_ = cuda::PinnedArray<int32_t>(T);
+  top_k_ = std::min(c.vocab_size, kMaxTopK);
+  top_ = DeviceBuffer<TopToken>(T * top_k_);
+  top_host_ = cuda::PinnedArray<TopToken>(T * top_k_);
   plan_gemms();
   graphs_.resize(size_t(std::min(o.cuda_graph_tokens, o.max_forward_tokens)) * kSlotsPerTokens);
 
@@ -352,7 +369,7 @@ size_t CudaModel::run(std::span<const SeqInput> batch, Output out) {
     decode_plans_.clear();
     tree_plans_.clear();
     plan_host_.reset();  // the previous forward ended with a sync: nothing reads the arena now
-    const size_t floats = out.tokens ? 0 : static_cast<size_t>(fp.total_rows) * c.vocab_size;
+    const size_t floats = out.tokens || out.top ? 0 : static_cast<size_t>(fp.total_rows) * c.vocab_size;
     if (out.logits) {
       out.logits->resize(floats);
       out.logits_dst = out.logits->data();
@@ -361,6 +378,7 @@ size_t CudaModel::run(std::span<const SeqInput> batch, Output out) {
       out.logits_dst = logits_host_.get();
     }
     if (out.tokens) out.tokens->resize(fp.total_rows);
+    if (out.top) out.top->resize(size_t(fp.total_rows) * out.k);
     for (const auto& pass : fp.passes) run_pass(pass, batch, out);
     stream_.sync();
     return floats;
@@ -562,9 +580,10 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       small_ops::rmsnorm({dt, T, c.hidden, x_.get(), nullptr, w_.output_norm.get(), h_.get(), c.rms_eps}, s);
       gemm(g.lm_head, h_.get(), w_.lm_head(), w_.output_bias, nullptr, logits_.get());
       if (out.tokens) small_ops::argmax(logits_.get(), T, c.vocab_size, argmax_.get(), s);
+      if (out.top) small_ops::topk(logits_.get(), T, c.vocab_size, top_k_, top_.get(), s);
     }
   };
-  const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : 1;
+  const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : out.top ? 3 : 1;
   issue(T, graph_slot(T, decode, output_kind), launches);
   // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
   // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
@@ -576,6 +595,23 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       int pass_row = 0;
       for (const PassPiece& p : pass) {
         std::copy_n(argmax_host_.get() + pass_row + p.out_first, p.out_count, out.tokens->data() + p.out_row);
+        pass_row += p.count;
+      }
+    }
+    if (opt_.debug_checks) stream_.sync();
+    return;
+  }
+  // Top k: likewise, the first out.k of each row's top_k_ entries.
+  if (out.top) {
+    if (wanted > 0) {
+      SPW_CUDA_CHECK(cudaMemcpyAsync(top_host_.get(), top_.get(), size_t(T) * top_k_ * sizeof(TopToken),
+                                     cudaMemcpyDeviceToHost, s));
+      stream_.sync();
+      int pass_row = 0;
+      for (const PassPiece& p : pass) {
+        for (int r = 0; r < p.out_count; ++r)
+          std::copy_n(top_host_.get() + size_t(pass_row + p.out_first + r) * top_k_, out.k,
+                      out.top->data() + size_t(p.out_row + r) * out.k);
         pass_row += p.count;
       }
     }

@@ -2,6 +2,7 @@
 // shared by every backend.
 #include "runtime/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/common/error.h"
@@ -31,6 +32,17 @@ void Model::forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>
   tokens.resize(logits.size() / vocab);
   for (size_t r = 0; r < tokens.size(); ++r)
     tokens[r] = greedy_token(std::span<const float>(logits.data() + r * vocab, vocab));
+}
+
+void Model::forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
+  const int vocab = config().vocab_size;
+  SPW_CHECK_ARG(k >= 1 && k <= std::min(vocab, kMaxTopK), "Model::forward_topk", "k", k,
+                fmt::format("must be in [1, {}]", std::min(vocab, kMaxTopK)));
+  thread_local std::vector<float> logits;
+  forward(batch, logits);
+  const size_t rows = logits.size() / static_cast<size_t>(vocab);
+  top.resize(rows * k);
+  for (size_t r = 0; r < rows; ++r) top_tokens(logits.data() + r * vocab, vocab, k, top.data() + r * k);
 }
 
 std::span<const float> Model::forward_view(std::span<const SeqInput> batch) {

@@ -13,7 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/top_tokens.h"
+
 namespace spw::rt {
+
+using spw::kMaxTopK;
+using spw::TopToken;
 
 /// Llama-family hyper-parameters, read from GGUF metadata.
 struct ModelConfig {
@@ -93,6 +98,14 @@ class Model {
   /// runs forward() and reduces the rows on the host; the CUDA backend reduces on the device
   /// and copies 4 bytes per row instead of 4 * vocab_size.
   virtual void forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>& tokens);
+
+  /// forward(), returning for each wanted row its k (1..kMaxTopK) most likely tokens with their
+  /// softmax probabilities: `top` resized to [wanted rows, k], rows in forward()'s order, each
+  /// as spw::top_tokens ranks them, so top[r * k].token is the row's greedy_token and a greedy
+  /// verifier can read it. For drafters that learn from the target's predictions (decode/
+  /// recycle.h). The default runs forward() and ranks on the host; the CUDA backend ranks on
+  /// the device and copies 8k bytes per row.
+  virtual void forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top);
 
   /// forward(), leaving the logits in memory the model owns instead of a caller's vector: the
   /// same rows, in the same order, with the same values. What sampled decoding reads. On the

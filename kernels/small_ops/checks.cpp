@@ -1,5 +1,7 @@
 // Argument checks of the small ops (run before every launch), and the CPU-only build's
 // stand-ins for the launchers.
+#include <algorithm>
+
 #include "kernels/common/error.h"
 #include "kernels/common/vec.h"
 #include "kernels/small_ops/small_ops.h"
@@ -76,6 +78,16 @@ void check_argmax(const float* logits, int rows, int vocab, const int32_t* out) 
   SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must be a device pointer");
 }
 
+void check_topk(const float* logits, int rows, int vocab, int k, const TopToken* out) {
+  const char* w = "small_ops::topk";
+  SPW_CHECK_ARG(rows >= 0, w, "rows", rows, "must be >= 0");
+  SPW_CHECK_ARG(vocab > 0, w, "vocab", vocab, "must be > 0");
+  SPW_CHECK_ARG(k >= 1 && k <= std::min(vocab, kMaxTopK), w, "k", k,
+                fmt::format("must be in [1, min(vocab, {})] (vocab = {})", kMaxTopK, vocab));
+  SPW_CHECK_ARG(logits != nullptr, w, "logits", "null", "must be a device pointer");
+  SPW_CHECK_ARG(out != nullptr, w, "out", "null", "must be a device pointer");
+}
+
 #if !SPW_HAVE_CUDA
 [[noreturn]] static void no_cuda(const char* what) {
   fail("small_ops::{}: Spillway was built without CUDA; GPU kernels are not available", what);
@@ -85,6 +97,7 @@ void rope(const RopeArgs& a, Stream) { check(a); no_cuda("rope"); }
 void silu_mul(const SiluMulArgs& a, Stream) { check(a); no_cuda("silu_mul"); }
 void embedding(const EmbeddingArgs& a, Stream) { check(a); no_cuda("embedding"); }
 void argmax(const float* l, int r, int v, int32_t* o, Stream) { check_argmax(l, r, v, o); no_cuda("argmax"); }
+void topk(const float* l, int r, int v, int k, TopToken* o, Stream) { check_topk(l, r, v, k, o); no_cuda("topk"); }
 #endif
 
 }  // namespace spw::small_ops

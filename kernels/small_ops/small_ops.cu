@@ -102,15 +102,19 @@ struct ArgMaxPair {
   float value;
   int index;
 };
-// Larger value wins; on equal values the lower index, so the result is order-independent.
-// NaN loses to every number (the CPU's `x[j] > x[best]` never picks one); a total order, so
-// the block reduction is associative.
+// (a, ia) ranks before (b, ib): the larger value; on equal values the lower index, so results
+// are order-independent; NaN after every number (the CPU's `x[j] > x[best]` never picks one),
+// NaNs by index. spw::ranks_before (top_tokens.h) on the device.
+__device__ SPW_FORCEINLINE bool ranks_before_d(float a, int ia, float b, int ib) {
+  const bool a_nan = isnan(a), b_nan = isnan(b);
+  if (a_nan != b_nan) return b_nan;
+  if (a_nan) return ia < ib;
+  return a > b || (a == b && ia < ib);
+}
+// The pair that ranks first; a total order, so the block reduction is associative.
 struct ArgMaxOp {
   __device__ ArgMaxPair operator()(const ArgMaxPair& a, const ArgMaxPair& b) const {
-    const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
-    if (a_nan != b_nan) return a_nan ? b : a;
-    if (a.value > b.value || (!(a.value < b.value) && a.index < b.index)) return a;
-    return b;
+    return ranks_before_d(a.value, a.index, b.value, b.index) ? a : b;
   }
 };
 
@@ -140,6 +144,75 @@ __global__ void argmax_kernel(const float* __restrict__ logits, int vocab, int32
   // The CPU reference starts from index 0 and keeps it when it is NaN (nothing compares
   // greater); a row of NaN only falls back to 0 the same way.
   if (threadIdx.x == 0) out[blockIdx.x] = r.index < vocab && !isnan(row[0]) ? r.index : 0;
+}
+
+// One block per row. Each thread keeps its kMaxTopK best (value, index) sorted in registers
+// (every index fixed at compile time, so nothing goes to local memory); the block's top k are
+// then k rounds of a block-wide ArgMaxOp over the threads' heads, the winner's thread popping
+// its head. A NaN-padded slot (index kNoToken) ranks after every element of the row.
+constexpr int kNoToken = 0x7fffffff;
+
+__global__ void topk_kernel(const float* __restrict__ logits, int vocab, int k, TopToken* __restrict__ out) {
+  constexpr int K = kMaxTopK, kWarps = kThreads / kWarpSize;
+  __shared__ ArgMaxPair per_warp[2][kWarps];  // double-buffered: one __syncthreads per round
+  __shared__ ArgMaxPair win[K];               // the block's top k, best first
+  __shared__ float scratch[kWarpSize];
+  const float* row = logits + static_cast<size_t>(blockIdx.x) * vocab;
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+
+  float val[K];
+  int idx[K];
+  SPW_UNROLL for (int p = 0; p < K; ++p) val[p] = NAN, idx[p] = kNoToken;
+  for (int j = threadIdx.x; j < vocab; j += kThreads) {
+    const float v = row[j];
+    if (!ranks_before_d(v, j, val[K - 1], idx[K - 1])) continue;
+    bool before[K];  // (v, j) ranks before slot p: it lands at the first such p
+    SPW_UNROLL for (int p = 0; p < K; ++p) before[p] = ranks_before_d(v, j, val[p], idx[p]);
+    SPW_UNROLL for (int p = K - 1; p > 0; --p) {
+      const bool shift = before[p - 1], here = before[p] && !shift;
+      val[p] = shift ? val[p - 1] : here ? v : val[p];
+      idx[p] = shift ? idx[p - 1] : here ? j : idx[p];
+    }
+    if (before[0]) val[0] = v, idx[0] = j;
+  }
+
+  float m = NAN;  // the largest non-NaN logit (NaN if there is none)
+  for (int r = 0; r < k; ++r) {
+    ArgMaxPair best = warp_argmax(ArgMaxPair{val[0], idx[0]});
+    if (lane == 0) per_warp[r & 1][warp] = best;
+    __syncthreads();
+    best = warp_argmax(lane < kWarps ? per_warp[r & 1][lane] : ArgMaxPair{NAN, kNoToken});
+    if (r == 0) m = best.value;
+    if (threadIdx.x == 0) win[r] = best;
+    if (best.index == idx[0]) {  // indices are unique: this thread held the winner
+      SPW_UNROLL for (int p = 0; p < K - 1; ++p) val[p] = val[p + 1], idx[p] = idx[p + 1];
+      val[K - 1] = NAN;
+      idx[K - 1] = kNoToken;
+    }
+  }
+
+  // The softmax denominator; m is the same in every thread, so all take the same branch.
+  const bool finite_max = isfinite(m);
+  float sum = 0.f;
+  if (finite_max) {
+    for (int j = threadIdx.x; j < vocab; j += kThreads) {
+      const float v = row[j];
+      if (!isnan(v)) sum += expf(v - m);
+    }
+    sum = block_reduce_sum(sum, scratch);
+  }
+  if (threadIdx.x != 0) return;  // thread 0 wrote win
+  const bool finite = finite_max && sum > 0.f;
+  TopToken* o = out + static_cast<size_t>(blockIdx.x) * k;
+  // Greedy's rule (top_tokens): when row[0] is NaN, token 0 first, then the others in order.
+  const bool nan0 = isnan(row[0]);
+  int n = 0;
+  if (nan0) o[n++] = TopToken{0, 0.f};
+  for (int i = 0; n < k; ++i) {
+    const ArgMaxPair w = win[i];
+    if (nan0 && w.index == 0) continue;
+    o[n++] = TopToken{w.index, finite && !isnan(w.value) ? expf(w.value - m) / sum : 0.f};
+  }
 }
 
 int grid_for(long long work, int threads) {
@@ -206,6 +279,13 @@ void argmax(const float* logits, int rows, int vocab, int32_t* out, Stream strea
   check_argmax(logits, rows, vocab, out);
   if (rows == 0) return;
   spw::launch(argmax_kernel, rows, kThreads, 0, stream, logits, vocab, out);
+  SPW_CUDA_CHECK_LAUNCH();
+}
+
+void topk(const float* logits, int rows, int vocab, int k, TopToken* out, Stream stream) {
+  check_topk(logits, rows, vocab, k, out);
+  if (rows == 0) return;
+  spw::launch(topk_kernel, rows, kThreads, 0, stream, logits, vocab, k, out);
   SPW_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,5 +1,6 @@
 // Small ops of the CUDA backend: RMSNorm (optionally fused with the residual add), RoPE on
-// Q and K in place, SiLU-gated multiply (SwiGLU activation), embedding gather and row argmax.
+// Q and K in place, SiLU-gated multiply (SwiGLU activation), embedding gather, row argmax and
+// row top-k.
 // Each is memory-bound and one launch; the math shared with the CPU backend lives in
 // kernels/common (rope.h) and the CPU references in reference.cpp.
 //
@@ -12,6 +13,7 @@
 #include "kernels/common/dtype.h"
 #include "kernels/common/platform.h"
 #include "kernels/common/rope.h"
+#include "kernels/common/top_tokens.h"
 
 namespace spw::small_ops {
 
@@ -67,11 +69,18 @@ void embedding(const EmbeddingArgs& args, Stream stream);
 /// like the CPU backend's greedy choice, so both backends pick the same token.
 void argmax(const float* logits, int rows, int vocab, int32_t* out, Stream stream);
 
+/// out[r * k + i], i < k: the k (1 <= k <= min(vocab, kMaxTopK)) most likely tokens of
+/// logits[r, 0..vocab) (fp32) with their softmax probabilities, by spw::top_tokens' rule
+/// (kernels/common/top_tokens.h): the same tokens in the same order, probabilities to fp32
+/// rounding. One block per row; deterministic.
+void topk(const float* logits, int rows, int vocab, int k, TopToken* out, Stream stream);
+
 // ---- validation (host; also used by the CPU-only build and the tests) ----
 void check(const RmsNormArgs& a);
 void check(const RopeArgs& a);
 void check(const SiluMulArgs& a);
 void check(const EmbeddingArgs& a);
 void check_argmax(const float* logits, int rows, int vocab, const int32_t* out);
+void check_topk(const float* logits, int rows, int vocab, int k, const TopToken* out);
 
 }  // namespace spw::small_ops

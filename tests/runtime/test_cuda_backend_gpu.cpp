@@ -356,6 +356,43 @@ TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
     EXPECT_EQ(tokens[r], greedy_token(std::span<const float>(lg2.data() + r * V, V))) << "row " << r;
 }
 
+// forward_topk ranks on the device: over several passes (max_forward_tokens 8) and wanted-row
+// settings, each row's tokens are exactly spw::top_tokens of the same forward's logits (every k
+// up to kMaxTopK), probabilities within fp32 rounding; then k out of range is refused.
+TEST_P(CudaVsCpu, DeviceTopKMatchesTheHostRanking) {
+  SPW_REQUIRE_GPU();
+  CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
+  o.dtype = GetParam();
+  auto gpu = test::cuda_model(models_->untied, o);
+  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  const int V = gpu->config().vocab_size;
+  for (int k : {1, 3, kMaxTopK}) {
+    const int t0 = gpu->create_sequence(), t1 = gpu->create_sequence(), t2 = gpu->create_sequence();
+    const int l0 = gpu->create_sequence(), l1 = gpu->create_sequence(), l2 = gpu->create_sequence();
+    std::vector<TopToken> top;
+    gpu->forward_topk(std::vector<SeqInput>{{t0, a, {}, 3}, {t1, b, {}, 0}, {t2, c, {}, -1}}, k, top);
+    std::vector<float> lg;
+    gpu->forward(std::vector<SeqInput>{{l0, a, {}, 3}, {l1, b, {}, 0}, {l2, c, {}, -1}}, lg);
+    ASSERT_EQ(top.size(), size_t(8 * k));
+    ASSERT_EQ(lg.size(), size_t(8) * V);
+    std::vector<TopToken> want(k);
+    for (int r = 0; r < 8; ++r) {
+      top_tokens(lg.data() + size_t(r) * V, V, k, want.data());
+      for (int i = 0; i < k; ++i) {
+        EXPECT_EQ(top[r * k + i].token, want[i].token) << "k " << k << " row " << r << " rank " << i;
+        EXPECT_NEAR(top[r * k + i].prob, want[i].prob, 1e-5f * want[i].prob + 1e-7f) << "k " << k << " row " << r;
+      }
+      EXPECT_EQ(top[r * k].token, greedy_token(std::span<const float>(lg.data() + size_t(r) * V, V))) << "row " << r;
+    }
+    for (int s : {t0, t1, t2, l0, l1, l2}) gpu->free_sequence(s);
+  }
+  const int s = gpu->create_sequence();
+  std::vector<TopToken> top;
+  EXPECT_THROW_MSG(gpu->forward_topk(std::vector<SeqInput>{{s, b, {}, -1}}, 0, top), "k = 0: must be in [1, 8]");
+  EXPECT_THROW_MSG(gpu->forward_topk(std::vector<SeqInput>{{s, b, {}, -1}}, kMaxTopK + 1, top), "k = 9");
+  EXPECT_EQ(gpu->cached_tokens(s), 0);  // refused before anything ran
+}
+
 // forward_view (logits into the model's pinned buffer) against forward (into a vector) on twin
 // sequences: the same bits, over several passes (max_forward_tokens 8), a view that needs the
 // buffer to grow, one that fits in it, one of 0 rows, and an argmax forward in between.

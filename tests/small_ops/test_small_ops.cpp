@@ -1,8 +1,12 @@
 // CPU side of the small ops: RoPE math (incl. Llama-3 scaling), references against
-// independent formulas, and argument checks (always run).
+// independent formulas, the top-k rule (spw::top_tokens) against a full sort, and argument
+// checks (always run).
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "kernels/common/rope.h"
+#include "kernels/common/top_tokens.h"
 #include "kernels/small_ops/reference.h"
 #include "kernels/small_ops/small_ops.h"
 #include "tests/common/helpers.h"
@@ -129,4 +133,139 @@ TEST(SmallOpsChecks, BadArgumentsNamed) {
   EXPECT_THROW_MSG(small_ops::check(e), "vocab = 0");
   EXPECT_THROW_MSG(small_ops::check_argmax(nullptr, 1, 10, nullptr), "logits = null");
   EXPECT_THROW_MSG(small_ops::check_argmax(reinterpret_cast<float*>(buf), -1, 10, nullptr), "rows = -1");
+}
+
+TEST(SmallOpsChecks, TopkBadArgumentsNamed) {
+  alignas(16) static float logits[16];
+  static TopToken out[16];
+  EXPECT_NO_THROW(small_ops::check_topk(logits, 2, 16, 8, out));
+  EXPECT_NO_THROW(small_ops::check_topk(logits, 0, 1, 1, out));
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, 1, 16, 0, out), "small_ops::topk: k = 0: must be in [1, min(vocab, 8)]");
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, 1, 16, 9, out), "k = 9: must be in [1, min(vocab, 8)]");
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, 1, 3, 4, out), "k = 4: must be in [1, min(vocab, 8)]");
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, -1, 16, 1, out), "small_ops::topk: rows = -1: must be >= 0");
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, 1, 0, 1, out), "small_ops::topk: vocab = 0: must be > 0");
+  EXPECT_THROW_MSG(small_ops::check_topk(nullptr, 1, 16, 1, out), "small_ops::topk: logits = null");
+  EXPECT_THROW_MSG(small_ops::check_topk(logits, 1, 16, 1, nullptr), "small_ops::topk: out = null");
+  // The launcher checks before it launches (or reports the missing CUDA), on any build.
+  EXPECT_THROW_MSG(small_ops::topk(logits, 1, 16, 9, out, nullptr), "k = 9");
+  EXPECT_THROW_MSG(small_ops::topk(nullptr, 1, 16, 2, out, nullptr), "logits = null");
+}
+
+namespace {
+std::vector<TopToken> top_of(const std::vector<float>& x, int k) {
+  std::vector<TopToken> out(k, TopToken{-1, -1.f});
+  top_tokens(x.data(), static_cast<int>(x.size()), k, out.data());
+  return out;
+}
+std::vector<int32_t> tokens_of(const std::vector<TopToken>& t) {
+  std::vector<int32_t> r;
+  for (const TopToken& e : t) r.push_back(e.token);
+  return r;
+}
+}  // namespace
+
+TEST(TopTokens, TiesGoToTheLowerIndex) {
+  const std::vector<float> x = {1, 3, 3, 2, 3, 2};
+  EXPECT_EQ(tokens_of(top_of(x, 3)), (std::vector<int32_t>{1, 2, 4}));
+  EXPECT_EQ(tokens_of(top_of(x, 5)), (std::vector<int32_t>{1, 2, 4, 3, 5}));
+  const std::vector<float> zeros = {0.f, -0.f, 0.f};  // -0 == +0: a tie
+  EXPECT_EQ(tokens_of(top_of(zeros, 3)), (std::vector<int32_t>{0, 1, 2}));
+  const auto p = top_of(x, 3);
+  EXPECT_EQ(p[0].prob, p[1].prob);
+  EXPECT_EQ(p[1].prob, p[2].prob);
+}
+
+TEST(TopTokens, NanAfterEveryNumberAndCarriesNoProbability) {
+  const std::vector<float> x = {1.f, NAN, 2.f, NAN, -INFINITY};
+  const auto t = top_of(x, 5);
+  EXPECT_EQ(tokens_of(t), (std::vector<int32_t>{2, 0, 4, 1, 3}));  // NaNs last, by index
+  EXPECT_EQ(t[2].prob, 0.f);                                      // -inf
+  EXPECT_EQ(t[3].prob, 0.f);
+  EXPECT_EQ(t[4].prob, 0.f);
+  const double e = std::exp(-1.0);
+  EXPECT_NEAR(t[0].prob, 1 / (1 + e), 1e-6);
+  EXPECT_NEAR(t[1].prob, e / (1 + e), 1e-6);
+}
+
+TEST(TopTokens, NanAtIndexZeroComesFirst) {
+  // Greedy's rule: token 0 first; the others keep their order (the last one drops out).
+  const std::vector<float> x = {NAN, 1.f, 3.f, 2.f, NAN};
+  EXPECT_EQ(tokens_of(top_of(x, 1)), (std::vector<int32_t>{0}));
+  EXPECT_EQ(tokens_of(top_of(x, 2)), (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(tokens_of(top_of(x, 4)), (std::vector<int32_t>{0, 2, 3, 1}));
+  const auto t = top_of(x, 5);  // token 0 was in the list (fewer than k numbers): moved up
+  EXPECT_EQ(tokens_of(t), (std::vector<int32_t>{0, 2, 3, 1, 4}));
+  EXPECT_EQ(t[0].prob, 0.f);
+  EXPECT_EQ(t[4].prob, 0.f);
+  EXPECT_NEAR(t[1].prob + t[2].prob + t[3].prob, 1.f, 1e-6);  // m = the largest number
+  EXPECT_EQ(top_of(x, 1)[0].prob, 0.f);
+  // A row of NaN: tokens by index, no probability anywhere.
+  const auto n = top_of({NAN, NAN, NAN}, 3);
+  EXPECT_EQ(tokens_of(n), (std::vector<int32_t>{0, 1, 2}));
+  for (const TopToken& e : n) EXPECT_EQ(e.prob, 0.f);
+}
+
+TEST(TopTokens, RowWithoutFiniteMaximumHasNoProbability) {
+  for (const std::vector<float>& x : {std::vector<float>{-INFINITY, -INFINITY, NAN}, std::vector<float>{1.f, INFINITY, 2.f}}) {
+    const auto t = top_of(x, 3);
+    for (const TopToken& e : t) EXPECT_EQ(e.prob, 0.f);
+  }
+  EXPECT_EQ(top_of({1.f, INFINITY, 2.f}, 3)[0].token, 1);
+}
+
+TEST(TopTokens, ProbabilitiesAreTheSoftmaxAndSumToOne) {
+  auto rng = test::make_rng(7);
+  for (int vocab = 1; vocab <= kMaxTopK; ++vocab) {
+    const auto x = test::random_floats(rng, vocab, -20.f, 20.f);
+    const auto t = top_of(x, vocab);
+    const double m = *std::max_element(x.begin(), x.end());
+    double sum = 0, total = 0;
+    for (float v : x) sum += std::exp(double(v) - m);
+    for (const TopToken& e : t) {
+      // fp32 rounds x - m (half an ulp of |x - m| <= 40: ~2e-6 relative in exp)
+      EXPECT_NEAR(e.prob, std::exp(double(x[e.token]) - m) / sum, 5e-6 * e.prob + 1e-30) << vocab;
+      total += e.prob;
+    }
+    EXPECT_NEAR(total, 1.0, 1e-6) << vocab;
+  }
+}
+
+TEST(TopTokens, MatchesAFullSortOnRandomRows) {
+  auto rng = test::make_rng(11);
+  std::uniform_int_distribution<int> pick(0, 99);
+  for (int trial = 0; trial < 400; ++trial) {
+    const int vocab = 1 + trial % 300;
+    auto x = test::random_floats(rng, vocab, -8.f, 8.f);
+    const int kind = trial % 4;
+    for (float& v : x) {
+      if (kind == 1) v = std::round(v);  // few distinct values: many ties
+      const int u = pick(rng);
+      if (kind >= 2 && u < 5) v = NAN;
+      if (kind >= 2 && u >= 95) v = -INFINITY;
+    }
+    if (kind == 3) x[0] = NAN;
+    std::vector<int32_t> order(vocab);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {  // value desc, NaN last
+      return !std::isnan(x[a]) && (std::isnan(x[b]) || x[a] > x[b]);
+    });
+    if (std::isnan(x[0])) {  // greedy's rule: token 0 first, the others in order
+      const auto zero = std::find(order.begin(), order.end(), 0);
+      std::rotate(order.begin(), zero, zero + 1);
+    }
+    double m = -INFINITY, sum = 0;
+    for (float v : x) if (!std::isnan(v)) m = std::max(m, double(v));
+    for (float v : x) if (!std::isnan(v)) sum += std::exp(double(v) - m);
+    for (int k = 1; k <= std::min(vocab, kMaxTopK); ++k) {
+      const auto t = top_of(x, k);
+      ASSERT_EQ(tokens_of(t), std::vector<int32_t>(order.begin(), order.begin() + k)) << "trial " << trial << " k " << k;
+      for (int i = 0; i < k; ++i) {
+        const float v = x[t[i].token];
+        // k = 1 with x[0] NaN: the list holds no number, so no maximum: prob 0 (token 0's anyway)
+        const double want = std::isnan(v) || !std::isfinite(m) ? 0.0 : std::exp(double(v) - m) / sum;
+        EXPECT_NEAR(t[i].prob, want, 1e-5 * want + 1e-30) << "trial " << trial << " k " << k << " i " << i;
+      }
+    }
+  }
 }

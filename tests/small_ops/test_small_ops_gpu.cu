@@ -1,10 +1,14 @@
 // GPU small ops against their CPU references (skipped without a usable GPU).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <random>
 
 #include "kernels/common/device_buffer.h"
+#include "kernels/common/top_tokens.h"
 #include "kernels/small_ops/reference.h"
 #include "kernels/small_ops/small_ops.h"
+#include "tests/common/graph_capture.h"
 #include "tests/common/helpers.h"
 
 using namespace spw;
@@ -159,5 +163,127 @@ TEST(SmallOpsGpuArgmax, MatchesReferenceWithTies) {
     small_ops::argmax(dl.get(), rows, vocab, dout.get(), nullptr);
     SPW_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_EQ(dout.download(), ref::argmax(logits, rows, vocab)) << vocab;
+  }
+}
+
+namespace {
+// Row r of a top-k test: random logits shaped by one of kTopkKinds patterns, each aimed at a
+// part of the rule (ties, NaN, infinities, the per-thread lists' worst case).
+constexpr int kTopkKinds = 11;
+void shape_topk_row(std::mt19937_64& rng, float* x, int vocab, int kind) {
+  std::uniform_int_distribution<int> pick(0, vocab - 1);
+  switch (kind) {
+    case 0: break;                                                     // plain random
+    case 1: for (int j = 0; j < vocab; ++j) x[j] = std::round(x[j] / 4); break;  // ~5 values: ties
+    case 2: x[0] = NAN; for (int i = 0; i < 4; ++i) x[pick(rng)] = NAN; break;    // NaN at 0 and elsewhere
+    case 3:                                                            // NaN and -inf, not at 0
+      for (int i = 0; i < 6; ++i) x[pick(rng)] = NAN, x[pick(rng)] = -INFINITY;
+      if (vocab > 1) x[vocab - 1] = NAN;
+      break;
+    case 4: for (int j = 0; j < vocab; ++j) x[j] = static_cast<float>(j) * 1e-3f; break;  // ascending
+    case 5: std::fill(x, x + vocab, 0.5f); break;                      // all equal
+    case 6:                                                            // fewer numbers than k, x[0] NaN
+      std::fill(x, x + vocab, NAN);
+      for (int i = 0; i < 3; ++i) x[pick(rng)] = static_cast<float>(i);
+      x[0] = NAN;
+      break;
+    case 7: std::fill(x, x + vocab, -INFINITY); x[pick(rng)] = NAN; break;  // no finite maximum
+    case 8: x[pick(rng)] = INFINITY; break;                            // +inf: no finite maximum
+    case 9:                                                            // a tie at the top, far apart
+      x[vocab / 3] = x[vocab - 1] = 50.f;
+      for (int i = 0; i < 3; ++i) x[pick(rng)] = -INFINITY;
+      break;
+    case 10:  // the top all in one thread's strided slice (the kernel's 256 threads), rising, tied in fours
+      for (int j = 0; j < vocab; j += 256) x[j] = 20.f + static_cast<float>(j / 1024);
+      break;
+  }
+}
+
+// Token t's probability in fp64 from the same fp32 differences x - m (m the largest non-NaN
+// logit): 0 for a NaN logit or a row without a finite maximum.
+double softmax_prob(const float* x, int vocab, int t) {
+  float m = -INFINITY;
+  for (int j = 0; j < vocab; ++j)
+    if (!std::isnan(x[j])) m = std::max(m, x[j]);
+  if (!std::isfinite(m) || std::isnan(x[t])) return 0.0;
+  double sum = 0;
+  for (int j = 0; j < vocab; ++j)
+    if (!std::isnan(x[j])) sum += std::exp(double(x[j] - m));
+  return std::exp(double(x[t] - m)) / sum;
+}
+// Both the kernel (256 fp32 partial sums, then a tree) and top_tokens (fp32 terms in 8 double
+// lanes) are within ~3e-7 relative of fp64; held to 1e-5 against fp64 and against each other.
+constexpr double kTopTokensRel = 1e-5;
+}  // namespace
+
+TEST(SmallOpsGpuTopk, MatchesTopTokens) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng();
+  int case_index = 0;
+  for (int vocab : {1, 7, 8, 1000, 49152, 128256}) {
+    for (int rows : {0, 1, 3, 17}) {
+      for (int k : {1, 4, 8}) {
+        if (k > vocab) continue;
+        auto logits = test::random_floats(rng, size_t(rows) * vocab, -10.f, 10.f);
+        std::vector<int> kinds(rows);
+        for (int r = 0; r < rows; ++r) {
+          kinds[r] = (case_index + r) % kTopkKinds;
+          shape_topk_row(rng, logits.data() + size_t(r) * vocab, vocab, kinds[r]);
+        }
+        ++case_index;
+        std::vector<TopToken> want(size_t(rows) * k);
+        for (int r = 0; r < rows; ++r) top_tokens(logits.data() + size_t(r) * vocab, vocab, k, want.data() + size_t(r) * k);
+
+        DeviceBuffer<float> dl(rows ? logits : std::vector<float>{1.f});  // rows = 0: a valid pointer, no launch
+        const size_t tail = 4;  // entries past rows * k that must stay poisoned
+        DeviceBuffer<TopToken> dout(size_t(rows) * k + tail);
+        dout.fill_bytes(test::kPoisonByte);
+        small_ops::topk(dl.get(), rows, vocab, k, dout.get(), nullptr);
+        SPW_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = dout.download();
+        for (int r = 0; r < rows; ++r)
+          for (int i = 0; i < k; ++i) {
+            const TopToken g = got[size_t(r) * k + i], w = want[size_t(r) * k + i];
+            ASSERT_EQ(g.token, w.token) << "vocab " << vocab << " rows " << rows << " k " << k << " row " << r
+                                        << " (kind " << kinds[r] << ") i " << i;
+            const double exact = softmax_prob(logits.data() + size_t(r) * vocab, vocab, g.token);
+            EXPECT_NEAR(g.prob, exact, 1e-5 * exact + 1e-30)
+                << "vocab " << vocab << " k " << k << " row " << r << " (kind " << kinds[r] << ") i " << i;
+            EXPECT_NEAR(g.prob, w.prob, kTopTokensRel * w.prob + 1e-30)
+                << "vocab " << vocab << " k " << k << " row " << r << " (kind " << kinds[r] << ") i " << i;
+          }
+        const auto poison = test::poisoned<TopToken>(tail);
+        EXPECT_EQ(std::memcmp(got.data() + size_t(rows) * k, poison.data(), tail * sizeof(TopToken)), 0)
+            << "wrote past rows * k: vocab " << vocab << " rows " << rows << " k " << k;
+
+        // Deterministic: a second run gives the same bytes.
+        dout.fill_bytes(test::kPoisonByte);
+        small_ops::topk(dl.get(), rows, vocab, k, dout.get(), nullptr);
+        SPW_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto again = dout.download();
+        EXPECT_EQ(std::memcmp(again.data(), got.data(), got.size() * sizeof(TopToken)), 0)
+            << "vocab " << vocab << " rows " << rows << " k " << k;
+      }
+    }
+  }
+}
+
+TEST(SmallOpsGpuTopk, ReplaysInACudaGraph) {
+  SPW_REQUIRE_GPU();
+  auto rng = test::make_rng(3);
+  const int rows = 5, vocab = 3000, k = 8;
+  auto logits = test::random_floats(rng, size_t(rows) * vocab, -10.f, 10.f);
+  logits[0] = NAN;
+  DeviceBuffer<float> dl(logits);
+  DeviceBuffer<TopToken> dout(size_t(rows) * k);
+  test::CapturedGraph graph([&](cudaStream_t s) { small_ops::topk(dl.get(), rows, vocab, k, dout.get(), s); });
+  dout.fill_bytes(test::kPoisonByte);
+  graph.replay(2);
+  const auto got = dout.download();
+  std::vector<TopToken> want(size_t(rows) * k);
+  for (int r = 0; r < rows; ++r) top_tokens(logits.data() + size_t(r) * vocab, vocab, k, want.data() + size_t(r) * k);
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].token, want[i].token) << i;
+    EXPECT_NEAR(got[i].prob, want[i].prob, 1e-5 * want[i].prob + 1e-30) << i;
   }
 }

@@ -1,0 +1,76 @@
+// The k most likely tokens of one row of logits, with their softmax probabilities: the rule
+// that every producer of a top-k follows (Model::forward_topk's host default, the CUDA
+// backend's small_ops::topk kernel, whose test compares against this function).
+//
+// Order: the larger logit first; equal logits, the lower token first; NaN after every number.
+// When x[0] is NaN, token 0 comes first: greedy decoding's rule (rt::greedy_token: a NaN wins
+// only at index 0), so out[0] is always the greedy token and a top-k pass can verify greedily.
+// prob = exp(x - m) / sum_j exp(x_j - m), m the largest non-NaN logit (fp32 exp_nonpositive
+// terms summed in 8 double lanes: relative error ~3e-7); a NaN logit carries no probability
+// (prob 0, nothing added to the sum), and a row without a finite maximum gives prob 0.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/common/host_math.h"
+
+namespace spw {
+
+/// Largest k that forward_topk / small_ops::topk serve.
+inline constexpr int kMaxTopK = 8;
+
+struct TopToken {
+  int32_t token = 0;
+  float prob = 0.f;
+};
+
+/// `a` (value, index) ranks before `b`: the order above without the x[0]-is-NaN special case.
+inline bool ranks_before(float a, int32_t ia, float b, int32_t ib) {
+  const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
+  if (a_nan != b_nan) return b_nan;
+  if (a_nan) return ia < ib;
+  return a > b || (a == b && ia < ib);
+}
+
+/// Writes the k (1 <= k <= min(vocab, kMaxTopK)) most likely tokens of x[0..vocab) to out.
+/// One pass keeping a sorted list of k (O(vocab) compares for the usual row), then one for
+/// the softmax denominator.
+inline void top_tokens(const float* x, int vocab, int k, TopToken* out) {
+  float val[kMaxTopK] = {};
+  int32_t idx[kMaxTopK] = {};
+  int n = 0;
+  for (int32_t j = 0; j < vocab; ++j) {
+    const float v = x[j];
+    if (n == k && !ranks_before(v, j, val[k - 1], idx[k - 1])) continue;
+    int p = n < k ? n++ : k - 1;
+    while (p > 0 && ranks_before(v, j, val[p - 1], idx[p - 1])) {
+      val[p] = val[p - 1];
+      idx[p] = idx[p - 1];
+      --p;
+    }
+    val[p] = v;
+    idx[p] = j;
+  }
+  if (std::isnan(x[0]) && idx[0] != 0) {  // greedy's rule: token 0 first, the rest shift down
+    int p = 0;
+    while (p < k - 1 && idx[p] != 0) ++p;  // token 0 is in the list (p < k - 1) or drops out
+    for (; p > 0; --p) val[p] = val[p - 1], idx[p] = idx[p - 1];
+    val[0] = x[0];
+    idx[0] = 0;
+  }
+  const float m = std::isnan(val[0]) && n > 1 ? val[1] : val[0];
+  constexpr int kLanes = 8;
+  double lane[kLanes] = {};
+  int32_t j = 0;
+  for (; j + kLanes <= vocab; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane[l] += exp_nonpositive(x[j + l] - m);
+  for (; j < vocab; ++j) lane[0] += exp_nonpositive(x[j] - m);
+  double sum = 0;
+  for (double s : lane) sum += s;
+  const bool finite = std::isfinite(m) && sum > 0;
+  for (int i = 0; i < k; ++i)
+    out[i] = {idx[i], finite ? static_cast<float>(exp_nonpositive(val[i] - m) / sum) : 0.f};
+}
+
+}  // namespace spw

@@ -248,38 +248,82 @@ BigramTable BigramTable::load(const std::string& path, int expected_vocab, uint6
   return t;
 }
 
-void bigram_fill(const BigramTable& table, int32_t last, int k, Draft& out, float min_p) {
+NextTokens::NextTokens(std::shared_ptr<const BigramTable> table, bool recycle)
+    : table_(std::move(table)), recycle_(recycle) {
+  SPW_CHECK(table_ != nullptr && table_->vocab_size() > 0, "NextTokens: no bigram table");
+  width_ = table_->top_k();
+}
+
+std::span<const BigramTable::Entry> NextTokens::next(int32_t prev) const {
+  if (!row_of_.empty()) {
+    const auto it = row_of_.find(prev);
+    if (it != row_of_.end()) return {rows_.data() + size_t(it->second) * width_, size_t(width_)};
+  }
+  return table_->next(prev);
+}
+
+void NextTokens::observe(int32_t prev, std::span<const TopToken> next) {
+  const int vocab = table_->vocab_size();
+  if (!recycle_ || next.empty() || prev < 0 || prev >= vocab) return;
+  const auto base = table_->next(prev);
+  auto [it, fresh] = row_of_.try_emplace(prev, static_cast<int32_t>(row_of_.size()));
+  if (fresh) rows_.resize(rows_.size() + width_);
+  BigramTable::Entry* row = rows_.data() + size_t(it->second) * width_;
+  // The observation first, then the table's candidates it does not list, up to the width.
+  int n = 0;
+  auto listed = [&](int32_t t) { return std::any_of(row, row + n, [&](const auto& e) { return e.token == t; }); };
+  for (const TopToken& t : next)
+    if (n < width_ && t.token >= 0 && t.token < vocab && !listed(t.token)) row[n++] = {t.token, t.prob};
+  for (const auto& e : base)
+    if (n < width_ && !listed(e.token)) row[n++] = e;
+  for (; n < width_; ++n) row[n] = {row[0].token, 0.f};  // (a table always has width_ distinct)
+}
+
+void NextTokens::clear() {
+  row_of_.clear();
+  rows_.clear();
+}
+
+void bigram_fill(const NextTokens& table, int32_t last, int k, Draft& out, float min_p) {
   double p = 1.0;
   while (static_cast<int>(out.tokens.size()) < k) {
     const BigramTable::Entry& e = table.next(last)[0];
     p *= e.prob;
     if (p < min_p) return;
     last = e.token;
-    out.push(last, "bigram", e.prob);
+    out.push(last, table.source(), e.prob);
   }
 }
 
-BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table, float min_p)
-    : table_(std::move(table)), min_p_(min_p) {
-  SPW_CHECK(table_ != nullptr, "BigramDrafter: no bigram table");
+namespace {
+std::shared_ptr<const BigramTable> checked_table(std::shared_ptr<const BigramTable> table) {
+  SPW_CHECK(table != nullptr, "BigramDrafter: no bigram table");
+  return table;
+}
+}  // namespace
+
+BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table, float min_p, bool recycle)
+    : next_(checked_table(std::move(table)), recycle), min_p_(min_p) {
   SPW_CHECK_ARG(min_p >= 0.f && min_p <= 1.f, "BigramDrafter", "min_p", min_p, "must be in [0, 1]");
 }
 
 Draft BigramDrafter::propose(std::span<const int32_t> context, int k) {
   Draft d;
   if (context.empty() || k <= 0) return d;
-  bigram_fill(*table_, context.back(), k, d, min_p_);
+  bigram_fill(next_, context.back(), k, d, min_p_);
   return d;
 }
 
 std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
   std::vector<Draft> out;
   if (context.empty() || k <= 0) return out;
-  const auto first = table_->next(context.back());
+  const auto first = next_.next(context.back());
   for (int j = 0; j < width && j < static_cast<int>(first.size()); ++j) {
+    if (std::any_of(first.begin(), first.begin() + j, [&](const auto& e) { return e.token == first[j].token; }))
+      continue;  // (an observed row pads with its first token when the table is short)
     Draft d;
-    d.push(first[j].token, "bigram", first[j].prob);
-    bigram_fill(*table_, first[j].token, j == 0 ? k : 1, d, min_p_);
+    d.push(first[j].token, next_.source(), first[j].prob);
+    bigram_fill(next_, first[j].token, j == 0 ? k : 1, d, min_p_);
     out.push_back(std::move(d));
   }
   return out;

@@ -1,6 +1,8 @@
 // Vertical and horizontal cascades (see cascade.h for the exact rules).
 #include "decode/cascade.h"
 
+#include <algorithm>
+
 #include "decode/sampling.h"
 #include "kernels/common/error.h"
 
@@ -56,6 +58,17 @@ void Cascade::collect_costs(std::vector<DraftCost>& out) const {
   if (reviewer_) reviewer_->collect_costs(out);
   if (lower_) lower_->collect_costs(out);
   for (const auto& p : parts_) p.drafter->collect_costs(out);
+}
+
+int Cascade::wants_target_topk() const {
+  int k = lower_ ? lower_->wants_target_topk() : 0;
+  for (const auto& p : parts_) k = std::max(k, p.drafter->wants_target_topk());
+  return k;
+}
+
+void Cascade::observe_target(int32_t token, std::span<const TopToken> next) {
+  if (lower_) lower_->observe_target(token, next);
+  for (auto& p : parts_) p.drafter->observe_target(token, next);
 }
 
 Draft Cascade::propose(std::span<const int32_t> context, int k) {

@@ -42,6 +42,9 @@ class Cascade final : public Drafter {
   Draft propose(std::span<const int32_t> context, int k) override;
   void reset() override;
   void collect_costs(std::vector<DraftCost>& out) const override;
+  /// The most any part wants; observations go to every part (a reviewer model ignores them).
+  int wants_target_topk() const override;
+  void observe_target(int32_t token, std::span<const TopToken> next) override;
 
   /// Vertical: tokens the lower drafter proposed / the reviewer accepted (lenience test).
   int64_t lower_proposed() const { return lower_proposed_; }

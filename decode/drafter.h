@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/top_tokens.h"
+
 namespace spw::decode {
 
 /// A draft of k tokens, with the drafter's probability of each where it has one.
@@ -59,6 +61,17 @@ class Drafter {
   virtual void reset() {}
   /// Appends this drafter's neural forward counts (and those of its children).
   virtual void collect_costs(std::vector<DraftCost>& out) const { (void)out; }
+  /// How many of the target's most likely next tokens (<= kMaxTopK) this drafter wants to see
+  /// for the rows the target computed; 0 (default): none. The decoder then ranks every row
+  /// (Model::forward_topk) and calls observe_target() after each pass and after the prefill.
+  virtual int wants_target_topk() const { return 0; }
+  /// The target's top tokens (most likely first, with probabilities) after `token` in one row
+  /// it computed: the prompt's rows, and each pass's rows (the accepted path's last, so that
+  /// an observation made in the text that was kept wins over one made in a rejected branch).
+  virtual void observe_target(int32_t token, std::span<const TopToken> next) {
+    (void)token;
+    (void)next;
+  }
 };
 
 /// Makes one fresh Drafter per sequence. An empty factory means plain autoregressive decoding.

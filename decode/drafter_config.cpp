@@ -22,6 +22,7 @@ struct Node {
   enum Kind { maxgram, bigram, model, vcascade, hcascade } kind = maxgram;
   MaxGramOptions mg;
   bool with_bigram = false;
+  bool recycle = false;  // the bigram table refreshed by the target's predictions
   std::string path;  // model
   int layers = 0;    // model: 0 = all
   std::shared_ptr<rt::Model> loaded;
@@ -171,20 +172,23 @@ class Parser {
         if (n.mg.min_n < 1 || n.mg.max_n < n.mg.min_n || n.mg.max_n > 64)
           error("maxgram:MIN-MAX needs 1 <= MIN <= MAX <= 64");
       }
-      if (eat("+bigram")) {
+      if (eat("+bigram") || (n.recycle = eat("+recycle"))) {
         n.with_bigram = true;
         n.mg.bigram_min_p = min_p();
       }
       if (n.with_bigram && !env_.bigram)
-        error("'maxgram+bigram' needs a bigram table (build one with `spillway bigram build`)");
-    } else if (eat("bigram")) {
+        error(std::string("'maxgram+") + (n.recycle ? "recycle" : "bigram") +
+              "' needs a bigram table (build one with `spillway bigram build`)");
+    } else if (eat("bigram") || (n.recycle = eat("recycle"))) {
       n.kind = Node::bigram;
       n.mg.bigram_min_p = min_p();
-      if (!env_.bigram) error("'bigram' needs a bigram table (build one with `spillway bigram build`)");
+      if (!env_.bigram)
+        error(std::string("'") + (n.recycle ? "recycle" : "bigram") +
+              "' needs a bigram table (build one with `spillway bigram build`)");
     } else {
       const std::string w = word();
       error("unknown drafter '" + (w.empty() ? rest() : w) +
-            "' (expected maxgram, bigram, model:PATH, self:N, vcascade(...), hcascade(...))");
+            "' (expected maxgram, bigram, recycle, model:PATH, self:N, vcascade(...), hcascade(...))");
     }
     if (n.text.empty()) n.text = s_.substr(start, pos_ - start);
     return n;
@@ -205,9 +209,9 @@ std::unique_ptr<ModelDrafter> make_model(const Node& n, const DrafterEnv& env, u
 std::unique_ptr<Drafter> build(const Node& n, const DrafterEnv& env, uint64_t& salt) {
   switch (n.kind) {
     case Node::maxgram:
-      return std::make_unique<MaxGramDrafter>(n.mg, n.with_bigram ? env.bigram : nullptr);
+      return std::make_unique<MaxGramDrafter>(n.mg, n.with_bigram ? env.bigram : nullptr, n.recycle);
     case Node::bigram:
-      return std::make_unique<BigramDrafter>(env.bigram, n.mg.bigram_min_p);
+      return std::make_unique<BigramDrafter>(env.bigram, n.mg.bigram_min_p, n.recycle);
     case Node::model:
       return make_model(n, env, ++salt);
     case Node::hcascade: {

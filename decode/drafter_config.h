@@ -1,8 +1,10 @@
 // Drafter config strings -> DrafterFactory. Grammar (whitespace ignored; see decode/README.md):
 //
 //   spec    := 'none' | 'ar' | term          ('none'/'ar': plain autoregressive decoding)
-//   term    := 'maxgram' [':' MIN '-' MAX] ['+bigram' ['@' P]]
-//            | 'bigram' ['@' P]               P: stop the bigram chain below this probability
+//   term    := 'maxgram' [':' MIN '-' MAX] [('+bigram' | '+recycle') ['@' P]]
+//            | ('bigram' | 'recycle') ['@' P]   P: stop the bigram chain below this probability
+//                                             recycle: the bigram table refreshed by the
+//                                             target's top-k predictions (Token Recycling)
 //            | 'model:' PATH                  a smaller GGUF model (same vocabulary)
 //            | 'self:' LAYERS | 'model:self:' LAYERS   the target's first LAYERS layers
 //            | 'vcascade(' term ',' term {',' term} [';' opt {',' opt}] ')'

@@ -16,8 +16,10 @@ uint64_t mix(uint64_t h, int32_t t) {
 }
 }  // namespace
 
-MaxGramDrafter::MaxGramDrafter(MaxGramOptions options, std::shared_ptr<const BigramTable> bigram)
-    : opt_(options), bigram_(std::move(bigram)) {
+MaxGramDrafter::MaxGramDrafter(MaxGramOptions options, std::shared_ptr<const BigramTable> bigram, bool recycle)
+    : opt_(options) {
+  SPW_CHECK(bigram || !recycle, "MaxGramDrafter: recycle needs a bigram table");
+  if (bigram) next_.emplace(std::move(bigram), recycle);
   SPW_CHECK_ARG(opt_.min_n >= 1, "MaxGramDrafter", "min_n", opt_.min_n, "must be >= 1");
   SPW_CHECK_ARG(opt_.max_n >= opt_.min_n && opt_.max_n <= 64, "MaxGramDrafter", "max_n",
                 opt_.max_n, "must be in [min_n, 64]");
@@ -30,6 +32,7 @@ void MaxGramDrafter::reset() {
   const int levels = opt_.max_n - opt_.min_n + 1;
   last_.assign(levels, {});
   prev_.assign(levels, {});
+  if (next_) next_->clear();
 }
 
 uint64_t MaxGramDrafter::suffix_hash(size_t end, int n) const {
@@ -115,8 +118,8 @@ void MaxGramDrafter::fill(int end, int k, Draft& d, std::span<const int32_t> con
     d.sources.push_back("maxgram");
   }
   if (static_cast<int>(d.tokens.size()) >= k) return;
-  if (bigram_) {
-    bigram_fill(*bigram_, d.tokens.empty() ? context.back() : d.tokens.back(), k, d, opt_.bigram_min_p);
+  if (next_) {
+    bigram_fill(*next_, d.tokens.empty() ? context.back() : d.tokens.back(), k, d, opt_.bigram_min_p);
     return;
   }
   if (end < 0) return;
@@ -187,15 +190,15 @@ std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context
   // Room left and a bigram table: its other likely next tokens as further root branches, each
   // with one bigram token after it (replayed on the e2e prompts, SmolLM2, 8 branches, k 12:
   // 2.29 -> 2.50 tokens per pass; a second token adds 0.02, longer ones nothing).
-  if (bigram_) {
+  if (next_) {
     constexpr int kAltLength = 2;
-    for (const auto& e : bigram_->next(context.back())) {
+    for (const auto& e : next_->next(context.back())) {
       if (static_cast<int>(out.size()) >= width) break;
       if (e.prob <= 0.f || std::find(firsts.begin(), firsts.end(), e.token) != firsts.end()) continue;
       firsts.push_back(e.token);
       Draft d;
-      d.push(e.token, "bigram", e.prob);
-      bigram_fill(*bigram_, e.token, std::min(k, kAltLength), d, opt_.bigram_min_p);
+      d.push(e.token, next_->source(), e.prob);
+      bigram_fill(*next_, e.token, std::min(k, kAltLength), d, opt_.bigram_min_p);
       out.push_back(std::move(d));
     }
   }

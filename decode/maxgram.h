@@ -13,9 +13,12 @@
 // BigramTable is attached (exactly k tokens then, or fewer with a bigram_min_p confidence
 // cut); without a table a match is extended
 // periodically (the copy continues into its own proposed tokens: repetition loops).
+// `recycle` (spec `maxgram+recycle`): the table is read through the target's own recent
+// predictions (NextTokens in bigram.h, Token Recycling), refreshed after every pass.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "decode/bigram.h"
@@ -32,8 +35,10 @@ struct MaxGramOptions {
 class MaxGramDrafter final : public Drafter {
  public:
   explicit MaxGramDrafter(MaxGramOptions options = {},
-                          std::shared_ptr<const BigramTable> bigram = nullptr);
-  std::string name() const override { return bigram_ ? "maxgram+bigram" : "maxgram"; }
+                          std::shared_ptr<const BigramTable> bigram = nullptr, bool recycle = false);
+  std::string name() const override {
+    return !next_ ? "maxgram" : next_->recycling() ? "maxgram+recycle" : "maxgram+bigram";
+  }
   Draft propose(std::span<const int32_t> context, int k) override;
   /// Up to `width` distinct drafts continuing earlier occurrences of the suffix (longest match
   /// first, most recent first): first those with distinct first tokens (the tree branches at
@@ -42,6 +47,10 @@ class MaxGramDrafter final : public Drafter {
   /// tokens (two-token drafts) fill the remaining branches at the root.
   std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
   void reset() override;
+  int wants_target_topk() const override { return next_ && next_->recycling() ? kRecycleTopK : 0; }
+  void observe_target(int32_t token, std::span<const TopToken> next) override {
+    if (next_) next_->observe(token, next);
+  }
 
   /// Brings the index in line with `context` (exposed for tests). Returns the match: the end
   /// position of the most recent earlier occurrence of the longest matching suffix, and its
@@ -58,7 +67,7 @@ class MaxGramDrafter final : public Drafter {
   void fill(int end, int k, Draft& d, std::span<const int32_t> context);
 
   MaxGramOptions opt_;
-  std::shared_ptr<const BigramTable> bigram_;
+  std::optional<NextTokens> next_;  // the bigram fill's table, when there is one
   std::vector<int32_t> tokens_;  // indexed text
   // Per n (index n - min_n): hash -> most recent end position whose n-gram is INDEXED.
   // An n-gram ending at position j is indexed once position j + 1 exists (it has a

@@ -101,6 +101,11 @@ void ReplayModel::forward(std::span<const rt::SeqInput> batch, std::vector<float
   ++forwards_;
 }
 
+void ReplayModel::forward_topk(std::span<const rt::SeqInput>, int, std::vector<rt::TopToken>&) {
+  fail("ReplayModel::forward_topk: a replayed target knows only its recorded greedy tokens, not its top k: "
+       "drafters that learn from the target's predictions (recycle, maxgram+recycle) need a real model");
+}
+
 void ReplayModel::forward_argmax(std::span<const rt::SeqInput> batch, std::vector<int32_t>& tokens) {
   check(batch);
   tokens.clear();

@@ -52,6 +52,8 @@ class ReplayModel final : public rt::Model {
   void forward(std::span<const rt::SeqInput> batch, std::vector<float>& logits) override;
   /// Appends the tokens and answers each wanted row from the reference (see above).
   void forward_argmax(std::span<const rt::SeqInput> batch, std::vector<int32_t>& tokens) override;
+  /// Throws: a reference records greedy tokens, not the target's top k (what 'recycle' reads).
+  void forward_topk(std::span<const rt::SeqInput> batch, int k, std::vector<rt::TopToken>& top) override;
 
   void rollback(int seq_id, int new_len) override;
   void keep_tokens(int seq_id, int base, std::span<const int32_t> offsets) override;

@@ -186,17 +186,72 @@ TEST(Bigram, ConfidenceCutStopsTheChainBelowMinP) {
   auto t = std::make_shared<BigramTable>(4, 1, 0);
   const std::pair<int32_t, float> next[4] = {{1, 0.9f}, {2, 0.5f}, {3, 0.9f}, {0, 0.2f}};
   for (int32_t a = 0; a < 4; ++a) t->next_mutable(a)[0] = {next[a].first, next[a].second};
+  const NextTokens plain(t);
   Draft d;
-  bigram_fill(*t, 0, 6, d, 0.4f);  // products 0.9, 0.45, 0.405 (kept), then 0.081 < 0.4
+  bigram_fill(plain, 0, 6, d, 0.4f);  // products 0.9, 0.45, 0.405 (kept), then 0.081 < 0.4
   EXPECT_EQ(d.tokens, (std::vector<int32_t>{1, 2, 3}));
   EXPECT_EQ(d.sources, (std::vector<std::string>{"bigram", "bigram", "bigram"}));
   Draft all;
-  bigram_fill(*t, 0, 6, all);  // no cut: exactly k
+  bigram_fill(plain, 0, 6, all);  // no cut: exactly k
   EXPECT_EQ(all.tokens, (std::vector<int32_t>{1, 2, 3, 0, 1, 2}));
   Draft none;
-  bigram_fill(*t, 3, 6, none, 0.5f);  // the first step is already below
+  bigram_fill(plain, 3, 6, none, 0.5f);  // the first step is already below
   EXPECT_TRUE(none.tokens.empty());
   EXPECT_EQ(BigramDrafter(t, 0.4f).propose(std::vector<int32_t>{0}, 6).tokens, d.tokens);
   EXPECT_THROW_MSG(BigramDrafter(t, 1.5f), "min_p = 1.5: must be in [0, 1]");
+}
+
+// Recycling: an observed row is the target's top tokens (its probabilities), then the table's
+// other candidates up to the table's width; the latest observation wins; clear() forgets;
+// a plain NextTokens ignores observations; bad tokens are ignored, never stored.
+TEST(Bigram, RecyclingReadsTheTargetsObservedPredictions) {
+  auto t = std::make_shared<BigramTable>(6, 3, 0);
+  for (int32_t a = 0; a < 6; ++a)
+    for (int j = 0; j < 3; ++j) t->next_mutable(a)[j] = {(a + 1 + j) % 6, 0.5f / (j + 1)};
+  NextTokens r(t, /*recycle=*/true);
+  EXPECT_EQ(r.source(), std::string("recycle"));
+  const spw::TopToken seen[2] = {{4, 0.7f}, {2, 0.2f}};  // after 1: the table says 2, 3, 4
+  r.observe(1, seen);
+  auto row = r.next(1);
+  ASSERT_EQ(row.size(), 3u);
+  EXPECT_EQ(row[0].token, 4);
+  EXPECT_FLOAT_EQ(row[0].prob, 0.7f);
+  EXPECT_EQ(row[1].token, 2);
+  EXPECT_FLOAT_EQ(row[1].prob, 0.2f);
+  EXPECT_EQ(row[2].token, 3);  // the table's first candidate not observed
+  EXPECT_EQ(r.next(0)[0].token, 1);  // unobserved rows: the table
+  Draft d;
+  bigram_fill(r, 0, 4, d);  // 0 -> 1 (table) -> 4 (observed) -> 5 -> 0
+  EXPECT_EQ(d.tokens, (std::vector<int32_t>{1, 4, 5, 0}));
+  EXPECT_EQ(d.sources[0], "recycle");
+  const spw::TopToken later[1] = {{0, 0.9f}};
+  r.observe(1, later);
+  EXPECT_EQ(r.next(1)[0].token, 0);
+  EXPECT_EQ(r.next(1)[1].token, 2);
+  EXPECT_EQ(r.observed_rows(), 1u);
+  const spw::TopToken bad[2] = {{-1, 0.5f}, {6, 0.5f}};
+  r.observe(2, bad);   // no valid token: the table's row
+  r.observe(-3, seen);  // outside the vocabulary: ignored
+  r.observe(6, seen);
+  EXPECT_EQ(r.next(2)[0].token, 3);
+  EXPECT_EQ(r.observed_rows(), 2u);
+  r.clear();
+  EXPECT_EQ(r.observed_rows(), 0u);
+  EXPECT_EQ(r.next(1)[0].token, 2);
+  NextTokens plain(t);
+  plain.observe(1, seen);
+  EXPECT_EQ(plain.next(1)[0].token, 2);
+  EXPECT_EQ(plain.observed_rows(), 0u);
+  EXPECT_EQ(plain.source(), std::string("bigram"));
+  // The drafters ask for the target's top tokens only when recycling, and forget on reset().
+  BigramDrafter rd(t, 0.f, true);
+  EXPECT_EQ(rd.name(), "recycle");
+  EXPECT_EQ(rd.wants_target_topk(), kRecycleTopK);
+  EXPECT_EQ(BigramDrafter(t).wants_target_topk(), 0);
+  rd.observe_target(1, seen);
+  EXPECT_EQ(rd.propose(std::vector<int32_t>{1}, 1).tokens, (std::vector<int32_t>{4}));
+  rd.reset();
+  EXPECT_EQ(rd.propose(std::vector<int32_t>{1}, 1).tokens, (std::vector<int32_t>{2}));
+  EXPECT_THROW_MSG(NextTokens(nullptr), "NextTokens: no bigram table");
 }
 

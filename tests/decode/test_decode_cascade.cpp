@@ -120,6 +120,14 @@ TEST(DrafterConfig, NamesAndStructure) {
   EXPECT_EQ(make_drafter_factory("maxgram + bigram", env)()->name(), "maxgram+bigram");
   EXPECT_EQ(make_drafter_factory("bigram", env)()->name(), "bigram");
   EXPECT_EQ(make_drafter_factory("maxgram+bigram@0.3", env)()->name(), "maxgram+bigram");
+  EXPECT_EQ(make_drafter_factory("maxgram + recycle@0.3", env)()->name(), "maxgram+recycle");
+  EXPECT_EQ(make_drafter_factory("recycle", env)()->name(), "recycle");
+  EXPECT_EQ(make_drafter_factory("maxgram+bigram", env)()->wants_target_topk(), 0);
+  EXPECT_EQ(make_drafter_factory("maxgram+recycle", env)()->wants_target_topk(), kRecycleTopK);
+  // A cascade asks for what its parts ask for.
+  EXPECT_EQ(make_drafter_factory("hcascade(self:2*2,recycle*3)", env)()->wants_target_topk(), kRecycleTopK);
+  EXPECT_EQ(make_drafter_factory("vcascade(self:2,maxgram+recycle)", env)()->wants_target_topk(), kRecycleTopK);
+  EXPECT_EQ(make_drafter_factory("hcascade(self:2*2,maxgram*3)", env)()->wants_target_topk(), 0);
   EXPECT_EQ(make_drafter_factory("hcascade(bigram@1*2,maxgram:2-4+bigram@0.05*3)", env)()->name(),
             "hcascade(bigram@1*2,maxgram:2-4+bigram@0.05*3)");
   EXPECT_EQ(make_drafter_factory("self:2", env)()->name(), "self:2");
@@ -165,6 +173,9 @@ TEST(DrafterConfig, ErrorsNameTheBadToken) {
   no_bigram.bigram = nullptr;
   EXPECT_THROW_MSG(make_drafter_factory("maxgram+bigram", no_bigram), "needs a bigram table");
   EXPECT_THROW_MSG(make_drafter_factory("hcascade(bigram*2)", no_bigram), "needs a bigram table");
+  EXPECT_THROW_MSG(make_drafter_factory("maxgram+recycle", no_bigram), "'maxgram+recycle' needs a bigram table");
+  EXPECT_THROW_MSG(make_drafter_factory("recycle@0.5", no_bigram), "'recycle' needs a bigram table");
+  EXPECT_THROW_MSG(make_drafter_factory("recycle@2", env), "bigram@P needs 0 < P <= 1");
   auto no_loader = env;
   no_loader.load_model = nullptr;
   EXPECT_THROW_MSG(make_drafter_factory("self:2", no_loader), "needs a model loader");

@@ -174,7 +174,7 @@ TEST(CudaSpeculative, GreedyOutputEqualsPlainGreedyOnTheSameBackend) {
     g.pass_costs = {1.0, 1.02, 1.04, 1.06, 1.3};  // cost: long drafts and trees while right
     const int64_t accepted = expect_plain_greedy(
         models.tied, o, ps,
-        {"maxgram", "maxgram+bigram", "self:1", "vcascade(self:1,maxgram;lenience=2)",
+        {"maxgram", "maxgram+bigram", "maxgram+recycle", "self:1", "vcascade(self:1,maxgram;lenience=2)",
          "hcascade(self:1*2,maxgram+bigram*2)"},
         {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}, g, std::string(dtype_name(dt)));
     EXPECT_GT(accepted, 0) << "no draft token was ever accepted: the comparison would be weak";

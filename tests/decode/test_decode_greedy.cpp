@@ -21,6 +21,9 @@ const char* kSpecs[] = {
     "bigram",
     "maxgram+bigram",
     "maxgram+bigram@0.2",
+    "recycle",
+    "maxgram+recycle",
+    "maxgram+recycle@0.2",
     "model:draft",
     "self:2",
     "model:self:2",
@@ -28,6 +31,7 @@ const char* kSpecs[] = {
     "vcascade(model:draft,self:2,maxgram+bigram;lenience=3,k=3)",
     "hcascade(self:2*2,maxgram*3)",
     "hcascade(vcascade(self:2,maxgram)*2,maxgram+bigram*3)",
+    "hcascade(vcascade(self:2,maxgram+recycle)*2,recycle*3)",
 };
 
 std::vector<std::vector<int32_t>> prompts() {

@@ -156,7 +156,7 @@ TEST(Stochastic, CascadeWithBigramBottomKeepsTargetDistribution) {
   FakeModel target(V, 64, 3, 2.f, 0.3f);
   auto env = spw::test::make_env(V, temp(1.f));
   for (const char* spec : {"maxgram+bigram", "vcascade(self:2,maxgram+bigram;lenience=2)",
-                           "hcascade(self:2*1,bigram*2)"}) {
+                           "hcascade(self:2*1,bigram*2)", "maxgram+recycle", "hcascade(self:2*1,recycle*2)"}) {
     auto r = run(target, make_drafter_factory(spec, env), temp(1.f), 1, 3);
     EXPECT_LT(r.first, kChi2Critical) << spec;
     EXPECT_LT(r.third, kChi2Critical) << spec;

@@ -71,12 +71,20 @@ class CudaModel final : public Model {
     run(batch, {nullptr, &tokens});
   }
   void forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
-    const int kmax = std::min(w_.config.vocab_size, kMaxTopK);
-    SPW_CHECK_ARG(k >= 1 && k <= kmax, "Model::forward_topk", "k", k, fmt::format("must be in [1, {}]", kmax));
+    check_k(k, "Model::forward_topk");
     Output o;
     o.top = &top;
     o.k = k;
     run(batch, o);
+  }
+  std::span<const float> forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
+    check_k(k, "Model::forward_view_topk");
+    Output o;
+    o.pinned_logits = true;
+    o.top = &top;
+    o.k = k;
+    const size_t floats = run(batch, o);
+    return {logits_host_.get(), floats};
   }
   std::span<const float> forward_view(std::span<const SeqInput> batch) override {
     Output o;
@@ -86,6 +94,10 @@ class CudaModel final : public Model {
   }
 
  private:
+  void check_k(int k, const char* where) const {
+    const int kmax = std::min(w_.config.vocab_size, kMaxTopK);
+    SPW_CHECK_ARG(k >= 1 && k <= kmax, where, "k", k, fmt::format("must be in [1, {}]", kmax));
+  }
   void check_seq(int id, const char* where) const {
     SPW_CHECK(book_->live(id), "Model::{}: seq_id = {}: no such sequence", where, id);
   }
@@ -99,7 +111,8 @@ class CudaModel final : public Model {
   void ensure_attention_workspace(size_t bytes);
   void ensure_meta(size_t elems);
   // What a forward returns: the wanted rows' logits (into the caller's vector, or into
-  // logits_host_ for forward_view), only their greedy tokens, or their top k.
+  // logits_host_ for forward_view), only their greedy tokens, or their top k (alone, or with
+  // the logits in logits_host_: forward_view_topk).
   struct Output {
     std::vector<float>* logits = nullptr;
     std::vector<int32_t>* tokens = nullptr;
@@ -164,7 +177,7 @@ class CudaModel final : public Model {
     cuda::GraphExec exec;
     LaunchRecord record;
   };
-  static constexpr int kOutputKinds = 4;  // 0 none, 1 logits, 2 argmax, 3 top-k
+  static constexpr int kOutputKinds = 5;  // 0 none, 1 logits, 2 argmax, 3 top-k, 4 logits + top-k
   static constexpr int kSlotsPerTokens = 2 * kOutputKinds;  // attention kind (tree, decode) x output kind
   static int graph_slot(int tokens, bool decode, int output_kind) {
     return (tokens - 1) * kSlotsPerTokens + (decode ? kOutputKinds : 0) + output_kind;
@@ -369,7 +382,8 @@ size_t CudaModel::run(std::span<const SeqInput> batch, Output out) {
     decode_plans_.clear();
     tree_plans_.clear();
     plan_host_.reset();  // the previous forward ended with a sync: nothing reads the arena now
-    const size_t floats = out.tokens || out.top ? 0 : static_cast<size_t>(fp.total_rows) * c.vocab_size;
+    const bool logits_out = out.logits || out.pinned_logits;
+    const size_t floats = logits_out ? static_cast<size_t>(fp.total_rows) * c.vocab_size : 0;
     if (out.logits) {
       out.logits->resize(floats);
       out.logits_dst = out.logits->data();
@@ -583,7 +597,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       if (out.top) small_ops::topk(logits_.get(), T, c.vocab_size, top_k_, top_.get(), s);
     }
   };
-  const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : out.top ? 3 : 1;
+  const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : !out.top ? 1 : out.logits_dst ? 4 : 3;
   issue(T, graph_slot(T, decode, output_kind), launches);
   // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
   // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
@@ -601,11 +615,10 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     if (opt_.debug_checks) stream_.sync();
     return;
   }
-  // Top k: likewise, the first out.k of each row's top_k_ entries.
-  if (out.top) {
+  // Top k: likewise, the first out.k of each row's top_k_ entries (after the logits' copies
+  // below when both are wanted: one sync for all).
+  auto top_rows = [&] {
     if (wanted > 0) {
-      SPW_CUDA_CHECK(cudaMemcpyAsync(top_host_.get(), top_.get(), size_t(T) * top_k_ * sizeof(TopToken),
-                                     cudaMemcpyDeviceToHost, s));
       stream_.sync();
       int pass_row = 0;
       for (const PassPiece& p : pass) {
@@ -616,8 +629,11 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
       }
     }
     if (opt_.debug_checks) stream_.sync();
-    return;
-  }
+  };
+  if (out.top && wanted > 0)
+    SPW_CUDA_CHECK(cudaMemcpyAsync(top_host_.get(), top_.get(), size_t(T) * top_k_ * sizeof(TopToken),
+                                   cudaMemcpyDeviceToHost, s));
+  if (out.top && !out.logits_dst) return top_rows();
   // Logits: the wanted rows back in the caller's order, runs of rows that are adjacent on both
   // sides in one copy (into logits_host_, pinned, for forward_view; into the caller's pageable
   // vector for forward, which the driver stages).
@@ -640,6 +656,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
     pass_row += p.count;
   }
   if (run_rows > 0) copy_rows(run_src, run_dst, run_rows);
+  if (out.top) return top_rows();
   if (opt_.debug_checks) stream_.sync();  // a failing launch is reported by the pass that made it
 }
 

@@ -34,15 +34,30 @@ void Model::forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>
     tokens[r] = greedy_token(std::span<const float>(logits.data() + r * vocab, vocab));
 }
 
-void Model::forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
-  const int vocab = config().vocab_size;
-  SPW_CHECK_ARG(k >= 1 && k <= std::min(vocab, kMaxTopK), "Model::forward_topk", "k", k,
-                fmt::format("must be in [1, {}]", std::min(vocab, kMaxTopK)));
-  thread_local std::vector<float> logits;
-  forward(batch, logits);
+namespace {
+void check_topk(const Model& m, int k, const char* where) {
+  const int kmax = std::min(m.config().vocab_size, kMaxTopK);
+  SPW_CHECK_ARG(k >= 1 && k <= kmax, where, "k", k, fmt::format("must be in [1, {}]", kmax));
+}
+void rank_rows(std::span<const float> logits, int vocab, int k, std::vector<TopToken>& top) {
   const size_t rows = logits.size() / static_cast<size_t>(vocab);
   top.resize(rows * k);
   for (size_t r = 0; r < rows; ++r) top_tokens(logits.data() + r * vocab, vocab, k, top.data() + r * k);
+}
+}  // namespace
+
+void Model::forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
+  check_topk(*this, k, "Model::forward_topk");
+  thread_local std::vector<float> logits;
+  forward(batch, logits);
+  rank_rows(logits, config().vocab_size, k, top);
+}
+
+std::span<const float> Model::forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
+  check_topk(*this, k, "Model::forward_view_topk");
+  const std::span<const float> rows = forward_view(batch);
+  rank_rows(rows, config().vocab_size, k, top);
+  return rows;
 }
 
 std::span<const float> Model::forward_view(std::span<const SeqInput> batch) {

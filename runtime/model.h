@@ -116,6 +116,12 @@ class Model {
   /// forward_view() on this model.
   virtual std::span<const float> forward_view(std::span<const SeqInput> batch);
 
+  /// forward_view() and forward_topk() of ONE pass: the wanted rows' logits in memory the model
+  /// owns, and their top k in `top`. What sampled decoding with a drafter that learns from the
+  /// target reads. The default ranks forward_view()'s rows on the host; the CUDA backend ranks
+  /// on the device beside copying the logits.
+  virtual std::span<const float> forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top);
+
   /// Drops every cached token at position >= new_len (new_len <= cached_tokens).
   virtual void rollback(int seq_id, int new_len) = 0;
 

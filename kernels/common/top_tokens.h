@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 
 #include "kernels/common/host_math.h"
 
@@ -40,9 +41,9 @@ inline void top_tokens(const float* x, int vocab, int k, TopToken* out) {
   float val[kMaxTopK] = {};
   int32_t idx[kMaxTopK] = {};
   int n = 0;
-  for (int32_t j = 0; j < vocab; ++j) {
+  auto offer = [&](int32_t j) {
     const float v = x[j];
-    if (n == k && !ranks_before(v, j, val[k - 1], idx[k - 1])) continue;
+    if (n == k && !ranks_before(v, j, val[k - 1], idx[k - 1])) return;
     int p = n < k ? n++ : k - 1;
     while (p > 0 && ranks_before(v, j, val[p - 1], idx[p - 1])) {
       val[p] = val[p - 1];
@@ -51,7 +52,17 @@ inline void top_tokens(const float* x, int vocab, int k, TopToken* out) {
     }
     val[p] = v;
     idx[p] = j;
+  };
+  // Blocks of 16 whose maximum (NaN skipped) is not above the list's last, a number, cannot
+  // enter it (an equal value has a higher index): skipped after one vectorised max.
+  constexpr int kBlock = 16;
+  int32_t j = 0;
+  for (; j + kBlock <= vocab; j += kBlock) {
+    if (n == k && !std::isnan(val[k - 1]) && lane_max(std::span<const float>(x + j, kBlock), -INFINITY) <= val[k - 1])
+      continue;
+    for (int32_t i = j; i < j + kBlock; ++i) offer(i);
   }
+  for (; j < vocab; ++j) offer(j);
   if (std::isnan(x[0]) && idx[0] != 0) {  // greedy's rule: token 0 first, the rest shift down
     int p = 0;
     while (p < k - 1 && idx[p] != 0) ++p;  // token 0 is in the list (p < k - 1) or drops out
@@ -62,7 +73,7 @@ inline void top_tokens(const float* x, int vocab, int k, TopToken* out) {
   const float m = std::isnan(val[0]) && n > 1 ? val[1] : val[0];
   constexpr int kLanes = 8;
   double lane[kLanes] = {};
-  int32_t j = 0;
+  j = 0;
   for (; j + kLanes <= vocab; j += kLanes)
     for (int l = 0; l < kLanes; ++l) lane[l] += exp_nonpositive(x[j + l] - m);
   for (; j < vocab; ++j) lane[0] += exp_nonpositive(x[j] - m);

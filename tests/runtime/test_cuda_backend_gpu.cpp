@@ -358,7 +358,8 @@ TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
 
 // forward_topk ranks on the device: over several passes (max_forward_tokens 8) and wanted-row
 // settings, each row's tokens are exactly spw::top_tokens of the same forward's logits (every k
-// up to kMaxTopK), probabilities within fp32 rounding; then k out of range is refused.
+// up to kMaxTopK), probabilities within fp32 rounding; forward_view_topk gives forward's logits
+// bit for bit and forward_topk's ranking; then k out of range is refused.
 TEST_P(CudaVsCpu, DeviceTopKMatchesTheHostRanking) {
   SPW_REQUIRE_GPU();
   CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
@@ -384,12 +385,23 @@ TEST_P(CudaVsCpu, DeviceTopKMatchesTheHostRanking) {
       }
       EXPECT_EQ(top[r * k].token, greedy_token(std::span<const float>(lg.data() + size_t(r) * V, V))) << "row " << r;
     }
-    for (int s : {t0, t1, t2, l0, l1, l2}) gpu->free_sequence(s);
+    // Both at once (sampled decoding with a recycling drafter), on a third set of twins.
+    const int v0 = gpu->create_sequence(), v1 = gpu->create_sequence(), v2 = gpu->create_sequence();
+    std::vector<TopToken> top_v;
+    const std::span<const float> view =
+        gpu->forward_view_topk(std::vector<SeqInput>{{v0, a, {}, 3}, {v1, b, {}, 0}, {v2, c, {}, -1}}, k, top_v);
+    ASSERT_EQ(view.size(), lg.size());
+    EXPECT_EQ(std::memcmp(view.data(), lg.data(), lg.size() * sizeof(float)), 0) << "k " << k;
+    ASSERT_EQ(top_v.size(), top.size());
+    EXPECT_EQ(std::memcmp(top_v.data(), top.data(), top.size() * sizeof(TopToken)), 0) << "k " << k;
+    for (int s : {t0, t1, t2, l0, l1, l2, v0, v1, v2}) gpu->free_sequence(s);
   }
   const int s = gpu->create_sequence();
   std::vector<TopToken> top;
   EXPECT_THROW_MSG(gpu->forward_topk(std::vector<SeqInput>{{s, b, {}, -1}}, 0, top), "k = 0: must be in [1, 8]");
   EXPECT_THROW_MSG(gpu->forward_topk(std::vector<SeqInput>{{s, b, {}, -1}}, kMaxTopK + 1, top), "k = 9");
+  EXPECT_THROW_MSG(gpu->forward_view_topk(std::vector<SeqInput>{{s, b, {}, -1}}, -1, top),
+                   "Model::forward_view_topk: k = -1");
   EXPECT_EQ(gpu->cached_tokens(s), 0);  // refused before anything ran
 }
 

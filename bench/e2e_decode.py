@@ -75,6 +75,11 @@ def configs(layers: int, bigram: bool) -> list[tuple]:
     # single-drafter side must have it too, or the ratio flatters the cascade.
     if bigram:
         rows += [("maxgram", 16, 12, "fixed"), ("maxgram", 16, 12, "cost")]
+        # Token Recycling: the table refreshed by the target's top-8 of every row it computes.
+        # Its trees with Max-Gram (a two-level statistical cascade), and alone (a single drafter:
+        # the comparison must have it); chains gain nothing from it (1.68 vs 1.67 tokens/pass on
+        # the CPU), so one chain row only.
+        rows += [("maxgram+recycle", 16, 12, "cost"), ("recycle", 16, 12, "cost"), ("recycle", 1, None, None)]
     # Run order: autoregressive first (every speedup's base), then the rows #9's goals are most
     # likely decided by (wide trees and cost-length chains of the statistical drafters), then the
     # rest, so that a run stopped by a time limit has measured those first.

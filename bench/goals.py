@@ -137,8 +137,8 @@ def sgmv(doc, rep):
 
 
 def e2e_decode(doc, rep):
-    """Cascades: vcascade / hcascade and Max-Gram with a bigram fill ('+bigram', a two-level
-    statistical cascade); single drafters: the rest but 'none'."""
+    """Cascades: vcascade / hcascade and Max-Gram with a bigram fill ('+bigram' or '+recycle', a
+    two-level statistical cascade); single drafters: the rest but 'none' ('recycle' alone too)."""
     modes = sorted({r["params"]["mode"] for r in doc.get("rows", [])})
     if any(r["params"].get("backend") != "cuda" for r in doc.get("rows", [])):
         rep.lines.append("      (e2e_decode: not a CUDA-backend run; the issue sets its goal on the GPU)")

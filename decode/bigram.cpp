@@ -323,7 +323,8 @@ std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context,
       continue;  // (an observed row pads with its first token when the table is short)
     Draft d;
     d.push(first[j].token, next_.source(), first[j].prob);
-    bigram_fill(next_, first[j].token, j == 0 ? k : 1, d, min_p_);
+    bigram_fill(next_, first[j].token, j == 0 ? k : std::min(k, alternative_length(next_.recycling())), d,
+                min_p_);
     out.push_back(std::move(d));
   }
   return out;

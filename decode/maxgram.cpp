@@ -188,17 +188,18 @@ std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context
     }
   }
   // Room left and a bigram table: its other likely next tokens as further root branches, each
-  // with one bigram token after it (replayed on the e2e prompts, SmolLM2, 8 branches, k 12:
-  // 2.29 -> 2.50 tokens per pass; a second token adds 0.02, longer ones nothing).
+  // continued by the table to alternative_length() tokens (replayed on the e2e prompts,
+  // SmolLM2, 8 branches, k 12: 2.29 -> 2.50 tokens per pass; with the static table a second
+  // token adds 0.02, longer ones nothing; recycled rows carry further, see bigram.h).
   if (next_) {
-    constexpr int kAltLength = 2;
+    const int alt_length = alternative_length(next_->recycling());
     for (const auto& e : next_->next(context.back())) {
       if (static_cast<int>(out.size()) >= width) break;
       if (e.prob <= 0.f || std::find(firsts.begin(), firsts.end(), e.token) != firsts.end()) continue;
       firsts.push_back(e.token);
       Draft d;
       d.push(e.token, next_->source(), e.prob);
-      bigram_fill(*next_, e.token, std::min(k, kAltLength), d, opt_.bigram_min_p);
+      bigram_fill(*next_, e.token, std::min(k, alt_length), d, opt_.bigram_min_p);
       out.push_back(std::move(d));
     }
   }

@@ -47,7 +47,8 @@ with tempfile.TemporaryDirectory() as d:
     sys.path.insert(0, str(ROOT / "bench"))
     import e2e_decode  # noqa: PLC0415
     wide = {(spec, length) for spec, tree, k, length in e2e_decode.configs(8, True) if tree == 16 and k == 12}
-    assert wide == {(s, l) for s in ("maxgram", "maxgram+bigram") for l in ("fixed", "cost")}, wide
+    assert wide == {(s, l) for s in ("maxgram", "maxgram+bigram") for l in ("fixed", "cost")} | {
+        ("maxgram+recycle", "cost"), ("recycle", "cost")}, wide  # recycle: its own single-drafter twin
 
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r

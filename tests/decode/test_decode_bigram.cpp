@@ -174,10 +174,12 @@ TEST(Bigram, DrafterChains) {
   auto t = std::make_shared<BigramTable>(BigramTable::from_sequences({{0, 1, 2, 3, 0}}, 4, 2, 0));
   BigramDrafter d(t);
   EXPECT_EQ(d.propose(std::vector<int32_t>{2}, 5).tokens, (std::vector<int32_t>{3, 0, 1, 2, 3}));
-  auto tree = d.propose_tree(std::vector<int32_t>{2}, 3, 2);
+  auto tree = d.propose_tree(std::vector<int32_t>{2}, 4, 2);
   ASSERT_EQ(tree.size(), 2u);
-  EXPECT_EQ(tree[0].tokens.size(), 3u);
-  EXPECT_EQ(tree[1].tokens.size(), 1u);
+  EXPECT_EQ(tree[0].tokens.size(), 4u);
+  EXPECT_EQ(tree[1].tokens.size(), size_t(alternative_length(false)));
+  BigramDrafter r(t, 0.f, /*recycle=*/true);
+  EXPECT_EQ(r.propose_tree(std::vector<int32_t>{2}, 4, 2)[1].tokens.size(), size_t(alternative_length(true)));
   EXPECT_NE(tree[0].tokens[0], tree[1].tokens[0]);
 }
 

@@ -26,8 +26,18 @@ class CudaVsCpu : public ::testing::TestWithParam<DType> {
     return {load_model(path), test::cuda_model(path, o)};
   }
   test::Tolerance tol() const { return test::model_tolerance(GetParam()); }
+  // The untied model alone, passes of at most 8 tokens (the wanted-row tests' setting).
+  std::unique_ptr<Model> untied_8() {
+    CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
+    o.dtype = GetParam();
+    return test::cuda_model(models_->untied, o);
+  }
   static inline test::TinyModels* models_ = nullptr;
 };
+
+// Prompts of three lengths, one crossing a pass of 8 tokens.
+const std::vector<int32_t> kTwelve{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, kThree{256, 40, 41},
+    kFive{256, 50, 51, 52, 53};
 
 const std::vector<int32_t> kPrompt = {256, 72, 101, 108, 108, 111, 44, 32, 119};
 
@@ -330,7 +340,7 @@ TEST_P(CudaVsCpu, LoadModelWithBackendCuda) {
 TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
   SPW_REQUIRE_GPU();
   auto m = both(models_->untied, {.page_size = 4, .max_forward_tokens = 8});
-  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  const auto &a = kTwelve, &b = kThree, &c = kFive;
   auto batch = [&](int s0, int s1, int s2) {
     return std::vector<SeqInput>{{s0, a, {}, 3}, {s1, b, {}, 0}, {s2, c, {}, -1}};
   };
@@ -362,10 +372,8 @@ TEST_P(CudaVsCpu, WantedRowsAndDeviceArgmax) {
 // bit for bit and forward_topk's ranking; then k out of range is refused.
 TEST_P(CudaVsCpu, DeviceTopKMatchesTheHostRanking) {
   SPW_REQUIRE_GPU();
-  CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
-  o.dtype = GetParam();
-  auto gpu = test::cuda_model(models_->untied, o);
-  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  auto gpu = untied_8();
+  const auto &a = kTwelve, &b = kThree, &c = kFive;
   const int V = gpu->config().vocab_size;
   for (int k : {1, 3, kMaxTopK}) {
     const int t0 = gpu->create_sequence(), t1 = gpu->create_sequence(), t2 = gpu->create_sequence();
@@ -410,10 +418,8 @@ TEST_P(CudaVsCpu, DeviceTopKMatchesTheHostRanking) {
 // buffer to grow, one that fits in it, one of 0 rows, and an argmax forward in between.
 TEST_P(CudaVsCpu, ForwardViewGivesTheBitsOfForward) {
   SPW_REQUIRE_GPU();
-  CudaBackendOptions o{.page_size = 4, .max_forward_tokens = 8};
-  o.dtype = GetParam();
-  auto gpu = test::cuda_model(models_->untied, o);
-  const std::vector<int32_t> a{256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, b{256, 40, 41}, c{256, 50, 51, 52, 53};
+  auto gpu = untied_8();
+  const auto &a = kTwelve, &b = kThree, &c = kFive;
   const int va = gpu->create_sequence(), vb = gpu->create_sequence();  // viewed
   const int fa = gpu->create_sequence(), fb = gpu->create_sequence();  // forward into a vector
   auto same_bits = [&](std::vector<SeqInput> viewed, std::vector<SeqInput> plain) {

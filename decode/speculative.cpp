@@ -178,6 +178,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   };
   const auto t_loop = Clock::now();
   std::vector<SeqState*> active;
+  std::vector<int> kept_rows;
   while (true) {
     active.clear();
     inputs.clear();
@@ -274,7 +275,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       const int cached = static_cast<int>(s.text.size()) - 1;  // pending goes at index `cached`
       VerifyResult vr;
       std::vector<int32_t> emitted;
-      std::vector<int> kept_rows;  // rows of the step whose text was kept: the root and the accepted path
+      kept_rows.clear();  // rows of the step whose text was kept: the root and the accepted path
       if (!s.is_tree || s.tree.size() == 0) {
         vr = greedy ? verify_chain_greedy(tg, s.chain.tokens)
                     : verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);

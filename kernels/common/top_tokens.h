@@ -16,6 +16,7 @@
 #include <span>
 
 #include "kernels/common/host_math.h"
+#include "kernels/common/platform.h"
 
 namespace spw {
 
@@ -28,8 +29,9 @@ struct TopToken {
 };
 
 /// `a` (value, index) ranks before `b`: the order above without the x[0]-is-NaN special case.
-inline bool ranks_before(float a, int32_t ia, float b, int32_t ib) {
-  const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
+/// Host and device (small_ops::topk and argmax order by it too); x != x is the NaN test.
+SPW_HD inline bool ranks_before(float a, int32_t ia, float b, int32_t ib) {
+  const bool a_nan = a != a, b_nan = b != b;
   if (a_nan != b_nan) return b_nan;
   if (a_nan) return ia < ib;
   return a > b || (a == b && ia < ib);

@@ -102,19 +102,12 @@ struct ArgMaxPair {
   float value;
   int index;
 };
-// (a, ia) ranks before (b, ib): the larger value; on equal values the lower index, so results
-// are order-independent; NaN after every number (the CPU's `x[j] > x[best]` never picks one),
-// NaNs by index. spw::ranks_before (top_tokens.h) on the device.
-__device__ SPW_FORCEINLINE bool ranks_before_d(float a, int ia, float b, int ib) {
-  const bool a_nan = isnan(a), b_nan = isnan(b);
-  if (a_nan != b_nan) return b_nan;
-  if (a_nan) return ia < ib;
-  return a > b || (a == b && ia < ib);
-}
-// The pair that ranks first; a total order, so the block reduction is associative.
+// The pair that ranks first by spw::ranks_before (top_tokens.h): the larger value; on equal
+// values the lower index, so results are order-independent; NaN after every number (the CPU's
+// `x[j] > x[best]` never picks one). A total order, so the block reduction is associative.
 struct ArgMaxOp {
   __device__ ArgMaxPair operator()(const ArgMaxPair& a, const ArgMaxPair& b) const {
-    return ranks_before_d(a.value, a.index, b.value, b.index) ? a : b;
+    return ranks_before(a.value, a.index, b.value, b.index) ? a : b;
   }
 };
 
@@ -165,9 +158,9 @@ __global__ void topk_kernel(const float* __restrict__ logits, int vocab, int k, 
   SPW_UNROLL for (int p = 0; p < K; ++p) val[p] = NAN, idx[p] = kNoToken;
   for (int j = threadIdx.x; j < vocab; j += kThreads) {
     const float v = row[j];
-    if (!ranks_before_d(v, j, val[K - 1], idx[K - 1])) continue;
+    if (!ranks_before(v, j, val[K - 1], idx[K - 1])) continue;
     bool before[K];  // (v, j) ranks before slot p: it lands at the first such p
-    SPW_UNROLL for (int p = 0; p < K; ++p) before[p] = ranks_before_d(v, j, val[p], idx[p]);
+    SPW_UNROLL for (int p = 0; p < K; ++p) before[p] = ranks_before(v, j, val[p], idx[p]);
     SPW_UNROLL for (int p = K - 1; p > 0; --p) {
       const bool shift = before[p - 1], here = before[p] && !shift;
       val[p] = shift ? val[p - 1] : here ? v : val[p];

@@ -71,14 +71,14 @@ class CudaModel final : public Model {
     run(batch, {nullptr, &tokens});
   }
   void forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
-    check_k(k, "Model::forward_topk");
+    check_top_k(k, "Model::forward_topk");
     Output o;
     o.top = &top;
     o.k = k;
     run(batch, o);
   }
   std::span<const float> forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
-    check_k(k, "Model::forward_view_topk");
+    check_top_k(k, "Model::forward_view_topk");
     Output o;
     o.pinned_logits = true;
     o.top = &top;
@@ -94,10 +94,6 @@ class CudaModel final : public Model {
   }
 
  private:
-  void check_k(int k, const char* where) const {
-    const int kmax = std::min(w_.config.vocab_size, kMaxTopK);
-    SPW_CHECK_ARG(k >= 1 && k <= kmax, where, "k", k, fmt::format("must be in [1, {}]", kmax));
-  }
   void check_seq(int id, const char* where) const {
     SPW_CHECK(book_->live(id), "Model::{}: seq_id = {}: no such sequence", where, id);
   }
@@ -599,18 +595,24 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   };
   const int output_kind = wanted == 0 ? 0 : out.tokens ? 2 : !out.top ? 1 : out.logits_dst ? 4 : 3;
   issue(T, graph_slot(T, decode, output_kind), launches);
+  // After the sync: each piece's wanted rows from a pass-wide pinned array (`stride` entries a
+  // row) to their place in the caller's vector (the first `width` of them).
+  auto scatter_rows = [&](const auto* src, int stride, int width, auto* dst) {
+    stream_.sync();
+    int pass_row = 0;
+    for (const PassPiece& p : pass) {
+      for (int r = 0; r < p.out_count; ++r)
+        std::copy_n(src + size_t(pass_row + p.out_first + r) * stride, width, dst + size_t(p.out_row + r) * width);
+      pass_row += p.count;
+    }
+  };
   // Greedy tokens: the pass's argmax rows in one copy to pinned memory (a pageable destination
-  // would make the driver stage the copy), then, after the sync, each piece's rows to its place.
+  // would make the driver stage the copy), then each piece's rows to its place.
   if (out.tokens) {
     if (wanted > 0) {
       SPW_CUDA_CHECK(cudaMemcpyAsync(argmax_host_.get(), argmax_.get(), size_t(T) * sizeof(int32_t),
                                      cudaMemcpyDeviceToHost, s));
-      stream_.sync();
-      int pass_row = 0;
-      for (const PassPiece& p : pass) {
-        std::copy_n(argmax_host_.get() + pass_row + p.out_first, p.out_count, out.tokens->data() + p.out_row);
-        pass_row += p.count;
-      }
+      scatter_rows(argmax_host_.get(), 1, 1, out.tokens->data());
     }
     if (opt_.debug_checks) stream_.sync();
     return;
@@ -618,16 +620,7 @@ void CudaModel::run_pass(const std::vector<PassPiece>& pass, std::span<const Seq
   // Top k: likewise, the first out.k of each row's top_k_ entries (after the logits' copies
   // below when both are wanted: one sync for all).
   auto top_rows = [&] {
-    if (wanted > 0) {
-      stream_.sync();
-      int pass_row = 0;
-      for (const PassPiece& p : pass) {
-        for (int r = 0; r < p.out_count; ++r)
-          std::copy_n(top_host_.get() + size_t(pass_row + p.out_first + r) * top_k_, out.k,
-                      out.top->data() + size_t(p.out_row + r) * out.k);
-        pass_row += p.count;
-      }
-    }
+    if (wanted > 0) scatter_rows(top_host_.get(), top_k_, out.k, out.top->data());
     if (opt_.debug_checks) stream_.sync();
   };
   if (out.top && wanted > 0)

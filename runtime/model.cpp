@@ -34,11 +34,12 @@ void Model::forward_argmax(std::span<const SeqInput> batch, std::vector<int32_t>
     tokens[r] = greedy_token(std::span<const float>(logits.data() + r * vocab, vocab));
 }
 
-namespace {
-void check_topk(const Model& m, int k, const char* where) {
-  const int kmax = std::min(m.config().vocab_size, kMaxTopK);
+void Model::check_top_k(int k, const char* where) const {
+  const int kmax = std::min(config().vocab_size, kMaxTopK);
   SPW_CHECK_ARG(k >= 1 && k <= kmax, where, "k", k, fmt::format("must be in [1, {}]", kmax));
 }
+
+namespace {
 void rank_rows(std::span<const float> logits, int vocab, int k, std::vector<TopToken>& top) {
   const size_t rows = logits.size() / static_cast<size_t>(vocab);
   top.resize(rows * k);
@@ -47,14 +48,14 @@ void rank_rows(std::span<const float> logits, int vocab, int k, std::vector<TopT
 }  // namespace
 
 void Model::forward_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
-  check_topk(*this, k, "Model::forward_topk");
+  check_top_k(k, "Model::forward_topk");
   thread_local std::vector<float> logits;
   forward(batch, logits);
   rank_rows(logits, config().vocab_size, k, top);
 }
 
 std::span<const float> Model::forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) {
-  check_topk(*this, k, "Model::forward_view_topk");
+  check_top_k(k, "Model::forward_view_topk");
   const std::span<const float> rows = forward_view(batch);
   rank_rows(rows, config().vocab_size, k, top);
   return rows;

@@ -130,6 +130,10 @@ class Model {
   /// offsets.size() tokens. Used to keep the accepted root-to-leaf path of a token tree.
   virtual void keep_tokens(int seq_id, int base, std::span<const int32_t> offsets) = 0;
 
+ protected:
+  /// Throws unless 1 <= k <= min(vocab_size, kMaxTopK) (forward_topk's and forward_view_topk's k).
+  void check_top_k(int k, const char* where) const;
+
  private:
   std::vector<float> view_rows_;  // forward_view()'s rows (default implementation)
 };

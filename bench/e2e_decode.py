@@ -18,7 +18,8 @@ Greedy rows also record whether every prompt's output was identical to autoregre
 (`prompts_identical`; a backend whose verification pass rounds differently from a one-token
 pass can part at a near tie, and the table's last column shows the count).
 --only keeps the rows whose label (the draft spec, plus " tree=4" for the tree rows and " cost"
-for the rows whose draft length follows the cost curve) is in the
+for the rows whose draft length follows the cost curve, " grow" for cost rows whose trees also
+grow from the drafter's table: --tree-grow) is in the
 '|'-separated list (autoregressive `none` always runs: it is every speedup's base); with
 --modes it fits a run into a limited time (a full CPU run of every row takes over an hour).
 --batch-invariant runs the target in the CUDA backend's batch-invariant mode (every row, the
@@ -80,10 +81,13 @@ def configs(layers: int, bigram: bool) -> list[tuple]:
         # the comparison must have it); chains gain nothing from it (1.68 vs 1.67 tokens/pass on
         # the CPU), so one chain row only.
         rows += [("maxgram+recycle", 16, 12, "cost"), ("recycle", 16, 12, "cost"), ("recycle", 1, None, None)]
+        # The same trees grown best-first from the recycled table below every node before the
+        # pruning (length "grow": --draft-length cost --tree-grow), both sides of the ratio.
+        rows += [("maxgram+recycle", 16, 12, "grow"), ("recycle", 16, 12, "grow")]
     # Run order: autoregressive first (every speedup's base), then the rows #9's goals are most
     # likely decided by (wide trees and cost-length chains of the statistical drafters), then the
     # rest, so that a run stopped by a time limit has measured those first.
-    first = [r for r in rows if r[3] == "cost" or r[1] == 16]
+    first = [r for r in rows if r[3] in ("cost", "grow") or r[1] == 16]
     return rows[:1] + first + [r for r in rows[1:] if r not in first]
 
 
@@ -93,9 +97,12 @@ def label(spec: str, tree: int, k=None, length=None) -> str:
 
 
 def run(args, spec: str, tree: int, temperature: float, prompts: pathlib.Path, k=None, length=None) -> list[dict]:
+    # length "grow": by cost, the tree grown from the drafter's table first (--tree-grow)
     return generate_json(args.spillway, args.model, prompts, args.max_tokens,
                          ["--draft", spec, "--k", str(k or args.k), "--temperature", str(temperature), "--seed", "1",
-                          "--draft-length", length or args.draft_length, "--tree", str(tree)]
+                          "--draft-length", "cost" if length == "grow" else length or args.draft_length,
+                          "--tree", str(tree)]
+                         + (["--tree-grow"] if length == "grow" else [])
                          + (["--batch-invariant"] if args.batch_invariant else []), args.backend)
 
 
@@ -174,7 +181,9 @@ def mode_rows(args, mode: str, rows_to_run: list[tuple], runs: dict, backend: st
                "swi": round(sum(r["swi"] for r in res) / len(res), 4),
                "acceptance_by_drafter": {k: round(a / p, 4) if p else 0.0 for k, (p, a) in src.items()},
                "params": {"mode": mode, "draft": name, "tree": tree, "backend": backend, "max_tokens": args.max_tokens,
-                          "k": row_k or args.k, "draft_length": row_length or args.draft_length, "prompts": len(res),
+                          "k": row_k or args.k,
+                          "draft_length": "cost" if row_length == "grow" else row_length or args.draft_length,
+                          "tree_grow": row_length == "grow", "prompts": len(res),
                           "rounds": len(runs[row_cfg]), "batch_invariant": args.batch_invariant}}
         if len(runs[row_cfg]) > 1 and speedups:
             row["speedup_min"], row["speedup_max"] = round(min(speedups), 4), round(max(speedups), 4)

@@ -126,6 +126,7 @@ class BigramDrafter final : public Drafter {
   void reset() override { next_.clear(); }
   int wants_target_topk() const override { return next_.recycling() ? kRecycleTopK : 0; }
   void observe_target(int32_t token, std::span<const TopToken> next) override { next_.observe(token, next); }
+  const NextTokens* next_tokens() const override { return &next_; }
 
  private:
   NextTokens next_;

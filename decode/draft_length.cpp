@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <queue>
 
+#include "decode/bigram.h"
 #include "kernels/common/error.h"
 
 namespace spw::decode {
@@ -87,7 +89,10 @@ const std::string& CostAwareTree::source_of(const TokenTree& tree, int v) {
 
 int CostAwareTree::node_class(int rank, float score) {
   if (!(score >= 0.f)) return std::min(rank, kRanks - 1);  // unscored (negative or NaN)
-  const int bucket = static_cast<int>(std::floor(-std::log2(std::max(score, 1e-9f))));
+  // floor(-log2 p) from p = m 2^e, m in [0.5, 1): -e, or 1 - e when m = 0.5 (p a power of 2)
+  int e = 0;
+  const float m = std::frexp(std::max(score, 1e-9f), &e);
+  const int bucket = m == 0.5f ? 1 - e : -e;
   return kRanks + std::clamp(bucket, 0, kScoreBuckets - 1);
 }
 
@@ -125,6 +130,113 @@ std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) con
   for (int v = 0; v < tree.size(); ++v)
     p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * estimate(source_of(tree, v), cls[v], tree.depths[v]);
   return p;
+}
+
+TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes,
+                              int max_depth) const {
+  SPW_CHECK_ARG(max_nodes >= 0 && max_nodes <= kMaxTreeTokens, "CostAwareTree::grow", "max_nodes", max_nodes,
+                fmt::format("must be in [0, {}]", kMaxTreeTokens));
+  const int nb = base.size();
+  const auto p_base = node_probabilities(base);
+  std::vector<std::vector<int32_t>> base_children(static_cast<size_t>(nb) + 1);  // index parent + 1
+  for (int v = 0; v < nb; ++v) base_children[static_cast<size_t>(base.parents[v] + 1)].push_back(v);
+  const std::string source = table.source();
+  // c of the table's candidates per (class, depth), each estimated once
+  std::vector<double> memo(static_cast<size_t>(kClasses) * std::max(max_depth, 1), -1.0);
+  auto table_c = [&](int cls, int depth) {
+    double& c = memo[static_cast<size_t>(depth) * kClasses + cls];
+    if (c < 0) c = estimate(source, cls, depth);
+    return c;
+  };
+
+  // A taken node is named by a ref: base node b: b; added node a: -2 - a; the root: -1. Below
+  // each taken node, its table row's candidates (not already base children), most likely first;
+  // only a row's best untaken candidate waits in the heap (the next follows when it is taken),
+  // so a step pushes O(nodes taken), not O(nodes x row width).
+  struct Row {
+    int parent, depth;  // ref of the node it hangs below; the candidates' depth
+    double p_parent;
+    int begin, end;  // its candidates in `cands`: (c, entry), c descending
+  };
+  std::vector<std::pair<double, BigramTable::Entry>> cands;
+  struct Item {
+    double p;
+    int64_t order;  // push order (base nodes: 0): ties go to base nodes, then to the earlier push
+    int node;       // base node, or -1: candidate `pos` of row `row`
+    int row, pos;
+    bool operator<(const Item& o) const {  // (priority_queue: the largest on top)
+      if (p != o.p) return p < o.p;
+      if (order != o.order) return order > o.order;
+      return node > o.node;
+    }
+  };
+  std::vector<Row> rows;
+  std::priority_queue<Item> heap;
+  int64_t pushes = 0;
+  auto push_candidate = [&](int row, int pos) {
+    const Row& r = rows[static_cast<size_t>(row)];
+    if (r.begin + pos < r.end) heap.push({r.p_parent * cands[static_cast<size_t>(r.begin + pos)].first, ++pushes, -1, row, pos});
+  };
+  // Everything below a node just taken (ref, P, depth, token): its base children and its table row.
+  const std::vector<int32_t> no_children;
+  auto expand = [&](int ref, double p, int depth, int32_t token) {
+    const std::vector<int32_t>& kids = ref >= -1 ? base_children[static_cast<size_t>(ref + 1)] : no_children;
+    for (int32_t c : kids) heap.push({p_base[c], 0, c, -1, 0});
+    if (depth + 1 >= max_depth) return;
+    const int begin = static_cast<int>(cands.size());
+    for (const auto& e : table.next(token)) {
+      if (!(e.prob > 0.f)) continue;
+      if (std::any_of(kids.begin(), kids.end(), [&](int32_t c) { return base.tokens[c] == e.token; })) continue;
+      // (insertion: rows are short and mostly sorted already; equal c keep the table's order)
+      cands.push_back({table_c(node_class(0, e.prob), depth + 1), e});
+      for (size_t i = cands.size() - 1; i > static_cast<size_t>(begin) && cands[i - 1].first < cands[i].first; --i)
+        std::swap(cands[i - 1], cands[i]);
+    }
+    if (static_cast<int>(cands.size()) == begin) return;
+    rows.push_back({ref, depth + 1, p, begin, static_cast<int>(cands.size())});
+    push_candidate(static_cast<int>(rows.size()) - 1, 0);
+  };
+
+  struct Added {
+    int parent;  // ref
+    BigramTable::Entry entry;
+    int depth;
+  };
+  std::vector<Added> added;
+  std::vector<char> taken_base(static_cast<size_t>(nb), 0);
+  expand(-1, 1.0, -1, last);
+  for (int taken = 0; taken < max_nodes && !heap.empty(); ++taken) {
+    const Item it = heap.top();
+    heap.pop();
+    if (it.node >= 0) {
+      taken_base[static_cast<size_t>(it.node)] = 1;
+      expand(it.node, it.p, base.depths[it.node], base.tokens[it.node]);
+      continue;
+    }
+    push_candidate(it.row, it.pos + 1);  // the row's next candidate
+    const Row& r = rows[static_cast<size_t>(it.row)];
+    const auto entry = cands[static_cast<size_t>(r.begin + it.pos)].second;
+    added.push_back({r.parent, entry, r.depth});
+    expand(-2 - static_cast<int>(added.size() - 1), it.p, r.depth, entry.token);  // (may move rows)
+  }
+
+  std::vector<int32_t> keep;
+  for (int v = 0; v < nb; ++v)
+    if (taken_base[static_cast<size_t>(v)]) keep.push_back(v);
+  TokenTree out = subtree(base, keep);
+  std::vector<int32_t> index_of(static_cast<size_t>(nb), -1);
+  for (size_t i = 0; i < keep.size(); ++i) index_of[static_cast<size_t>(keep[i])] = static_cast<int32_t>(i);
+  const int first_added = out.size();
+  for (const Added& a : added) {
+    out.tokens.push_back(a.entry.token);
+    out.parents.push_back(a.parent == -1  ? -1
+                          : a.parent >= 0 ? index_of[static_cast<size_t>(a.parent)]
+                                          : first_added + (-2 - a.parent));
+    out.depths.push_back(a.depth);
+    out.sources.push_back(source);
+    out.scores.push_back(a.entry.prob);
+  }
+  return out;
 }
 
 std::vector<int32_t> CostAwareTree::choose(const TokenTree& tree) const {

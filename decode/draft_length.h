@@ -39,6 +39,8 @@
 
 namespace spw::decode {
 
+class NextTokens;
+
 /// t(n) for n = 1..size() of `costs` (any positive unit), linear beyond the last two points
 /// (constant after a single point). Throws spw::Error naming a bad value.
 class PassCostCurve {
@@ -90,6 +92,13 @@ class CostAwareTree {
   double scored_acceptance(const std::string& source, float score, int depth) const;
   /// Each node's estimated P(accepted) (the product of c along its path).
   std::vector<double> node_probabilities(const TokenTree& tree) const;
+  /// `base` (a drafter's tree, any size) grown best-first (see the top of this file) to at
+  /// most `max_nodes` nodes of depth < max_depth: the most likely of base's nodes and of the
+  /// candidates `table` lists after `last` (the pending token: the root's children) and after
+  /// each node taken. Returns base's nodes taken, in base's order, then the added ones in the
+  /// order taken (parents before children). Ties go to base's nodes, then to the earlier
+  /// candidate, so the result depends only on its inputs and the counts.
+  TokenTree grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes, int max_depth) const;
 
  private:
   static constexpr double kForget = 0.9;

@@ -15,6 +15,8 @@
 
 namespace spw::decode {
 
+class NextTokens;
+
 /// A draft of k tokens, with the drafter's probability of each where it has one.
 struct Draft {
   std::vector<int32_t> tokens;
@@ -72,6 +74,10 @@ class Drafter {
     (void)token;
     (void)next;
   }
+  /// The next-token table this drafter reads (a bigram table, recycled or not), or nullptr
+  /// (default). With DraftLength::cost the decoder grows token trees from it: see
+  /// CostAwareTree::grow.
+  virtual const NextTokens* next_tokens() const { return nullptr; }
 };
 
 /// Makes one fresh Drafter per sequence. An empty factory means plain autoregressive decoding.

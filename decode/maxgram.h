@@ -51,6 +51,7 @@ class MaxGramDrafter final : public Drafter {
   void observe_target(int32_t token, std::span<const TopToken> next) override {
     if (next_) next_->observe(token, next);
   }
+  const NextTokens* next_tokens() const override { return next_ ? &*next_ : nullptr; }
 
   /// Brings the index in line with `context` (exposed for tests). Returns the match: the end
   /// position of the most recent earlier occurrence of the longest matching suffix, and its

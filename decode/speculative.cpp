@@ -224,7 +224,11 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
               SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
                         where, s.drafter->name(), t, vocab);
           }
-          s.tree = build_token_tree(drafts, std::min(params.max_tree_nodes, room - 1));
+          const int max_nodes = std::min(params.max_tree_nodes, room - 1);
+          const NextTokens* table = by_cost && params.grow_tree ? s.drafter->next_tokens() : nullptr;
+          // growing ranks all of the drafter's nodes, not only the first max_nodes
+          s.tree = build_token_tree(drafts, table ? std::min(kMaxTreeTokens, room - 1) : max_nodes);
+          if (table) s.tree = s.cost_tree.grow(s.tree, s.text.back(), *table, max_nodes, dmax);
           if (by_cost) s.tree = subtree(s.tree, s.cost_tree.choose(s.tree));
           s.step_parents.push_back(-1);
           for (int i = 0; i < s.tree.size(); ++i) {

@@ -55,6 +55,9 @@ struct GenerateParams {
   // DraftLength::cost: t(n) of a target pass over n tokens per sequence, n = 1, 2, ... (any
   // unit; linear beyond the last value), e.g. measure_pass_costs() or runtime_step's curve.
   std::vector<double> pass_costs;
+  // DraftLength::cost, trees, a drafter with a next-token table (Drafter::next_tokens): grow
+  // the drafter's tree best-first from that table before pruning (CostAwareTree::grow).
+  bool grow_tree = false;
   SamplingParams sampling; // temperature 0 = greedy; sequence i uses seed + i
   std::vector<int32_t> eos_tokens;
   int32_t bos = -1;        // only used for an empty prompt

@@ -48,7 +48,8 @@ with tempfile.TemporaryDirectory() as d:
     import e2e_decode  # noqa: PLC0415
     wide = {(spec, length) for spec, tree, k, length in e2e_decode.configs(8, True) if tree == 16 and k == 12}
     assert wide == {(s, l) for s in ("maxgram", "maxgram+bigram") for l in ("fixed", "cost")} | {
-        ("maxgram+recycle", "cost"), ("recycle", "cost")}, wide  # recycle: its own single-drafter twin
+        ("maxgram+recycle", "cost"), ("recycle", "cost"), ("maxgram+recycle", "grow"), ("recycle", "grow")
+    }, wide  # recycle: its own single-drafter twin; grow: --draft-length cost --tree-grow
 
     for case, r in rows.items():
         assert r["tokens_per_s"] > 0 and r["speedup"] is not None, r
@@ -72,13 +73,17 @@ with tempfile.TemporaryDirectory() as d:
     # with a bigram table: the wide tree row, whose k and draft length are its own
     subprocess.run([exe, "bigram", "build", "--model", str(model), "--text", str(ROOT / "README.md")], check=True)
     subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
-                    "--quick", "--max-tokens", "16", "--only", "maxgram+bigram tree=16 k=12 fixed", "--modes", "greedy",
+                    "--quick", "--max-tokens", "16", "--only",
+                    "maxgram+bigram tree=16 k=12 fixed|maxgram+recycle tree=16 k=12 grow", "--modes", "greedy",
                     "--out", str(out)], check=True)
     doc = json.loads((out / "e2e_decode.json").read_text())
-    wide = doc["rows"][1]
+    wide, grown = doc["rows"][1], doc["rows"][2]
     assert wide["case"] == "greedy_maxgram+bigram tree=16 k=12 fixed", doc["rows"]
     assert wide["params"]["k"] == 12 and wide["params"]["draft_length"] == "fixed" and wide["params"]["tree"] == 16
     assert wide["identical_to_autoregressive"] is True, wide
+    assert grown["case"] == "greedy_maxgram+recycle tree=16 k=12 grow", doc["rows"]
+    assert grown["params"]["draft_length"] == "cost" and grown["params"]["tree_grow"] is True, grown
+    assert wide["params"]["tree_grow"] is False and grown["identical_to_autoregressive"] is True, grown
     # a row whose run fails is skipped with the reason, the others still run (exit status 1)
     e2e = [sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),
            "--quick", "--max-tokens", "4", "--modes", "greedy"]

@@ -178,6 +178,10 @@ TEST(CudaSpeculative, GreedyOutputEqualsPlainGreedyOnTheSameBackend) {
          "hcascade(self:1*2,maxgram+bigram*2)"},
         {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}, g, std::string(dtype_name(dt)));
     EXPECT_GT(accepted, 0) << "no draft token was ever accepted: the comparison would be weak";
+    g.grow_tree = true;  // cost trees grown from the table below every node (CostAwareTree::grow)
+    EXPECT_GT(expect_plain_greedy(models.tied, o, ps, {"maxgram+bigram", "maxgram+recycle"}, {DraftLength::cost}, g,
+                                  std::string(dtype_name(dt)) + " grown trees"),
+              0);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 
+#include "decode/bigram.h"
 #include "decode/draft_length.h"
 #include "decode/speculative.h"
 #include "tests/common/helpers.h"
@@ -301,6 +302,119 @@ TEST(CostAwareTree, ChoiceIsTheBestSubtreeOfAnySize) {
       }
     }
   }
+}
+
+namespace {
+// A static table over 10 tokens, two candidates per row (rows not set: probability 0, skipped).
+std::shared_ptr<BigramTable> grow_table() {
+  auto t = std::make_shared<BigramTable>(10, 2, 0);
+  auto set = [&](int32_t prev, BigramTable::Entry a, BigramTable::Entry b) {
+    auto row = t->next_mutable(prev);
+    row[0] = a, row[1] = b;
+  };
+  set(0, {1, 0.6f}, {5, 0.3f});
+  set(1, {2, 0.7f}, {6, 0.2f});
+  set(2, {3, 0.6f}, {4, 0.4f});
+  set(5, {7, 0.5f}, {8, 0.5f});
+  return t;
+}
+}  // namespace
+
+TEST(CostAwareTree, GrowTakesTheMostLikelyOfTheDraftersNodesAndTheTablesCandidates) {
+  // Pending token 0, Max-Gram's chain 1 2 (unscored: P .5, .25). Candidates (no history: the
+  // score bucket's prior, .75 * 2^-bucket): 5 (p .3, bucket 1) below the root: .375; 6 (.2,
+  // bucket 2) below 1: .5 * .1875; 3 (.6, bucket 0) and 4 (.4, bucket 1) below 2 at depth 2:
+  // .25 * .75 and .25 * .375; 7 and 8 (.5, bucket 1) below 5: .375 * .375 each. Row 0's 1 and
+  // row 1's 2 are already the chain's nodes; depth 2 is the last (max_depth 3).
+  const NextTokens table(grow_table());
+  const TokenTree base = build_token_tree({draft({1, 2}, "maxgram")});
+  const PassCostCurve flat({1.0});
+  const CostAwareTree ct(&flat);
+  const TokenTree all = ct.grow(base, 0, table, 64, 3);
+  // Taken: 1 (.5), 5 (.375), 2 (.25), 3 (.1875), 7 and 8 (.140625: pushed first wins), 6 and 4
+  // (.09375); base nodes first, then the added ones in that order.
+  EXPECT_EQ(all.tokens, (std::vector<int32_t>{1, 2, 5, 3, 7, 8, 6, 4}));
+  EXPECT_EQ(all.parents, (std::vector<int32_t>{-1, 0, -1, 1, 2, 2, 0, 1}));
+  EXPECT_EQ(all.depths, (std::vector<int32_t>{0, 1, 0, 2, 1, 1, 1, 2}));
+  EXPECT_EQ(all.sources, (std::vector<std::string>{"maxgram", "maxgram", "bigram", "bigram", "bigram", "bigram",
+                                                   "bigram", "bigram"}));
+  EXPECT_EQ(all.scores, (std::vector<float>{-1.f, -1.f, 0.3f, 0.6f, 0.5f, 0.5f, 0.2f, 0.4f}));
+  validate_parents(all.parents);
+  EXPECT_EQ(tree_depths(all.parents), all.depths);
+  // The pruner's estimate of the grown tree is the one growing used.
+  const auto p = ct.node_probabilities(all);
+  const std::vector<double> want{0.5, 0.25, 0.375, 0.1875, 0.140625, 0.140625, 0.09375, 0.09375};
+  for (int v = 0; v < all.size(); ++v) EXPECT_DOUBLE_EQ(p[v], want[v]) << v;
+  // A budget keeps the most likely: 1, 5, 2, 3.
+  const TokenTree four = ct.grow(base, 0, table, 4, 3);
+  EXPECT_EQ(four.tokens, (std::vector<int32_t>{1, 2, 5, 3}));
+  EXPECT_EQ(four.parents, (std::vector<int32_t>{-1, 0, -1, 1}));
+  EXPECT_EQ(ct.grow(base, 0, table, 0, 3).size(), 0);
+  // max_depth 1: only the root's children come from the table.
+  EXPECT_EQ(ct.grow(base, 0, table, 64, 1).tokens, (std::vector<int32_t>{1, 2, 5}));
+  // Without a drafter's tree, the table alone (a bigram drafter's tree, grown).
+  // 1 (.75), 2 (.75 * .75), 3 (.5625 * .75), 5 (.375), 4 (.5625 * .375), then 6, 7 and 8 at
+  // .140625 each (6 was pushed first).
+  EXPECT_EQ(ct.grow(TokenTree{}, 0, table, 64, 3).tokens, (std::vector<int32_t>{1, 2, 3, 5, 4, 6, 7, 8}));
+  EXPECT_THROW_MSG(ct.grow(base, 0, table, 1025, 3), "max_nodes = 1025");
+}
+
+TEST(CostAwareTree, GrowFollowsWhatWasLearned) {
+  // Once the table's candidates are seen rejected and Max-Gram's accepted, growing keeps the
+  // chain and drops the candidates below a budget of the chain's length.
+  const NextTokens table(grow_table());
+  const TokenTree base = build_token_tree({draft({1, 2}, "maxgram")});
+  const PassCostCurve flat({1.0});
+  CostAwareTree ct(&flat);
+  const TokenTree grown = ct.grow(base, 0, table, 64, 3);
+  std::vector<int32_t> chain{0, 1};  // nodes 1 and 2 of the grown tree: tokens 1 2
+  for (int i = 0; i < 20; ++i) ct.observe(grown, chain);
+  const TokenTree two = ct.grow(base, 0, table, 2, 3);
+  EXPECT_EQ(two.tokens, (std::vector<int32_t>{1, 2}));
+  EXPECT_LT(ct.scored_acceptance("bigram", 0.3f, 0), 0.1);
+  // The same with the candidate accepted instead: 5 (the root's second child) comes first.
+  CostAwareTree other(&flat);
+  for (int i = 0; i < 20; ++i) other.observe(grown, std::vector<int32_t>{2});
+  EXPECT_EQ(other.grow(base, 0, table, 1, 3).tokens, (std::vector<int32_t>{5}));
+}
+
+TEST(DraftLengthCost, GrownTreesKeepGreedyOutputAndCarryMoreNodes) {
+  FakeModel target(spw::test::kVocab, spw::test::kMaxTokens);
+  auto env = spw::test::make_env();
+  for (const char* spec : {"maxgram+bigram", "maxgram+recycle", "bigram", "recycle"}) {
+    SpeculativeDecoder dec(target, make_drafter_factory(spec, env));
+    const std::vector<int32_t> prompt{3, 9, 4, 9, 3};
+    GenerateParams gp;
+    gp.max_new_tokens = 40;
+    gp.k = 6;
+    gp.tree_width = 4;
+    gp.draft_length = DraftLength::cost;
+    gp.pass_costs = {1.0};
+    gp.max_tree_nodes = 40;  // the drafter's trees have at most 4 x 6 nodes
+    const Generation plain = dec.generate(prompt, gp);
+    gp.grow_tree = true;
+    const Generation grown = dec.generate(prompt, gp);
+    EXPECT_EQ(grown.tokens, target.greedy_reference(prompt, 40)) << spec;
+    EXPECT_EQ(plain.tokens, grown.tokens) << spec;
+    EXPECT_GT(grown.stats.drafted, plain.stats.drafted) << spec << ": a flat curve takes the whole grown tree";
+    int64_t max_carried = 0;
+    for (size_t n = 0; n < grown.stats.passes_of.size(); ++n)
+      if (grown.stats.passes_of[n] > 0) max_carried = static_cast<int64_t>(n);
+    EXPECT_LE(max_carried, 1 + gp.max_tree_nodes) << spec;
+  }
+  // A drafter with no table: growing changes nothing.
+  SpeculativeDecoder dec(target, make_drafter_factory("maxgram", env));
+  GenerateParams gp;
+  gp.max_new_tokens = 30;
+  gp.k = 6;
+  gp.tree_width = 4;
+  gp.draft_length = DraftLength::cost;
+  gp.pass_costs = {1.0};
+  const Generation plain = dec.generate(std::vector<int32_t>{3, 9, 4, 9, 3}, gp);
+  gp.grow_tree = true;
+  const Generation grown = dec.generate(std::vector<int32_t>{3, 9, 4, 9, 3}, gp);
+  EXPECT_EQ(plain.tokens, grown.tokens);
+  EXPECT_EQ(plain.stats.drafted, grown.stats.drafted);
 }
 
 TEST(DraftLengthCost, TreesFlatCurveVerifiesTheWholeTreeSteepOneNode) {

@@ -3,7 +3,9 @@
 // context limit; batches with different acceptance; empty and over-long prompts.
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <random>
+#include <utility>
 
 #include "decode/speculative.h"
 #include "tests/common/helpers.h"
@@ -64,12 +66,15 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
   for (int width : {1, 3}) {
     for (int k : {1, 4, 7}) {
       for (const auto& prompt : prompts())
-      for (DraftLength length : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost}) {
+      for (const auto& [length, grow] : std::initializer_list<std::pair<DraftLength, bool>>{
+               {DraftLength::fixed, false}, {DraftLength::adaptive, false}, {DraftLength::cost, false},
+               {DraftLength::cost, true}}) {
         GenerateParams gp;
         gp.max_new_tokens = 30;
         gp.k = k;
         gp.tree_width = width;
         gp.draft_length = length;
+        gp.grow_tree = grow;  // (trees of drafters with a table grow from it)
         // by cost: a steep curve (CPU-like: short drafts, small trees) for k < 7, a flat one
         // (long drafts, whole trees) for 7
         if (length == DraftLength::cost) gp.pass_costs = k < 7 ? std::vector<double>{1, 1.3, 1.7, 2.2} : std::vector<double>{1};
@@ -81,7 +86,7 @@ TEST_P(GreedyEquality, ChainAndTreeMatchPlainGreedy) {
         auto g = dec.generate(prompt, gp);
         const auto ref = target.greedy_reference(prompt, 30);
         ASSERT_EQ(g.tokens, ref) << GetParam() << " k=" << k << " width=" << width
-                                 << " length=" << static_cast<int>(length)
+                                 << " length=" << static_cast<int>(length) << " grow=" << grow
                                  << " prompt size " << prompt.size();
         EXPECT_EQ(streamed, g.tokens);
         const bool at_limit = prompt.size() + ref.size() >= static_cast<size_t>(spw::test::kMaxTokens);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "decode/model_drafter.h"
 #include "decode/speculative.h"
@@ -93,7 +94,8 @@ struct Result {
   double first, third;
 };
 
-Result run(FakeModel& target, DrafterFactory factory, SamplingParams sp, int width, int k) {
+Result run(FakeModel& target, DrafterFactory factory, SamplingParams sp, int width, int k,
+           const std::function<void(GenerateParams&)>& tweak = {}) {
   const std::vector<int32_t> prompt{1, 5, 2};
   std::vector<double> pf, pt;
   exact(target, prompt, sp, pf, pt);
@@ -106,6 +108,7 @@ Result run(FakeModel& target, DrafterFactory factory, SamplingParams sp, int wid
     gp.tree_width = width;
     gp.sampling = sp;
     gp.sampling.seed = 1000 + 7919ull * trial;
+    if (tweak) tweak(gp);
     auto g = dec.generate(prompt, gp);
     EXPECT_EQ(g.tokens.size(), 3u);
     ++cf[g.tokens[0]];
@@ -158,6 +161,23 @@ TEST(Stochastic, CascadeWithBigramBottomKeepsTargetDistribution) {
   for (const char* spec : {"maxgram+bigram", "vcascade(self:2,maxgram+bigram;lenience=2)",
                            "hcascade(self:2*1,bigram*2)", "maxgram+recycle", "hcascade(self:2*1,recycle*2)"}) {
     auto r = run(target, make_drafter_factory(spec, env), temp(1.f), 1, 3);
+    EXPECT_LT(r.first, kChi2Critical) << spec;
+    EXPECT_LT(r.third, kChi2Critical) << spec;
+  }
+}
+
+TEST(Stochastic, TreesGrownFromTheTableKeepTargetDistribution) {
+  // Cost pruning on a flat curve with growing (CostAwareTree::grow): trees of up to 24 nodes,
+  // several candidates below each node, verified by recursive rejection.
+  FakeModel target(V, 64, 3, 2.f, 0.3f);
+  auto env = spw::test::make_env(V, temp(1.f));
+  for (const char* spec : {"maxgram+bigram", "recycle"}) {
+    auto r = run(target, make_drafter_factory(spec, env), temp(1.f), 4, 3, [](GenerateParams& gp) {
+      gp.draft_length = DraftLength::cost;
+      gp.pass_costs = {1.0};
+      gp.grow_tree = true;
+      gp.max_tree_nodes = 24;
+    });
     EXPECT_LT(r.first, kChi2Critical) << spec;
     EXPECT_LT(r.third, kChi2Critical) << spec;
   }

@@ -67,6 +67,9 @@ void usage() {
       "  --cost-curve LIST   t(1),t(2),... for --draft-length cost (any unit; default: measured\n"
       "                      on the target at start, printed)\n"
       "  --tree W            token-tree drafts with up to W branches (default 1 = chain)\n"
+      "  --tree-grow         with --tree and --draft-length cost, a drafter with a bigram\n"
+      "                      table (recycled or not): grow the tree best-first from the\n"
+      "                      table below every node, before the cost pruning\n"
       "  --compare           run autoregressive decoding first and print the speedup\n"
       "  --temperature T     0 = greedy (default 0)\n"
       "  --top-p P           nucleus sampling (default 1)\n"
@@ -260,6 +263,7 @@ int generate(const std::vector<std::string>& args) {
     }
     else if (a == "--cost-curve") o.cost_curve = value();
     else if (a == "--tree") o.gp.tree_width = static_cast<int>(number("branches"));
+    else if (a == "--tree-grow") o.gp.grow_tree = true;
     else if (a == "--compare") o.compare = true;
     else if (a == "--temperature") o.gp.sampling.temperature = static_cast<float>(number("temperature"));
     else if (a == "--top-p") o.gp.sampling.top_p = static_cast<float>(number("top-p"));
@@ -394,6 +398,13 @@ int generate(const std::vector<std::string>& args) {
     SPW_CHECK(o.cost_curve.empty(), "generate: --cost-curve is for --draft-length cost with a drafter");
     // plain decoding drafts nothing: no cost curve to measure (the decoder needs one for cost)
     if (!factory) o.gp.draft_length = decode::DraftLength::adaptive;
+  }
+  if (o.gp.grow_tree) {
+    SPW_CHECK(factory && o.gp.tree_width > 1 && o.gp.draft_length == decode::DraftLength::cost,
+              "generate: --tree-grow needs a drafter, --tree W > 1 and --draft-length cost");
+    SPW_CHECK(factory()->next_tokens() != nullptr,
+              "generate: --tree-grow: drafter '{}' has no bigram table to grow trees from (maxgram+bigram, "
+              "maxgram+recycle, bigram and recycle have one)", o.draft);
   }
   decode::SpeculativeDecoder ar(decoder_target), spec(decoder_target, factory);
   const bool greedy = o.gp.sampling.greedy();

@@ -47,4 +47,20 @@ with tempfile.TemporaryDirectory() as d:
 head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
 if head.returncode == 0 and not os.environ.get("SPW_COMMIT"):
     assert git_commit() == head.stdout.strip(), (git_commit(), head.stdout)
+# tokens_per_cost.py: each pass priced at its own size on t(n) = 1 + s (n - 1). Two prompts: 10
+# tokens in 4 passes (2 of 1 token, 2 of 3), 6 tokens in 2 passes of 5.
+import tokens_per_cost  # noqa: E402
+
+with tempfile.TemporaryDirectory() as d:
+    f = pathlib.Path(d) / "run.jsonl"
+    f.write_text(json.dumps({"tokens": 10, "target_passes": 4, "passes_of": [0, 2, 0, 2]}) + "\n" +
+                 json.dumps({"tokens": 6, "target_passes": 2, "passes_of": [0, 0, 0, 0, 0, 2]}) + "\n")
+    r = tokens_per_cost.summary(f, [0.0, 0.5])
+    assert (r["tokens"], r["passes"], r["prompts"]) == (16, 6, 2), r
+    assert abs(r["tokens_per_pass"] - 16 / 6) < 1e-12 and abs(r["nodes_per_pass"] - (18 / 6 - 1)) < 1e-12, r
+    assert abs(r["s=0"] - 16 / 6) < 1e-12, r  # a flat curve: tokens per pass
+    assert abs(r["s=0.5"] - 16 / (2 * 1 + 2 * 2 + 2 * 3)) < 1e-12, r  # t(1) = 1, t(3) = 2, t(5) = 3
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "tokens_per_cost.py"), str(f), "--slopes", "0.5"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| run.jsonl | 2 | 16 | 6 | 2.667 | 2.0 | 1.333x |" in out, out
 print("results format ok")

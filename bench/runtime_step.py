@@ -10,7 +10,9 @@ bench/results/cpu-<cpu model>/runtime_step.{json,md}.
 with random fp16 weights: k = 1..64 at context 512 and 4K, batch 1 and 8; then decode
 tokens/s (k = 1) at batch 1, 8, 32 (context 512); the argmax curve (greedy verification) is
 measured three times: with the backend's step graphs (default), with --cuda-graph-tokens 0, and in
-the batch-invariant mode (--batch-invariant: what identical greedy output costs). Results in
+the batch-invariant mode (--batch-invariant: what identical greedy output costs), and once more
+with the top 8 of every row instead (--output topk: what a recycling drafter's verification
+costs, rows `spillway:cuda:topk`). Results in
 bench/results/<gpu name>/runtime_step.{json,md} (+ .png with bench/plot.py).
 
 Rows (BENCH_FORMAT shape): `median_us` of one forward (wall clock: forward() returns with the
@@ -55,8 +57,8 @@ def to_row(r: dict, impl: str, bytes_per_param: int | None, threads: int | None 
     cuda_graphs: recorded in params when given (CUDA backend: step graphs on or off);
     params.batch_invariant when the step ran in the CUDA backend's batch-invariant mode."""
     model = r["model"]
-    argmax = r.get("output") == "argmax"
-    case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("_argmax" if argmax else "")
+    output = r.get("output", "logits")
+    case = f"{model}_b{r['batch']}_ctx{r['context']}_k{r['k']}" + ("" if output == "logits" else f"_{output}")
     secs = r["median_ms"] / 1000.0
     weight_bytes = (r.get("weight_bytes", 0) if bytes_per_param is None
                     else WEIGHT_PARAMS.get(model, 0) * bytes_per_param)
@@ -161,6 +163,9 @@ def measure_gpu(a, models, contexts, ks, reps, rows, skipped) -> None:
             argmax = base + ["--contexts", "512", "--batch", "1", "--ks", ks, "--output", "argmax"]
             for r in run_step(a.exe, argmax):
                 rows.append(to_row(r, "spillway:cuda:argmax", 2))
+            # greedy verification for a recycling drafter: the top 8 of every row, ranked on the device
+            for r in run_step(a.exe, argmax[:-1] + ["topk"]):
+                rows.append(to_row(r, "spillway:cuda:topk", 2))
             for r in run_step(a.exe, base + ["--contexts", contexts, "--batch", "1,8", "--ks", ks]):
                 rows.append(to_row(r, "spillway:cuda", 2))
             for r in run_step(a.exe, base + ["--contexts", "512", "--batch", "32", "--ks", "1"]):

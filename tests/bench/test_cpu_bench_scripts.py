@@ -32,6 +32,13 @@ with tempfile.TemporaryDirectory() as d:
         assert r["params"]["weight_bytes"] > 0 and r["gbs"] > 0, r  # the bytes `spillway step` reports
     assert {(r["params"]["context"], r["params"]["k"]) for r in doc["rows"]} == {(4, 1), (4, 3), (9, 1), (9, 3)}
     assert (docs[0].parent / "runtime_step.md").read_text().count("spillway:cpu") == 4
+    # `spillway step --output topk` times forward_topk (runtime_step's spillway:cuda:topk rows)
+    step = subprocess.run([exe, "step", "--model", str(model), "--contexts", "4", "--ks", "1,3", "--reps", "1",
+                           "--output", "topk"], capture_output=True, text=True, check=True)
+    lines = [json.loads(x) for x in step.stdout.splitlines()]
+    assert [(x["k"], x["output"]) for x in lines] == [(1, "topk"), (3, "topk")], step.stdout
+    bad = subprocess.run([exe, "step", "--model", str(model), "--output", "top8"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--output = 'top8': must be logits, argmax or topk" in bad.stderr, bad.stderr
 
     out = d / "e2e"
     subprocess.run([sys.executable, str(ROOT / "bench" / "e2e_decode.py"), "--spillway", exe, "--model", str(model),

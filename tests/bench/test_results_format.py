@@ -28,7 +28,7 @@ with tempfile.TemporaryDirectory() as d:
     subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(f), "--logx"], check=True)
     assert (pathlib.Path(d) / "demo.png").stat().st_size > 1000
 # draft_replay's --costs: the batch-1 argmax curve with step graphs (the backend's default);
-# runtime_step's graphs-off and batch-invariant rows of the same cases must not replace it.
+# runtime_step's graphs-off, batch-invariant and top-k rows of the same cases must not replace it.
 from draft_replay import load_costs  # noqa: E402
 
 step = {"rows": [{"impl": impl, "median_us": t * k,
@@ -39,6 +39,8 @@ step = {"rows": [{"impl": impl, "median_us": t * k,
 step["rows"] += [{"impl": "spillway:cuda:argmax:invariant", "median_us": 70.0 * k,
                   "params": {"model": "m", "batch": 1, "context": 512, "k": k, "output": "argmax",
                              "batch_invariant": True}} for k in (1, 4)]
+step["rows"] += [{"impl": "spillway:cuda:topk", "median_us": 60.0 * k,  # (a recycling drafter's curve)
+                  "params": {"model": "m", "batch": 1, "context": 512, "k": k, "output": "topk"}} for k in (1, 4)]
 with tempfile.TemporaryDirectory() as d:
     f = pathlib.Path(d) / "runtime_step.json"
     f.write_text(json.dumps(step))

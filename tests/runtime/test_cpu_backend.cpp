@@ -4,6 +4,8 @@
 // equal separate runs, and bad input is rejected by name. (Agreement with an independent
 // NumPy implementation: the runtime_numpy_reference_* tests.)
 #include <filesystem>
+#include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "runtime/gguf_writer.h"
@@ -132,6 +134,47 @@ TEST_F(CpuBackend, WantedRowsAndArgmaxMatchTheFullForward) {
   ASSERT_EQ(view.size(), some.size());
   EXPECT_EQ(std::memcmp(view.data(), some.data(), some.size() * sizeof(float)), 0);
   EXPECT_TRUE(m->forward_view(std::vector<SeqInput>{{s4[1], std::span(&next, 1), {}, 0}}).empty());
+}
+
+TEST_F(CpuBackend, TopKOfEveryRowMatchesRankingTheFullForward) {
+  // forward_topk / forward_view_topk on the CPU backend: the same top k as spw::top_tokens on
+  // each row of forward(), for a batch with wanted rows and a token tree, and the same logits.
+  auto m = load_model(path());
+  const int V = m->config().vocab_size;
+  const std::vector<int32_t> a{256, 72, 101, 5, 6, 9, 12}, tree{256, 40, 41, 42, 43}, parents{-1, 0, 0, 1, 1};
+  auto fresh = [&] { return std::vector<int>{m->create_sequence(), m->create_sequence()}; };
+  const auto s0 = fresh();
+  std::vector<float> full;
+  m->forward(std::vector<SeqInput>{{s0[0], a, {}, 5}, {s0[1], tree, parents}}, full);
+  const size_t rows = full.size() / V;
+  ASSERT_EQ(rows, 10u);
+  for (int k : {1, 3, kMaxTopK}) {
+    std::vector<TopToken> want(rows * k), top(3, TopToken{-7, -1.f});  // (resized by the call)
+    for (size_t r = 0; r < rows; ++r) top_tokens(&full[r * V], V, k, &want[r * k]);
+    const auto s1 = fresh();
+    m->forward_topk(std::vector<SeqInput>{{s1[0], a, {}, 5}, {s1[1], tree, parents}}, k, top);
+    ASSERT_EQ(top.size(), want.size()) << k;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(top[i].token, want[i].token) << "k " << k << " entry " << i;
+      EXPECT_EQ(top[i].prob, want[i].prob) << "k " << k << " entry " << i;
+    }
+    for (size_t r = 0; r < rows; ++r)
+      EXPECT_EQ(top[r * k].token, greedy_token(std::span<const float>(&full[r * V], V))) << r;
+    const auto s2 = fresh();
+    std::vector<TopToken> top_view;
+    const auto view = m->forward_view_topk(std::vector<SeqInput>{{s2[0], a, {}, 5}, {s2[1], tree, parents}}, k, top_view);
+    ASSERT_EQ(view.size(), full.size());
+    EXPECT_EQ(std::memcmp(view.data(), full.data(), full.size() * sizeof(float)), 0);
+    EXPECT_EQ(top_view.size(), want.size());
+    EXPECT_TRUE(std::equal(top_view.begin(), top_view.end(), top.begin(),
+                           [](const TopToken& x, const TopToken& y) { return x.token == y.token && x.prob == y.prob; }));
+  }
+  std::vector<TopToken> top;
+  const auto s3 = fresh();
+  EXPECT_THROW_MSG(m->forward_topk(std::vector<SeqInput>{{s3[0], a, {}}}, kMaxTopK + 1, top),
+                   fmt::format("Model::forward_topk: k = {}: must be in [1, {}]", kMaxTopK + 1, kMaxTopK));
+  EXPECT_THROW_MSG(m->forward_view_topk(std::vector<SeqInput>{{s3[0], a, {}}}, 0, top),
+                   "Model::forward_view_topk: k = 0: must be in [1, ");
 }
 
 TEST(GreedyToken, LowestIndexOfTheMaximumAndNaNRules) {

@@ -31,9 +31,11 @@ std::vector<int> parse_list(const std::string& s, const char* name) {
 
 // B sequences, each prefilled with `ctx` random tokens; one JSON line per k: the median
 // latency of a forward of k new tokens for every sequence (rolled back after each run).
-// argmax: forward_argmax (what greedy verification runs: only the greedy tokens come back).
+// output: logits (forward), argmax (forward_argmax: what greedy verification runs, only the
+// greedy tokens come back) or topk (forward_topk with k = kMaxTopK: greedy verification for a
+// drafter that recycles the target's predictions).
 void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<int>& ks, int reps, std::mt19937& rng,
-                  const std::string& label, bool argmax, bool invariant) {
+                  const std::string& label, const std::string& output, bool invariant) {
   const int vocab = model.config().vocab_size;
   std::vector<int> seqs(batch);
   std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(ctx));
@@ -45,6 +47,7 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
   }
   std::vector<float> logits;
   std::vector<int32_t> tokens;
+  std::vector<spw::TopToken> top;
   model.forward(inputs, logits);
   for (int k : ks) {
     std::vector<std::vector<int32_t>> drafts(batch, std::vector<int32_t>(k));
@@ -56,8 +59,9 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
     std::vector<double> ms;
     for (int r = 0; r < reps + 1; ++r) {  // the first run warms caches and is dropped
       auto t0 = std::chrono::steady_clock::now();
-      if (argmax) model.forward_argmax(inputs, tokens);  // returns with the tokens on the host
-      else model.forward(inputs, logits);                 // returns with the logits on the host
+      if (output == "argmax") model.forward_argmax(inputs, tokens);  // returns with the tokens on the host
+      else if (output == "topk") model.forward_topk(inputs, spw::kMaxTopK, top);  // the top k on the host
+      else model.forward(inputs, logits);                             // the logits on the host
       auto t1 = std::chrono::steady_clock::now();
       for (int s : seqs) model.rollback(s, ctx);
       if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
@@ -69,7 +73,7 @@ void time_context(spw::rt::Model& model, int ctx, int batch, const std::vector<i
         "\"min_ms\": {:.3f}, \"tokens_per_s\": {:.2f}, \"reps\": {}, \"output\": \"{}\", \"weight_bytes\": {}, "
         "\"batch_invariant\": {}}}\n",
         label, model.backend_name(), ctx, batch, k, median, ms.front(), batch * k / (median / 1000.0), reps,
-        argmax ? "argmax" : "logits", model.weight_bytes(), invariant);
+        output, model.weight_bytes(), invariant);
     std::fflush(stdout);
   }
   for (int s : seqs) model.free_sequence(s);
@@ -82,11 +86,12 @@ int step(const std::vector<std::string>& argv) {
     fmt::print(
         "usage: spillway step [--model F | --random llama2-7b] [--backend cpu|cuda] [--dtype f16|bf16]\n"
         "                     [--contexts 128,512] [--batch 1] [--ks 1,2,4,8,16,32,64] [--reps 5] [--threads N]\n"
-        "                     [--output logits|argmax] [--cuda-graph-tokens 128] [--batch-invariant]\n"
+        "                     [--output logits|argmax|topk] [--cuda-graph-tokens 128] [--batch-invariant]\n"
         "Median latency of one forward over k new tokens per sequence, for `batch` sequences after a\n"
         "context of C tokens each, as JSON lines (bench/runtime_step.py collects them).\n"
         "--random llama2-7b: a Llama-2-7B-shaped model with random weights (cuda backend only).\n"
-        "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back).\n"
+        "--output argmax: time forward_argmax (greedy verification: only the greedy tokens come back);\n"
+        "topk: forward_topk, k = 8 (greedy verification for a drafter recycling the target's top 8).\n"
         "--cuda-graph-tokens N: cuda passes of at most N tokens run as CUDA graphs (0: every kernel\n"
         "launched on its own); how the passes ran is printed to stderr at the end.\n"
         "--batch-invariant: the cuda backend's batch-invariant mode (CudaBackendOptions::batch_invariant);\n"
@@ -96,7 +101,8 @@ int step(const std::vector<std::string>& argv) {
   a.only({"--model", "--random", "--backend", "--dtype", "--contexts", "--batch", "--ks", "--reps", "--threads", "--output",
           "--cuda-graph-tokens", "--batch-invariant"});
   const std::string output = a.get("--output", "logits");
-  SPW_CHECK(output == "logits" || output == "argmax", "--output = '{}': must be logits or argmax", output);
+  SPW_CHECK(output == "logits" || output == "argmax" || output == "topk",
+            "--output = '{}': must be logits, argmax or topk", output);
   const auto contexts = parse_list(a.get("--contexts", "128,512"), "contexts");
   const auto batches = parse_list(a.get("--batch", "1"), "batch");
   const auto ks = parse_list(a.get("--ks", "1,2,4,8,16,32,64"), "ks");
@@ -142,7 +148,7 @@ int step(const std::vector<std::string>& argv) {
             model->max_tokens());
   std::mt19937 rng(1);
   for (int batch : batches)
-    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output == "argmax", invariant);
+    for (int ctx : contexts) time_context(*model, ctx, batch, ks, reps, rng, label, output, invariant);
   if (model->backend_name() == "cuda") {
     const spw::rt::CudaGraphStats g = spw::rt::cuda_graph_stats(*model);
     fmt::print(stderr, "cuda graphs (tokens <= {}): {} replays, {} captures ({} updates, {} new), {} plain passes{}\n",

@@ -110,16 +110,21 @@ double CostAwareTree::scored_acceptance(const std::string& source, float score, 
 }
 
 double CostAwareTree::estimate(const std::string& source, int cls, int depth) const {
-  double c = class_prior(cls);  // prior at depth 0 (draft_length.h)
   const auto it = counts_.find(source);
+  return estimate(it == counts_.end() ? nullptr : &it->second, cls, depth);
+}
+
+double CostAwareTree::estimate(const Counts* counts, int cls, int depth, double* column) const {
+  double c = class_prior(cls);  // prior at depth 0 (draft_length.h)
   for (int d = 0; d <= depth; ++d) {
     double tried = 0, acc = 0;
-    if (it != counts_.end()) {
-      const auto& tr = it->second.tried[hot_][cls];
-      const auto& ac = it->second.accepted[hot_][cls];
+    if (counts) {
+      const auto& tr = counts->tried[hot_][cls];
+      const auto& ac = counts->accepted[hot_][cls];
       if (static_cast<size_t>(d) < tr.size()) tried = tr[d], acc = ac[d];
     }
     c = (acc + 2.0 * c) / (tried + 2.0);  // shrunk towards the depth above (weight of 2 tries)
+    if (column) column[d] = c;
   }
   return c;
 }
@@ -141,12 +146,15 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
   std::vector<std::vector<int32_t>> base_children(static_cast<size_t>(nb) + 1);  // index parent + 1
   for (int v = 0; v < nb; ++v) base_children[static_cast<size_t>(base.parents[v] + 1)].push_back(v);
   const std::string source = table.source();
-  // c of the table's candidates per (class, depth), each estimated once
-  std::vector<double> memo(static_cast<size_t>(kClasses) * std::max(max_depth, 1), -1.0);
+  // c of the table's candidates per (class, depth): a class's depths estimated in one pass, once
+  const auto it = counts_.find(source);
+  const Counts* counts = it == counts_.end() ? nullptr : &it->second;
+  const int depths = std::max(max_depth, 1);
+  std::vector<double> memo(static_cast<size_t>(kClasses) * depths, -1.0);
   auto table_c = [&](int cls, int depth) {
-    double& c = memo[static_cast<size_t>(depth) * kClasses + cls];
-    if (c < 0) c = estimate(source, cls, depth);
-    return c;
+    double* column = &memo[static_cast<size_t>(cls) * depths];
+    if (column[0] < 0) estimate(counts, cls, depths - 1, column);
+    return column[depth];
   };
 
   // A taken node is named by a ref: base node b: b; added node a: -2 - a; the root: -1. Below

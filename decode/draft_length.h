@@ -113,6 +113,9 @@ class CostAwareTree {
   struct Counts {
     std::vector<double> tried[2][kClasses], accepted[2][kClasses];
   };
+  // c(class, d) of the source whose counts these are (null: none yet) at d = depth; with
+  // `column`, every d = 0..depth is written there too (one pass: each depth shrinks to the one above).
+  double estimate(const Counts* counts, int cls, int depth, double* column = nullptr) const;
   // Each node's class (its sibling rank or score bucket) and drafter name ("" where missing).
   static std::vector<int32_t> node_classes(const TokenTree& tree);
   static const std::string& source_of(const TokenTree& tree, int v);

@@ -75,8 +75,8 @@ class Drafter {
     (void)next;
   }
   /// The next-token table this drafter reads (a bigram table, recycled or not), or nullptr
-  /// (default). With DraftLength::cost the decoder grows token trees from it: see
-  /// CostAwareTree::grow.
+  /// (default). With DraftLength::cost and GenerateParams::grow_tree the decoder grows token
+  /// trees from it (CostAwareTree::grow).
   virtual const NextTokens* next_tokens() const { return nullptr; }
 };
 

@@ -178,6 +178,12 @@ with tempfile.TemporaryDirectory() as d:
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--cost-curve is for --draft-length cost" in bad.stderr, bad.stderr
+    # --tree-grow: a tree by cost, from a drafter with a table (Max-Gram alone has none)
+    for extra, msg in ((["--tree-grow"], "--tree-grow needs a drafter, --tree W > 1 and --draft-length cost"),
+                       (["--tree", "3", "--tree-grow", "--draft-length", "fixed"], "--tree-grow needs a drafter"),
+                       (["--tree", "3", "--tree-grow"], "drafter 'maxgram' has no bigram table to grow trees from")):
+        bad = subprocess.run(cost + extra, capture_output=True, text=True)
+        assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     # cost is the CLI's default draft length; under --replay with no curve it falls back to
     # adaptive (and says so); plain decoding measures nothing
     default = cost[:cost.index("--draft-length")]

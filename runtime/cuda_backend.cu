@@ -80,18 +80,11 @@ class CudaModel final : public Model {
   std::span<const float> forward_view_topk(std::span<const SeqInput> batch, int k, std::vector<TopToken>& top) override {
     check_top_k(k, "Model::forward_view_topk");
     Output o;
-    o.pinned_logits = true;
     o.top = &top;
     o.k = k;
-    const size_t floats = run(batch, o);
-    return {logits_host_.get(), floats};
+    return run_view(batch, o);
   }
-  std::span<const float> forward_view(std::span<const SeqInput> batch) override {
-    Output o;
-    o.pinned_logits = true;
-    const size_t floats = run(batch, o);
-    return {logits_host_.get(), floats};
-  }
+  std::span<const float> forward_view(std::span<const SeqInput> batch) override { return run_view(batch, {}); }
 
  private:
   void check_seq(int id, const char* where) const {
@@ -117,6 +110,12 @@ class CudaModel final : public Model {
     bool pinned_logits = false;
     float* logits_dst = nullptr;  // set by run(): where the wanted rows' logits go
   };
+  // forward_view's rows (with `o`'s other outputs): the logits into logits_host_ (pinned), viewed.
+  std::span<const float> run_view(std::span<const SeqInput> batch, Output o) {
+    o.pinned_logits = true;
+    const size_t floats = run(batch, o);
+    return {logits_host_.get(), floats};
+  }
   // Returns the number of logits written (wanted rows x vocab_size; 0 for argmax / top-k output).
   size_t run(std::span<const SeqInput> batch, Output out);
   void reserve_logits_host(size_t floats);

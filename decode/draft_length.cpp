@@ -2,7 +2,9 @@
 #include "decode/draft_length.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <queue>
 
 #include "decode/bigram.h"
@@ -89,10 +91,12 @@ const std::string& CostAwareTree::source_of(const TokenTree& tree, int v) {
 
 int CostAwareTree::node_class(int rank, float score) {
   if (!(score >= 0.f)) return std::min(rank, kRanks - 1);  // unscored (negative or NaN)
-  // floor(-log2 p) from p = m 2^e, m in [0.5, 1): -e, or 1 - e when m = 0.5 (p a power of 2)
-  int e = 0;
-  const float m = std::frexp(std::max(score, 1e-9f), &e);
-  const int bucket = m == 0.5f ? 1 - e : -e;
+  // floor(-log2 p) read off p's bits (p >= 1e-9: a normal float, p = 1.f x 2^(E - 127)):
+  // 127 - E when p is a power of 2, else 126 - E. Equal to the frexp form for every float in
+  // [0, inf] (checked exhaustively), without a libm call: growing classifies ~1000 candidates a pass.
+  const uint32_t bits = std::bit_cast<uint32_t>(std::max(score, 1e-9f));
+  const int biased_exponent = static_cast<int>(bits >> 23);
+  const int bucket = (bits & 0x7fffffu) == 0 ? 127 - biased_exponent : 126 - biased_exponent;
   return kRanks + std::clamp(bucket, 0, kScoreBuckets - 1);
 }
 
@@ -131,9 +135,34 @@ double CostAwareTree::estimate(const Counts* counts, int cls, int depth, double*
 
 std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) const {
   const auto cls = node_classes(tree);
+  int depths = 1;
+  for (int v = 0; v < tree.size(); ++v) depths = std::max(depths, tree.depths[v] + 1);
+  // c per (source, class) for every depth, estimated once (a class's depths in one pass): a
+  // tree holds a few sources and classes, and this runs twice a step on up to 128 nodes
+  struct Source {
+    const std::string* name;
+    const Counts* counts;
+    std::vector<double> c;  // [class][depth], -1: not estimated yet
+  };
+  std::vector<Source> sources;
+  size_t last = 0;
   std::vector<double> p(tree.size());
-  for (int v = 0; v < tree.size(); ++v)
-    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * estimate(source_of(tree, v), cls[v], tree.depths[v]);
+  for (int v = 0; v < tree.size(); ++v) {
+    const std::string& name = source_of(tree, v);
+    if (last >= sources.size() || *sources[last].name != name) {
+      last = 0;
+      while (last < sources.size() && *sources[last].name != name) ++last;
+      if (last == sources.size()) {
+        const auto it = counts_.find(name);
+        sources.push_back({&name, it == counts_.end() ? nullptr : &it->second,
+                           std::vector<double>(static_cast<size_t>(kClasses) * depths, -1.0)});
+      }
+    }
+    Source& src = sources[last];
+    double* column = &src.c[static_cast<size_t>(cls[v]) * depths];
+    if (column[0] < 0) estimate(src.counts, cls[v], depths - 1, column);
+    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * column[tree.depths[v]];
+  }
   return p;
 }
 
@@ -143,8 +172,14 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
                 fmt::format("must be in [0, {}]", kMaxTreeTokens));
   const int nb = base.size();
   const auto p_base = node_probabilities(base);
-  std::vector<std::vector<int32_t>> base_children(static_cast<size_t>(nb) + 1);  // index parent + 1
-  for (int v = 0; v < nb; ++v) base_children[static_cast<size_t>(base.parents[v] + 1)].push_back(v);
+  // base's children per parent (CSR over parent + 1; the root is -1), in index order
+  std::vector<int32_t> kid_start(static_cast<size_t>(nb) + 2, 0), kids(static_cast<size_t>(nb));
+  for (int v = 0; v < nb; ++v) ++kid_start[static_cast<size_t>(base.parents[v] + 2)];
+  for (size_t i = 1; i < kid_start.size(); ++i) kid_start[i] += kid_start[i - 1];
+  {
+    std::vector<int32_t> fill(kid_start.begin(), kid_start.end() - 1);
+    for (int v = 0; v < nb; ++v) kids[static_cast<size_t>(fill[static_cast<size_t>(base.parents[v] + 1)]++)] = v;
+  }
   const std::string source = table.source();
   // c of the table's candidates per (class, depth): a class's depths estimated in one pass, once
   const auto it = counts_.find(source);
@@ -158,51 +193,74 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
   };
 
   // A taken node is named by a ref: base node b: b; added node a: -2 - a; the root: -1. Below
-  // each taken node, its table row's candidates (not already base children), most likely first;
-  // only a row's best untaken candidate waits in the heap (the next follows when it is taken),
-  // so a step pushes O(nodes taken), not O(nodes x row width).
+  // each taken node, its table row's candidates (not already base children) in the order of
+  // their c, descending, ties in the table's order. A row is kept as runs of consecutive
+  // candidates of one class (one c each): that order is the runs merged by c, ties to the earlier
+  // run. Only a row's best untaken candidate waits in the heap (the next follows when it is
+  // taken), so a step pushes O(nodes taken), not O(nodes x row width).
+  struct Run {
+    double c;
+    int pos, end;  // its untaken candidates in `cands`
+  };
   struct Row {
     int parent, depth;  // ref of the node it hangs below; the candidates' depth
     double p_parent;
-    int begin, end;  // its candidates in `cands`: (c, entry), c descending
+    int run_begin, run_end;  // its runs in `runs`
   };
-  std::vector<std::pair<double, BigramTable::Entry>> cands;
+  std::vector<BigramTable::Entry> cands;
+  std::vector<Run> runs;
+  std::vector<Row> rows;
+  cands.reserve(static_cast<size_t>(max_nodes + 1) * 16);
+  runs.reserve(static_cast<size_t>(max_nodes + 1) * 4);
+  rows.reserve(static_cast<size_t>(max_nodes + 1));
   struct Item {
     double p;
     int64_t order;  // push order (base nodes: 0): ties go to base nodes, then to the earlier push
-    int node;       // base node, or -1: candidate `pos` of row `row`
-    int row, pos;
+    int node;       // base node, or -1: the head of run `run` of row `row`
+    int row, run;
     bool operator<(const Item& o) const {  // (priority_queue: the largest on top)
       if (p != o.p) return p < o.p;
       if (order != o.order) return order > o.order;
       return node > o.node;
     }
   };
-  std::vector<Row> rows;
-  std::priority_queue<Item> heap;
+  std::vector<Item> heap_storage;
+  heap_storage.reserve(static_cast<size_t>(nb + 2 * max_nodes + 2));
+  std::priority_queue<Item> heap(std::less<Item>(), std::move(heap_storage));
   int64_t pushes = 0;
-  auto push_candidate = [&](int row, int pos) {
+  auto push_candidate = [&](int row) {  // the row's best untaken candidate, if any
     const Row& r = rows[static_cast<size_t>(row)];
-    if (r.begin + pos < r.end) heap.push({r.p_parent * cands[static_cast<size_t>(r.begin + pos)].first, ++pushes, -1, row, pos});
+    int best = -1;
+    for (int u = r.run_begin; u < r.run_end; ++u) {
+      const Run& run = runs[static_cast<size_t>(u)];
+      if (run.pos < run.end && (best < 0 || run.c > runs[static_cast<size_t>(best)].c)) best = u;
+    }
+    if (best >= 0) heap.push({r.p_parent * runs[static_cast<size_t>(best)].c, ++pushes, -1, row, best});
   };
   // Everything below a node just taken (ref, P, depth, token): its base children and its table row.
-  const std::vector<int32_t> no_children;
   auto expand = [&](int ref, double p, int depth, int32_t token) {
-    const std::vector<int32_t>& kids = ref >= -1 ? base_children[static_cast<size_t>(ref + 1)] : no_children;
-    for (int32_t c : kids) heap.push({p_base[c], 0, c, -1, 0});
+    const int32_t* kb = kids.data();
+    const int32_t* ke = kb;
+    if (ref >= -1) {
+      kb += kid_start[static_cast<size_t>(ref + 1)];
+      ke = kids.data() + kid_start[static_cast<size_t>(ref + 2)];
+    }
+    for (const int32_t* c = kb; c != ke; ++c) heap.push({p_base[*c], 0, *c, -1, 0});
     if (depth + 1 >= max_depth) return;
-    const int begin = static_cast<int>(cands.size());
+    const int run_begin = static_cast<int>(runs.size());
+    int cls_before = -1;
     for (const auto& e : table.next(token)) {
       if (!(e.prob > 0.f)) continue;
-      if (std::any_of(kids.begin(), kids.end(), [&](int32_t c) { return base.tokens[c] == e.token; })) continue;
-      // (insertion: rows are short and mostly sorted already; equal c keep the table's order)
-      cands.push_back({table_c(node_class(0, e.prob), depth + 1), e});
-      for (size_t i = cands.size() - 1; i > static_cast<size_t>(begin) && cands[i - 1].first < cands[i].first; --i)
-        std::swap(cands[i - 1], cands[i]);
+      if (std::any_of(kb, ke, [&](int32_t c) { return base.tokens[c] == e.token; })) continue;
+      const int cls = node_class(0, e.prob);
+      const int at = static_cast<int>(cands.size());
+      if (cls != cls_before) runs.push_back({table_c(cls, depth + 1), at, at}), cls_before = cls;
+      cands.push_back(e);
+      ++runs.back().end;
     }
-    if (static_cast<int>(cands.size()) == begin) return;
-    rows.push_back({ref, depth + 1, p, begin, static_cast<int>(cands.size())});
-    push_candidate(static_cast<int>(rows.size()) - 1, 0);
+    if (static_cast<int>(runs.size()) == run_begin) return;
+    rows.push_back({ref, depth + 1, p, run_begin, static_cast<int>(runs.size())});
+    push_candidate(static_cast<int>(rows.size()) - 1);
   };
 
   struct Added {
@@ -221,9 +279,9 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
       expand(it.node, it.p, base.depths[it.node], base.tokens[it.node]);
       continue;
     }
-    push_candidate(it.row, it.pos + 1);  // the row's next candidate
+    const auto entry = cands[static_cast<size_t>(runs[static_cast<size_t>(it.run)].pos++)];
+    push_candidate(it.row);  // the row's next candidate
     const Row& r = rows[static_cast<size_t>(it.row)];
-    const auto entry = cands[static_cast<size_t>(r.begin + it.pos)].second;
     added.push_back({r.parent, entry, r.depth});
     expand(-2 - static_cast<int>(added.size() - 1), it.p, r.depth, entry.token);  // (may move rows)
   }

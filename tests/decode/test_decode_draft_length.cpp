@@ -239,6 +239,26 @@ TEST(CostAwareTree, ScoredNodesAreCountedPerScoreBucket) {
   EXPECT_GT(p[1], p[0]);
 }
 
+TEST(CostAwareTree, ScoreBucketIsTheFloorOfMinusLog2) {
+  // With no counts, c is the bucket's prior .75 * 2^-bucket, bucket = floor(-log2 p) in [0, 15]:
+  // powers of two and their neighbours, the clamped ends, and random scores.
+  const PassCostCurve flat({1.0});
+  const CostAwareTree ct(&flat);
+  auto want = [](float p) {
+    const double b = p > 0 ? std::floor(-std::log2(double(p))) : 15.0;
+    return std::ldexp(0.75, -int(std::clamp(b, 0.0, 15.0)));
+  };
+  std::vector<float> scores{1.f, 2.f, std::numeric_limits<float>::infinity(), 1e-9f, 1e-30f, 0.f,
+                            std::numeric_limits<float>::denorm_min()};
+  for (int e = 0; e <= 18; ++e) {
+    const float p = std::ldexp(1.f, -e);
+    scores.insert(scores.end(), {p, std::nextafter(p, 0.f), std::nextafter(p, 2.f)});
+  }
+  std::mt19937 rng(3);
+  for (int i = 0; i < 2000; ++i) scores.push_back(std::ldexp(std::uniform_real_distribution<float>(0.5f, 1.f)(rng), -int(rng() % 20)));
+  for (float p : scores) EXPECT_DOUBLE_EQ(ct.scored_acceptance("bigram", p, 0), want(p)) << "score " << p;
+}
+
 TEST(CostAwareTree, CountsOnlyChildrenOfAcceptedNodesAndChecksThePath) {
   const TokenTree tree = build_token_tree({draft({1, 2, 3}, "maxgram")});
   const PassCostCurve flat({1.0});
@@ -377,6 +397,148 @@ TEST(CostAwareTree, GrowFollowsWhatWasLearned) {
   CostAwareTree other(&flat);
   for (int i = 0; i < 20; ++i) other.observe(grown, std::vector<int32_t>{2});
   EXPECT_EQ(other.grow(base, 0, table, 1, 3).tokens, (std::vector<int32_t>{5}));
+}
+
+namespace {
+// Growing written the slow way, as the reference: every step scans every waiting item. Below a
+// taken node, its table row less base's children there, stable-sorted by c descending; the
+// row's first candidate waits from the moment the node is taken, each next one from the moment
+// the one before it is taken, with the push order of that moment (base nodes: order 0).
+TokenTree naive_grow(const CostAwareTree& ct, const TokenTree& base, int32_t last, const NextTokens& table,
+                     int max_nodes, int max_depth) {
+  struct Row {
+    int parent;  // ref: base node b, added node a: -2 - a, root -1
+    int depth;
+    double p;
+    std::vector<BigramTable::Entry> sorted;
+    size_t next = 0;
+    int64_t order = 0;  // of the waiting candidate
+  };
+  const auto p_base = ct.node_probabilities(base);
+  std::vector<Row> rows;
+  std::vector<char> base_waits(base.size(), 0), base_taken(base.size(), 0);
+  int64_t pushes = 0;
+  auto expand = [&](int ref, double p, int depth, int32_t token) {
+    std::vector<int32_t> kid_tokens;
+    for (int v = 0; v < base.size(); ++v)
+      if ((ref >= -1 && base.parents[v] == ref)) base_waits[v] = 1, kid_tokens.push_back(base.tokens[v]);
+    if (depth + 1 >= max_depth) return;
+    Row r{ref, depth + 1, p, {}};
+    for (const auto& e : table.next(token))
+      if (e.prob > 0.f && std::find(kid_tokens.begin(), kid_tokens.end(), e.token) == kid_tokens.end())
+        r.sorted.push_back(e);
+    auto c = [&](const BigramTable::Entry& e) { return ct.scored_acceptance(table.source(), e.prob, depth + 1); };
+    std::stable_sort(r.sorted.begin(), r.sorted.end(), [&](const auto& a, const auto& b) { return c(a) > c(b); });
+    if (r.sorted.empty()) return;
+    r.order = ++pushes;
+    rows.push_back(std::move(r));
+  };
+  struct Added {
+    int parent, depth;
+    BigramTable::Entry e;
+  };
+  std::vector<Added> added;
+  expand(-1, 1.0, -1, last);
+  for (int taken = 0; taken < max_nodes; ++taken) {
+    // best waiting item: P, then the lower order, then the lower base index
+    double best_p = -1;
+    int64_t best_order = 0;
+    int best_node = -1, best_row = -1;
+    auto better = [&](double p, int64_t order, int node) {
+      return best_p < 0 || p > best_p || (p == best_p && (order < best_order || (order == best_order && node < best_node)));
+    };
+    for (int v = 0; v < base.size(); ++v)
+      if (base_waits[v] && !base_taken[v] && better(p_base[v], 0, v)) best_p = p_base[v], best_order = 0, best_node = v, best_row = -1;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const Row& row = rows[r];
+      if (row.next >= row.sorted.size()) continue;
+      const double p = row.p * ct.scored_acceptance(table.source(), row.sorted[row.next].prob, row.depth);
+      if (better(p, row.order, std::numeric_limits<int>::max())) best_p = p, best_order = row.order, best_node = -1, best_row = int(r);
+    }
+    if (best_p < 0) break;
+    if (best_row < 0) {
+      base_taken[best_node] = 1;
+      expand(best_node, best_p, base.depths[best_node], base.tokens[best_node]);
+      continue;
+    }
+    Row& row = rows[best_row];
+    const auto e = row.sorted[row.next++];
+    row.order = ++pushes;
+    added.push_back({row.parent, row.depth, e});
+    expand(-2 - int(added.size() - 1), best_p, row.depth, e.token);
+  }
+  std::vector<int32_t> keep, index_of(base.size(), -1);
+  for (int v = 0; v < base.size(); ++v)
+    if (base_taken[v]) index_of[v] = int32_t(keep.size()), keep.push_back(v);
+  TokenTree out = subtree(base, keep);
+  const int first_added = out.size();
+  for (const Added& a : added) {
+    out.tokens.push_back(a.e.token);
+    out.parents.push_back(a.parent == -1 ? -1 : a.parent >= 0 ? index_of[a.parent] : first_added + (-2 - a.parent));
+    out.depths.push_back(a.depth);
+    out.sources.push_back(table.source());
+    out.scores.push_back(a.e.prob);
+  }
+  return out;
+}
+}  // namespace
+
+TEST(CostAwareTree, GrowEqualsTheSlowReferenceOnRandomTreesAndTables) {
+  // Random drafters' trees over a small vocabulary, a recycled table whose rows are observed
+  // (so a row's probabilities go up again after the observation), probabilities on a coarse
+  // grid (many equal classes: ties), random learned counts; every budget and depth limit.
+  std::mt19937 rng(7);
+  const int vocab = 12;
+  auto coarse = [&](int max_twentieths) { return float(1 + rng() % max_twentieths) / 20.f; };
+  int compared = 0, grown_nodes = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    auto t = std::make_shared<BigramTable>(vocab, 4, 0);
+    for (int32_t prev = 0; prev < vocab; ++prev) {
+      auto row = t->next_mutable(prev);
+      std::vector<int32_t> toks(vocab);
+      for (int i = 0; i < vocab; ++i) toks[i] = i;
+      std::shuffle(toks.begin(), toks.end(), rng);
+      std::vector<float> probs(4);
+      for (float& p : probs) p = trial % 5 == 4 && rng() % 3 == 0 ? 0.f : coarse(12);
+      std::sort(probs.rbegin(), probs.rend());
+      for (int i = 0; i < 4; ++i) row[i] = {toks[i], probs[i]};
+    }
+    NextTokens table(t, /*recycle=*/trial % 2 == 1);
+    for (int obs = 0; obs < 8; ++obs) {
+      const spw::TopToken top[2] = {{int32_t(rng() % vocab), coarse(4)}, {int32_t(rng() % vocab), coarse(2)}};
+      table.observe(int32_t(rng() % vocab), top);
+    }
+    std::vector<Draft> drafts(rng() % 4);
+    for (auto& d : drafts) {
+      const int len = 1 + int(rng() % 5);
+      for (int i = 0; i < len; ++i) d.push(int32_t(rng() % vocab), rng() % 3 ? "maxgram" : "bigram", rng() % 2 ? -1.f : coarse(20));
+    }
+    const TokenTree base = build_token_tree(drafts);
+    const PassCostCurve flat({1.0});
+    CostAwareTree ct(&flat);
+    for (int learn = 0; learn < int(rng() % 12); ++learn) {  // counts from random outcomes
+      const TokenTree seen = ct.grow(base, int32_t(rng() % vocab), table, 16, 4);
+      std::vector<int32_t> path;
+      for (int v = 0; v < seen.size(); ++v)
+        if ((seen.parents[v] < 0 ? path.empty() : !path.empty() && path.back() == seen.parents[v]) && rng() % 2)
+          path.push_back(v);
+      ct.observe(seen, path);
+    }
+    for (int max_nodes : {0, 1, 3, 9, 30, 64})
+      for (int max_depth : {1, 2, 5}) {
+        const int32_t last = int32_t(rng() % vocab);
+        const TokenTree got = ct.grow(base, last, table, max_nodes, max_depth);
+        const TokenTree want = naive_grow(ct, base, last, table, max_nodes, max_depth);
+        ASSERT_EQ(got.tokens, want.tokens) << "trial " << trial << " nodes " << max_nodes << " depth " << max_depth;
+        ASSERT_EQ(got.parents, want.parents) << "trial " << trial;
+        ASSERT_EQ(got.depths, want.depths) << "trial " << trial;
+        ASSERT_EQ(got.sources, want.sources) << "trial " << trial;
+        ASSERT_EQ(got.scores, want.scores) << "trial " << trial;
+        ++compared, grown_nodes += got.size();
+      }
+  }
+  EXPECT_EQ(compared, 60 * 18);
+  EXPECT_GT(grown_nodes, 60 * 18 * 5) << "trees big enough to matter";
 }
 
 TEST(DraftLengthCost, GrownTreesKeepGreedyOutputAndCarryMoreNodes) {

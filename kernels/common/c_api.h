@@ -36,10 +36,13 @@ const char* spw_version(void);
  * only when no plan made from it since the previous reset will run again (or is captured in
  * a graph that will be replayed) and none of their copies is in flight. */
 typedef struct spw_plan_arena spw_plan_arena;
+/* An arena with reserve_bytes ready (0: grows on first use), into *out. */
 int spw_plan_arena_create(size_t reserve_bytes, spw_plan_arena** out);
+/* Reuses the arena's memory from its start (see above for when that is safe). */
 int spw_plan_arena_reset(spw_plan_arena* arena);
 /* Any of capacity / used / allocations may be NULL. */
 int spw_plan_arena_stats(const spw_plan_arena* arena, size_t* capacity, size_t* used, int* allocations);
+/* Drops the caller's reference (NULL is a no-op); blocks live on while plans use them. */
 void spw_plan_arena_destroy(spw_plan_arena* arena);
 
 #ifdef __cplusplus

@@ -41,6 +41,7 @@ int spw_decode_attention_plan_in_arena(const spw_decode_attention_problem* probl
 int spw_decode_attention_plan_shared(const spw_decode_attention_problem* problem, const int32_t* kv_lens,
                                      const uint8_t* extends_previous, int sm_count, spw_plan_arena* arena,
                                      spw_decode_attention_handle** out);
+/* Device workspace bytes that spw_decode_attention_run needs for this plan (into *out). */
 int spw_decode_attention_workspace_size(const spw_decode_attention_handle* plan, size_t* out);
 /* Paged: k/v are k_pages/v_pages and indptr/indices/last_page_len the device page table;
  * contiguous: k/v are [batch, kv_len_max, kv_heads, head_dim] and the table pointers are unused.
@@ -48,6 +49,7 @@ int spw_decode_attention_workspace_size(const spw_decode_attention_handle* plan,
 int spw_decode_attention_run(const spw_decode_attention_handle* plan, const void* q, const void* k, const void* v,
                              const int32_t* indptr, const int32_t* indices, const int32_t* last_page_len, void* o,
                              float* lse, void* workspace, size_t workspace_bytes, void* stream);
+/* Frees the plan (NULL is a no-op); no run or graph that copies its work list may still be pending. */
 void spw_decode_attention_destroy(spw_decode_attention_handle* plan);
 
 #ifdef __cplusplus

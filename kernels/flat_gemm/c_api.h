@@ -37,6 +37,7 @@ int spw_flat_gemm_plan_create(const spw_flat_gemm_problem* problem, int sm_count
 /* What the plan chose; any output pointer may be NULL. */
 int spw_flat_gemm_plan_info(const spw_flat_gemm_plan* plan, int* impl, int* split_k, int* from_table,
                             size_t* workspace_bytes);
+/* Frees the plan (NULL is a no-op). */
 void spw_flat_gemm_plan_destroy(spw_flat_gemm_plan* plan);
 
 /* Launches on `stream` (cudaStream_t): no allocation, no sync, graph-capturable.
@@ -49,6 +50,7 @@ int spw_flat_gemm_run(const spw_flat_gemm_plan* plan, const void* x, const void*
 
 /* A cuBLASLt handle for the cuBLASLt impl (created once by the caller, never inside run). */
 int spw_flat_gemm_cublaslt_create(void** handle);
+/* Destroys a handle from spw_flat_gemm_cublaslt_create (NULL is a no-op). */
 int spw_flat_gemm_cublaslt_destroy(void* handle);
 
 #ifdef __cplusplus

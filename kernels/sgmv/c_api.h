@@ -30,7 +30,9 @@ typedef struct spw_sgmv_plan spw_sgmv_plan;
  * [num_adapters]. sm_count <= 0: query CUDA device 0. */
 int spw_sgmv_plan_create(const spw_sgmv_problem* problem, const int32_t* seg_starts, const int32_t* adapter_ids,
                          const int32_t* ranks, int sm_count, spw_sgmv_plan** out);
+/* Device workspace bytes that shrink / apply need for this plan (into *out). */
 int spw_sgmv_plan_workspace_bytes(const spw_sgmv_plan* plan, size_t* out);
+/* Frees the plan (NULL is a no-op); no run or graph that copies its metadata may still be pending. */
 void spw_sgmv_plan_destroy(spw_sgmv_plan* plan);
 
 /* v = x · A^T (fp32). Exactly one of a_ptrs (device array of device pointers) and a_stacked. */

@@ -57,14 +57,21 @@ int spw_tree_attention_plan_in_arena(const spw_tree_attention_problem* problem, 
                                      const int32_t* tree_sizes, const int32_t* parents, int sm_count,
                                      const spw_tree_attention_options* options, spw_plan_arena* arena,
                                      spw_tree_attention_handle** out);
+/* What the plan chose, into *out. */
 int spw_tree_attention_plan_info_get(const spw_tree_attention_handle* plan, spw_tree_attention_plan_info* out);
+/* Device workspace bytes that spw_tree_attention_run needs for this plan (into *out). */
 int spw_tree_attention_workspace_size(const spw_tree_attention_handle* plan, size_t* out);
 /* Position ids (prefix_len + depth) per tree token, written to positions [total_tokens]. */
 int spw_tree_attention_positions(const spw_tree_attention_handle* plan, int32_t* positions, size_t capacity);
+/* O [total_tokens, qo_heads, head_dim] and LSE (may be NULL) of every tree token: q, k_tree and
+ * v_tree hold the tree tokens (request after request), k_pages / v_pages with indptr / indices /
+ * last_page_len the paged prefix (device pointers; unused where every prefix is empty). stream
+ * is a cudaStream_t. No allocation, no sync, graph-capturable. */
 int spw_tree_attention_run(const spw_tree_attention_handle* plan, const void* q, const void* k_tree,
                            const void* v_tree, const void* k_pages, const void* v_pages, const int32_t* indptr,
                            const int32_t* indices, const int32_t* last_page_len, void* o, float* lse,
                            void* workspace, size_t workspace_bytes, void* stream);
+/* Frees the plan (NULL is a no-op); no run or graph that copies its metadata may still be pending. */
 void spw_tree_attention_destroy(spw_tree_attention_handle* plan);
 
 #ifdef __cplusplus

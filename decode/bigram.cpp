@@ -255,9 +255,9 @@ NextTokens::NextTokens(std::shared_ptr<const BigramTable> table, bool recycle)
 }
 
 std::span<const BigramTable::Entry> NextTokens::next(int32_t prev) const {
-  if (!row_of_.empty()) {
-    const auto it = row_of_.find(prev);
-    if (it != row_of_.end()) return {rows_.data() + size_t(it->second) * width_, size_t(width_)};
+  if (static_cast<uint32_t>(prev) < row_of_.size()) {  // (empty until the first observation)
+    const int32_t r = row_of_[static_cast<size_t>(prev)];
+    if (r >= 0) return {rows_.data() + size_t(r) * width_, size_t(width_)};
   }
   return table_->next(prev);
 }
@@ -266,9 +266,13 @@ void NextTokens::observe(int32_t prev, std::span<const TopToken> next) {
   const int vocab = table_->vocab_size();
   if (!recycle_ || next.empty() || prev < 0 || prev >= vocab) return;
   const auto base = table_->next(prev);
-  auto [it, fresh] = row_of_.try_emplace(prev, static_cast<int32_t>(row_of_.size()));
-  if (fresh) rows_.resize(rows_.size() + width_);
-  BigramTable::Entry* row = rows_.data() + size_t(it->second) * width_;
+  if (row_of_.empty()) row_of_.assign(static_cast<size_t>(vocab), -1);
+  int32_t& r = row_of_[static_cast<size_t>(prev)];
+  if (r < 0) {
+    r = static_cast<int32_t>(rows_.size() / width_);
+    rows_.resize(rows_.size() + width_);
+  }
+  BigramTable::Entry* row = rows_.data() + size_t(r) * width_;
   // The observation first, then the table's candidates it does not list, up to the width.
   int n = 0;
   auto listed = [&](int32_t t) { return std::any_of(row, row + n, [&](const auto& e) { return e.token == t; }); };
@@ -280,7 +284,7 @@ void NextTokens::observe(int32_t prev, std::span<const TopToken> next) {
 }
 
 void NextTokens::clear() {
-  row_of_.clear();
+  std::fill(row_of_.begin(), row_of_.end(), -1);
   rows_.clear();
 }
 

@@ -11,7 +11,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "decode/drafter.h"
@@ -102,13 +101,14 @@ class NextTokens {
   void observe(int32_t prev, std::span<const TopToken> next);
   /// Forgets every observation.
   void clear();
-  size_t observed_rows() const { return row_of_.size(); }
+  size_t observed_rows() const { return rows_.size() / static_cast<size_t>(width_); }
 
  private:
   std::shared_ptr<const BigramTable> table_;
   bool recycle_;
   int width_;                                    // entries of an observed row: the table's top_k
-  std::unordered_map<int32_t, int32_t> row_of_;  // token -> its row in rows_
+  std::vector<int32_t> row_of_;                  // [vocab] token -> its row in rows_, -1: none
+                                                 // (allocated at the first observation)
   std::vector<BigramTable::Entry> rows_;         // [observed rows][width_]
 };
 

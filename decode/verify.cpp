@@ -21,31 +21,32 @@ VerifyResult greedy_chain(const Target& target, std::span<const int32_t> draft) 
   return r;
 }
 
-// children[0] = the root's children, children[i + 1] = node i's (checks the parent array).
-std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents, const char* where) {
-  const int t = static_cast<int>(parents.size());
-  std::vector<std::vector<int32_t>> children(t + 1);
-  for (int i = 0; i < t; ++i) {
+void check_parents(std::span<const int32_t> parents, const char* where) {
+  for (int i = 0; i < static_cast<int>(parents.size()); ++i)
     SPW_CHECK(parents[i] >= -1 && parents[i] < i, "{}: parents[{}] = {}: must be in [-1, {})", where, i,
               parents[i], i);
-    children[parents[i] + 1].push_back(i);
-  }
+}
+
+// children[0] = the root's children, children[i + 1] = node i's (checks the parent array).
+std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents, const char* where) {
+  check_parents(parents, where);
+  std::vector<std::vector<int32_t>> children(parents.size() + 1);
+  for (int i = 0; i < static_cast<int>(parents.size()); ++i) children[parents[i] + 1].push_back(i);
   return children;
 }
 
-// Greedy tree walk: target(i) = the target's greedy token at row i (0 = root, i + 1 = node i).
+// Greedy tree walk over a checked parent array: target(i) = the target's greedy token at row i
+// (0 = root, i + 1 = node i); below each node, its first child (in index order) holding it.
+// Children come after their parent, so the scan starts there: no allocation, O(nodes x depth).
 template <typename Target>
-VerifyResult greedy_tree(const Target& target, std::span<const int32_t> tokens,
-                         const std::vector<std::vector<int32_t>>& children) {
+VerifyResult greedy_tree(const Target& target, std::span<const int32_t> tokens, std::span<const int32_t> parents) {
   VerifyResult r;
+  const int t = static_cast<int>(tokens.size());
   for (int cur = -1;;) {
     const int32_t a = target(cur + 1);
     int next = -1;
-    for (int c : children[cur + 1])
-      if (tokens[c] == a) {
-        next = c;
-        break;
-      }
+    for (int i = cur + 1; i < t && next < 0; ++i)
+      if (parents[i] == cur && tokens[i] == a) next = i;
     if (next < 0) {
       r.next_token = a;
       return r;
@@ -69,7 +70,8 @@ VerifyResult verify_tree_greedy(std::span<const int32_t> target, std::span<const
             tokens.size());
   SPW_CHECK(target.size() == tokens.size() + 1, "verify_tree_greedy: {} target tokens for {} tree tokens (expected {})",
             target.size(), tokens.size(), tokens.size() + 1);
-  return greedy_tree([&](size_t i) { return target[i]; }, tokens, tree_children(parents, "verify_tree_greedy"));
+  check_parents(parents, "verify_tree_greedy");
+  return greedy_tree([&](size_t i) { return target[i]; }, tokens, parents);
 }
 
 VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
@@ -120,7 +122,7 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
   SPW_CHECK(logits.size() == static_cast<size_t>(t + 1) * vocab,
             "verify_tree: logits has {} values, expected ({} + 1) * {}", logits.size(), t, vocab);
   const auto children = tree_children(parents, "verify_tree");  // index 0 = root, i + 1 = node i
-  if (params.greedy()) return greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, children);
+  if (params.greedy()) return greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, parents);
   VerifyResult r;
   int cur = -1;  // current node (-1 = root)
   std::vector<float> p;

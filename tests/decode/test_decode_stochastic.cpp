@@ -278,6 +278,23 @@ TEST(GreedyVerify, ArgmaxFormsEqualTheLogitsFormsOnRandomChainsAndTrees) {
     ASSERT_EQ(t.accepted, u.accepted) << trial;
     ASSERT_EQ(t.path, u.path) << trial;
     ASSERT_EQ(t.next_token, u.next_token) << trial;
+    // The walk's definition, checked directly: below each node on the path (the root first) the
+    // path takes the lowest-index child holding the target's token at that node's row, and it
+    // ends where no child holds it; next_token is that row's token.
+    ASSERT_EQ(static_cast<size_t>(u.accepted), u.path.size()) << trial;
+    int cur = -1;
+    for (size_t d = 0; d <= u.path.size(); ++d) {
+      int first = -1;
+      for (int i = 0; i < n && first < 0; ++i)
+        if (parents[i] == cur && draft[i] == top[cur + 1]) first = i;
+      if (d == u.path.size()) {
+        ASSERT_EQ(first, -1) << trial;
+        ASSERT_EQ(u.next_token, top[cur + 1]) << trial;
+      } else {
+        ASSERT_EQ(u.path[d], first) << trial;
+        cur = first;
+      }
+    }
   }
   const std::vector<int32_t> two{1, 2};
   EXPECT_THROW_MSG(verify_chain_greedy(two, two), "verify_chain_greedy: 2 target tokens for 2 draft tokens (expected 3)");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "decode/draft_length.h"
@@ -73,6 +74,10 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
   SPW_CHECK_ARG(params.max_tree_nodes >= 1 && params.max_tree_nodes <= kMaxTreeTokens, where,
                 "max_tree_nodes", params.max_tree_nodes, "must be in [1, 1024]");
   SPW_CHECK_ARG(params.max_new_tokens >= 0, where, "max_new_tokens", params.max_new_tokens, "must be >= 0");
+  SPW_CHECK_ARG(params.sampling.temperature >= 0.f && std::isfinite(params.sampling.temperature), where,
+                "sampling.temperature", params.sampling.temperature, "must be a finite number >= 0 (0: greedy)");
+  SPW_CHECK_ARG(params.sampling.top_p > 0.f && params.sampling.top_p <= 1.f, where, "sampling.top_p",
+                params.sampling.top_p, "must be in (0, 1]");
   const bool by_cost = params.draft_length == DraftLength::cost;
   SPW_CHECK(!by_cost || !params.pass_costs.empty(),
             "{}: draft_length cost needs pass_costs (the target's t(n); measure_pass_costs measures it)", where);

@@ -173,7 +173,12 @@ with tempfile.TemporaryDirectory() as d:
     for extra, msg in ((["--replay", str(ref)], "--replay with --draft-length cost needs --cost-curve"),
                        (["--cost-curve", "1,x"], "--cost-curve '1,x': 'x' is not a number"),
                        (["--cost-curve", "1,0"], "t(2) = 0: must be a positive number"),
-                       (["--k", "100"], "--k = 100: must be in [0, 64]")):  # before any timing
+                       (["--k", "100"], "--k = 100: must be in [0, 64]"),  # before any timing
+                       (["--tree", "17"], "--tree = 17: must be in [1, 16] (1: a chain)"),
+                       (["--tree", "0"], "--tree = 0: must be in [1, 16]"),
+                       (["--temperature", "-1"], "--temperature = -1: must be a finite number >= 0 (0: greedy)"),
+                       (["--temperature", "nan"], "--temperature = nan: must be a finite number >= 0"),
+                       (["--temperature", "0.7", "--top-p", "1.5"], "--top-p = 1.5: must be in (0, 1]")):
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <initializer_list>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -306,6 +307,14 @@ TEST(GreedyDecoding, BadArgumentsGiveClearErrors) {
   EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "tree_width = 17");
   gp.tree_width = 1;
   EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1, 999}, gp), "token 999 outside the vocabulary");
+  for (float t : {-1.f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    gp.sampling.temperature = t;
+    SCOPED_TRACE(t);
+    EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "must be a finite number >= 0 (0: greedy)");
+  }
+  gp.sampling.temperature = 0.f;  // greedy: top_p is still checked
+  gp.sampling.top_p = 0.f;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "sampling.top_p = 0: must be in (0, 1]");
 }
 
 TEST(GreedyDecoding, MetricsAndSwi) {

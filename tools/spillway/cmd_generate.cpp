@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -284,6 +285,12 @@ int generate(const std::vector<std::string>& args) {
   }
   SPW_CHECK_ARG(o.gp.max_new_tokens >= 0, "generate", "--max-tokens", o.gp.max_new_tokens, "must be >= 0");
   SPW_CHECK_ARG(o.gp.k >= 0 && o.gp.k <= decode::kMaxDraftTokens, "generate", "--k", o.gp.k, "must be in [0, 64]");
+  SPW_CHECK_ARG(o.gp.tree_width >= 1 && o.gp.tree_width <= decode::kMaxTreeWidth, "generate", "--tree",
+                o.gp.tree_width, fmt::format("must be in [1, {}] (1: a chain)", decode::kMaxTreeWidth));
+  SPW_CHECK_ARG(o.gp.sampling.temperature >= 0.f && std::isfinite(o.gp.sampling.temperature), "generate",
+                "--temperature", o.gp.sampling.temperature, "must be a finite number >= 0 (0: greedy)");
+  SPW_CHECK_ARG(o.gp.sampling.top_p > 0.f && o.gp.sampling.top_p <= 1.f, "generate", "--top-p", o.gp.sampling.top_p,
+                "must be in (0, 1]");
   SPW_CHECK(o.replay.empty() || (!o.prompts_file.empty() && o.gp.sampling.greedy()),
             "generate: --replay needs --prompts and greedy decoding (--temperature 0)");
   if (!std::filesystem::exists(o.model)) {

@@ -261,6 +261,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
 
 std::unique_ptr<Model> make_cpu_model(LlamaWeights weights, const CpuBackendOptions& options) {
   SPW_CHECK_ARG(options.max_tokens >= 0, "make_cpu_model", "max_tokens", options.max_tokens, "must be >= 0");
+  SPW_CHECK_ARG(options.threads >= 0, "make_cpu_model", "threads", options.threads, "must be >= 0 (0: all hardware threads)");
   return std::make_unique<CpuModel>(std::move(weights), options);
 }
 

@@ -330,6 +330,8 @@ TEST_F(CpuBackend, BadInputRejectedByName) {
   EXPECT_THROW_MSG(m->keep_tokens(s, 0, past), "offsets[0] = 5");
   EXPECT_THROW_MSG(load_model(path(), {.backend = "tpu"}), "backend = tpu");
   EXPECT_THROW_MSG(load_model(path(), {.max_layers = 3}), "max_layers = 3: must be in 1..2");
+  EXPECT_THROW_MSG(load_model(path(), {.max_tokens = -1}), "max_tokens = -1: must be >= 0");
+  EXPECT_THROW_MSG(load_model(path(), {.threads = -2}), "threads = -2: must be >= 0 (0: all hardware threads)");
   EXPECT_THROW_MSG(load_model((dir_ / "absent.gguf").string()), "cannot open");
 }
 

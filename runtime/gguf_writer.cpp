@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include "kernels/common/dtype.h"
 #include "kernels/common/error.h"
@@ -303,6 +304,9 @@ static std::string byte_token(int b) {
 
 void write_tiny_llama(const std::string& path, const TinyLlamaSpec& s) {
   SPW_CHECK_ARG(s.vocab >= 259, "write_tiny_llama", "vocab", s.vocab, "must be >= 259 (bytes + 3 special tokens)");
+  for (const auto& [name, v] : {std::pair<const char*, int>{"hidden", s.hidden}, {"layers", s.layers}, {"heads", s.heads},
+                                {"kv_heads", s.kv_heads}, {"intermediate", s.intermediate}, {"context", s.context}})
+    SPW_CHECK_ARG(v >= 1, "write_tiny_llama", name, v, "must be >= 1");
   SPW_CHECK_ARG(s.hidden % s.heads == 0 && s.heads % s.kv_heads == 0 && (s.hidden / s.heads) % 2 == 0,
                 "write_tiny_llama", "heads", s.heads, "must divide hidden (even head dim) and be a multiple of kv_heads");
   const int block = static_cast<int>(std::max<int64_t>(32, type_block_elements(s.type)));

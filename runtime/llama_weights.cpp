@@ -1,6 +1,8 @@
 #include "runtime/llama_weights.h"
 
+#include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "kernels/common/error.h"
 #include "runtime/dequant.h"
@@ -14,12 +16,19 @@ ModelConfig read_llama_config(const GgufFile& f) {
             "GGUF {}: general.architecture = '{}': only llama and qwen2 are supported", f.path(), c.architecture);
   const std::string a = c.architecture + ".";
   c.name = f.get_string_or("general.name", "");
-  c.hidden = static_cast<int>(f.get_int(a + "embedding_length"));
-  c.intermediate = static_cast<int>(f.get_int(a + "feed_forward_length"));
-  c.num_layers = static_cast<int>(f.get_int(a + "block_count"));
-  c.num_heads = static_cast<int>(f.get_int(a + "attention.head_count"));
-  c.num_kv_heads = static_cast<int>(f.get_int_or(a + "attention.head_count_kv", c.num_heads));
-  c.max_context = static_cast<int>(f.get_int_or(a + "context_length", 2048));
+  // A size read as int64 and checked before it becomes an int: 1..2^30 (a value past int's
+  // range would otherwise wrap into a small, valid-looking one).
+  auto size = [&](const std::string& key, std::optional<int64_t> fallback = std::nullopt) {
+    const int64_t v = fallback && !f.has(key) ? *fallback : f.get_int(key);
+    SPW_CHECK(v >= 1 && v <= (int64_t{1} << 30), "GGUF {}: {} = {}: must be in 1..2^30", f.path(), key, v);
+    return static_cast<int>(v);
+  };
+  c.hidden = size(a + "embedding_length");
+  c.intermediate = size(a + "feed_forward_length");
+  c.num_layers = size(a + "block_count");
+  c.num_heads = size(a + "attention.head_count");
+  c.num_kv_heads = size(a + "attention.head_count_kv", c.num_heads);
+  c.max_context = size(a + "context_length", 2048);
   c.rms_eps = static_cast<float>(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
   c.rope_theta = static_cast<float>(f.get_float_or(a + "rope.freq_base", 10000.0));
   if (f.get_string_or(a + "rope.scaling.type", "") == "llama3" || f.has(a + "rope.scaling.factor")) {
@@ -27,20 +36,21 @@ ModelConfig read_llama_config(const GgufFile& f) {
     c.rope_scaling_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.factor", 0.0));
     c.rope_low_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.low_freq_factor", 1.0));
     c.rope_high_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.high_freq_factor", 4.0));
-    c.rope_original_context = static_cast<int>(f.get_int_or(a + "rope.scaling.original_context_length", 8192));
+    c.rope_original_context = size(a + "rope.scaling.original_context_length", 8192);
   }
-  SPW_CHECK(c.hidden > 0 && c.num_heads > 0 && c.hidden % c.num_heads == 0, "GGUF {}: embedding_length {} and head_count {}: "
-            "the hidden size must be a positive multiple of the head count", f.path(), c.hidden, c.num_heads);
+  SPW_CHECK(c.hidden % c.num_heads == 0 && (c.hidden / c.num_heads) % 2 == 0,
+            "GGUF {}: embedding_length {} and head_count {}: the hidden size must be a multiple of the head count, "
+            "with an even head dim (RoPE rotates pairs)", f.path(), c.hidden, c.num_heads);
   c.head_dim = c.hidden / c.num_heads;
   if (f.has(a + "rope.dimension_count"))
     SPW_CHECK(f.get_int(a + "rope.dimension_count") == c.head_dim, "GGUF {}: rope.dimension_count = {}: partial RoPE "
               "(head dim {}) is not supported", f.path(), f.get_int(a + "rope.dimension_count"), c.head_dim);
-  SPW_CHECK(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0, "GGUF {}: head_count_kv = {}: must divide head_count {}",
-            f.path(), c.num_kv_heads, c.num_heads);
-  SPW_CHECK(c.num_layers > 0 && c.intermediate > 0, "GGUF {}: block_count {} / feed_forward_length {} must be > 0",
-            f.path(), c.num_layers, c.intermediate);
+  SPW_CHECK(c.num_heads % c.num_kv_heads == 0, "GGUF {}: head_count_kv = {}: must divide head_count {}", f.path(),
+            c.num_kv_heads, c.num_heads);
   const GgufTensorInfo* emb = f.find_tensor("token_embd.weight");
   SPW_CHECK(emb, "GGUF {}: tensor 'token_embd.weight' is missing", f.path());
+  SPW_CHECK(emb->rows() >= 1 && emb->rows() <= (int64_t{1} << 30), "GGUF {}: token_embd.weight has {} rows: the vocabulary "
+            "must have 1..2^30 tokens", f.path(), emb->rows());
   c.vocab_size = static_cast<int>(emb->rows());
   if (f.has(a + "vocab_size"))
     SPW_CHECK(f.get_int(a + "vocab_size") == c.vocab_size, "GGUF {}: vocab_size = {} but token_embd has {} rows", f.path(),

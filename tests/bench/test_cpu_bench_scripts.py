@@ -18,6 +18,19 @@ with tempfile.TemporaryDirectory() as d:
     d = pathlib.Path(d)
     model = d / "tiny.gguf"
     subprocess.run([exe, "tinymodel", "--out", str(model), "--layers", "2", "--context", "256"], check=True)
+    # sizes the writer cannot use are refused by name (--heads 0 used to divide by zero), and so
+    # are bigram build's counts
+    for extra, msg in ((["--heads", "0"], "heads = 0: must be >= 1"), (["--kv-heads", "0"], "kv_heads = 0: must be >= 1"),
+                       (["--layers", "0"], "layers = 0: must be >= 1"), (["--context", "0"], "context = 0: must be >= 1"),
+                       (["--inter", "0"], "intermediate = 0: must be >= 1")):
+        bad = subprocess.run([exe, "tinymodel", "--out", str(d / "bad.gguf")] + extra, capture_output=True, text=True)
+        assert bad.returncode == 1 and msg in bad.stderr and not (d / "bad.gguf").exists(), (extra, bad.stderr)
+    (d / "words.txt").write_text("one two three two one\n")
+    for extra, msg in ((["--top-k", "0"], "--top-k = 0: must be >= 1"), (["--top-k", "-1"], "--top-k = -1: must be >= 1"),
+                       (["--top-k", "x"], "--top-k = 'x': expected an integer"), (["--batch", "0"], "--batch = 0: must be >= 1")):
+        bad = subprocess.run([exe, "bigram", "build", "--model", str(model), "--text", str(d / "words.txt"), "--out",
+                              str(d / "bad.bigram")] + extra, capture_output=True, text=True)
+        assert bad.returncode == 1 and msg in bad.stderr, (extra, bad.stderr)
 
     out = d / "step"
     subprocess.run([sys.executable, str(ROOT / "bench" / "runtime_step.py"), "--cpu", "--exe", exe, "--model",

@@ -3,10 +3,13 @@
 // valid file raises spw::Error instead of crashing.
 #include <filesystem>
 #include <random>
+#include <tuple>
+#include <utility>
 
 #include "runtime/dequant.h"
 #include "runtime/gguf.h"
 #include "runtime/gguf_writer.h"
+#include "runtime/llama_weights.h"
 #include "tests/common/helpers.h"
 
 using namespace spw;
@@ -194,4 +197,57 @@ TEST(Dequant, QuantiseThenDequantiseIsClose) {
     dequantize(static_cast<uint32_t>(type), bytes.data(), 256, y.data());
     for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[i], x[i], tol) << tensor_type_name(static_cast<uint32_t>(type));
   }
+}
+
+// The hyper-parameters read from the metadata are checked by name before they size anything:
+// zero, negative, past int's range (a u64 that would wrap into a small int), an odd head dim,
+// kv heads that do not divide the heads.
+TEST(LlamaConfig, BadHyperParametersAreNamed) {
+  auto file = [](const std::vector<std::pair<std::string, int64_t>>& over, int64_t vocab_rows = 300) {
+    std::vector<std::pair<std::string, int64_t>> kv{{"llama.embedding_length", 64}, {"llama.feed_forward_length", 128},
+                                                    {"llama.block_count", 2},       {"llama.attention.head_count", 4},
+                                                    {"llama.attention.head_count_kv", 2}, {"llama.context_length", 512}};
+    for (const auto& [k, v] : over) {
+      bool found = false;
+      for (auto& e : kv)
+        if (e.first == k) e.second = v, found = true;
+      if (!found) kv.emplace_back(k, v);
+    }
+    GgufWriter w;
+    w.add_string("general.architecture", "llama");
+    for (const auto& [k, v] : kv) {
+      GgufValue x;
+      x.type = GgufType::i64;
+      x.i = v;
+      w.add(k, x);
+    }
+    w.add_tensor("token_embd.weight", static_cast<uint32_t>(TensorType::F32), {64, vocab_rows},
+                 std::vector<float>(static_cast<size_t>(64 * vocab_rows), 0.f));
+    return GgufFile::from_bytes(w.bytes(), "m.gguf");
+  };
+  const ModelConfig ok = read_llama_config(file({}));
+  EXPECT_EQ(ok.hidden, 64);
+  EXPECT_EQ(ok.head_dim, 16);
+  EXPECT_EQ(ok.num_kv_heads, 2);
+  EXPECT_EQ(ok.max_context, 512);
+  EXPECT_EQ(ok.vocab_size, 300);
+  EXPECT_EQ(read_llama_config(file({{"llama.rope.scaling.factor", 8}})).rope_original_context, 8192);
+  const std::vector<std::tuple<std::string, int64_t, std::string>> bad{
+      {"llama.embedding_length", 0, "llama.embedding_length = 0: must be in 1..2^30"},
+      {"llama.embedding_length", (int64_t{1} << 32) + 64, "llama.embedding_length = 4294967360: must be in 1..2^30"},
+      {"llama.feed_forward_length", -128, "llama.feed_forward_length = -128: must be in 1..2^30"},
+      {"llama.block_count", 0, "llama.block_count = 0: must be in 1..2^30"},
+      {"llama.attention.head_count", 0, "llama.attention.head_count = 0: must be in 1..2^30"},
+      {"llama.attention.head_count_kv", 0, "llama.attention.head_count_kv = 0: must be in 1..2^30"},
+      {"llama.context_length", 0, "llama.context_length = 0: must be in 1..2^30"},
+      {"llama.attention.head_count", 3, "embedding_length 64 and head_count 3: the hidden size must be a multiple"},
+      {"llama.attention.head_count", 64, "with an even head dim (RoPE rotates pairs)"},
+      {"llama.attention.head_count_kv", 3, "head_count_kv = 3: must divide head_count 4"},
+  };
+  for (const auto& [key, value, msg] : bad) {
+    SCOPED_TRACE(key);
+    EXPECT_THROW_MSG(read_llama_config(file({{key, value}})), msg);
+  }
+  EXPECT_THROW_MSG(read_llama_config(file({{"llama.rope.scaling.factor", 8}, {"llama.rope.scaling.original_context_length", 0}})),
+                   "llama.rope.scaling.original_context_length = 0: must be in 1..2^30");
 }

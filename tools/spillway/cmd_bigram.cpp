@@ -52,6 +52,18 @@ int bigram(const std::vector<std::string>& args) {
   std::vector<std::string> texts;
   bool from_model = false, no_bos = false;
   int top_k = -1, batch = 512;  // -1: the default, 16 (fewer for a vocabulary under 16 tokens)
+  auto positive_int = [](const std::string& flag, const std::string& v) {
+    int x = 0;
+    size_t used = 0;
+    try {
+      x = std::stoi(v, &used);
+    } catch (...) {
+      used = 0;
+    }
+    SPW_CHECK(used == v.size() && !v.empty(), "bigram build: {} = '{}': expected an integer", flag, v);
+    SPW_CHECK(x >= 1, "bigram build: {} = {}: must be >= 1", flag, x);
+    return x;
+  };
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& {
@@ -63,8 +75,8 @@ int bigram(const std::vector<std::string>& args) {
     else if (a == "--out") out = value();
     else if (a == "--from-model") from_model = true;
     else if (a == "--no-bos") no_bos = true;
-    else if (a == "--top-k") top_k = std::stoi(value());
-    else if (a == "--batch") batch = std::stoi(value());
+    else if (a == "--top-k") top_k = positive_int(a, value());
+    else if (a == "--batch") batch = positive_int(a, value());
     else if (a == "--backend") backend = value();
     else if (a == "--text") {
       texts.push_back(value());

@@ -21,8 +21,9 @@
 #include <memory>
 
 #include "decode/bigram.h"
-#include "decode/drafter_config.h"
 #include "decode/draft_length.h"
+#include "decode/drafter_config.h"
+#include "decode/json_line.h"
 #include "decode/replay_model.h"
 #include "decode/speculative.h"
 #include "kernels/common/error.h"
@@ -100,54 +101,6 @@ std::string json_escape(const std::string& s) {
     else o += static_cast<char>(c);
   }
   return o;
-}
-
-// Minimal extraction of a string field from one JSON line (the prompt set is ours).
-std::string json_field(const std::string& line, const std::string& key) {
-  const std::string k = "\"" + key + "\"";
-  size_t p = line.find(k);
-  SPW_CHECK(p != std::string::npos, "prompt line has no \"{}\": {}", key, line.substr(0, 80));
-  p = line.find('"', line.find(':', p + k.size()) + 1);
-  std::string out;
-  for (++p; p < line.size() && line[p] != '"'; ++p) {
-    if (line[p] == '\\' && p + 1 < line.size()) {
-      const char e = line[++p];
-      if (e == 'n') out += '\n';
-      else if (e == 't') out += '\t';
-      else if (e == 'u' && p + 4 < line.size()) {
-        out += static_cast<char>(std::stoi(line.substr(p + 1, 4), nullptr, 16));
-        p += 4;
-      } else out += e;
-    } else {
-      out += line[p];
-    }
-  }
-  return out;
-}
-
-// The integers of an array field of one JSON line ("output": [1, 2, 3]).
-std::vector<int32_t> json_int_array(const std::string& line, const std::string& key) {
-  const std::string k = "\"" + key + "\"";
-  size_t p = line.find(k);
-  SPW_CHECK(p != std::string::npos, "JSON line has no \"{}\": {}", key, line.substr(0, 80));
-  p = line.find('[', p + k.size());
-  const size_t end = line.find(']', p);
-  SPW_CHECK(p != std::string::npos && end != std::string::npos, "JSON line: \"{}\" is not an array", key);
-  std::vector<int32_t> out;
-  for (++p; p < end;) {
-    if (line[p] == ',' || line[p] == ' ') {
-      ++p;
-      continue;
-    }
-    size_t used = 0;
-    try {
-      out.push_back(static_cast<int32_t>(std::stol(line.substr(p, end - p), &used)));
-    } catch (...) {
-      fail("JSON line: \"{}\" holds a non-integer at '{}'", key, line.substr(p, 20));
-    }
-    p += used;
-  }
-  return out;
 }
 
 uint64_t token_hash(const std::vector<int32_t>& t) {
@@ -353,25 +306,34 @@ int generate(const std::vector<std::string>& args) {
     return tok->encode(text, true, false);
   };
 
+  // --prompts: the prompt set, read and checked before anything runs.
+  struct Prompt {
+    std::string id, text;
+  };
+  std::vector<Prompt> prompt_set;
+  if (!o.prompts_file.empty()) {
+    std::map<std::string, int> line_of;
+    for (const auto& l : decode::read_json_lines(o.prompts_file, "--prompts")) {
+      Prompt p{decode::json_string(l.value, "id", l.where), decode::json_string(l.value, "prompt", l.where)};
+      const auto [it, fresh] = line_of.emplace(p.id, l.line);
+      SPW_CHECK(fresh, "{}: id '{}' is line {}'s already (ids name the results)", l.where, p.id, it->second);
+      prompt_set.push_back(std::move(p));
+    }
+    SPW_CHECK(!prompt_set.empty(), "generate: --prompts '{}' holds no prompts", o.prompts_file);
+  }
+
   // --replay: the recorded greedy outputs, keyed by prompt id, become the target.
   std::unique_ptr<decode::ReplayModel> replay;
   std::map<std::string, std::vector<int32_t>> recorded;
   if (!o.replay.empty()) {
-    std::ifstream in(o.replay);
-    SPW_CHECK(in.good(), "generate: cannot open --replay '{}'", o.replay);
-    std::string line;
-    while (std::getline(in, line))
-      if (line.find('{') != std::string::npos) recorded[json_field(line, "id")] = json_int_array(line, "output");
+    for (const auto& l : decode::read_json_lines(o.replay, "--replay"))
+      recorded[decode::json_string(l.value, "id", l.where)] = decode::json_int_array(l.value, "output", l.where);
     SPW_CHECK(!recorded.empty(), "generate: --replay '{}' holds no results", o.replay);
     std::vector<std::vector<int32_t>> refs;
-    std::ifstream pin(o.prompts_file);
-    SPW_CHECK(pin.good(), "generate: cannot open --prompts '{}'", o.prompts_file);
-    while (std::getline(pin, line)) {
-      if (line.find('{') == std::string::npos) continue;
-      const std::string id = json_field(line, "id");
-      auto it = recorded.find(id);
-      SPW_CHECK(it != recorded.end(), "generate: --replay '{}' has no output for prompt '{}'", o.replay, id);
-      refs.push_back(encode(json_field(line, "prompt")));
+    for (const auto& p : prompt_set) {
+      auto it = recorded.find(p.id);
+      SPW_CHECK(it != recorded.end(), "generate: --replay '{}' has no output for prompt '{}'", o.replay, p.id);
+      refs.push_back(encode(p.text));
       refs.back().insert(refs.back().end(), it->second.begin(), it->second.end());
     }
     replay = std::make_unique<decode::ReplayModel>(target_config, std::move(refs), target_config.max_context,
@@ -420,16 +382,15 @@ int generate(const std::vector<std::string>& args) {
              factory ? o.draft : "none (autoregressive)", env.bigram ? fmt::format(", bigram {}", bigram_path) : "");
 
   if (!o.prompts_file.empty()) {
-    std::ifstream in(o.prompts_file);
-    SPW_CHECK(in.good(), "generate: cannot open --prompts '{}'", o.prompts_file);
     std::unique_ptr<std::ofstream> out;
-    if (!o.json_out.empty()) out = std::make_unique<std::ofstream>(o.json_out);
-    std::string line;
+    if (!o.json_out.empty()) {
+      out = std::make_unique<std::ofstream>(o.json_out);
+      SPW_CHECK(out->good(), "generate: cannot write --json '{}'", o.json_out);
+    }
     decode::DecodeStats total_ar, total_spec;
-    while (std::getline(in, line)) {
-      if (line.find('{') == std::string::npos) continue;
-      const std::string id = json_field(line, "id");
-      const auto prompt = encode(json_field(line, "prompt"));
+    for (const auto& p : prompt_set) {
+      const std::string& id = p.id;
+      const auto prompt = encode(p.text);
       Run a;
       if (o.compare) a = run_one(ar, prompt, o.gp, *tok, false, "ar");
       Run s = run_one(spec, prompt, o.gp, *tok, false, "spec");

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/common/error.h"
+#include "runtime/unicode.h"
 
 namespace spw::decode {
 
@@ -48,6 +49,22 @@ class Parser {
     return true;
   }
 
+  // The elements of an object or array, its opening bracket read: `element` for each, separated
+  // by commas, up to `close`.
+  template <typename F>
+  void elements(char close, F&& element) {
+    if (peek() == close) {
+      ++pos_;
+      return;
+    }
+    while (true) {
+      element();
+      if (peek() != ',') break;
+      ++pos_;
+    }
+    expect(close);
+  }
+
   JsonValue value(int depth) {
     if (depth >= kMaxDepth) error("nested deeper than {} levels", kMaxDepth);
     JsonValue v;
@@ -55,39 +72,19 @@ class Parser {
     if (c == '{') {
       v.type = JsonValue::Type::object;
       ++pos_;
-      if (peek() == '}') {
-        ++pos_;
-        return v;
-      }
-      while (true) {
+      elements('}', [&] {
         if (peek() != '"') error("expected a member name in quotes, found '{}'", s_[pos_]);
         std::string key = string();
         expect(':');
         v.members.emplace_back(std::move(key), value(depth + 1));
-        if (peek() == ',') {
-          ++pos_;
-          continue;
-        }
-        expect('}');
-        return v;
-      }
+      });
+      return v;
     }
     if (c == '[') {
       v.type = JsonValue::Type::array;
       ++pos_;
-      if (peek() == ']') {
-        ++pos_;
-        return v;
-      }
-      while (true) {
-        v.items.push_back(value(depth + 1));
-        if (peek() == ',') {
-          ++pos_;
-          continue;
-        }
-        expect(']');
-        return v;
-      }
+      elements(']', [&] { v.items.push_back(value(depth + 1)); });
+      return v;
     }
     if (c == '"') {
       v.type = JsonValue::Type::string;
@@ -145,24 +142,6 @@ class Parser {
     return x;
   }
 
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   std::string string() {
     ++pos_;  // the opening quote
     std::string out;
@@ -196,7 +175,7 @@ class Parser {
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             error("a low surrogate \\u{:04x} without its high half", cp);
           }
-          append_utf8(out, cp);
+          rt::unicode::append_utf8(out, cp);
           break;
         }
         default: error("unknown escape '\\{}'", e);

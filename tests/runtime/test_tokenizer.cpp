@@ -199,7 +199,9 @@ TEST(TokenizerBpe, RandomBytesRoundTrip) {
     std::string streamed;
     for (int32_t id : ids) streamed += stream.push(id);
     streamed += stream.flush();
-    if (valid_utf8(s)) EXPECT_EQ(streamed, s) << "iteration " << iter;
+    if (valid_utf8(s)) {
+      EXPECT_EQ(streamed, s) << "iteration " << iter;
+    }
     EXPECT_TRUE(valid_utf8(streamed));
   }
   // A byte without a token becomes <unk> (id 0 for SmolLM2).

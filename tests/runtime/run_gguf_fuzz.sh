@@ -8,7 +8,8 @@ seconds=${FUZZ_SECONDS:-20}
 if ! command -v clang++ >/dev/null; then echo "SKIP: clang++ not installed (tools/setup_deps.sh installs it)"; exit 0; fi
 rm -rf "$work" && mkdir -p "$work/corpus"
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -DSPW_HAVE_CUDA=0 -I"$src" \
-  "$src/runtime/gguf_parse_fuzz.cpp" "$src/runtime/gguf.cpp" "$src/runtime/dequant.cpp" -lfmt -o "$work/gguf_fuzz"
+  "$src/runtime/gguf_parse_fuzz.cpp" "$src/runtime/gguf.cpp" "$src/runtime/dequant.cpp" "$src/runtime/llama_weights.cpp" \
+  "$src"/runtime/tokenizer*.cpp "$src/runtime/unicode.cpp" "$src/runtime/unicode_tables.cpp" -lfmt -o "$work/gguf_fuzz"
 "$exe" tinymodel --out "$work/corpus/tiny_q4_1.gguf" --type q4_1 --vocab 260 --hidden 32 --heads 2 --kv-heads 1 \
   --inter 32 --layers 1 >/dev/null
 "$exe" tinymodel --out "$work/corpus/tiny_q8_0.gguf" --type q8_0 --vocab 260 --hidden 32 --heads 2 --kv-heads 2 \

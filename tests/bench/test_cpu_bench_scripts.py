@@ -191,7 +191,8 @@ with tempfile.TemporaryDirectory() as d:
                        (["--tree", "0"], "--tree = 0: must be in [1, 16]"),
                        (["--temperature", "-1"], "--temperature = -1: must be a finite number >= 0 (0: greedy)"),
                        (["--temperature", "nan"], "--temperature = nan: must be a finite number >= 0"),
-                       (["--temperature", "0.7", "--top-p", "1.5"], "--top-p = 1.5: must be in (0, 1]")):
+                       (["--temperature", "0.7", "--top-p", "1.5"], "--top-p = 1.5: must be in (0, 1]"),
+                       (["--draft", ""], "--draft '': an empty spec (none: autoregressive")):
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)

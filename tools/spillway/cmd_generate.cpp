@@ -205,6 +205,8 @@ int generate(const std::vector<std::string>& args) {
       const std::string& v = value();
       o.draft_file = !v.empty() && v[0] == '@' ? v.substr(1) : "";
       o.draft = decode::read_drafter_spec(v);  // "@FILE": the spec written in FILE
+      SPW_CHECK(!o.draft.empty(), "generate: --draft '{}': an empty spec (none: autoregressive; grammar in "
+                "decode/README.md)", v);
     }
     else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
     else if (a == "--draft-length") {

@@ -20,7 +20,9 @@
 using namespace spw;
 using namespace spw::flat_gemm;
 
-namespace {
+// (a named namespace, not an anonymous one: the simulator build #includes this file, and GCC
+// warns of test classes whose bases or captures have internal linkage there)
+namespace flat_gemm_gpu_test {
 
 struct LtHandle {
   cublasLtHandle_t h = nullptr;
@@ -130,7 +132,8 @@ class FlatGemmGpu : public ::testing::TestWithParam<DType> {
   DeviceInfo dev;
 };
 
-}  // namespace
+}  // namespace flat_gemm_gpu_test
+using namespace flat_gemm_gpu_test;
 
 // Every M in 1..64 on an odd shape (N = 200: 3 tiles + 8 rows; K = 1000: 15 stages + 40)
 // with the dispatcher's choice, the mma path without and with split-K, and gemv for M <= 8.

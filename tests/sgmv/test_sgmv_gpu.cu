@@ -16,7 +16,9 @@ using namespace spw;
 using namespace spw::sgmv;
 using namespace spw::sgmv::test_cases;
 
-namespace {
+// (a named namespace, not an anonymous one: the simulator build #includes this file, and GCC
+// warns of test classes whose bases or captures have internal linkage there)
+namespace sgmv_gpu_test {
 
 // Device copy of a Case, weights in both forms (per-adapter pointers and stacked with NaN padding).
 template <typename T>
@@ -129,11 +131,15 @@ void run_and_check(const CaseSpec& sp, bool stacked, const std::string& what, Pa
       for (int t = c.batch.seg_starts[i]; t < c.batch.seg_starts[i + 1]; ++t)
         for (int s = 0; s < p.num_slices; ++s)
           for (int n = 0; n < p.slices[s].out_size; ++n) covered[t * y_row_stride(p) + p.slices[s].out_offset + n] = true;
-  for (size_t i = 0; i < y_out.size(); ++i)
-    if (!covered[i]) ASSERT_EQ(std::memcmp(&y_out[i], &y_in[i], sizeof(T)), 0) << what << ": y[" << i << "] changed";
+  for (size_t i = 0; i < y_out.size(); ++i) {
+    if (!covered[i]) {
+      ASSERT_EQ(std::memcmp(&y_out[i], &y_in[i], sizeof(T)), 0) << what << ": y[" << i << "] changed";
+    }
+  }
 }
 
-}  // namespace
+}  // namespace sgmv_gpu_test
+using namespace sgmv_gpu_test;
 
 template <typename T>
 class SgmvGpu : public ::testing::Test {};

@@ -232,6 +232,7 @@ std::vector<JsonLine> read_json_lines(const std::string& path, const std::string
   std::vector<JsonLine> out;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
+    if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::string where = fmt::format("{} '{}' line {}", what, path, n);
     JsonValue v = parse_json(line, where);

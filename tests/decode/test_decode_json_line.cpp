@@ -99,6 +99,8 @@ TEST(JsonLine, FilesSkipBlankLinesAndNameTheLine) {
   EXPECT_EQ(lines[1].line, 4);
   EXPECT_EQ(json_string(lines[1].value, "prompt", lines[1].where), "y") << "a CRLF line";
   EXPECT_EQ(lines[1].where, "--prompts '" + path + "' line 4");
+  std::ofstream(path) << "\xEF\xBB\xBF{\"id\": \"bom\"}\n";  // a byte order mark, as some editors write
+  EXPECT_EQ(json_string(read_json_lines(path, "--prompts").at(0).value, "id", "t"), "bom");
   std::ofstream(path) << "{\"id\": \"a\"}\n[1, 2]\n";
   EXPECT_THROW_MSG(read_json_lines(path, "--prompts"), "--prompts '" + path + "' line 2: not a JSON object");
   std::ofstream(path) << "{\"id\": \"a\"}\nnot json\n";

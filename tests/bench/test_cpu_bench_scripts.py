@@ -192,9 +192,16 @@ with tempfile.TemporaryDirectory() as d:
                        (["--temperature", "-1"], "--temperature = -1: must be a finite number >= 0 (0: greedy)"),
                        (["--temperature", "nan"], "--temperature = nan: must be a finite number >= 0"),
                        (["--temperature", "0.7", "--top-p", "1.5"], "--top-p = 1.5: must be in (0, 1]"),
-                       (["--draft", ""], "--draft '': an empty spec (none: autoregressive")):
+                       (["--draft", ""], "--draft '': an empty spec (none: autoregressive"),
+                       (["--context", "0"], "--context = 0: must be in [1, 256] (the model's trained context)"),
+                       (["--context", "257"], "--context = 257: must be in [1, 256]")):
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
+    # a prompt that fills --context generates nothing and says why (no crash, exit 0)
+    full = subprocess.run([exe, "generate", "--model", str(model), "--prompt", "a b c d e f g h i j k l m n o p",
+                           "--raw", "--max-tokens", "4", "--context", "8"], capture_output=True, text=True)
+    assert full.returncode == 0 and "which fill the context of 8: nothing is generated (--context N raises it, up to 256)" \
+        in full.stderr and "stop: context_limit" in full.stderr, full.stderr
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--cost-curve is for --draft-length cost" in bad.stderr, bad.stderr
     # --tree-grow: a tree by cost, from a drafter with a table (Max-Gram alone has none)

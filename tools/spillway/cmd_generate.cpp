@@ -52,6 +52,9 @@ void usage() {
       "  --chat              wrap the prompt in the model's chat template (default on when the\n"
       "                      model has one; --raw turns it off)\n"
       "  --max-tokens N      tokens to generate (default 128)\n"
+      "  --context N         tokens per sequence, prompt and output together (default 2048 or\n"
+      "                      the model's trained context if shorter, which is also the most;\n"
+      "                      the KV cache grows with it)\n"
       "  --draft SPEC        none | maxgram | maxgram+bigram | bigram | maxgram+recycle |\n"
       "                      recycle | model:PATH | self:L | vcascade(...) | hcascade(...)\n"
       "                      (recycle: the bigram table refreshed by the target's top-8\n"
@@ -118,6 +121,7 @@ struct Options {
   std::string draft_file;  // --draft @FILE: the file the spec came from
   bool draft_length_given = false;
   bool have_prompt = false, compare = false, chat = true, batch_invariant = false;
+  int context = 0;  // --context: the target's (and model drafters') tokens per sequence; 0: the default
   decode::GenerateParams gp;
 };
 
@@ -175,6 +179,7 @@ std::vector<double> parse_cost_curve(const std::string& list) {
 
 int generate(const std::vector<std::string>& args) {
   Options o;
+  bool context_given = false;
   o.gp.max_new_tokens = 128;
   o.gp.k = 6;
   // cost: the best or within 2% of the best draft length in every replay and CPU e2e
@@ -233,6 +238,7 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--prompts") o.prompts_file = value();
     else if (a == "--json") o.json_out = value();
     else if (a == "--replay") o.replay = value();
+    else if (a == "--context") o.context = static_cast<int>(number("tokens")), context_given = true;
     else {
       fmt::print(stderr, "spillway generate: unknown option '{}'\n", a);
       usage();
@@ -259,15 +265,13 @@ int generate(const std::vector<std::string>& args) {
   const auto t_load = std::chrono::steady_clock::now();
   auto tok = std::make_shared<rt::Tokenizer>(rt::Tokenizer::from_gguf_file(o.model));
   // --replay answers for the target from recorded outputs: only its hyper-parameters are read
-  // (no weights loaded; the context limit is the model's trained one, as the CPU backend's).
+  // (no weights loaded; the same context limit).
+  const rt::ModelConfig target_config = rt::read_llama_config(rt::GgufFile::open(o.model));
+  if (!context_given) o.context = std::min(2048, target_config.max_context);
+  SPW_CHECK_ARG(o.context >= 1 && o.context <= target_config.max_context, "generate", "--context", o.context,
+                fmt::format("must be in [1, {}] (the model's trained context)", target_config.max_context));
   std::shared_ptr<rt::Model> target;
-  rt::ModelConfig target_config;
-  if (o.replay.empty()) {
-    target = open_model(o.model, 0, o.backend, 2048, o.batch_invariant);
-    target_config = target->config();
-  } else {
-    target_config = rt::read_llama_config(rt::GgufFile::open(o.model));
-  }
+  if (o.replay.empty()) target = open_model(o.model, 0, o.backend, o.context, o.batch_invariant);
   const int vocab = target_config.vocab_size;
   std::vector<std::string> strings;
   for (int32_t i = 0; i < tok->n_vocab(); ++i) strings.push_back(tok->token_text(i));
@@ -277,7 +281,7 @@ int generate(const std::vector<std::string>& args) {
   env.vocab_size = vocab;
   env.target_path = o.model;
   env.sampling = o.gp.sampling;
-  env.load_model = [&](const std::string& path, int layers) { return open_model(path, layers, o.backend); };
+  env.load_model = [&](const std::string& path, int layers) { return open_model(path, layers, o.backend, o.context); };
   std::string bigram_path = o.bigram.empty() ? o.model + ".bigram" : o.bigram;
   if (!o.bigram.empty() || std::filesystem::exists(bigram_path))
   {
@@ -307,6 +311,13 @@ int generate(const std::vector<std::string>& args) {
       return tok->encode(tmpl.apply(msgs, true), true, true);
     }
     return tok->encode(text, true, false);
+  };
+
+  // A prompt that leaves no room in the context generates nothing (stop: context_limit): say why.
+  auto warn_if_full = [&](size_t tokens, const std::string& what) {
+    if (tokens >= static_cast<size_t>(o.context))
+      fmt::print(stderr, "spillway generate: {} has {} tokens, which fill the context of {}: nothing is generated "
+                 "(--context N raises it, up to {})\n", what, tokens, o.context, target_config.max_context);
   };
 
   // --prompts: the prompt set, read and checked before anything runs.
@@ -339,8 +350,7 @@ int generate(const std::vector<std::string>& args) {
       refs.push_back(encode(p.text));
       refs.back().insert(refs.back().end(), it->second.begin(), it->second.end());
     }
-    replay = std::make_unique<decode::ReplayModel>(target_config, std::move(refs), target_config.max_context,
-                                                   o.gp.eos_tokens);
+    replay = std::make_unique<decode::ReplayModel>(target_config, std::move(refs), o.context, o.gp.eos_tokens);
     fmt::print(stderr, "replaying the target from {} ({} outputs): tokens/s below are drafting speed only\n",
                o.replay, recorded.size());
   }
@@ -394,6 +404,7 @@ int generate(const std::vector<std::string>& args) {
     for (const auto& p : prompt_set) {
       const std::string& id = p.id;
       const auto prompt = encode(p.text);
+      warn_if_full(prompt.size(), fmt::format("prompt '{}'", id));
       Run a;
       if (o.compare) a = run_one(ar, prompt, o.gp, *tok, false, "ar");
       Run s = run_one(spec, prompt, o.gp, *tok, false, "spec");
@@ -438,6 +449,7 @@ int generate(const std::vector<std::string>& args) {
     o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   const auto prompt = encode(o.prompt);
+  warn_if_full(prompt.size(), "the prompt");
   Run a;
   if (o.compare) {
     fmt::print(stderr, "--- autoregressive ---\n");

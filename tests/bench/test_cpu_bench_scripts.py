@@ -194,7 +194,10 @@ with tempfile.TemporaryDirectory() as d:
                        (["--temperature", "0.7", "--top-p", "1.5"], "--top-p = 1.5: must be in (0, 1]"),
                        (["--draft", ""], "--draft '': an empty spec (none: autoregressive"),
                        (["--context", "0"], "--context = 0: must be in [1, 256] (the model's trained context)"),
-                       (["--context", "257"], "--context = 257: must be in [1, 256]")):
+                       (["--context", "257"], "--context = 257: must be in [1, 256]"),
+                       (["--k", "1e10"], "--k = '1e10': not an integer (draft tokens)"),  # was cast to INT_MIN
+                       (["--k", "2.5"], "--k = '2.5': not an integer"),
+                       (["--seed", "-1"], "--seed = '-1': not an integer in [0, 2^64)")):
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)
     # a prompt that fills --context generates nothing and says why (no crash, exit 0)

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -202,10 +203,25 @@ int generate(const std::vector<std::string>& args) {
         fail("generate: {} = '{}': not a number ({})", a, v, what);
       }
     };
+    // A whole number in int's range (a count: "2.5" or "1e10" are refused, not truncated).
+    auto integer = [&](const char* what) {
+      const std::string& v = value();
+      long long x = 0;
+      size_t used = 0;
+      try {
+        x = std::stoll(v, &used);
+      } catch (...) {
+        used = 0;
+      }
+      SPW_CHECK(used == v.size() && !v.empty() && x >= std::numeric_limits<int>::min() &&
+                    x <= std::numeric_limits<int>::max(),
+                "generate: {} = '{}': not an integer ({})", a, v, what);
+      return static_cast<int>(x);
+    };
     if (a == "--help" || a == "-h") { usage(); return 0; }
     else if (a == "--model") o.model = value();
     else if (a == "--prompt") { o.prompt = value(); o.have_prompt = true; }
-    else if (a == "--max-tokens") o.gp.max_new_tokens = static_cast<int>(number("tokens"));
+    else if (a == "--max-tokens") o.gp.max_new_tokens = integer("tokens");
     else if (a == "--draft") {
       const std::string& v = value();
       o.draft_file = !v.empty() && v[0] == '@' ? v.substr(1) : "";
@@ -213,7 +229,7 @@ int generate(const std::vector<std::string>& args) {
       SPW_CHECK(!o.draft.empty(), "generate: --draft '{}': an empty spec (none: autoregressive; grammar in "
                 "decode/README.md)", v);
     }
-    else if (a == "--k") o.gp.k = static_cast<int>(number("draft tokens"));
+    else if (a == "--k") o.gp.k = integer("draft tokens");
     else if (a == "--draft-length") {
       o.draft_length_given = true;
       const std::string& v = value();
@@ -224,12 +240,21 @@ int generate(const std::vector<std::string>& args) {
                                         : decode::DraftLength::adaptive;
     }
     else if (a == "--cost-curve") o.cost_curve = value();
-    else if (a == "--tree") o.gp.tree_width = static_cast<int>(number("branches"));
+    else if (a == "--tree") o.gp.tree_width = integer("branches");
     else if (a == "--tree-grow") o.gp.grow_tree = true;
     else if (a == "--compare") o.compare = true;
     else if (a == "--temperature") o.gp.sampling.temperature = static_cast<float>(number("temperature"));
     else if (a == "--top-p") o.gp.sampling.top_p = static_cast<float>(number("top-p"));
-    else if (a == "--seed") o.gp.sampling.seed = static_cast<uint64_t>(number("seed"));
+    else if (a == "--seed") {
+      const std::string& v = value();
+      size_t used = 0;
+      try {
+        if (!v.empty() && v[0] != '-') o.gp.sampling.seed = std::stoull(v, &used);
+      } catch (...) {
+        used = 0;
+      }
+      SPW_CHECK(used == v.size() && !v.empty(), "generate: --seed = '{}': not an integer in [0, 2^64)", v);
+    }
     else if (a == "--bigram") o.bigram = value();
     else if (a == "--backend") o.backend = value();
     else if (a == "--batch-invariant") o.batch_invariant = true;
@@ -238,7 +263,7 @@ int generate(const std::vector<std::string>& args) {
     else if (a == "--prompts") o.prompts_file = value();
     else if (a == "--json") o.json_out = value();
     else if (a == "--replay") o.replay = value();
-    else if (a == "--context") o.context = static_cast<int>(number("tokens")), context_given = true;
+    else if (a == "--context") o.context = integer("tokens"), context_given = true;
     else {
       fmt::print(stderr, "spillway generate: unknown option '{}'\n", a);
       usage();

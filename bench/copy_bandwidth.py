@@ -3,9 +3,8 @@
 Cases: buffer sizes from 64 MiB to 2 GiB. Impls: `cuda_memcpy` (torch copy_, i.e.
 cudaMemcpyAsync device-to-device) and `torch_clone_add` is not timed on purpose: the copy is
 the ceiling, not a competitor. Bytes = read + written."""
+import harness  # (before torch: it says what to do when PyTorch is missing)
 import torch
-
-import harness
 
 
 def main() -> None:

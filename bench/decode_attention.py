@@ -23,10 +23,10 @@ Plot: python3 bench/plot.py bench/results/<device>/decode_attention.json --x kv_
 import ctypes
 import math
 
+import harness  # (before torch: it says what to do when PyTorch is missing)
 import torch
 import torch.nn.functional as F
 
-import harness
 
 SPW = {torch.float16: 0, torch.bfloat16: 1}
 PAGE = 16

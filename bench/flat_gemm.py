@@ -26,9 +26,9 @@ import argparse
 import ctypes
 import pathlib
 
+import harness  # (before torch: it says what to do when PyTorch is missing)
 import torch
 
-import harness
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPW_FP16, SPW_BF16 = 0, 1

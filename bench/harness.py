@@ -33,7 +33,11 @@ import sys
 import time
 import traceback
 
-import torch
+try:
+    import torch
+except ImportError:  # the kernel benchmarks time against PyTorch baselines on a CUDA device
+    sys.exit(f"{pathlib.Path(sys.argv[0]).name}: needs PyTorch with a CUDA GPU (its baselines and timing). "
+             "Run it on the GPU machine (README: Running on a GPU), or install torch first.")
 
 from results_format import device_slug, git_commit, gpu_name_driver, markdown_table  # noqa: F401 (git_commit: harness.git_commit)
 

@@ -22,10 +22,10 @@ Plot: python3 bench/plot.py bench/results/<device>/sgmv.json --x segments --y me
 """
 import ctypes
 
+import harness  # (before torch: it says what to do when PyTorch is missing)
 import torch
 
 import flat_gemm
-import harness
 
 HIDDEN = 4096
 DTYPE = torch.float16

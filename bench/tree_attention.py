@@ -20,11 +20,11 @@ import ctypes
 import math
 import random
 
+import harness  # (before torch: it says what to do when PyTorch is missing)
 import torch
 import torch.nn.functional as F
 
 import decode_attention as da
-import harness
 
 QH, KVH, D, PAGE = 32, 8, 128, 16
 DT = torch.float16

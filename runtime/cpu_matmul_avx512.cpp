@@ -57,6 +57,19 @@ struct V {
   static reg nib_lookup(const nib& w, int sub, reg table) {
     return _mm512_permutexvar_ps(sub ? _mm512_srli_epi32(w, 4) : w, table);
   }
+  // fp32 values of the fp16 at b + j * stride (d[j]) and, when m, at + 2 (m[j]), j < n: 16
+  // blocks per gather of their first 4 bytes (lanes past n masked off, not read).
+  static constexpr bool kGatherScales = true;
+  static void block_scales(const uint8_t* b, int stride, int n, float* d, float* m) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(stride));
+    for (int j = 0; j < n; j += 16, b += 16 * stride) {
+      const __mmask16 live = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
+      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, b, 1);
+      _mm512_mask_storeu_ps(d + j, live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)));
+      if (m) _mm512_mask_storeu_ps(m + j, live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))));
+    }
+  }
 };
 constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = 2, kFusedBlock = 8;  // run_fused's register block

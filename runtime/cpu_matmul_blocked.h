@@ -25,15 +25,22 @@
 //    runtime/dequant_kernels.h in its order (no panel round trip; used when all tokens fit one
 //    token block, so each weight is still converted once). With AVX-512 the 4-bit types apply
 //    those operations to the 16 possible nibble values once per block and look each weight up
-//    in that table (V::nib_lookup): the same values, fewer instructions. cols is a whole
-//    number of 32-element blocks, a multiple of V::lanes: no tail.
+//    in that table (V::nib_lookup): the same values, fewer instructions; for one or two
+//    tokens it also converts the blocks' fp16 scales ahead, a chunk of columns at a time
+//    (kPre). cols is a whole number of 32-element blocks, a multiple of V::lanes: no tail.
 struct F32Rows {
   static constexpr bool kTail = true;
   static constexpr int kStep = V::lanes;  // columns per prep()
+  static constexpr int kChunk = 1 << 30;  // no per-chunk state: one chunk
   const float* w;
   size_t ws;
+  template <int R>
+  struct Scales {};
+  template <int R>
+  void load_scales(Scales<R>&, int, int) const {}
   using Prep = const float*;
-  Prep prep(int i, int k) const { return w + i * ws + k; }
+  template <class S>
+  Prep prep(const S&, int i, int k) const { return w + i * ws + k; }
   static V::reg get(const Prep& p, int) { return V::load(p); }
   const float* row(int i) const { return w + i * ws; }
 };
@@ -47,22 +54,66 @@ struct QRows {
   static constexpr bool kTable = V::kNibbleTable && TY != TensorType::Q8_0;
   const uint8_t* w;  // weight row 0 of the block
   size_t rb;         // encoded bytes per row
+  // Scales ahead (kPre<R>): the fp16 scales (and Q4_1 minimums) of the blocks of a chunk of
+  // kChunk columns of each of the R rows are converted to fp32 together before the chunk's
+  // products (V::block_scales: 16 per gather with AVX-512; exact, the values dq_half gives), so
+  // prep() broadcasts a float from L1 instead of inserting, converting and broadcasting two
+  // halves. For the tall one- and two-token blocks of the 4-bit types that conversion cost as
+  // many vector instructions as the block's FMAs. On the 2-core AVX-512 Xeon, single-threaded,
+  // Q4_1 (T = 1 / 2): 1536x576 79 -> 53 / 87 -> 65 us, 576x1536 77 -> 47 / 84 -> 59 us; the
+  // 2-row blocks (T >= 3) and Q8_0 did not gain (T >= 2: 2-8 % slower), nor did AVX2 without a
+  // gather (a scalar conversion loop ahead: 10-17 % slower), so they convert per block.
+  template <int R>
+  static constexpr bool kPre = V::kGatherScales && TY != TensorType::Q8_0 && R >= 4;
+  static constexpr int kChunkBlocks = 64;
+  static constexpr int kChunk = kChunkBlocks * 32;
+  template <int R>
+  struct Scales {
+    static constexpr int kR = kPre<R> ? R : 1;
+    alignas(64) float d[kR][kChunkBlocks];
+    alignas(64) float m[TY == TensorType::Q4_1 ? kR : 1][kChunkBlocks];
+    int b0;  // first block of the chunk
+  };
+  // Scales of the blocks holding columns [k0, k1) (whole blocks, at most kChunk columns).
+  template <int R>
+  void load_scales(Scales<R>& s, int k0, int k1) const {
+    if constexpr (kPre<R>) {
+      const int n = (k1 - k0) / 32;
+      s.b0 = k0 / 32;
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* b = w + i * rb + static_cast<size_t>(s.b0) * kBytes;
+        V::block_scales(b, kBytes, n, s.d[i], TY == TensorType::Q4_1 ? s.m[i] : nullptr);
+      }
+    }
+  }
+  // The fp16 at byte off (0: scale, 2: Q4_1 minimum) of row i's block blk (at b) as fp32:
+  // converted ahead, or now.
+  template <int R>
+  float half_at(const Scales<R>& s, int i, int blk, const uint8_t* b, int off) const {
+    if constexpr (kPre<R>) {
+      return off == 0 ? s.d[i][blk - s.b0] : s.m[i][blk - s.b0];
+    } else {
+      return dq_half(dq_u16(b + off));
+    }
+  }
   struct Prep {
     V::reg d, m;
     V::nib q;          // Q4_0 / Q4_1 nibbles
     const int8_t* q8;  // Q8_0 values
   };
-  Prep prep(int i, int k) const {
-    const uint8_t* b = w + i * rb + static_cast<size_t>(k / 32) * kBytes;
+  template <int R>
+  Prep prep(const Scales<R>& s, int i, int k) const {
+    const int blk = k / 32;
+    const uint8_t* b = w + i * rb + static_cast<size_t>(blk) * kBytes;
     Prep p;
-    p.d = V::set1(dq_half(dq_u16(b)));
+    p.d = V::set1(half_at(s, i, blk, b, 0));
     if constexpr (TY == TensorType::Q8_0) {
       p.q8 = reinterpret_cast<const int8_t*>(b + 2);
     } else if constexpr (TY == TensorType::Q4_0) {
       p.q = V::nib_load(b + 2);
       if constexpr (kTable) p.d = V::mul(V::sub(V::iota(), V::set1(8.f)), p.d);
     } else {
-      p.m = V::set1(dq_half(dq_u16(b + 2)));
+      p.m = V::set1(half_at(s, i, blk, b, 2));
       p.q = V::nib_load(b + 4);
       if constexpr (kTable) p.d = V::add(V::mul(V::iota(), p.d), p.m);
     }
@@ -96,15 +147,20 @@ void block(const MatmulArgs& a, const Src& src, int r, int t) {
   const size_t xs = a.x_stride ? a.x_stride : cols;
   const size_t ys = a.y_stride ? a.y_stride : a.rows;
   const float* x = a.x + t * xs;
-  for (int k = 0; k < full; k += Src::kStep) {
-    typename Src::Prep pr[R];
-    for (int i = 0; i < R; ++i) pr[i] = src.prep(i, k);
-    for (int sub = 0; sub < Src::kStep / V::lanes; ++sub) {
-      V::reg wv[R];
-      for (int i = 0; i < R; ++i) wv[i] = Src::get(pr[i], sub);
-      for (int j = 0; j < TT; ++j) {
-        const V::reg xv = V::load(x + j * xs + k + sub * V::lanes);
-        for (int i = 0; i < R; ++i) acc[i][j] = V::fma(wv[i], xv, acc[i][j]);
+  typename Src::template Scales<R> sc;
+  for (int k0 = 0; k0 < full; k0 += Src::kChunk) {
+    const int k1 = full - k0 < Src::kChunk ? full : k0 + Src::kChunk;
+    src.load_scales(sc, k0, k1);
+    for (int k = k0; k < k1; k += Src::kStep) {
+      typename Src::Prep pr[R];
+      for (int i = 0; i < R; ++i) pr[i] = src.prep(sc, i, k);
+      for (int sub = 0; sub < Src::kStep / V::lanes; ++sub) {
+        V::reg wv[R];
+        for (int i = 0; i < R; ++i) wv[i] = Src::get(pr[i], sub);
+        for (int j = 0; j < TT; ++j) {
+          const V::reg xv = V::load(x + j * xs + k + sub * V::lanes);
+          for (int i = 0; i < R; ++i) acc[i][j] = V::fma(wv[i], xv, acc[i][j]);
+        }
       }
     }
   }

@@ -98,7 +98,8 @@ inline void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cud
     return;
   }
 #if defined(SPW_SIM)
-  ::spw::sim::launch(grid, block, smem, stream, [kernel, ... a = P(std::forward<A>(args))]() { kernel(a...); });
+  ::spw::sim::launch(reinterpret_cast<const void*>(kernel), grid, block, smem, stream,
+                     [kernel, ... a = P(std::forward<A>(args))]() { kernel(a...); });
 #else
   kernel<<<grid, block, smem, stream>>>(std::forward<A>(args)...);
 #endif

@@ -14,7 +14,9 @@
 //    on different barriers), fails the launch with a message that says where.
 //  - cp.async as deferred copies: a copy lands only when a cp.async.wait_group that covers its
 //    group runs (or the thread ends), so reading a tile before waiting for it reads stale data.
-//  - dynamic shared memory poisoned (0xff bytes: NaN in fp32/fp16/bf16) at every block start.
+//  - dynamic shared memory poisoned (0xff bytes: NaN in fp32/fp16/bf16) at every block start;
+//    a launch with more than 48 KB of it fails unless the kernel opted in to that much
+//    (cudaFuncSetAttribute, cudaFuncAttributeMaxDynamicSharedMemorySize), as on a GPU.
 //  - ldmatrix (x1/x2/x4, .trans) and mma.sync m16n8k16 with the PTX fragment layouts, and the
 //    nvcuda::wmma API (16x16x16, layouts per the fragment types), in fp32 arithmetic.
 //  - streams execute in order at the call; CUDA-graph capture records launches, copies and
@@ -131,7 +133,9 @@ float* warp_scratch();
 /// Clears the sticky launch error (a GPU needs a new process; the simulator's own tests don't).
 void reset_errors();
 /// Launches `body` (one call per thread) on a grid; used by spw::launch in SPW_SIM builds.
-void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body);
+/// `func` (the kernel) is checked like a GPU does: dynamic shared memory over 48 KB needs its
+/// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) first.
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body);
 
 // ---- warp exchange ------------------------------------------------------------------------
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -443,8 +444,22 @@ void reset_errors() {
   g_last_message.clear();
 }
 
-void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body) {
+namespace {
+// cudaFuncAttributeMaxDynamicSharedMemorySize per kernel (absent: the default 48 KB).
+std::map<const void*, int> g_max_dynamic_smem;
+}  // namespace
+
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body) {
   std::unique_lock<std::mutex> lock(g_mu);
+  // A GPU refuses more dynamic shared memory than the kernel opted in to, at the launch.
+  const auto opt_in = g_max_dynamic_smem.find(func);
+  const size_t limit = opt_in == g_max_dynamic_smem.end() ? 48 * 1024 : static_cast<size_t>(opt_in->second);
+  if (smem <= 227 * 1024 && smem > limit) {
+    set_error(cudaErrorInvalidValue, "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds the kernel's " +
+                                         std::to_string(limit) +
+                                         " (opt in with cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))");
+    return;
+  }
   Capture* c;
   switch (route(stream, &c)) {
     case Route::record:
@@ -577,7 +592,13 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   }
   return cudaSuccess;
 }
-cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
+  if (value < 0 || value > 227 * 1024) return set_error(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(spw::sim::g_mu);
+  spw::sim::g_max_dynamic_smem[func] = value;
+  return cudaSuccess;
+}
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   *free_bytes = size_t{64} << 30;
   *total = size_t{80} << 30;

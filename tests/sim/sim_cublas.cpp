@@ -115,7 +115,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   const uint64_t kb = tb ? lb.cols : lb.rows, n = tb ? lb.rows : lb.cols;
   if (k != kb || ld.rows != m || ld.cols != n || lc.rows != m || lc.cols != n) return CUBLAS_STATUS_INVALID_VALUE;
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-  spw::sim::launch(dim3(1), dim3(1), 0, stream, [=] {
+  spw::sim::launch(nullptr, dim3(1), dim3(1), 0, stream, [=] {
     for (uint64_t j = 0; j < n; ++j)
       for (uint64_t i = 0; i < m; ++i) {
         double acc = 0;

@@ -106,6 +106,15 @@ __global__ void partial_mask_kernel(int* out) {
   out[threadIdx.x] = v + 100 * __popc(__ballot_sync(0xffffffffu, v % 2 == 0));
 }
 
+// Writes and reads back one float per thread past the first 48 KB of dynamic shared memory.
+__global__ void big_smem_kernel(float* out) {
+  SPW_DYNAMIC_SMEM(16, smem);
+  float* s = reinterpret_cast<float*>(smem) + 16000;
+  s[threadIdx.x] = 1.f + threadIdx.x;
+  __syncthreads();
+  out[threadIdx.x] = s[threadIdx.x];
+}
+
 std::vector<float> halves_to_floats(const std::vector<__half>& v) {
   std::vector<float> f;
   for (auto h : v) f.push_back(__half2float(h));
@@ -193,6 +202,29 @@ TEST_F(Sim, BarrierThatNotAllThreadsReachIsADeadlock) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
   EXPECT_NE(err.find("deadlock"), std::string::npos) << err;
+}
+
+TEST_F(Sim, DynamicSharedMemoryPast48KbNeedsTheKernelsOptIn) {
+  std::vector<float> out(32, -1.f);
+  testing::internal::CaptureStderr();
+  spw::launch(big_smem_kernel, dim3(1), dim3(32), 64 * 1024, nullptr, out.data());
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_NE(err.find("65536 bytes exceeds the kernel's 49152"), std::string::npos) << err;
+  EXPECT_EQ(out[0], -1.f) << "a refused launch runs nothing";
+  ASSERT_EQ(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024), cudaSuccess);
+  spw::launch(big_smem_kernel, dim3(1), dim3(32), 64 * 1024, nullptr, out.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(out[5], 6.f);
+  // The opt-in is the kernel's new limit, and the device's bounds it.
+  testing::internal::CaptureStderr();
+  spw::launch(big_smem_kernel, dim3(1), dim3(32), 64 * 1024 + 16, nullptr, out.data());
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_NE(err.find("65552 bytes exceeds the kernel's 65536"), std::string::npos) << err;
+  EXPECT_EQ(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024),
+            cudaErrorInvalidValue);
+  cudaGetLastError();
 }
 
 TEST_F(Sim, CollectivesOfPartOfTheWarpThenOfAllOfIt) {

@@ -64,6 +64,7 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
 };
 constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
+constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
 #include "runtime/dequant_portable.h"

@@ -15,13 +15,14 @@
 //
 // Encoded weights: W may also be a GGUF-encoded matrix (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K,
 // Q6_K; runtime/dequant.h). Every weight is then read from memory in its compact form once
-// per product (Q4_1: 0.625 bytes per weight instead of 4) and converted once, whatever T is:
-// Q8_0 / Q4_0 / Q4_1 products over a few tokens (T <= 8 with AVX-512: blocks of 8 weight rows
-// x 1 token, 4 x 2, or 2 x 8, and the 4-bit types through a 16-entry table per block; T <= 4
-// with AVX2: two blocks of 4 x 2) dequantise in registers; otherwise each block of weight rows
-// is dequantised into a per-thread fp32 panel right before the token rows are multiplied with
-// it. Both give exactly dequantize()'s values, so the result is bit-identical to the same
-// product over pre-dequantised fp32 weights.
+// per product (Q4_1: 0.625 bytes per weight instead of 4). Q8_0 / Q4_0 / Q4_1 products over a
+// few tokens (T <= 16 with AVX-512: blocks of 8 weight rows x 1 token, 4 x 2, 4 x 4 or 4 x 6,
+// the 4-bit types through a 16-entry table per block; T <= 4 with AVX2: two blocks of 4 x 2)
+// dequantise in registers, once per block of tokens, the block's rows re-read from L1;
+// otherwise each block of weight rows is dequantised once into a per-thread fp32 panel right
+// before the token rows are multiplied with it. Both give exactly dequantize()'s values, so
+// the result is bit-identical to the same product over pre-dequantised fp32 weights.
+
 #pragma once
 
 #include <cstddef>

@@ -51,6 +51,7 @@ struct V {
 };
 constexpr int kRows = 4, kTokens = 2;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
+constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
 float dq_half(uint16_t bits);

@@ -1,5 +1,5 @@
 // matmul_rows for AVX-512F (16 fp32 lanes; 4 weight rows x 4 tokens = 16 accumulators of 32
-// registers). Compiled with -mavx512f -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only;
+// registers; encoded weights in register blocks of 8 x 1, 4 x 2, 4 x 4 and 4 x 6 up to 16 tokens). Compiled with -mavx512f -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only;
 // called only after the CPU was checked to support it. Includes nothing but intrinsics so
 // that no shared inline function gets compiled with these flags.
 #include "runtime/cpu_matmul.h"
@@ -72,8 +72,9 @@ struct V {
   }
 };
 constexpr int kRows = 4, kTokens = 4;
-constexpr int kFusedRows = 2, kFusedBlock = 8;  // run_fused's register block
-constexpr int kFusedTokens = 8;  // cpu_matmul_blocked.h, run_blocked
+constexpr int kFusedRows = 4, kFusedBlock = 4;  // run_fused's register block (16 accumulators)
+constexpr int kFusedWideBlock = 6;              // T = 5, 6: one 4 x 6 block (24 accumulators)
+constexpr int kFusedTokens = 16;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = 8, kTwoTokenRows = 4;  // run_fused for T = 1, 2 (8 accumulators)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);

@@ -180,16 +180,17 @@ void block(const MatmulArgs& a, const Src& src, int r, int t) {
 
 // Rows [r0, r1) in blocks of kRows (weights stay in L1 across the token blocks), tokens in
 // blocks of kTokens; remainder shapes use the smaller instantiations. Encoded weights: Q8_0 /
-// Q4_0 / Q4_1 with T <= kFusedTokens are dequantised in registers (QRows, run_fused's
-// kFusedRows x kFusedBlock blocks), once per token block, the row block re-read from L1;
-// otherwise each row block is dequantised into p.panel first (runtime/dequant_kernels.h) and
-// read as F32Rows. On the 2-core AVX-512 Xeon, SmolLM2 at context 256: fusing two 4x4 blocks
-// took a forward over 8 tokens from 32.8 to 28.0 ms and over 5 from 27.0 to 23.3 (one run of 7
-// forwards each); one 2x8 block instead (each weight converted once for up to 8 tokens) took
-// 8 tokens from 27.1 to 22.9 ms and 6 from 24.1 to 20.0, T <= 4 unchanged (3 alternating runs
-// of 11 forwards each). From 9 tokens on the panel is faster: single-threaded on a 1536x576
-// Q4_1 matrix (41 products each), 12 tokens took 232 us on the panel, 278 us fused (an 8-
-// and a 4-token block), 16 tokens 290 and 339.
+// Q4_0 / Q4_1 with T <= kFusedTokens are dequantised in registers (QRows, run_fused's blocks),
+// once per token block, the row block re-read from L1; otherwise each row block is
+// dequantised into p.panel first (runtime/dequant_kernels.h) and read as F32Rows.
+// AVX-512 shapes, on the 2-core Xeon, single-threaded, median of 7 x ~40 products, before ->
+// after (us; 1536x576 / 576x1536 Q4_1, 8192x576 Q8_0): until the scales were converted ahead
+// (QRows::kPre), T = 3..8 ran as 2 x 8 blocks (each weight converted once for up to 8 tokens),
+// which had beaten two 4 x 4 blocks; with kPre, 4 x 4 blocks (T = 3, 4, 7, 8) and one 4 x 6
+// block (T = 5, 6) are faster: T = 3 112 -> 82 / 107 -> 71 / 616 -> 488, T = 4 142 -> 94 /
+// 129 -> 82 / 609 -> 547, T = 5 157 -> 113, T = 6 177 -> 153, T = 8 226 -> 187 / 227 -> 167 /
+// 1265 -> 1035; and fused beats the panel up to 16 tokens now: T = 9 261 -> 243 / 283 -> 215,
+// T = 12 302 -> 281 / 342 -> 251, T = 16 373 -> 376 / 412 -> 335 / 1982 -> 2011.
 static_assert(kRows <= detail::kMaxPanelRows, "the dequantisation panel must hold a row block");
 template <class Src>
 using BlockFn = void (*)(const MatmulArgs&, const Src&, int, int);
@@ -225,16 +226,21 @@ void run_fused_blocks(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
   }
 }
 
-// kFusedRows x kFusedBlock blocks, or taller ones for one or two tokens (kOneTokenRows x 1,
-// kTwoTokenRows x 2): a block's FMAs form rows x tokens independent chains, and with fewer than
-// about 8 of them each FMA waits for the previous one of its chain (4 cycles) instead of
-// issuing every cycle. The block shape does not change any element's operations.
+// kFusedRows x kFusedBlock blocks, taller ones for one or two tokens (kOneTokenRows x 1,
+// kTwoTokenRows x 2), or one wider block for kFusedBlock < T <= kFusedWideBlock: a block's FMAs
+// form rows x tokens independent chains, and with fewer than about 8 of them each FMA waits for
+// the previous one of its chain (4 cycles) instead of issuing every cycle; a wider block
+// converts each weight once for more tokens. The block shape does not change any element's
+// operations.
 template <TensorType TY>
 void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
   if constexpr (kOneTokenRows > kFusedRows)
     if (a.T == 1) return run_fused_blocks<TY, kOneTokenRows, 1>(a, r0, r1, row_bytes);
   if constexpr (kTwoTokenRows > kFusedRows)
     if (a.T == 2) return run_fused_blocks<TY, kTwoTokenRows, 2>(a, r0, r1, row_bytes);
+  if constexpr (kFusedWideBlock > kFusedBlock)
+    if (a.T > kFusedBlock && a.T <= kFusedWideBlock)
+      return run_fused_blocks<TY, kFusedRows, kFusedWideBlock>(a, r0, r1, row_bytes);
   run_fused_blocks<TY, kFusedRows, kFusedBlock>(a, r0, r1, row_bytes);
 }
 

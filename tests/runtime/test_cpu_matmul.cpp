@@ -142,11 +142,11 @@ TEST(CpuMatmul, EncodedWeightsGiveTheBitsOfTheirDequantisedValues) {
                             {TensorType::Q4_K, 256}, {TensorType::Q4_K, 512}, {TensorType::Q6_K, 256}, {TensorType::Q6_K, 768}};
   for (const TypeCase& tc : types)
     for (int rows : {1, 6, 13, 37})
-      // T <= kFusedTokens (4 on AVX2, 8 elsewhere): in-register dequantisation (Q8_0, Q4_0, Q4_1),
-      // one or two token blocks (AVX-512: one of up to 8 tokens, 2 rows, so 13 rows leave a
-      // 1-row block; T = 1 and T = 2 in taller blocks of 8 and 4 rows, which the two row ranges
-      // of 37 rows fill and leave partial); above it, the panel
-      for (int T : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
+      // T <= kFusedTokens (4 on AVX2, 8 generic, 16 AVX-512): in-register dequantisation (Q8_0,
+      // Q4_0, Q4_1) in token blocks (AVX-512: 8 rows x 1, 4 x 2, 4 x 4, one 4 x 6 for T = 5, 6,
+      // else 4 x 4 blocks and a remainder: 6 and 13 rows leave partial row blocks, the two row
+      // ranges of 37 start mid-block); above it, the panel
+      for (int T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17}) {
         const uint32_t type = static_cast<uint32_t>(tc.type);
         auto values = test::random_floats(rng, size_t(rows) * tc.cols);
         if (tc.type == TensorType::F16)

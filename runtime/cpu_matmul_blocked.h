@@ -58,11 +58,12 @@ struct QRows {
   // kChunk columns of each of the R rows are converted to fp32 together before the chunk's
   // products (V::block_scales: 16 per gather with AVX-512; exact, the values dq_half gives), so
   // prep() broadcasts a float from L1 instead of inserting, converting and broadcasting two
-  // halves. For the tall one- and two-token blocks of the 4-bit types that conversion cost as
-  // many vector instructions as the block's FMAs. On the 2-core AVX-512 Xeon, single-threaded,
-  // Q4_1 (T = 1 / 2): 1536x576 79 -> 53 / 87 -> 65 us, 576x1536 77 -> 47 / 84 -> 59 us; the
-  // 2-row blocks (T >= 3) and Q8_0 did not gain (T >= 2: 2-8 % slower), nor did AVX2 without a
-  // gather (a scalar conversion loop ahead: 10-17 % slower), so they convert per block.
+  // halves. For the one- and two-token blocks of the 4-bit types that conversion cost as many
+  // vector instructions as the block's FMAs. On the 2-core AVX-512 Xeon, single-threaded, Q4_1
+  // (T = 1 / 2): 1536x576 79 -> 53 / 87 -> 65 us, 576x1536 77 -> 47 / 84 -> 59 us; it also made
+  // 4-row blocks the better shape for more tokens (run_blocked). Blocks of fewer than 4 rows
+  // (remainders; the former 2 x 8) did not gain, Q8_0 lost (T >= 2: 8-35 % slower), and so did
+  // AVX2 without a gather (a scalar conversion loop ahead: 10-17 %): they convert per block.
   template <int R>
   static constexpr bool kPre = V::kGatherScales && TY != TensorType::Q8_0 && R >= 4;
   static constexpr int kChunkBlocks = 64;

@@ -1,5 +1,6 @@
 // matmul_rows for AVX-512F (16 fp32 lanes; 4 weight rows x 4 tokens = 16 accumulators of 32
-// registers; encoded weights in register blocks of 8 x 1, 4 x 2, 4 x 4 and 4 x 6 up to 16 tokens). Compiled with -mavx512f -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only;
+// registers; encoded weights over up to 16 tokens in blocks of 8 x 1, 4 x 2, 4 x 4 and 4 x 6).
+// Compiled with -mavx512f -mavx2 -mfma -mf16c (runtime/CMakeLists.txt) on x86-64 only;
 // called only after the CPU was checked to support it. Includes nothing but intrinsics so
 // that no shared inline function gets compiled with these flags.
 #include "runtime/cpu_matmul.h"

@@ -22,12 +22,12 @@
 //  - F32Rows: fp32 rows ws apart (plain weights, or a dequantised panel); may have a tail.
 //  - QRows<type>: Q8_0 / Q4_0 / Q4_1 rows dequantised in registers, a 32-element block at a
 //    time (scales and nibbles unpacked once per block, V::nib), by the operations of
-//    runtime/dequant_kernels.h in its order (no panel round trip; used when all tokens fit one
-//    token block, so each weight is still converted once). With AVX-512 the 4-bit types apply
+//    runtime/dequant_kernels.h in its order (no panel round trip; used for up to kFusedTokens
+//    tokens, each weight converted once per token block). With AVX-512 the 4-bit types apply
 //    those operations to the 16 possible nibble values once per block and look each weight up
-//    in that table (V::nib_lookup): the same values, fewer instructions; for one or two
-//    tokens it also converts the blocks' fp16 scales ahead, a chunk of columns at a time
-//    (kPre). cols is a whole number of 32-element blocks, a multiple of V::lanes: no tail.
+//    in that table (V::nib_lookup): the same values, fewer instructions; blocks of 4 or more
+//    rows also convert the fp16 scales ahead, a chunk of columns at a time (kPre). cols is a
+//    whole number of 32-element blocks, a multiple of V::lanes: no tail.
 struct F32Rows {
   static constexpr bool kTail = true;
   static constexpr int kStep = V::lanes;  // columns per prep()

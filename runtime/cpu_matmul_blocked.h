@@ -31,11 +31,12 @@
 struct F32Rows {
   static constexpr bool kTail = true;
   static constexpr int kStep = V::lanes;  // columns per prep()
-  static constexpr int kChunk = 1 << 30;  // no per-chunk state: one chunk
   const float* w;
   size_t ws;
   template <int R>
-  struct Scales {};
+  struct Scales {
+    static constexpr int kChunk = 1 << 30;  // no per-chunk state: one chunk
+  };
   template <int R>
   void load_scales(Scales<R>&, int, int) const {}
   using Prep = const float*;
@@ -70,6 +71,7 @@ struct QRows {
   static constexpr int kChunk = kChunkBlocks * 32;
   template <int R>
   struct Scales {
+    static constexpr int kChunk = kPre<R> ? QRows::kChunk : 1 << 30;  // converted ahead: chunks
     static constexpr int kR = kPre<R> ? R : 1;
     alignas(64) float d[kR][kChunkBlocks];
     alignas(64) float m[TY == TensorType::Q4_1 ? kR : 1][kChunkBlocks];
@@ -148,9 +150,10 @@ void block(const MatmulArgs& a, const Src& src, int r, int t) {
   const size_t xs = a.x_stride ? a.x_stride : cols;
   const size_t ys = a.y_stride ? a.y_stride : a.rows;
   const float* x = a.x + t * xs;
-  typename Src::template Scales<R> sc;
-  for (int k0 = 0; k0 < full; k0 += Src::kChunk) {
-    const int k1 = full - k0 < Src::kChunk ? full : k0 + Src::kChunk;
+  using Scales = typename Src::template Scales<R>;
+  Scales sc;
+  for (int k0 = 0; k0 < full; k0 += Scales::kChunk) {
+    const int k1 = full - k0 < Scales::kChunk ? full : k0 + Scales::kChunk;
     src.load_scales(sc, k0, k1);
     for (int k = k0; k < k1; k += Src::kStep) {
       typename Src::Prep pr[R];

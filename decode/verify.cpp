@@ -27,9 +27,8 @@ void check_parents(std::span<const int32_t> parents, const char* where) {
               parents[i], i);
 }
 
-// children[0] = the root's children, children[i + 1] = node i's (checks the parent array).
-std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents, const char* where) {
-  check_parents(parents, where);
+// children[0] = the root's children, children[i + 1] = node i's, of a checked parent array.
+std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents) {
   std::vector<std::vector<int32_t>> children(parents.size() + 1);
   for (int i = 0; i < static_cast<int>(parents.size()); ++i) children[parents[i] + 1].push_back(i);
   return children;
@@ -121,8 +120,9 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
             parents.size(), t);
   SPW_CHECK(logits.size() == static_cast<size_t>(t + 1) * vocab,
             "verify_tree: logits has {} values, expected ({} + 1) * {}", logits.size(), t, vocab);
-  const auto children = tree_children(parents, "verify_tree");  // index 0 = root, i + 1 = node i
+  check_parents(parents, "verify_tree");
   if (params.greedy()) return greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, parents);
+  const auto children = tree_children(parents);  // index 0 = root, i + 1 = node i
   VerifyResult r;
   int cur = -1;  // current node (-1 = root)
   std::vector<float> p;

@@ -66,7 +66,7 @@ constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
 constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
-constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
+constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
 #include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"

@@ -53,7 +53,7 @@ constexpr int kRows = 4, kTokens = 2;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block
 constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
-constexpr int kOneTokenRows = kFusedRows, kTwoTokenRows = kFusedRows;  // no taller blocks (registers)
+constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {

@@ -76,7 +76,7 @@ constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = 4, kFusedBlock = 4;  // run_fused's register block (16 accumulators)
 constexpr int kFusedWideBlock = 6;              // T = 5, 6: one 4 x 6 block (24 accumulators)
 constexpr int kFusedTokens = 16;  // cpu_matmul_blocked.h, run_blocked
-constexpr int kOneTokenRows = 8, kTwoTokenRows = 4;  // run_fused for T = 1, 2 (8 accumulators)
+constexpr int kOneTokenRows = 8;  // run_fused for T = 1 (8 accumulators; T = 2: 4 x 2)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {

@@ -230,18 +230,15 @@ void run_fused_blocks(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
   }
 }
 
-// kFusedRows x kFusedBlock blocks, taller ones for one or two tokens (kOneTokenRows x 1,
-// kTwoTokenRows x 2), or one wider block for kFusedBlock < T <= kFusedWideBlock: a block's FMAs
-// form rows x tokens independent chains, and with fewer than about 8 of them each FMA waits for
-// the previous one of its chain (4 cycles) instead of issuing every cycle; a wider block
-// converts each weight once for more tokens. The block shape does not change any element's
-// operations.
+// kFusedRows x kFusedBlock blocks, a taller one for one token (kOneTokenRows x 1), or one wider
+// block for kFusedBlock < T <= kFusedWideBlock: a block's FMAs form rows x tokens independent
+// chains, and with fewer than about 8 of them each FMA waits for the previous one of its chain
+// (4 cycles) instead of issuing every cycle; a wider block converts each weight once for more
+// tokens. The block shape does not change any element's operations.
 template <TensorType TY>
 void run_fused(const MatmulArgs& a, int r0, int r1, size_t row_bytes) {
   if constexpr (kOneTokenRows > kFusedRows)
     if (a.T == 1) return run_fused_blocks<TY, kOneTokenRows, 1>(a, r0, r1, row_bytes);
-  if constexpr (kTwoTokenRows > kFusedRows)
-    if (a.T == 2) return run_fused_blocks<TY, kTwoTokenRows, 2>(a, r0, r1, row_bytes);
   if constexpr (kFusedWideBlock > kFusedBlock)
     if (a.T > kFusedBlock && a.T <= kFusedWideBlock)
       return run_fused_blocks<TY, kFusedRows, kFusedWideBlock>(a, r0, r1, row_bytes);

@@ -25,6 +25,15 @@ struct Sequence {
   std::vector<std::vector<float>> k, v;  // per layer: [capacity, kv_heads * head_dim]
 };
 
+// Query heads per attention work item: the whole group that shares a KV head (its K and V rows
+// are then read once for all of them), halved while the forward's items (tokens x KV heads x
+// parts of a group) are fewer than 4 per thread, down to one head.
+int heads_per_item(int tokens_x_kv_heads, int group, int threads) {
+  int gs = group;
+  while (gs > 1 && tokens_x_kv_heads * ((group + gs - 1) / gs) < 4 * threads) gs = (gs + 1) / 2;
+  return gs;
+}
+
 class CpuModel final : public Model {
  public:
   CpuModel(LlamaWeights w, const CpuBackendOptions& o)
@@ -196,44 +205,56 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       std::copy_n(&k[size_t(t) * kvd], kvd, s.k[l].begin() + (plan[t].base + plan[t].index) * kvd);
       std::copy_n(&v[size_t(t) * kvd], kvd, s.v[l].begin() + (plan[t].base + plan[t].index) * kvd);
     }
-    // Attention: each (token, head) sees the cached prefix and its visible new tokens. Scores
-    // are matmul_rows products of the query with the head's slice of the cached K rows
-    // (consecutive keys in one call, a tree token's scattered ancestors one row each), so a
-    // token's scores do not depend on what else is in the forward.
-    pool_.parallel_for(T * nq, [&](int w0, int w1) {
-      thread_local std::vector<float> scores;  // grows to the longest context once per thread
+    // Attention: each (token, head) sees the cached prefix and its visible new tokens. A work
+    // item is one token, one KV head and up to gs of its group's query heads, so that the KV
+    // rows are read once for them (items KV-head-major: a thread's consecutive items reuse the
+    // head's rows from L2); gs is the whole group unless that leaves too few items to share
+    // among the threads (one token: 3 KV heads for 2 threads). Scores are matmul_rows products of the group's queries with the
+    // head's slice of the cached K rows (consecutive keys in one call, a tree token's scattered
+    // ancestors one row each), so a token's scores do not depend on what else is in the
+    // forward or on the group (batch-invariant products); the value sums likewise
+    // (accumulate_weighted_rows: each output as its own call).
+    const int gs = heads_per_item(T * nkv, group, pool_.size()), parts = (group + gs - 1) / gs;
+    pool_.parallel_for(T * nkv * parts, [&](int w0, int w1) {
+      thread_local std::vector<float> scores;  // [gs][n_keys]; grows to the longest context once per thread
       for (int w = w0; w < w1; ++w) {
-        const int t = w / nq, head = w % nq, kvh = head / group;
+        const int kvh = w / (T * parts), t = w / parts % T, h0 = kvh * group + w % parts * gs;
+        const int g = std::min(gs, (kvh + 1) * group - h0);  // query heads h0 .. h0 + g - 1
         const TokenPlan& p = plan[t];
         const Sequence& s = seqs_[p.seq];
-        const float* qv = &q[(size_t(t) * nq + head) * hd];
+        const float* qv = &q[(size_t(t) * nq + h0) * hd];  // the item's query rows
         const float* kc = s.k[l].data() + size_t(kvh) * hd;
         const float* vc = s.v[l].data() + size_t(kvh) * hd;
         const int n_vis = static_cast<int>(p.visible.size());
         const int n_keys = p.base + n_vis;
         auto key_row = [&](int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
-        scores.resize(n_keys);
+        scores.resize(size_t(g) * n_keys);
         // Keys [0, n_run) are cache rows [0, n_run): the prefix plus a chain's new tokens.
         int n_run = p.base;
         while (n_run < n_keys && key_row(n_run) == n_run) ++n_run;
-        MatmulArgs sa{qv, 1, kc, n_run, hd, nullptr, scores.data(), false};
+        MatmulArgs sa{qv, g, kc, n_run, hd, nullptr, scores.data(), false};
         sa.w_stride = static_cast<long>(kvd);
+        sa.y_stride = n_keys;
         if (n_run > 0) matmul_rows(sa, 0, n_run);
         for (int j = n_run; j < n_keys; ++j) {
-          MatmulArgs one{qv, 1, kc + size_t(key_row(j)) * kvd, 1, hd, nullptr, &scores[j], false};
+          MatmulArgs one{qv, g, kc + size_t(key_row(j)) * kvd, 1, hd, nullptr, &scores[j], false};
+          one.y_stride = n_keys;
           matmul_rows(one, 0, 1);
         }
-        float m = -INFINITY;
-        for (int j = 0; j < n_keys; ++j) m = std::max(m, scores[j] *= scale);
-        double sum = 0;
-        for (int j = 0; j < n_keys; ++j) sum += (scores[j] = std::exp(scores[j] - m));
-        for (int j = 0; j < n_keys; ++j) scores[j] = static_cast<float>(scores[j] / sum);
-        float* o = &att[(size_t(t) * nq + head) * hd];
-        std::fill_n(o, hd, 0.f);
+        for (int gi = 0; gi < g; ++gi) {
+          float* sc = &scores[size_t(gi) * n_keys];
+          float m = -INFINITY;
+          for (int j = 0; j < n_keys; ++j) m = std::max(m, sc[j] *= scale);
+          double sum = 0;
+          for (int j = 0; j < n_keys; ++j) sum += (sc[j] = std::exp(sc[j] - m));
+          for (int j = 0; j < n_keys; ++j) sc[j] = static_cast<float>(sc[j] / sum);
+        }
+        float* o = &att[(size_t(t) * nq + h0) * hd];
+        std::fill_n(o, size_t(g) * hd, 0.f);
         // Value rows weighted in key order: the contiguous run in one call, then the others.
-        if (n_run > 0) accumulate_weighted_rows(scores.data(), n_run, vc, static_cast<long>(kvd), hd, o);
+        if (n_run > 0) accumulate_weighted_rows(scores.data(), n_run, vc, static_cast<long>(kvd), hd, o, g, n_keys, hd);
         for (int j = n_run; j < n_keys; ++j)
-          accumulate_weighted_rows(&scores[j], 1, vc + size_t(key_row(j)) * kvd, 0, hd, o);
+          accumulate_weighted_rows(&scores[j], 1, vc + size_t(key_row(j)) * kvd, 0, hd, o, g, n_keys, hd);
       }
     });
     matmul(att.data(), T, L.wo, x.data(), /*accumulate=*/true);

@@ -209,11 +209,11 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     // item is one token, one KV head and up to gs of its group's query heads, so that the KV
     // rows are read once for them (items KV-head-major: a thread's consecutive items reuse the
     // head's rows from L2); gs is the whole group unless that leaves too few items to share
-    // among the threads (one token: 3 KV heads for 2 threads). Scores are matmul_rows products of the group's queries with the
-    // head's slice of the cached K rows (consecutive keys in one call, a tree token's scattered
-    // ancestors one row each), so a token's scores do not depend on what else is in the
-    // forward or on the group (batch-invariant products); the value sums likewise
-    // (accumulate_weighted_rows: each output as its own call).
+    // among the threads (one token: 3 KV heads for 2 threads). Scores are matmul_rows
+    // products of the item's queries with the head's slice of the cached K rows (consecutive
+    // keys in one call, a tree token's scattered ancestors one row each), so a token's scores
+    // do not depend on what else is in the forward or on gs (batch-invariant products); the
+    // value sums likewise (accumulate_weighted_rows: each output as its own call would give).
     const int gs = heads_per_item(T * nkv, group, pool_.size()), parts = (group + gs - 1) / gs;
     pool_.parallel_for(T * nkv * parts, [&](int w0, int w1) {
       thread_local std::vector<float> scores;  // [gs][n_keys]; grows to the longest context once per thread

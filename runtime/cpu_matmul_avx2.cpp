@@ -47,6 +47,8 @@ struct V {
   static reg nib_lookup(const nib& w, int sub, reg table);
   // No gather (cpu_matmul_avx512.cpp): QRows converts block scales one at a time.
   static constexpr bool kGatherScales = false;
+  static constexpr bool kHsum16 = false;  // hsum one register at a time
+  static void hsum16(const reg* a, int n, float* out);  // declared only
   static void block_scales(const uint8_t* b, int stride, int n, float* d, float* m);  // declared only
 };
 constexpr int kRows = 4, kTokens = 2;

@@ -33,6 +33,29 @@ struct V {
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
+  // hsum of a[0 .. n) (n <= 16) into out[0 .. n), by the same additions hsum makes for each
+  // (lanes i + 8, then i + 4, i + 2, i + 1), done for 16 registers together: each step adds
+  // two registers' halves at once, 15 adds and 30 shuffles instead of 64 and 64. For a block
+  // of short rows (attention scores: 4 vectors of a 64-wide head per sum) that reduction
+  // cost more than the FMAs. Lane 4 c + e of the last sum holds a[c + 4 e].
+  static constexpr bool kHsum16 = true;
+  static void hsum16(const reg* a, int n, float* out) {
+    reg x[16];
+    for (int i = 0; i < 16; ++i) x[i] = i < n ? a[i] : zero();
+    reg p[8], s[4], t[2];
+    for (int i = 0; i < 8; ++i)  // lanes 0-7: x[2i]'s i + (i + 8); 8-15: x[2i + 1]'s
+      p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x44),
+                           _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; ++i)  // 128-bit chunk c: x[4i + c]'s i + (i + 4)
+      s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; ++i)  // chunk c: x[8i + c]'s 0 + 2, 1 + 3, then x[8i + 4 + c]'s
+      t[i] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * i], s[2 * i + 1], 0x44),
+                           _mm512_shuffle_ps(s[2 * i], s[2 * i + 1], 0xEE));
+    alignas(64) float r[16];  // chunk c: x[c], x[4 + c], x[8 + c], x[12 + c]: 0 + 1
+    _mm512_store_ps(r, _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], 0x88), _mm512_shuffle_ps(t[0], t[1], 0xDD)));
+    for (int i = 0; i < n; ++i) out[i] = r[i % 4 * 4 + i / 4];
+  }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }

@@ -185,10 +185,15 @@ void block(const MatmulArgs& a, const Src& src, int r, int t) {
       }
     }
   }
+  float sums[R * TT];  // V::hsum of each accumulator (V::hsum16: the same sums, 16 at a time)
+  int n = 0;
+  if constexpr (V::kHsum16)
+    for (; R * TT - n >= 4; n += 16) V::hsum16(&acc[0][0] + n, R * TT - n < 16 ? R * TT - n : 16, sums + n);
+  for (; n < R * TT; ++n) sums[n] = V::hsum((&acc[0][0])[n]);
   for (int i = 0; i < R; ++i) {
     const float b = a.bias ? a.bias[r + i] : 0.f;
     for (int j = 0; j < TT; ++j) {
-      float s = V::hsum(acc[i][j]);
+      float s = sums[i * TT + j];
       if constexpr (Src::kTail) {
         if (full < cols) s += tail_dot(src.row(i) + full, x + j * xs + full, cols - full);
       }

@@ -13,9 +13,21 @@ cmake --build "$build" -j "${JOBS:-$(nproc)}" --target spillway
 "$build/tools/spillway" selfcheck
 if "$build/tools/spillway" generate --help >/dev/null 2>&1; then
   tools/fetch_model.sh
-  if [ $# -eq 0 ]; then
-    set -- --prompt "Write a Python function that checks whether a number is prime, then explain it." \
-           --max-tokens 160 --draft "${SPW_DEMO_DRAFT:-maxgram}" --compare
+  if [ $# -gt 0 ]; then
+    exec "$build/tools/spillway" generate "$@"
   fi
-  "$build/tools/spillway" generate "$@"
+  # Two prompts: open-ended writing, where the answer shares little with the prompt, and an
+  # edit of the prompt's own text, where Max-Gram finds most of the answer in the prompt.
+  draft=${SPW_DEMO_DRAFT:-maxgram}
+  echo "== 1/2: open-ended answer (little of it repeats the prompt) =="
+  "$build/tools/spillway" generate --max-tokens 160 --draft "$draft" --compare \
+    --prompt "Write a Python function that checks whether a number is prime, then explain it."
+  echo
+  echo "== 2/2: an edit of the prompt's text (most of the answer is in the prompt) =="
+  "$build/tools/spillway" generate --max-tokens 160 --draft "$draft" --compare --prompt "Fix the spelling \
+mistakes in this paragraph and print the corrected paragraph:
+
+The quick brown fox jumpd over the lazy dog. Every mornning, the fox would run through the feild, \
+looking for somthing to eat. The dog, who was very tired, never noticed the fox. One day, the dog \
+finaly woke up and chased the fox acros the feild until they both fell asleep under a big tree."
 fi

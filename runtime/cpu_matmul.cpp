@@ -69,13 +69,12 @@ constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's registe
 constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
-constexpr int kWeightedOuts = 2, kWeightedVecs = 4;  // weighted_rows' block
 #include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 
 using RunFn = void (*)(const MatmulArgs&, int, int, const detail::Panel&);
-using WeightedFn = void (*)(const float*, long, int, int, const float*, long, int, float*, long);
+using WeightedFn = void (*)(const float*, int, const float*, long, int, float*);
 struct Isa {
   const char* name;
   RunFn fn;
@@ -144,9 +143,8 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end) {
   chosen().fn(a, row_begin, row_end, prepare(a));
 }
 
-void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out, int m,
-                              long p_stride, long out_stride) {
-  chosen().weighted(p, p_stride, m, count, v, v_stride, n, out, out_stride);
+void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  chosen().weighted(p, count, v, v_stride, n, out);
 }
 
 const char* matmul_isa() { return chosen().name; }
@@ -177,8 +175,8 @@ void matmul_rows_isa(const char* isa, const MatmulArgs& a, int row_begin, int ro
 }
 
 void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
-                                  float* out, int m, long p_stride, long out_stride) {
-  isa_named(isa, "accumulate_weighted_rows_isa").weighted(p, p_stride, m, count, v, v_stride, n, out, out_stride);
+                                  float* out) {
+  isa_named(isa, "accumulate_weighted_rows_isa").weighted(p, count, v, v_stride, n, out);
 }
 
 }  // namespace spw::rt

@@ -56,14 +56,10 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end);
 /// sum of value rows, vectorised over d. Each out[d] takes its terms in j order, one rounded
 /// multiply and one rounded add each, so the result equals the plain scalar loop bit for bit
 /// on every instruction set (and calls for consecutive j ranges compose).
-/// m > 1: m such sums over the same value rows at once, output i with weights
-/// p + i * p_stride into out + i * out_stride (the query heads that share a KV head: each
-/// value row is loaded once for all of them); each output is bit-identical to its own m = 1 call.
-void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out, int m = 1,
-                              long p_stride = 0, long out_stride = 0);
+void accumulate_weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out);
 /// The same with an explicit instruction set (tests); throws like matmul_rows_isa.
 void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
-                                  float* out, int m = 1, long p_stride = 0, long out_stride = 0);
+                                  float* out);
 
 /// Name of the instruction set matmul_rows uses in this process: "avx512", "avx2" or
 /// "generic". The environment variable SPW_CPU_ISA (avx512|avx2|generic) lowers the choice
@@ -88,10 +84,8 @@ struct Panel {
 // Per-ISA entry points (cpu_matmul_<isa>.cpp), present when compiled.
 void matmul_rows_avx512(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
 void matmul_rows_avx2(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
-void accumulate_weighted_rows_avx512(const float* p, long p_stride, int m, int count, const float* v, long v_stride,
-                                     int n, float* out, long out_stride);
-void accumulate_weighted_rows_avx2(const float* p, long p_stride, int m, int count, const float* v, long v_stride,
-                                   int n, float* out, long out_stride);
+void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out);
+void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out);
 }  // namespace detail
 
 }  // namespace spw::rt

@@ -56,7 +56,6 @@ constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's registe
 constexpr int kFusedWideBlock = kFusedBlock;  // no wider block
 constexpr int kFusedTokens = 2 * kFusedBlock;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
-constexpr int kWeightedOuts = 2, kWeightedVecs = 4;  // weighted_rows' block (8 of 16 registers)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
@@ -91,9 +90,8 @@ void dq_f16(const uint8_t* src, int64_t n, float* dst) {
 
 namespace detail {
 void matmul_rows_avx2(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
-void accumulate_weighted_rows_avx2(const float* p, long p_stride, int m, int count, const float* v, long v_stride,
-                                   int n, float* out, long out_stride) {
-  weighted_rows(p, p_stride, m, count, v, v_stride, n, out, out_stride);
+void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  weighted_rows(p, count, v, v_stride, n, out);
 }
 }  // namespace detail
 }  // namespace spw::rt

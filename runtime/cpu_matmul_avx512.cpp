@@ -100,7 +100,6 @@ constexpr int kFusedRows = 4, kFusedBlock = 4;  // run_fused's register block (1
 constexpr int kFusedWideBlock = 6;              // T = 5, 6: one 4 x 6 block (24 accumulators)
 constexpr int kFusedTokens = 16;  // cpu_matmul_blocked.h, run_blocked
 constexpr int kOneTokenRows = 8;  // run_fused for T = 1 (8 accumulators; T = 2: 4 x 2)
-constexpr int kWeightedOuts = 4, kWeightedVecs = 4;  // weighted_rows' block (16 accumulators)
 float dq_half(uint16_t bits);
 void dq_f16(const uint8_t* src, int64_t n, float* dst);
 void dq_nibbles16(const uint8_t* q, float* lo, float* hi) {
@@ -130,9 +129,8 @@ void dq_f16(const uint8_t* src, int64_t n, float* dst) {
 
 namespace detail {
 void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1, const Panel& p) { run_blocked(a, r0, r1, p); }
-void accumulate_weighted_rows_avx512(const float* p, long p_stride, int m, int count, const float* v, long v_stride,
-                                     int n, float* out, long out_stride) {
-  weighted_rows(p, p_stride, m, count, v, v_stride, n, out, out_stride);
+void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  weighted_rows(p, count, v, v_stride, n, out);
 }
 }  // namespace detail
 }  // namespace spw::rt

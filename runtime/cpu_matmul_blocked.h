@@ -290,60 +290,27 @@ void run_blocked(const MatmulArgs& a, int r0, int r1, const detail::Panel& p) {
   }
 }
 
-// accumulate_weighted_rows (runtime/cpu_matmul.h): blocks of O outputs x C vectors of d in
-// registers while j runs over the rows, each value row's vectors loaded once for the O
-// outputs (attention: the query heads of one KV head); then the next block. Every element
-// sees out + p0 v0, + p1 v1, ... with a separate multiply and add (no contraction), whatever
-// the block it falls in.
-template <int O, int C>
-void weighted_block(const float* p, long p_stride, int count, const float* v, long v_stride, int d0, float* out,
-                    long out_stride) {
-  V::reg acc[O][C];
-  for (int i = 0; i < O; ++i)
-    for (int c = 0; c < C; ++c) acc[i][c] = V::load(out + i * out_stride + d0 + c * V::lanes);
-  for (int j = 0; j < count; ++j) {
-    const float* row = v + j * v_stride + d0;
-    V::reg vv[C];
-    for (int c = 0; c < C; ++c) vv[c] = V::load(row + c * V::lanes);
-    for (int i = 0; i < O; ++i) {
-      const V::reg pj = V::set1(p[i * p_stride + j]);
-      for (int c = 0; c < C; ++c) acc[i][c] = V::add(acc[i][c], V::mul(pj, vv[c]));
-    }
-  }
-  for (int i = 0; i < O; ++i)
-    for (int c = 0; c < C; ++c) V::store(out + i * out_stride + d0 + c * V::lanes, acc[i][c]);
-}
-
-using WeightedBlockFn = void (*)(const float*, long, int, const float*, long, int, float*, long);
-template <int O, int... C>
-void fill_weighted_row(WeightedBlockFn* row, std::integer_sequence<int, C...>) {
-  ((row[C] = &weighted_block<O, C + 1>), ...);
-}
-template <int... O>
-void fill_weighted(WeightedBlockFn (*table)[kWeightedVecs], std::integer_sequence<int, O...>) {
-  (fill_weighted_row<O + 1>(table[O], std::make_integer_sequence<int, kWeightedVecs>{}), ...);
-}
-struct WeightedTable {
-  WeightedBlockFn fn[kWeightedOuts][kWeightedVecs];
-  WeightedTable() { fill_weighted(fn, std::make_integer_sequence<int, kWeightedOuts>{}); }
-};
-
-void weighted_rows(const float* p, long p_stride, int m, int count, const float* v, long v_stride, int n, float* out,
-                   long out_stride) {
-  static const WeightedTable table;
+// accumulate_weighted_rows (runtime/cpu_matmul.h): up to 4 vectors of out in registers while j
+// runs over the rows, then the next 4; the columns past the last full vector one by one. Every
+// element sees out + p0 v0, + p1 v1, ... with a separate multiply and add (no contraction).
+void weighted_rows(const float* p, int count, const float* v, long v_stride, int n, float* out) {
+  constexpr int kVecs = 4;
   const int full = n / V::lanes * V::lanes;
-  for (int d0 = 0; d0 < full; d0 += kWeightedVecs * V::lanes) {
-    const int vecs = (full - d0) / V::lanes < kWeightedVecs ? (full - d0) / V::lanes : kWeightedVecs;
-    for (int i0 = 0; i0 < m; i0 += kWeightedOuts) {
-      const int outs = m - i0 < kWeightedOuts ? m - i0 : kWeightedOuts;
-      table.fn[outs - 1][vecs - 1](p + i0 * p_stride, p_stride, count, v, v_stride, d0, out + i0 * out_stride,
-                                   out_stride);
+  for (int d0 = 0; d0 < full; d0 += kVecs * V::lanes) {
+    const int vecs = (full - d0) / V::lanes < kVecs ? (full - d0) / V::lanes : kVecs;
+    V::reg acc[kVecs];
+    for (int c = 0; c < vecs; ++c) acc[c] = V::load(out + d0 + c * V::lanes);
+    for (int j = 0; j < count; ++j) {
+      const V::reg pj = V::set1(p[j]);
+      const float* row = v + j * v_stride + d0;
+      for (int c = 0; c < vecs; ++c) acc[c] = V::add(acc[c], V::mul(pj, V::load(row + c * V::lanes)));
     }
+    for (int c = 0; c < vecs; ++c) V::store(out + d0 + c * V::lanes, acc[c]);
   }
-  for (int i = 0; i < m; ++i)
-    for (int d = full; d < n; ++d) {
-      float o = out[i * out_stride + d];
-      for (int j = 0; j < count; ++j) o = o + p[i * p_stride + j] * v[j * v_stride + d];
-      out[i * out_stride + d] = o;
-    }
+  for (int d = full; d < n; ++d) {
+    float o = out[d];
+    for (int j = 0; j < count; ++j) o = o + p[j] * v[j * v_stride + d];
+    out[d] = o;
+  }
 }
+

@@ -145,8 +145,10 @@ struct QRows {
   // see the interleaved rows as one stream, had not fetched it; this overlaps the next
   // block's reads with this block's FMAs. SmolLM2 `spillway step`, context 128, 2-core Xeon,
   // 3 alternating runs each: k = 1 10.7-11.0 -> 8.4-8.8 ms (1 thread: 19.4-20.0 -> 15.3-16.6),
-  // k = 4 15.4-16.2 -> 12.3-12.8 ms. Two blocks ahead or prefetcht1: the same within noise;
-  // prefetchnta: slower than none (12.5-13.0 ms at k = 1). In-cache products unchanged.
+  // k = 4 15.4-16.2 -> 12.3-12.8 ms; with AVX2 (SPW_CPU_ISA=avx2, 2 runs) k = 1 14.2-15.2 ->
+  // 9.9-10.3 ms. Two blocks ahead or prefetcht1: the same within noise; prefetchnta: slower
+  // than none (12.5-13.0 ms at k = 1). In-cache products unchanged. The last row block
+  // prefetches past the matrix's end, which is harmless: a prefetch never faults.
   template <int R>
   void prefetch_next(int k) const {
     const uint8_t* p = w + R * rb + static_cast<size_t>(k / 32) * R * kBytes;

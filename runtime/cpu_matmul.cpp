@@ -13,11 +13,15 @@
 namespace spw::rt {
 namespace {
 
-struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target has)
+#include "runtime/cpu_matmul_plain_isa.h"
+
+// 8 lanes in plain C++ (auto-vectorised to what the baseline target has).
+struct Lanes8 {
+  float v[8];
+};
+struct V : PlainIsa<Lanes8, const uint8_t*> {
   static constexpr int lanes = 8;
-  struct reg {
-    float v[8];
-  };
+  using reg = Lanes8;
   static reg zero() { return reg{}; }
   static reg load(const float* p) {
     reg r;
@@ -54,15 +58,6 @@ struct V {  // 8 lanes in plain C++ (auto-vectorised to what the baseline target
     });
   }
   static reg i8(const int8_t* p) { return map([&](int i) { return static_cast<float>(p[i]); }); }
-  // No table lookup (cpu_matmul_avx512.cpp): declared only, for QRows' discarded branch.
-  static constexpr bool kNibbleTable = false;
-  static reg iota();
-  static reg nib_lookup(const nib& w, int sub, reg table);
-  // No gather (cpu_matmul_avx512.cpp): QRows converts block scales one at a time.
-  static constexpr bool kGatherScales = false;
-  static constexpr bool kHsum16 = false;  // hsum one register at a time
-  static void hsum16(const reg* a, int n, float* out);  // declared only
-  static void block_scales(const uint8_t* b, int stride, int n, float* d, float* m);  // declared only
 };
 constexpr int kRows = 4, kTokens = 4;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block

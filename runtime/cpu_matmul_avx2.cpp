@@ -14,7 +14,12 @@
 namespace spw::rt {
 namespace {
 
-struct V {
+// (PlainIsa<__m256, ...> only names the types in declarations: the vector types' alignment
+// attributes, which GCC says it drops from template arguments, do not matter there.)
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#include "runtime/cpu_matmul_plain_isa.h"
+
+struct V : PlainIsa<__m256, __m128i> {
   static constexpr int lanes = 8;
   using reg = __m256;
   static reg zero() { return _mm256_setzero_ps(); }
@@ -41,15 +46,6 @@ struct V {
   static reg i8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-  // No table lookup (cpu_matmul_avx512.cpp): declared only, for QRows' discarded branch.
-  static constexpr bool kNibbleTable = false;
-  static reg iota();
-  static reg nib_lookup(const nib& w, int sub, reg table);
-  // No gather (cpu_matmul_avx512.cpp): QRows converts block scales one at a time.
-  static constexpr bool kGatherScales = false;
-  static constexpr bool kHsum16 = false;  // hsum one register at a time
-  static void hsum16(const reg* a, int n, float* out);  // declared only
-  static void block_scales(const uint8_t* b, int stride, int n, float* d, float* m);  // declared only
 };
 constexpr int kRows = 4, kTokens = 2;
 constexpr int kFusedRows = kRows, kFusedBlock = kTokens;  // run_fused's register block

@@ -1,10 +1,12 @@
 // Register-blocked body of runtime/cpu_matmul (private). Included once per instruction set by
 // cpu_matmul_<isa>.cpp, each compiled with its own target flags, after that file defines the
-// vector type `V` (lanes, reg, zero, load, fma, hsum; set1, mul, add, sub, nib, nib_load,
-// nib_get, i8 for the in-register dequantisation) and includes runtime/dequant_kernels.h
-// (dq_run, dq_half). Everything here is internal to the
-// including translation unit (it is included inside an anonymous namespace), so no function
-// compiled for one instruction set can be picked by the linker for another.
+// vector type `V` (lanes, reg, zero, load, store, fma, hsum; set1, mul, add, sub, nib,
+// nib_load, nib_get, i8 for the in-register dequantisation; AVX-512's extras kNibbleTable /
+// iota / nib_lookup, kGatherScales / block_scales and kHsum16 / hsum16, which the other sets
+// declare through runtime/cpu_matmul_plain_isa.h) and includes runtime/dequant_kernels.h
+// (dq_run, dq_half). Everything here is internal to the including translation unit (it is
+// included inside an anonymous namespace), so no function compiled for one instruction set
+// can be picked by the linker for another.
 //
 // Every output element is zero-initialised, accumulated with one V::fma per vector step over
 // [0, full), reduced with V::hsum, then the scalar tail, then the bias, in this order for

@@ -90,6 +90,51 @@ TEST_F(CpuBackend, ChainAndTreeLogitsAreBitIdenticalToSingleTokenSteps) {
   EXPECT_EQ(std::memcmp(single.data(), &logits[3 * size_t(V)], V * sizeof(float)), 0);
 }
 
+// The attention splits a forward's work into items of one token, one KV head and some of its
+// query heads: the whole group, or parts of it when that gives too few items for the threads
+// (heads_per_item). Whatever the split, every logit is the same bits: MHA, GQA with groups of 3
+// (split unevenly, 2 + 1) and 8, and 1, 2, 3 and 7 threads, for a chain and a tree over a
+// cached prefix, against single-token steps on one thread.
+TEST_F(CpuBackend, AttentionWorkSplitLeavesEveryLogitUnchanged) {
+  struct Shape {
+    int hidden, heads, kv_heads;
+  };
+  for (const Shape sh : {Shape{64, 4, 4}, Shape{96, 6, 2}, Shape{64, 8, 1}}) {
+    TinyLlamaSpec spec;
+    spec.hidden = sh.hidden;
+    spec.heads = sh.heads;
+    spec.kv_heads = sh.kv_heads;
+    spec.context = 64;
+    const std::string file = (dir_ / ("split_" + std::to_string(sh.heads) + "_" + std::to_string(sh.kv_heads) + ".gguf")).string();
+    write_tiny_llama(file, spec);
+    auto one = load_model(file, {.threads = 1});
+    const int V = one->config().vocab_size;
+    const std::vector<int32_t> ids{256, 72, 101, 5, 6, 8, 42}, tree{7, 8, 9, 10, 11}, parents{-1, 0, 0, 1, -1};
+    std::vector<std::vector<float>> want;  // after ids[0 .. n], then after ids + each tree node's path
+    for (size_t n = 1; n <= ids.size(); ++n) want.push_back(run_single(*one, {ids.begin(), ids.begin() + n}));
+    for (int node = 0; node < int(tree.size()); ++node) {
+      std::vector<int32_t> path;
+      for (int a = node; a >= 0; a = parents[a]) path.insert(path.begin(), tree[a]);
+      path.insert(path.begin(), ids.begin(), ids.end());
+      want.push_back(run_single(*one, path));
+    }
+    for (int threads : {1, 2, 3, 7}) {
+      auto m = load_model(file, {.threads = threads});
+      const int s = m->create_sequence();
+      std::vector<float> chain, trees;
+      SeqInput in{s, ids, {}};
+      m->forward(std::span(&in, 1), chain);
+      SeqInput t{s, tree, parents};
+      m->forward(std::span(&t, 1), trees);
+      for (size_t r = 0; r < want.size(); ++r) {
+        const float* got = r < ids.size() ? &chain[r * V] : &trees[(r - ids.size()) * V];
+        ASSERT_EQ(std::memcmp(got, want[r].data(), V * sizeof(float)), 0)
+            << sh.heads << " heads / " << sh.kv_heads << " kv heads, " << threads << " threads, row " << r;
+      }
+    }
+  }
+}
+
 // SeqInput::logits_rows: each entry's last rows only, packed in batch order, bit-identical to
 // the same rows of a full forward; 0 rows still fills the cache. forward_argmax returns the
 // greedy token of exactly those rows.

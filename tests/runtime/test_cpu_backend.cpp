@@ -105,7 +105,8 @@ TEST_F(CpuBackend, AttentionWorkSplitLeavesEveryLogitUnchanged) {
     spec.heads = sh.heads;
     spec.kv_heads = sh.kv_heads;
     spec.context = 64;
-    const std::string file = (dir_ / ("split_" + std::to_string(sh.heads) + "_" + std::to_string(sh.kv_heads) + ".gguf")).string();
+    const std::string name = "split_" + std::to_string(sh.heads) + "_" + std::to_string(sh.kv_heads) + ".gguf";
+    const std::string file = (dir_ / name).string();
     write_tiny_llama(file, spec);
     auto one = load_model(file, {.threads = 1});
     const int V = one->config().vocab_size;

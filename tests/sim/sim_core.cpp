@@ -56,6 +56,10 @@ namespace spw::sim {
 Thread* g_thread = nullptr;
 Block* g_block = nullptr;
 
+// Dynamic shared memory per block, as on an H100: a kernel may use kSmemDefault bytes, and up to
+// kSmemOptInMax once it raised cudaFuncAttributeMaxDynamicSharedMemorySize.
+constexpr size_t kSmemDefault = 48 * 1024, kSmemOptInMax = 227 * 1024;
+
 namespace {
 
 enum State { kRunnable = 0, kBlockWait = 1, kWarpWait = 2, kDone = 3 };
@@ -399,7 +403,7 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
                                                  std::to_string(nthreads) + " threads");
     return;
   }
-  if (smem > 227 * 1024) {
+  if (smem > kSmemOptInMax) {
     set_error(cudaErrorInvalidValue, "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 227 KB");
     return;
   }
@@ -453,8 +457,8 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t s
   std::unique_lock<std::mutex> lock(g_mu);
   // A GPU refuses more dynamic shared memory than the kernel opted in to, at the launch.
   const auto opt_in = g_max_dynamic_smem.find(func);
-  const size_t limit = opt_in == g_max_dynamic_smem.end() ? 48 * 1024 : static_cast<size_t>(opt_in->second);
-  if (smem <= 227 * 1024 && smem > limit) {
+  const size_t limit = opt_in == g_max_dynamic_smem.end() ? kSmemDefault : static_cast<size_t>(opt_in->second);
+  if (smem <= kSmemOptInMax && smem > limit) {
     set_error(cudaErrorInvalidValue, "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds the kernel's " +
                                          std::to_string(limit) +
                                          " (opt in with cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))");
@@ -557,8 +561,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   p->major = 9;
   p->minor = 0;
   p->multiProcessorCount = 132;
-  p->sharedMemPerBlock = 48 * 1024;
-  p->sharedMemPerBlockOptin = 227 * 1024;
+  p->sharedMemPerBlock = spw::sim::kSmemDefault;
+  p->sharedMemPerBlockOptin = spw::sim::kSmemOptInMax;
   p->sharedMemPerMultiprocessor = 228 * 1024;
   p->l2CacheSize = 50 * 1024 * 1024;
   p->totalGlobalMem = size_t{80} << 30;
@@ -594,7 +598,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 }
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
-  if (value < 0 || value > 227 * 1024) return set_error(cudaErrorInvalidValue);
+  if (value < 0 || static_cast<size_t>(value) > spw::sim::kSmemOptInMax) return set_error(cudaErrorInvalidValue);
   std::lock_guard<std::mutex> lock(spw::sim::g_mu);
   spw::sim::g_max_dynamic_smem[func] = value;
   return cudaSuccess;

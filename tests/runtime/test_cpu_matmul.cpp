@@ -137,7 +137,7 @@ TEST(CpuMatmul, EncodedWeightsGiveTheBitsOfTheirDequantisedValues) {
   };
   const TypeCase types[] = {{TensorType::F16, 37},  {TensorType::F16, 576}, {TensorType::BF16, 23}, {TensorType::BF16, 64},
                             {TensorType::Q8_0, 96}, {TensorType::Q4_0, 64}, {TensorType::Q4_1, 576},
-                            // past one 64-block chunk of scales converted ahead (AVX-512, T <= 2)
+                            // past one 64-block chunk of scales converted ahead (AVX-512, blocks of 4+ rows)
                             {TensorType::Q4_0, 2080}, {TensorType::Q4_1, 4128},
                             {TensorType::Q4_K, 256}, {TensorType::Q4_K, 512}, {TensorType::Q6_K, 256}, {TensorType::Q6_K, 768}};
   for (const TypeCase& tc : types)

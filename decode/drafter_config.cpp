@@ -1,6 +1,7 @@
 // Recursive-descent parser for drafter config strings (grammar in drafter_config.h).
 #include "decode/drafter_config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -39,7 +40,6 @@ class Parser {
   Parser(std::string spec, const DrafterEnv& env) : env_(env) {
     for (char c : spec)
       if (!std::isspace(static_cast<unsigned char>(c))) s_ += c;
-    orig_ = spec;
   }
 
   Node parse() {
@@ -50,7 +50,16 @@ class Parser {
 
  private:
   [[noreturn]] void error(const std::string& what) const {
-    fail("drafter spec '{}': {} at position {}", orig_, what, pos_);
+    fail("drafter spec '{}': {} at position {}", quoted(), what, pos_);
+  }
+  // The spec as errors quote it: whole when short, else its first kQuote characters and the
+  // kQuote around the error position (a generated spec can be 100 KB long).
+  std::string quoted() const {
+    constexpr size_t kQuote = 48;
+    if (s_.size() <= 3 * kQuote) return s_;
+    const size_t from = std::min(pos_ > kQuote / 2 ? pos_ - kQuote / 2 : 0, s_.size() - kQuote);
+    if (from <= kQuote) return s_.substr(0, from + kQuote) + "...";
+    return s_.substr(0, kQuote) + "..." + s_.substr(from, kQuote) + (from + kQuote < s_.size() ? "..." : "");
   }
   std::string rest() const { return s_.substr(pos_, 12); }
   bool eat(const std::string& t) {
@@ -63,10 +72,14 @@ class Parser {
   void expect(const std::string& t) {
     if (!eat(t)) error("expected '" + t + "' but found '" + (pos_ < s_.size() ? rest() : "end") + "'");
   }
-  std::string word() {  // up to a delimiter
+  std::string word() const {  // up to a delimiter
     size_t e = pos_;
     while (e < s_.size() && std::string(",;()*").find(s_[e]) == std::string::npos) ++e;
     return s_.substr(pos_, e - pos_);
+  }
+  std::string bad_word() const {  // the word an error names, cut short
+    const std::string w = word();
+    return w.empty() ? rest() : w.size() > 48 ? w.substr(0, 48) + "..." : w;
   }
   int integer(const char* what) {
     size_t e = pos_;
@@ -88,7 +101,9 @@ class Parser {
     while (e < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[e])) || s_[e] == '.')) ++e;
     try {
       if (e == pos_) throw 0;
-      const double v = std::stod(s_.substr(pos_, e - pos_));
+      size_t used = 0;
+      const double v = std::stod(s_.substr(pos_, e - pos_), &used);
+      if (used != e - pos_) throw 0;  // "1.2.3": a number, then more dots
       pos_ = e;
       return v;
     } catch (...) {
@@ -104,18 +119,27 @@ class Parser {
     auto it = models_.find(key);
     if (it == models_.end()) it = models_.emplace(key, env_.load_model(path, n.layers)).first;
     n.loaded = it->second;
-    SPW_CHECK(n.loaded, "drafter spec '{}': loading '{}' failed", orig_, path);
+    SPW_CHECK(n.loaded, "drafter spec '{}': loading '{}' failed", quoted(), path);
     const auto& cfg = n.loaded->config();
     if (n.layers > cfg.num_layers)
       error("'" + n.text + "': the model has only " + std::to_string(cfg.num_layers) + " layers");
     SPW_CHECK(cfg.vocab_size == env_.vocab_size,
               "drafter spec '{}': '{}' has vocab_size = {}: must equal the target's vocab_size {}",
-              orig_, n.text, cfg.vocab_size, env_.vocab_size);
+              quoted(), n.text, cfg.vocab_size, env_.vocab_size);
     n.cost = estimate_parameters(cfg, n.layers);
   }
 
+  // Cascades nest at most kMaxDepth deep: no useful cascade comes near it, and a parser that
+  // recursed without bound would overflow the caller's stack on a generated spec.
+  static constexpr int kMaxDepth = 16;
+
   Node term() {
     const size_t start = pos_;
+    if (++depth_ > kMaxDepth) error("cascades nested over " + std::to_string(kMaxDepth) + " deep");
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     Node n;
     if (eat("vcascade(")) {
       n.kind = Node::vcascade;
@@ -131,7 +155,7 @@ class Parser {
             n.round = integer("k");
             if (n.round < 1 || n.round > 64) error("k must be in [1, 64]");
           } else {
-            error("unknown vcascade option '" + word() + "' (lenience=, k=)");
+            error("unknown vcascade option '" + bad_word() + "' (lenience=, k=)");
           }
         } while (eat(","));
       }
@@ -139,7 +163,7 @@ class Parser {
       for (size_t i = 0; i + 1 < n.children.size(); ++i)
         if (n.children[i].kind != Node::model)
           fail("drafter spec '{}': vcascade reviewer '{}' must be a model drafter (model:PATH or self:N)",
-               orig_, n.children[i].text);
+               quoted(), n.children[i].text);
     } else if (eat("hcascade(")) {
       n.kind = Node::hcascade;
       do {
@@ -186,8 +210,7 @@ class Parser {
         error(std::string("'") + (n.recycle ? "recycle" : "bigram") +
               "' needs a bigram table (build one with `spillway bigram build`)");
     } else {
-      const std::string w = word();
-      error("unknown drafter '" + (w.empty() ? rest() : w) +
+      error("unknown drafter '" + bad_word() +
             "' (expected maxgram, bigram, recycle, model:PATH, self:N, vcascade(...), hcascade(...))");
     }
     if (n.text.empty()) n.text = s_.substr(start, pos_ - start);
@@ -195,8 +218,9 @@ class Parser {
   }
 
   const DrafterEnv& env_;
-  std::string s_, orig_;
+  std::string s_;
   size_t pos_ = 0;
+  int depth_ = 0;
   std::map<std::string, std::shared_ptr<rt::Model>> models_;
 };
 

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <random>
 
 #include "decode/cascade.h"
 #include "decode/drafter_config.h"
@@ -179,6 +181,120 @@ TEST(DrafterConfig, ErrorsNameTheBadToken) {
   auto no_loader = env;
   no_loader.load_model = nullptr;
   EXPECT_THROW_MSG(make_drafter_factory("self:2", no_loader), "needs a model loader");
+  // a number must be one number: "1.2.3" is not 1.2 followed by nothing
+  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;lenience=1.2.3)", env), "expected a number (lenience)");
+  EXPECT_THROW_MSG(make_drafter_factory("bigram@0.5.", env), "expected a number (bigram min probability)");
+}
+
+// Nesting: 16 levels parse, 17 are refused by name, and a generated spec nested a million deep
+// is refused just as quickly (no recursion to the end of it), quoted in part in the message.
+TEST(DrafterConfig, NestingIsBoundedAndLongSpecsAreQuotedInPart) {
+  auto env = spw::test::make_env();
+  auto nest = [](int levels) {
+    std::string s;
+    for (int i = 0; i < levels; ++i) s += "hcascade(";
+    s += "maxgram";
+    for (int i = 0; i < levels; ++i) s += "*1)";
+    return s;
+  };
+  auto f = make_drafter_factory(nest(15), env);  // 15 cascades around a leaf: 16 levels
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f()->propose(std::vector<int32_t>{1, 2, 1}, 4).tokens.size(), 1u);  // positions 1 all the way down
+  EXPECT_THROW_MSG(make_drafter_factory(nest(16), env), "cascades nested over 16 deep at position 144");
+  std::string huge;
+  for (int i = 0; i < 1000000; ++i) huge += "vcascade(";
+  try {
+    make_drafter_factory(huge, env);
+    ADD_FAILURE() << "a spec nested a million deep parsed";
+  } catch (const spw::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cascades nested over 16 deep at position 144"), std::string::npos) << m;
+    EXPECT_LT(m.size(), 400u) << m;
+    EXPECT_NE(m.find("'vcascade(vcascade("), std::string::npos) << m;  // its start, then "..."
+    EXPECT_NE(m.find("..."), std::string::npos) << m;
+  }
+  // an unknown word of 100 KB is named by its first 48 characters
+  const std::string word(100000, 'z');
+  try {
+    make_drafter_factory("hcascade(" + word + "*2)", env);
+    ADD_FAILURE() << "an unknown drafter parsed";
+  } catch (const spw::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("unknown drafter '" + std::string(48, 'z') + "...'"), std::string::npos) << m.substr(0, 400);
+    EXPECT_LT(m.size(), 500u) << m.substr(0, 600);
+  }
+}
+
+// Grammar fuzz: specs made by the grammar (depth up to 4), some of them then cut, spliced or
+// mutated, and specs glued together from the grammar's pieces, must each give a factory whose
+// drafters propose at most k tokens of the vocabulary, or raise spw::Error with a short
+// message; never crash, hang or throw anything else.
+TEST(DrafterConfig, RandomSpecsParseOrFailCleanly) {
+  auto env = spw::test::make_env();
+  env.load_model = [](const std::string& path, int layers) -> std::shared_ptr<spw::rt::Model> {
+    if (path == "draft" || path == "target" || path == "badvocab") return spw::test::load_fake(path, layers);
+    spw::fail("no such model: '{}'", path);
+  };
+  std::mt19937 rng(20261207);
+  auto pick = [&](std::initializer_list<const char*> xs) { return std::string(xs.begin()[rng() % xs.size()]); };
+  auto num = [&](int lo, int hi) { return std::to_string(lo + static_cast<int>(rng() % (hi - lo + 1))); };
+  std::function<std::string(int)> model = [&](int) {
+    return rng() % 3 ? "self:" + num(1, 4) : pick({"model:draft", "model:self:2", "model:target"});
+  };
+  std::function<std::string(int)> term = [&](int depth) -> std::string {
+    const int choice = static_cast<int>(rng() % (depth >= 4 ? 3 : 5));
+    if (choice == 0)
+      return "maxgram" + (rng() % 2 ? ":" + num(1, 3) + "-" + num(3, 8) : "") + pick({"", "+bigram", "+recycle@0.2"});
+    if (choice == 1) return pick({"bigram", "recycle", "bigram@0.1"});
+    if (choice == 2) return model(depth);
+    if (choice == 3) {
+      std::string t = "vcascade(" + model(depth);
+      for (int i = static_cast<int>(rng() % 2); i > 0; --i) t += "," + model(depth);
+      t += "," + term(depth + 1);
+      if (rng() % 2) t += ";lenience=" + num(1, 4) + (rng() % 2 ? ",k=" + num(1, 6) : "");
+      return t + ")";
+    }
+    std::string t = "hcascade(";
+    for (int i = 1 + static_cast<int>(rng() % 3); i > 0; --i) t += term(depth + 1) + "*" + num(1, 4) + (i > 1 ? "," : "");
+    return t + ")";
+  };
+  const std::vector<std::string> pieces = {
+      "maxgram", "bigram", "recycle", "self:", "model:", "model:self:", "draft", "badvocab", "vcascade(",
+      "hcascade(", ",", ";", "*", ")", "(", "lenience=", "k=", "1", "2", "3", "64", "65", "0", "0.5",
+      "1.2.3", ".", "@", "+bigram", "+recycle", ":", "-", "x", " ", "none", "999999999", "\t"};
+  int parsed = 0, refused = 0;
+  for (int trial = 0; trial < 6000; ++trial) {
+    std::string spec;
+    if (trial % 3 == 2) {
+      for (int i = 1 + static_cast<int>(rng() % 14); i > 0; --i) spec += pieces[rng() % pieces.size()];
+    } else {
+      spec = term(0);
+      if (trial % 3 == 1 && !spec.empty()) {  // one mutation: cut, drop a character, or splice a piece in
+        const size_t at = rng() % spec.size();
+        const int how = static_cast<int>(rng() % 3);
+        if (how == 0) spec.resize(at);
+        else if (how == 1) spec.erase(at, 1);
+        else spec.insert(at, pieces[rng() % pieces.size()]);
+      }
+    }
+    try {
+      DrafterFactory f = make_drafter_factory(spec, env);
+      ++parsed;
+      if (!f) continue;  // none
+      auto d = f();
+      ASSERT_TRUE(d) << spec;
+      const int k = 1 + static_cast<int>(rng() % 8);
+      const Draft draft = d->propose(std::vector<int32_t>{1, 2, 3, 1, 2}, k);
+      ASSERT_LE(static_cast<int>(draft.tokens.size()), k) << spec;
+      for (int32_t t : draft.tokens) ASSERT_TRUE(t >= 0 && t < spw::test::kVocab) << spec;
+    } catch (const spw::Error& e) {
+      ++refused;
+      ASSERT_LT(std::string(e.what()).size(), 600u) << spec;
+    }
+  }
+  // both outcomes are exercised many times
+  EXPECT_GT(parsed, 1500);
+  EXPECT_GT(refused, 2000);
 }
 
 // --draft @FILE: a spec laid out over lines, with comments, gives the drafter the same

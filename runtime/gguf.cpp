@@ -180,8 +180,11 @@ GgufFile GgufFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   SPW_CHECK(fd >= 0, "GGUF {}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+  const int stat_rc = fstat(fd, &st);
+  if (stat_rc != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
     ::close(fd);
+    if (stat_rc == 0 && S_ISDIR(st.st_mode)) fail("GGUF {}: is a directory, not a model file", path);
+    if (stat_rc == 0 && !S_ISREG(st.st_mode)) fail("GGUF {}: not a regular file (a device or a pipe)", path);
     fail("GGUF {}: empty or unreadable file", path);
   }
   f.map_size_ = static_cast<size_t>(st.st_size);

@@ -2,6 +2,7 @@
 // known quantisation blocks decode to known values, and every truncation / corruption of a
 // valid file raises spw::Error instead of crashing.
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <tuple>
 #include <utility>
@@ -89,6 +90,11 @@ TEST(Gguf, OpenFromDiskAndVersion2) {
   EXPECT_EQ(f.version(), 2u);
   EXPECT_EQ(f.tensors().size(), 1u);
   EXPECT_THROW_MSG(GgufFile::open((dir / "missing.gguf").string()), "cannot open");
+  // what a wrong --model path can name: a directory, a device, an empty file
+  EXPECT_THROW_MSG(GgufFile::open(dir.string()), "is a directory, not a model file");
+  EXPECT_THROW_MSG(GgufFile::open("/dev/null"), "/dev/null: not a regular file");
+  std::ofstream(dir / "empty.gguf").close();
+  EXPECT_THROW_MSG(GgufFile::open((dir / "empty.gguf").string()), "empty or unreadable file");
   std::filesystem::remove_all(dir);
 }
 

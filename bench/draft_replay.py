@@ -35,7 +35,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import (backend_device, default_exe, generate_json, git_commit, quick_prompt_set,  # noqa: E402
+from results_format import (backend_device, default_exe, generate_json, measured_commit, quick_prompt_set,  # noqa: E402
                             run_until_stopped)
 
 # (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
@@ -178,7 +178,7 @@ def main() -> int:
         incomplete = f"stopped by {stopped} (a time limit) after {len(rows)} of {len(configs)} rows"
         print(incomplete, flush=True)
 
-    commit = git_commit()
+    commit = measured_commit(args.spillway)
     doc = {"name": "draft_replay", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "reference_backend": backend,

@@ -43,7 +43,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from results_format import (backend_device, default_exe, generate_json, git_commit, quick_prompt_set,  # noqa: E402
+from results_format import (backend_device, default_exe, generate_json, measured_commit, quick_prompt_set,  # noqa: E402
                             run_until_stopped)
 
 
@@ -281,7 +281,7 @@ def main() -> int:
     table = rows
 
     device, driver, slug = backend_device(backend)
-    commit = git_commit()
+    commit = measured_commit(args.spillway)
     doc = {"name": "e2e_decode", "device": device, "driver": driver, "commit": commit,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": None, "model": os.path.basename(args.model), "rows": rows}

@@ -4,8 +4,10 @@ import json
 import os
 import pathlib
 import platform
+import re
 import signal
 import subprocess
+import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -38,6 +40,34 @@ def git_commit() -> str:
     if f.exists():  # "<sha>\n+dirty\n" for a dirty tree: one line, as run_all.sh's SPW_COMMIT
         return "".join(f.read_text().split())
     return "unknown"
+
+
+def binary_commit(exe: str) -> str | None:
+    """The commit `exe --version` says the binary was built from ("<sha>" or "<sha>+dirty"), or
+    None where it cannot say (a binary older than --version, or one that does not run)."""
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"\bcommit (\S+)", out)
+    return m.group(1) if m and m.group(1) != "unknown" else None
+
+
+def measured_commit(exe: str) -> str:
+    """The commit a CLI benchmark's results are labelled with: the one the measured binary was
+    built from (`exe --version`), else git_commit(). Warns on stderr when the binary is not the
+    checkout's (built before its last commit, or from uncommitted changes): its numbers belong
+    to that build, not to the checked-out code."""
+    built, tree = binary_commit(exe), git_commit()
+    if built is None:
+        return tree
+    if built.endswith("+dirty"):
+        print(f"warning: {exe} was built from uncommitted changes on {built[:12]}: its results are "
+              f"labelled '{built}'", file=sys.stderr, flush=True)
+    elif tree != "unknown" and built != tree.replace("+dirty", ""):
+        print(f"warning: {exe} was built from {built[:12]}, the checkout is {tree[:12]}: its results "
+              f"are labelled with the binary's commit (rebuild to measure the checkout)", file=sys.stderr, flush=True)
+    return built
 
 
 def cpu_name() -> str:

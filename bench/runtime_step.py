@@ -28,8 +28,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from results_format import (cpu_name, cpu_slug, default_exe, device_slug, git_commit, gpu_name_driver,  # noqa: E402
-                            markdown_table, run_until_stopped)
+from results_format import (cpu_name, cpu_slug, default_exe, device_slug, gpu_name_driver, markdown_table,  # noqa: E402
+                            measured_commit, run_until_stopped)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,8 +87,8 @@ def write(doc: dict, slug: str, out_root: str) -> None:
     print(f"wrote {out / 'runtime_step.json'}")
 
 
-def meta(device: str, driver: str, rows: list, note: str, skipped: list | None = None) -> dict:
-    commit = git_commit()
+def meta(exe: str, device: str, driver: str, rows: list, note: str, skipped: list | None = None) -> dict:
+    commit = measured_commit(exe)
     doc = {"name": "runtime_step", "device": device, "driver": driver, "commit": commit or "unknown",
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "copy_bandwidth_gbs": 0.0, "rows": rows, "note": note}
@@ -118,7 +118,7 @@ def main() -> None:
                 for r in run_step(a.exe, ["--model", a.model, "--contexts", a.contexts or "128,512", "--ks", ks,
                                           "--reps", str(reps)])]
         slug = cpu_slug()
-        write(meta(f"{cpu_name()} ({os.cpu_count()} threads)", "none", rows,
+        write(meta(a.exe, f"{cpu_name()} ({os.cpu_count()} threads)", "none", rows,
                    f"median of {reps} forwards after one warm-up (wall clock); CPU backend, weights in their "
                    f"GGUF encoding, dequantised on the fly ({rows[0]['params']['threads']} threads); gbs = "
                    f"encoded weight bytes ({rows[0]['params'].get('weight_bytes', 0) / 1e6:.1f} MB) / time"), slug, a.out)
@@ -142,7 +142,7 @@ def main() -> None:
         incomplete = f"stopped by {stopped} (a time limit) after {len(rows)} rows; the rest were not measured"
         print(incomplete, flush=True)
     name, driver = gpu_name_driver()
-    doc = meta(name, driver, rows,
+    doc = meta(a.exe, name, driver, rows,
                f"median of {reps} forwards after one warm-up (wall clock incl. the logits copy to the host); "
                "CUDA backend, fp16 weights and KV cache; gbs = fp16 weight bytes / time (KV cache not counted)",
                skipped)

@@ -5,13 +5,17 @@ nothing; this checks the plumbing (rows, fields, greedy identity flag, markdown)
 
     python3 tests/bench/test_cpu_bench_scripts.py path/to/spillway"""
 import json
+import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import results_format  # noqa: E402
 exe = sys.argv[1]
 
 with tempfile.TemporaryDirectory() as d:
@@ -45,6 +49,21 @@ with tempfile.TemporaryDirectory() as d:
         assert r["params"]["weight_bytes"] > 0 and r["gbs"] > 0, r  # the bytes `spillway step` reports
     assert {(r["params"]["context"], r["params"]["k"]) for r in doc["rows"]} == {(4, 1), (4, 3), (9, 1), (9, 3)}
     assert (docs[0].parent / "runtime_step.md").read_text().count("spillway:cpu") == 4
+    # results are labelled with the commit the measured binary was built from (`spillway --version`)
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    built = re.fullmatch(r"spillway \S+ commit ([0-9a-f]{40}(\+dirty)?|unknown) \(.*\)\n", version)
+    assert built, version
+    assert doc["commit"] == results_format.binary_commit(exe) == built.group(1) or built.group(1) == "unknown", (doc, version)
+    # a binary built from another commit than the checkout's is named, with a warning
+    fake = d / "old-spillway"
+    fake.write_text("#!/bin/sh\necho 'spillway 0.1.0 commit 0123456789abcdef0123456789abcdef01234567 (Release, CUDA OFF)'\n")
+    fake.chmod(0o755)
+    probe = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import results_format as r; "
+                            "print(r.measured_commit(sys.argv[2]))", str(ROOT / "bench"), str(fake)],
+                           capture_output=True, text=True, check=True, env={**os.environ, "SPW_COMMIT": "f" * 40})
+    assert probe.stdout.strip() == "0123456789abcdef0123456789abcdef01234567", probe
+    assert "was built from 0123456789ab, the checkout is ffffffffffff" in probe.stderr, probe.stderr
+    assert results_format.binary_commit(str(d / "missing-exe")) is None
     # `spillway step --output topk` times forward_topk (runtime_step's spillway:cuda:topk rows)
     step = subprocess.run([exe, "step", "--model", str(model), "--contexts", "4", "--ks", "1,3", "--reps", "1",
                            "--output", "topk"], capture_output=True, text=True, check=True)

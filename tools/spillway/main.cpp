@@ -12,6 +12,10 @@ std::vector<Command>& commands() {
   static std::vector<Command> all;
   return all;
 }
+// tools/CMakeLists.txt generates these (cmake/build_info.cmake) at every build
+extern const char* const kBuildVersion;
+extern const char* const kBuildCommit;   // git sha of the built tree, "+dirty" if it had changes
+extern const char* const kBuildDetails;  // build type, CUDA on/off
 }  // namespace spw::cli
 
 static void print_help() {
@@ -19,7 +23,7 @@ static void print_help() {
   auto cmds = spw::cli::commands();
   std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
   for (const auto& c : cmds) fmt::print("  {:<12} {}\n", c.name, c.summary);
-  fmt::print("\n`spillway <command> --help` shows a command's options.\n");
+  fmt::print("\n`spillway <command> --help` shows a command's options; `spillway --version` the build.\n");
 }
 
 int main(int argc, char** argv) {
@@ -28,6 +32,12 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string name = argv[1];
+  if (name == "--version" || name == "version") {
+    // one line, read by the CLI benchmarks (bench/results_format.py binary_commit)
+    fmt::print("spillway {} commit {} ({})\n", spw::cli::kBuildVersion, spw::cli::kBuildCommit,
+               spw::cli::kBuildDetails);
+    return 0;
+  }
   std::vector<std::string> args(argv + 2, argv + argc);
   for (const auto& c : spw::cli::commands()) {
     if (c.name != name) continue;

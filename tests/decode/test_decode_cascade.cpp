@@ -151,39 +151,50 @@ TEST(DrafterConfig, NamesAndStructure) {
 
 TEST(DrafterConfig, ErrorsNameTheBadToken) {
   auto env = spw::test::make_env();
-  EXPECT_THROW_MSG(make_drafter_factory("maxgarm", env), "unknown drafter 'maxgarm'");
-  EXPECT_THROW_MSG(make_drafter_factory("", env), "empty");
-  EXPECT_THROW_MSG(make_drafter_factory("maxgram)", env), "unexpected ')'");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(maxgram,bigram)", env), "reviewer 'maxgram' must be a model drafter");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2)", env), "at least two");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;lenience=0.5)", env), "lenience must be >= 1");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;foo=1)", env), "unknown vcascade option 'foo=1'");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;k=0)", env), "k must be in [1, 64]");
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram", env), "expected ')' but found 'end'");
-  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram)", env), "expected '*'");
-  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*x)", env), "expected a number (positions)");
-  EXPECT_THROW_MSG(make_drafter_factory("hcascade(maxgram*99)", env), "positions must be in [1, 64]");
-  EXPECT_THROW_MSG(make_drafter_factory("maxgram:3-1", env), "MIN <= MAX");
-  EXPECT_THROW_MSG(make_drafter_factory("maxgram+bigram@0", env), "bigram@P needs 0 < P <= 1");
-  EXPECT_THROW_MSG(make_drafter_factory("bigram@1.5", env), "bigram@P needs 0 < P <= 1");
-  EXPECT_THROW_MSG(make_drafter_factory("bigram@x", env), "expected a number (bigram min probability)");
-  EXPECT_THROW_MSG(make_drafter_factory("self:x", env), "expected a number (layers)");
-  EXPECT_THROW_MSG(make_drafter_factory("self:9", env), "only 4 layers");
-  EXPECT_THROW_MSG(make_drafter_factory("model:", env), "model: needs a path");
-  EXPECT_THROW_MSG(make_drafter_factory("model:badvocab", env), "vocab_size = 51: must equal the target's vocab_size 50");
   auto no_bigram = env;
   no_bigram.bigram = nullptr;
-  EXPECT_THROW_MSG(make_drafter_factory("maxgram+bigram", no_bigram), "needs a bigram table");
-  EXPECT_THROW_MSG(make_drafter_factory("hcascade(bigram*2)", no_bigram), "needs a bigram table");
-  EXPECT_THROW_MSG(make_drafter_factory("maxgram+recycle", no_bigram), "'maxgram+recycle' needs a bigram table");
-  EXPECT_THROW_MSG(make_drafter_factory("recycle@0.5", no_bigram), "'recycle' needs a bigram table");
-  EXPECT_THROW_MSG(make_drafter_factory("recycle@2", env), "bigram@P needs 0 < P <= 1");
   auto no_loader = env;
   no_loader.load_model = nullptr;
-  EXPECT_THROW_MSG(make_drafter_factory("self:2", no_loader), "needs a model loader");
-  // a number must be one number: "1.2.3" is not 1.2 followed by nothing
-  EXPECT_THROW_MSG(make_drafter_factory("vcascade(self:2,maxgram;lenience=1.2.3)", env), "expected a number (lenience)");
-  EXPECT_THROW_MSG(make_drafter_factory("bigram@0.5.", env), "expected a number (bigram min probability)");
+  struct Case {
+    const char* spec;
+    const DrafterEnv* env;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"maxgarm", &env, "unknown drafter 'maxgarm'"},
+      {"", &env, "empty"},
+      {"maxgram)", &env, "unexpected ')'"},
+      {"vcascade(maxgram,bigram)", &env, "reviewer 'maxgram' must be a model drafter"},
+      {"vcascade(self:2)", &env, "at least two"},
+      {"vcascade(self:2,maxgram;lenience=0.5)", &env, "lenience must be >= 1"},
+      {"vcascade(self:2,maxgram;foo=1)", &env, "unknown vcascade option 'foo=1'"},
+      {"vcascade(self:2,maxgram;k=0)", &env, "k must be in [1, 64]"},
+      {"vcascade(self:2,maxgram", &env, "expected ')' but found 'end'"},
+      {"hcascade(maxgram)", &env, "expected '*'"},
+      {"hcascade(maxgram*x)", &env, "expected a number (positions)"},
+      {"hcascade(maxgram*99)", &env, "positions must be in [1, 64]"},
+      {"maxgram:3-1", &env, "MIN <= MAX"},
+      {"maxgram+bigram@0", &env, "bigram@P needs 0 < P <= 1"},
+      {"bigram@1.5", &env, "bigram@P needs 0 < P <= 1"},
+      {"bigram@x", &env, "expected a number (bigram min probability)"},
+      {"self:x", &env, "expected a number (layers)"},
+      {"self:9", &env, "only 4 layers"},
+      {"model:", &env, "model: needs a path"},
+      {"model:badvocab", &env, "vocab_size = 51: must equal the target's vocab_size 50"},
+      {"maxgram+bigram", &no_bigram, "needs a bigram table"},
+      {"hcascade(bigram*2)", &no_bigram, "needs a bigram table"},
+      {"maxgram+recycle", &no_bigram, "'maxgram+recycle' needs a bigram table"},
+      {"recycle@0.5", &no_bigram, "'recycle' needs a bigram table"},
+      {"recycle@2", &env, "bigram@P needs 0 < P <= 1"},
+      {"self:2", &no_loader, "needs a model loader"},
+      // a number must be one number: "1.2.3" is not 1.2 followed by nothing
+      {"vcascade(self:2,maxgram;lenience=1.2.3)", &env, "expected a number (lenience)"},
+      {"bigram@0.5.", &env, "expected a number (bigram min probability)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.spec);
+    EXPECT_THROW_MSG(make_drafter_factory(c.spec, *c.env), c.message);
+  }
 }
 
 // Nesting: 16 levels parse, 17 are refused by name, and a generated spec nested a million deep

@@ -243,14 +243,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
           one.y_stride = n_keys;
           matmul_rows(one, 0, 1);
         }
-        for (int gi = 0; gi < g; ++gi) {
-          float* sc = &scores[size_t(gi) * n_keys];
-          float m = -INFINITY;
-          for (int j = 0; j < n_keys; ++j) m = std::max(m, sc[j] *= scale);
-          double sum = 0;
-          for (int j = 0; j < n_keys; ++j) sum += (sc[j] = std::exp(sc[j] - m));
-          for (int j = 0; j < n_keys; ++j) sc[j] = static_cast<float>(sc[j] / sum);
-        }
+        softmax_rows(scores.data(), g, n_keys, n_keys, scale);
         for (int gi = 0; gi < g; ++gi) {
           const float* pr = &scores[size_t(gi) * n_keys];
           float* o = &att[(size_t(t) * nq + h0 + gi) * hd];
@@ -266,7 +259,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.ffn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
     matmul(h.data(), T, L.w_gate, g.data());
     matmul(h.data(), T, L.w_up, u.data());
-    for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+    silu_mul(g.data(), u.data(), g.size());
     matmul(g.data(), T, L.w_down, x.data(), /*accumulate=*/true);
   }
   // lm_head over the wanted rows only (each entry's last logits_rows tokens), packed in order;

@@ -1,6 +1,7 @@
 // Portable path of matmul_rows and the choice of instruction set (runtime/cpu_matmul.h).
 #include "runtime/cpu_matmul.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -47,6 +48,21 @@ struct V : PlainIsa<Lanes8, const uint8_t*> {
   static reg mul(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] * b.v[i]; }); }
   static reg add(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] + b.v[i]; }); }
   static reg sub(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] - b.v[i]; }); }
+  static reg div(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] / b.v[i]; }); }
+  // x86's maxps / minps: the second operand unless the first is greater (smaller), so NaN in
+  // either gives the second
+  static reg max(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] > b.v[i] ? a.v[i] : b.v[i]; }); }
+  static reg min(const reg& a, const reg& b) { return map([&](int i) { return a.v[i] < b.v[i] ? a.v[i] : b.v[i]; }); }
+  static reg round(const reg& a) { return map([&](int i) { return std::nearbyint(a.v[i]); }); }  // ties to even
+  static reg pow2(const reg& n) {  // 2^n for whole n in [-126, 127]; NaN: NaN
+    return map([&](int i) {
+      if (n.v[i] != n.v[i]) return n.v[i];
+      const uint32_t bits = static_cast<uint32_t>(static_cast<int>(n.v[i]) + 127) << 23;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      return f;
+    });
+  }
   // A 32-element 4-bit block's bytes; vector sub (0-3) = elements 8 sub .. 8 sub + 7 (low
   // nibbles of the 16 bytes, then the high ones).
   using nib = const uint8_t*;
@@ -67,14 +83,19 @@ constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
 #include "runtime/dequant_portable.h"
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
+#include "runtime/cpu_softmax_isa.h"
 
 using RunFn = void (*)(const MatmulArgs&, int, int, const detail::Panel&);
 using WeightedFn = void (*)(const float*, int, const float*, long, int, float*);
+using SoftmaxFn = void (*)(float*, int, int, long, float);
+using SiluFn = void (*)(float*, const float*, size_t);
 struct Isa {
   const char* name;
   RunFn fn;
   bool supported;
   WeightedFn weighted;
+  SoftmaxFn softmax;
+  SiluFn silu;
 };
 
 // Fastest first.
@@ -82,14 +103,14 @@ const Isa* isas(int* count) {
   static const Isa table[] = {
 #if defined(SPW_CPU_MATMUL_AVX512)
       {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c"),
-       &detail::accumulate_weighted_rows_avx512},
+       &detail::accumulate_weighted_rows_avx512, &detail::softmax_rows_avx512, &detail::silu_mul_avx512},
 #endif
 #if defined(SPW_CPU_MATMUL_AVX2)
       {"avx2", &detail::matmul_rows_avx2,
        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"),
-       &detail::accumulate_weighted_rows_avx2},
+       &detail::accumulate_weighted_rows_avx2, &detail::softmax_rows_avx2, &detail::silu_mul_avx2},
 #endif
-      {"generic", &run_blocked, true, &weighted_rows},
+      {"generic", &run_blocked, true, &weighted_rows, &softmax_rows_impl, &silu_mul_impl},
   };
   *count = static_cast<int>(sizeof table / sizeof table[0]);
   return table;
@@ -142,6 +163,12 @@ void accumulate_weighted_rows(const float* p, int count, const float* v, long v_
   chosen().weighted(p, count, v, v_stride, n, out);
 }
 
+void softmax_rows(float* s, int rows, int n, long stride, float scale) {
+  chosen().softmax(s, rows, n, stride ? stride : n, scale);
+}
+
+void silu_mul(float* g, const float* u, size_t n) { chosen().silu(g, u, n); }
+
 const char* matmul_isa() { return chosen().name; }
 
 bool matmul_isa_supported(const char* isa) {
@@ -173,5 +200,11 @@ void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, co
                                   float* out) {
   isa_named(isa, "accumulate_weighted_rows_isa").weighted(p, count, v, v_stride, n, out);
 }
+
+void softmax_rows_isa(const char* isa, float* s, int rows, int n, long stride, float scale) {
+  isa_named(isa, "softmax_rows_isa").softmax(s, rows, n, stride ? stride : n, scale);
+}
+
+void silu_mul_isa(const char* isa, float* g, const float* u, size_t n) { isa_named(isa, "silu_mul_isa").silu(g, u, n); }
 
 }  // namespace spw::rt

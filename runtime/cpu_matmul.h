@@ -61,6 +61,19 @@ void accumulate_weighted_rows(const float* p, int count, const float* v, long v_
 void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
                                   float* out);
 
+/// Attention's softmax, in place: for each row r < rows, s[r * stride + j] for j < n becomes
+/// softmax over j of scale * s (the row's max subtracted before exponentiating; stride 0 =
+/// n). exp is vectorised (cpu_softmax_isa.h: a few ulp from expf), the row sum is taken in a
+/// fixed order for a given n, and each row's result depends on that row only (batch
+/// invariance). n = 0 leaves the row empty; a NaN in a row makes the whole row NaN.
+void softmax_rows(float* s, int rows, int n, long stride, float scale);
+/// The MLP's gate: g[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i] for i < n, with the
+/// same vectorised exp; each element depends on its own inputs only.
+void silu_mul(float* g, const float* u, size_t n);
+/// The same with an explicit instruction set (tests); throw like matmul_rows_isa.
+void softmax_rows_isa(const char* isa, float* s, int rows, int n, long stride, float scale);
+void silu_mul_isa(const char* isa, float* g, const float* u, size_t n);
+
 /// Name of the instruction set matmul_rows uses in this process: "avx512", "avx2" or
 /// "generic". The environment variable SPW_CPU_ISA (avx512|avx2|generic) lowers the choice
 /// (tests use it to cover every path; a value the CPU cannot run is ignored).
@@ -86,6 +99,10 @@ void matmul_rows_avx512(const MatmulArgs& a, int row_begin, int row_end, const P
 void matmul_rows_avx2(const MatmulArgs& a, int row_begin, int row_end, const Panel& p);
 void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out);
 void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out);
+void softmax_rows_avx512(float* s, int rows, int n, long stride, float scale);
+void softmax_rows_avx2(float* s, int rows, int n, long stride, float scale);
+void silu_mul_avx512(float* g, const float* u, size_t n);
+void silu_mul_avx2(float* g, const float* u, size_t n);
 }  // namespace detail
 
 }  // namespace spw::rt

@@ -35,6 +35,13 @@ struct V : PlainIsa<__m256, __m128i> {
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  static reg round(reg a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static reg pow2(reg n) {  // 2^n: n + 127 as the exponent field
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  }
   // A 32-element 4-bit block's 16 bytes; vector sub (0-3) = elements 8 sub .. 8 sub + 7: low
   // nibbles of bytes 0-7, 8-15, then the high nibbles of the same.
   using nib = __m128i;
@@ -73,6 +80,7 @@ void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) 
 }
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
+#include "runtime/cpu_softmax_isa.h"
 
 // fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).
 float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
@@ -89,6 +97,10 @@ void matmul_rows_avx2(const MatmulArgs& a, int r0, int r1, const Panel& p) { run
 void accumulate_weighted_rows_avx2(const float* p, int count, const float* v, long v_stride, int n, float* out) {
   weighted_rows(p, count, v, v_stride, n, out);
 }
+void softmax_rows_avx2(float* s, int rows, int n, long stride, float scale) {
+  softmax_rows_impl(s, rows, n, stride, scale);
+}
+void silu_mul_avx2(float* g, const float* u, size_t n) { silu_mul_impl(g, u, n); }
 }  // namespace detail
 }  // namespace spw::rt
 #endif

@@ -60,6 +60,13 @@ struct V {
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  static reg round(reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static reg pow2(reg n) {  // 2^n: n + 127 as the exponent field
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+  }
   // A 32-element 4-bit block's 16 bytes as 16 int32; vector 0 = the low nibbles (elements
   // 0-15), vector 1 = the high ones (16-31).
   using nib = __m512i;
@@ -116,6 +123,7 @@ void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) 
 }
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
+#include "runtime/cpu_softmax_isa.h"
 
 // fp16 -> fp32 with F16C / AVX-512F conversions (exact, like half_bits_to_float).
 float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
@@ -132,6 +140,10 @@ void matmul_rows_avx512(const MatmulArgs& a, int r0, int r1, const Panel& p) { r
 void accumulate_weighted_rows_avx512(const float* p, int count, const float* v, long v_stride, int n, float* out) {
   weighted_rows(p, count, v, v_stride, n, out);
 }
+void softmax_rows_avx512(float* s, int rows, int n, long stride, float scale) {
+  softmax_rows_impl(s, rows, n, stride, scale);
+}
+void silu_mul_avx512(float* g, const float* u, size_t n) { silu_mul_impl(g, u, n); }
 }  // namespace detail
 }  // namespace spw::rt
 #endif

@@ -6,7 +6,8 @@
 // thread pool that splits the rows: every index exactly once, over many back-to-back calls
 // and after the workers have gone to sleep. Encoded weights (every GGUF tensor type,
 // dequantised on the fly): bit-identical to the product over dequantize()'s fp32 values on
-// every instruction set, and their argument checks.
+// every instruction set, and their argument checks. The vectorised softmax and SiLU gate
+// against fp64.
 #include <atomic>
 #include <cmath>
 #include <thread>
@@ -247,6 +248,88 @@ TEST(CpuMatmul, WeightedRowSumsEqualTheScalarLoopBitForBit) {
     }
   float x = 0;
   EXPECT_THROW_MSG(accumulate_weighted_rows_isa("sse9", &x, 1, &x, 0, 1, &x), "accumulate_weighted_rows_isa: isa = sse9");
+}
+
+// Attention's softmax (softmax_rows): against an fp64 softmax of the same scaled scores, for
+// row lengths below, at and past the vector widths, scores spread over 1 to 200 units (the
+// smallest probabilities then underflow towards 1e-38, never to NaN); each row's bits are the
+// same alone, among other rows, and at another offset in memory; a NaN poisons its row only.
+TEST(CpuSoftmax, MatchesFp64ReferenceAndKeepsEachRowsBitsOnEveryIsa) {
+  auto rng = test::make_rng();
+  for (const char* isa : runnable_isas())
+    for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 33, 64, 100, 1000, 4097})
+      for (float spread : {1.f, 20.f, 200.f}) {
+        const int rows = 3;
+        const long stride = n + 3;
+        const float scale = 0.125f;
+        const auto in = test::random_floats(rng, size_t(rows) * stride, -spread / scale, spread / scale);
+        std::vector<float> got = in;
+        softmax_rows_isa(isa, got.data(), rows, n, stride, scale);
+        for (int r = 0; r < rows; ++r) {
+          const float* x = &in[size_t(r) * stride];
+          double m = -INFINITY, sum = 0, got_sum = 0;
+          for (int j = 0; j < n; ++j) m = std::max(m, double(x[j] * scale));
+          for (int j = 0; j < n; ++j) sum += std::exp(double(x[j] * scale) - m);
+          for (int j = 0; j < n; ++j) {
+            const double arg = double(x[j] * scale) - m;
+            const double want = std::exp(arg) / sum, p = got[size_t(r) * stride + j];
+            got_sum += p;
+            // relative: a few ulp (exp, the sum, the reciprocal) plus the rounding of the fp32
+            // argument x - max (an ulp of |arg| is an error of ~1.2e-7 |arg| in e^arg);
+            // absolute: the underflow floor
+            ASSERT_LE(std::abs(p - want), (1e-6 + 1.2e-7 * std::abs(arg)) * want + 2e-38)
+                << isa << " n " << n << " spread " << spread << " j " << j;
+          }
+          ASSERT_NEAR(got_sum, 1.0, 2e-6) << isa << " n " << n;
+          // the gap after the row (stride > n) is left alone
+          for (long j = n; j < stride && size_t(r) * stride + j < got.size(); ++j)
+            ASSERT_EQ(got[size_t(r) * stride + j], in[size_t(r) * stride + j]);
+          // the same row alone, one float further on in memory: the same bits
+          std::vector<float> alone(n + 1);
+          std::copy_n(x, n, alone.begin() + 1);
+          softmax_rows_isa(isa, alone.data() + 1, 1, n, 0, scale);
+          ASSERT_EQ(std::memcmp(alone.data() + 1, &got[size_t(r) * stride], n * sizeof(float)), 0) << isa << " n " << n;
+        }
+      }
+  for (const char* isa : runnable_isas()) {
+    std::vector<float> s = {1, 2, NAN, 4, 5, 1, 2, 3, 4, 5};
+    softmax_rows_isa(isa, s.data(), 2, 5, 5, 1.f);
+    for (int j = 0; j < 5; ++j) EXPECT_TRUE(std::isnan(s[j])) << isa << " " << j;
+    for (int j = 5; j < 10; ++j) EXPECT_TRUE(std::isfinite(s[j]) && s[j] > 0) << isa << " " << j;
+    std::vector<float> equal(37, 3.5f);  // equal scores: 1 / n each
+    softmax_rows_isa(isa, equal.data(), 1, 37, 0, 1.f);
+    for (float p : equal) EXPECT_NEAR(p, 1.0 / 37, 1e-8) << isa;
+  }
+  float x = 0;
+  EXPECT_THROW_MSG(softmax_rows_isa("sse9", &x, 1, 1, 0, 1.f), "softmax_rows_isa: isa = sse9: unknown");
+}
+
+// The MLP's gate (silu_mul): against fp64 g / (1 + e^-g) * u over g in [-100, 100] and every
+// tail length; silu(0) = 0, large negative g gives (nearly) 0, NaN stays NaN.
+TEST(CpuSoftmax, SiluMulMatchesFp64ReferenceOnEveryIsa) {
+  auto rng = test::make_rng();
+  for (const char* isa : runnable_isas())
+    for (size_t n : {size_t(1), size_t(5), size_t(16), size_t(23), size_t(1536), size_t(4099)})
+      for (float range : {4.f, 100.f}) {
+        const auto g0 = test::random_floats(rng, n, -range, range), u = test::random_floats(rng, n, -3.f, 3.f);
+        std::vector<float> g = g0;
+        silu_mul_isa(isa, g.data(), u.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+          const double want = double(g0[i]) / (1.0 + std::exp(-double(g0[i]))) * u[i];
+          ASSERT_LE(std::abs(g[i] - want), 2e-6 * std::abs(want) + 1e-30) << isa << " g " << g0[i] << " u " << u[i];
+        }
+      }
+  for (const char* isa : runnable_isas()) {
+    std::vector<float> g = {0.f, -100.f, -1000.f, 90.f, NAN}, u = {5.f, 1.f, 1.f, 2.f, 1.f};
+    silu_mul_isa(isa, g.data(), u.data(), g.size());
+    EXPECT_EQ(g[0], 0.f) << isa;
+    EXPECT_LE(std::abs(g[1]), 1e-30f) << isa;
+    EXPECT_LE(std::abs(g[2]), 1e-30f) << isa;
+    EXPECT_FLOAT_EQ(g[3], 180.f) << isa;
+    EXPECT_TRUE(std::isnan(g[4])) << isa;
+  }
+  float x = 0;
+  EXPECT_THROW_MSG(silu_mul_isa("sse9", &x, &x, 1), "silu_mul_isa: isa = sse9: unknown");
 }
 
 TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {

@@ -9,6 +9,7 @@
 
 #include "kernels/common/dtype.h"
 #include "kernels/common/error.h"
+#include "kernels/common/expf_cephes.h"  // constants only (cpu_softmax_isa.h)
 #include "runtime/dequant.h"
 
 namespace spw::rt {

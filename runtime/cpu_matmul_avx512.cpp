@@ -4,6 +4,7 @@
 // called only after the CPU was checked to support it. Includes nothing but intrinsics so
 // that no shared inline function gets compiled with these flags.
 #include "runtime/cpu_matmul.h"
+#include "kernels/common/expf_cephes.h"  // constants only
 #include "runtime/dequant.h"  // TensorType only
 
 #if defined(SPW_CPU_MATMUL_AVX512)

@@ -5,11 +5,11 @@
 // operations: max / min (x86 semantics: the second operand when either is NaN), div,
 // round (to nearest, ties to even) and pow2 (2^n for a whole n in [-126, 127]).
 //
-// exp is Cephes' expf: n = round(x log2 e), r = x - n ln 2 (in two parts), e^r by a degree-6
-// polynomial on |r| <= ln 2 / 2, times 2^n: relative error under 1e-6 (tests/runtime/
-// test_cpu_matmul.cpp checks softmax and SiLU against fp64 with that bound) for a few vector
-// operations per 8 or 16 elements, where std::exp is a call per element. Private helpers use no <cmath> (the
-// AVX-512 file includes intrinsics only).
+// exp is Cephes' expf (kernels/common/expf_cephes.h, which the including file includes first,
+// outside its namespaces; the polynomial's steps are fused multiply-adds where the ISA has
+// them): relative error under 1e-6 (tests/runtime/test_cpu_matmul.cpp checks softmax and SiLU
+// against fp64 with that bound) for a few vector operations per 8 or 16 elements, where
+// std::exp is a call per element. No <cmath> here (the AVX-512 file includes intrinsics only).
 // Every lane takes the same operations and a row's tail goes through a padded vector, so an
 // element's result depends on its own inputs (and for softmax the row's max and sum) only:
 // rows keep their bits whatever else is in the forward (batch invariance).
@@ -20,15 +20,16 @@ R exp_lanes(R x) {
   // infinity; at the low end the smallest normal, 1.2e-38, instead of a denormal or 0), so n
   // stays in pow2's range. NaN stays NaN (the clamp bounds are the first operands).
   x = V::max(V::set1(-87.336544f), V::min(V::set1(88.f), x));
-  const R n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
-  R r = V::fma(n, V::set1(-0.693359375f), x);  // ln 2 = 0.693359375 - 2.12194440e-4, the first exact
-  r = V::fma(n, V::set1(2.12194440e-4f), r);
-  R p = V::set1(1.9875691500e-4f);
-  p = V::fma(p, r, V::set1(1.3981999507e-3f));
-  p = V::fma(p, r, V::set1(8.3334519073e-3f));
-  p = V::fma(p, r, V::set1(4.1665795894e-2f));
-  p = V::fma(p, r, V::set1(1.6666665459e-1f));
-  p = V::fma(p, r, V::set1(5.0000001201e-1f));
+  namespace c = expf_cephes;
+  const R n = V::round(V::mul(x, V::set1(c::kLog2e)));
+  R r = V::fma(n, V::set1(-c::kLn2Hi), x);
+  r = V::fma(n, V::set1(c::kLn2Lo), r);
+  R p = V::set1(c::kPoly[0]);
+  p = V::fma(p, r, V::set1(c::kPoly[1]));
+  p = V::fma(p, r, V::set1(c::kPoly[2]));
+  p = V::fma(p, r, V::set1(c::kPoly[3]));
+  p = V::fma(p, r, V::set1(c::kPoly[4]));
+  p = V::fma(p, r, V::set1(c::kPoly[5]));
   const R e = V::add(V::fma(p, V::mul(r, r), r), V::set1(1.f));
   return V::mul(e, V::pow2(n));
 }

@@ -4,9 +4,8 @@
 // vectorise: the softmax of a whole vocabulary row (decode/sampling.cpp) runs ~4x
 // faster than std::exp in double (softmax of a 49k-token row: 0.09 ms instead of ~0.35 ms).
 //
-// Range reduction x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts, so r is exact to
-// float rounding), a degree-7 polynomial for e^r (Cephes' expf coefficients), and 2^n built in
-// the exponent bits. Relative error < 2.5e-7 over [-87.3, 0] (HostExp in
+// Cephes' expf (kernels/common/expf_cephes.h: range reduction to |r| <= ln2 / 2, a
+// polynomial for e^r), with 2^n built in the exponent bits. Relative error < 2.5e-7 over [-87.3, 0] (HostExp in
 // tests/decode/test_decode_sampling.cpp).
 // Inputs below about -87.7 (e^x < 2^-126.5), -inf and NaN give 0; positive inputs give 1.
 #pragma once
@@ -17,6 +16,8 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/common/expf_cephes.h"
+
 namespace spw {
 
 inline float exp_nonpositive(float x) {
@@ -26,16 +27,17 @@ inline float exp_nonpositive(float x) {
   x = x > -100.f ? x : -100.f;
   x = x < 0.f ? x : 0.f;
   // n = round(x log2 e): x log2 e <= 0, and truncation toward zero of (it - 0.5) rounds it.
-  const int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);
+  namespace c = expf_cephes;
+  const int n = static_cast<int>(x * c::kLog2e - 0.5f);
   const float nf = static_cast<float>(n);
-  float r = x - nf * 0.693359375f;  // ln2 = 0.693359375 - 2.12194440e-4 (first part exact)
-  r = r + nf * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
+  float r = x - nf * c::kLn2Hi;
+  r = r + nf * c::kLn2Lo;
+  float y = c::kPoly[0];
+  y = y * r + c::kPoly[1];
+  y = y * r + c::kPoly[2];
+  y = y * r + c::kPoly[3];
+  y = y * r + c::kPoly[4];
+  y = y * r + c::kPoly[5];
   y = y * (r * r) + r + 1.f;
   // 2^n in the exponent bits while n >= -126; below that the result is 0 (mask of all ones
   // from the sign of n + 126, cleared bits otherwise).

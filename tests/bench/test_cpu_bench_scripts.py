@@ -224,6 +224,11 @@ with tempfile.TemporaryDirectory() as d:
                            "--raw", "--max-tokens", "4", "--context", "8"], capture_output=True, text=True)
     assert full.returncode == 0 and "which fill the context of 8: nothing is generated (--context N raises it, up to 256)" \
         in full.stderr and "stop: context_limit" in full.stderr, full.stderr
+    # a context shorter than the largest tree pass: the cost curve stops at the context (a
+    # 4-branch tree of up to 64 nodes used to ask for 65-token passes in a 40-token context)
+    small = subprocess.run([exe, "generate", "--model", str(model), "--prompt", "a b c", "--raw", "--max-tokens", "40",
+                            "--context", "40", "--tree", "4"], capture_output=True, text=True)
+    assert small.returncode == 0 and "t(n)/t(1) for n = 1..40:" in small.stderr, small.stderr
     bad = subprocess.run(common + ["--cost-curve", "1,2"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--cost-curve is for --draft-length cost" in bad.stderr, bad.stderr
     # --tree-grow: a tree by cost, from a drafter with a table (Max-Gram alone has none)

@@ -390,9 +390,10 @@ int generate(const std::vector<std::string>& args) {
       o.gp.pass_costs = parse_cost_curve(o.cost_curve);
     } else {
       SPW_CHECK(!replay, "generate: --replay with --draft-length cost needs --cost-curve (no target to time)");
-      // a chain: the pending token + up to k drafts; a tree: + up to max_tree_nodes nodes
-      const int max_n = std::min(decode::kMaxDraftTokens + 1,
-                                 1 + (o.gp.tree_width > 1 ? o.gp.max_tree_nodes : o.gp.k));
+      // a chain: the pending token + up to k drafts; a tree: + up to max_tree_nodes nodes; no
+      // pass carries more than the context holds (beyond the curve's end t(n) is extrapolated)
+      const int max_n = std::min({decode::kMaxDraftTokens + 1, target->max_tokens(),
+                                  1 + (o.gp.tree_width > 1 ? o.gp.max_tree_nodes : o.gp.k)});
       const int context = std::max(0, std::min(64, target->max_tokens() - max_n));
       o.gp.pass_costs = decode::measure_pass_costs(*target, max_n, context);
     }

@@ -76,7 +76,8 @@ class Parser {
         if (peek() != '"') error("expected a member name in quotes, found '{}'", s_[pos_]);
         std::string key = string();
         expect(':');
-        v.members.emplace_back(std::move(key), value(depth + 1));
+        JsonValue member = value(depth + 1);
+        v.members.push_back({std::move(key), std::move(member)});
       });
       return v;
     }

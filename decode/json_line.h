@@ -8,10 +8,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace spw::decode {
+
+struct JsonMember;
 
 /// One JSON value.
 struct JsonValue {
@@ -21,9 +22,16 @@ struct JsonValue {
   double number = 0.0;
   std::string string;                                     // UTF-8
   std::vector<JsonValue> items;                           // array
-  std::vector<std::pair<std::string, JsonValue>> members;  // object, in the text's order
+  std::vector<JsonMember> members;                        // object, in the text's order
   /// The object member named `key` (the first, if repeated), or null when absent or not an object.
   const JsonValue* find(std::string_view key) const;
+};
+
+/// One member of an object. (Not a std::pair: a pair of an incomplete JsonValue inside
+/// JsonValue itself is rejected by clang with libstdc++.)
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 /// Parses one JSON text (surrounding whitespace allowed, nothing else after the value). Errors

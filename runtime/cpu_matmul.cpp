@@ -1,6 +1,10 @@
 // Portable path of matmul_rows and the choice of instruction set (runtime/cpu_matmul.h).
 #include "runtime/cpu_matmul.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -99,16 +103,25 @@ struct Isa {
   SiluFn silu;
 };
 
+#if defined(SPW_CPU_MATMUL_AVX512) || defined(SPW_CPU_MATMUL_AVX2)
+// F16C (the fp16 conversions of the encoded-weight paths), from CPUID leaf 1: clang's
+// __builtin_cpu_supports knows no "f16c".
+bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
+
 // Fastest first.
 const Isa* isas(int* count) {
   static const Isa table[] = {
 #if defined(SPW_CPU_MATMUL_AVX512)
-      {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c"),
+      {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && cpu_has_f16c(),
        &detail::accumulate_weighted_rows_avx512, &detail::softmax_rows_avx512, &detail::silu_mul_avx512},
 #endif
 #if defined(SPW_CPU_MATMUL_AVX2)
       {"avx2", &detail::matmul_rows_avx2,
-       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"),
+       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c(),
        &detail::accumulate_weighted_rows_avx2, &detail::softmax_rows_avx2, &detail::silu_mul_avx2},
 #endif
       {"generic", &run_blocked, true, &weighted_rows, &softmax_rows_impl, &silu_mul_impl},

@@ -11,7 +11,9 @@
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialised value) as the
 // unused merge source, which -Wuninitialized reports at every use; nothing here is uninitialised.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstddef>

@@ -1,8 +1,8 @@
 // libFuzzer target for the GGUF reader: any byte string must parse or raise spw::Error,
 // whatever parses must have every tensor readable in bounds (dequantised here), and the model
 // config and tokenizer read from it must load (and encode / decode a string) or raise spw::Error. Built and run
-// for a bounded time by tests/runtime/run_gguf_fuzz.sh (ctest `runtime_gguf_fuzz`); by hand:
-//   FUZZ_SECONDS=600 tests/runtime/run_gguf_fuzz.sh
+// for a bounded time by tests/common/run_fuzz.sh gguf (ctest `runtime_gguf_fuzz`); by hand:
+//   FUZZ_SECONDS=600 tests/common/run_fuzz.sh gguf . build/tools/spillway /tmp/f
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -21,7 +21,7 @@ endif()
 
 # libFuzzer on the GGUF parser for a bounded time (20 s in CI; FUZZ_SECONDS=600 by hand).
 add_test(NAME runtime_gguf_fuzz
-         COMMAND ${CMAKE_CURRENT_LIST_DIR}/run_gguf_fuzz.sh ${PROJECT_SOURCE_DIR} $<TARGET_FILE:spillway>
+         COMMAND ${PROJECT_SOURCE_DIR}/tests/common/run_fuzz.sh gguf ${PROJECT_SOURCE_DIR} $<TARGET_FILE:spillway>
                  ${PROJECT_BINARY_DIR}/gguf_fuzz)
 set_tests_properties(runtime_gguf_fuzz PROPERTIES LABELS cpu TIMEOUT 600
                      PASS_REGULAR_EXPRESSION "fuzz ok" SKIP_REGULAR_EXPRESSION "SKIP:")

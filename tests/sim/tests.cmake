@@ -51,6 +51,7 @@ if(SPW_HAVE_CUDA AND SPW_SIM_TESTS AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AM
 
   # The decoder (plain C++) over the simulated runtime, for the decode loop's CUDA-target test.
   file(GLOB sim_decode_cpp CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/decode/*.cpp)
+  list(FILTER sim_decode_cpp EXCLUDE REGEX "_fuzz\\.cpp$")
   add_library(spillway_decode_sim STATIC ${sim_decode_cpp})
   target_link_libraries(spillway_decode_sim PUBLIC spillway_runtime_sim)
 

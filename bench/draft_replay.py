@@ -36,7 +36,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from results_format import (backend_device, default_exe, generate_json, measured_commit, quick_prompt_set,  # noqa: E402
-                            run_until_stopped)
+                            run_until_stopped, short_commit)
 
 # (draft spec, tree width, k, draft length): chains and trees of the statistical drafters,
 # the depth and width axes a GPU verification pass makes cheap.
@@ -187,7 +187,7 @@ def main() -> int:
         doc["incomplete"] = incomplete
     (out_dir / "draft_replay.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"# draft_replay — {device}", "",
-          f"model {doc['model']}, greedy outputs recorded on the {backend} backend, commit `{commit[:12]}`, "
+          f"model {doc['model']}, greedy outputs recorded on the {backend} backend, commit `{short_commit(commit)}`, "
           f"{doc['date']}, up to {args.max_tokens} tokens per prompt, {rows[0]['params']['prompts'] if rows else 0} "
           "prompts. Every row replays the same greedy text (decode/replay_model.h): tokens per target pass and "
           "acceptance are exact and device-independent; drafting time is this machine's.", "",

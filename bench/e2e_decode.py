@@ -44,7 +44,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from results_format import (backend_device, default_exe, generate_json, measured_commit, quick_prompt_set,  # noqa: E402
-                            run_until_stopped)
+                            run_until_stopped, short_commit)
 
 
 def configs(layers: int, bigram: bool) -> list[tuple]:
@@ -292,7 +292,7 @@ def main() -> int:
     out_dir = pathlib.Path(args.out) if args.out else ROOT / "bench/results" / slug
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e_decode.json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{commit[:12]}`, {doc['date']}, "
+    md = [f"# e2e_decode — {device}", "", f"model {doc['model']}, commit `{short_commit(commit)}`, {doc['date']}, "
           f"{args.max_tokens} tokens per prompt, k = {args.k} ({args.draft_length} draft length) unless the row says otherwise"
           + (", target in the CUDA backend's batch-invariant mode" if args.batch_invariant else "") +
           ". speedup = tokens/s over autoregressive "

@@ -53,6 +53,11 @@ def binary_commit(exe: str) -> str | None:
     return m.group(1) if m and m.group(1) != "unknown" else None
 
 
+def short_commit(commit: str) -> str:
+    """A commit as the markdown files show it: 12 hex digits, and "+dirty" where it has it."""
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def measured_commit(exe: str) -> str:
     """The commit a CLI benchmark's results are labelled with: the one the measured binary was
     built from (`exe --version`), else git_commit(). Warns on stderr when the binary is not the
@@ -156,7 +161,7 @@ def markdown_table(doc: dict) -> str:
     """One line per (case, impl): time, GB/s, % of copy, TFLOP/s, and the ratio
     impl time / spillway time (> 1 means Spillway is faster)."""
     lines = [f"# {doc['name']} — {doc['device']}", "",
-             f"driver {doc['driver']}, commit `{doc['commit'][:12]}`, {doc['date']}, "
+             f"driver {doc['driver']}, commit `{short_commit(doc['commit'])}`, {doc['date']}, "
              f"copy bandwidth {doc['copy_bandwidth_gbs']} GB/s (read + write). "
              "`vs spillway` = this impl's time / Spillway's time (> 1: Spillway faster).", ""]
     if doc.get("incomplete"):

@@ -31,7 +31,8 @@ with tempfile.TemporaryDirectory() as d:
         assert bad.returncode == 1 and msg in bad.stderr and not (d / "bad.gguf").exists(), (extra, bad.stderr)
     (d / "words.txt").write_text("one two three two one\n")
     for extra, msg in ((["--top-k", "0"], "--top-k = 0: must be >= 1"), (["--top-k", "-1"], "--top-k = -1: must be >= 1"),
-                       (["--top-k", "x"], "--top-k = 'x': expected an integer"), (["--batch", "0"], "--batch = 0: must be >= 1")):
+                       (["--top-k", "x"], "--top-k = 'x': not an integer"), (["--batch", "0"], "--batch = 0: must be >= 1"),
+                       (["--batch", "99999999999"], "--batch = '99999999999': out of the 32-bit range")):
         bad = subprocess.run([exe, "bigram", "build", "--model", str(model), "--text", str(d / "words.txt"), "--out",
                               str(d / "bad.bigram")] + extra, capture_output=True, text=True)
         assert bad.returncode == 1 and msg in bad.stderr, (extra, bad.stderr)
@@ -216,6 +217,8 @@ with tempfile.TemporaryDirectory() as d:
                        (["--context", "257"], "--context = 257: must be in [1, 256]"),
                        (["--k", "1e10"], "--k = '1e10': not an integer (draft tokens)"),  # was cast to INT_MIN
                        (["--k", "2.5"], "--k = '2.5': not an integer"),
+                       (["--max-tokens", "99999999999"], "--max-tokens = '99999999999': out of the 32-bit range (tokens)"),
+                       (["--k", "-99999999999"], "--k = '-99999999999': out of the 32-bit range"),
                        (["--seed", "-1"], "--seed = '-1': not an integer in [0, 2^64)")):
         bad = subprocess.run(cost + extra, capture_output=True, text=True)
         assert bad.returncode != 0 and msg in bad.stderr, (extra, bad.stderr)

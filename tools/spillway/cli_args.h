@@ -36,6 +36,15 @@ inline std::optional<int> to_int(const std::string& v) {
   return x;
 }
 
+/// Why to_int(v) refused v, for messages: "out of the 32-bit range" for a whole number too
+/// large for an int ("99999999999"), else "not an integer".
+inline const char* int_problem(const std::string& v) {
+  const size_t sign = !v.empty() && (v[0] == '-' || v[0] == '+') ? 1 : 0;
+  bool digits = v.size() > sign;
+  for (size_t i = sign; i < v.size(); ++i) digits = digits && v[i] >= '0' && v[i] <= '9';
+  return digits ? "out of the 32-bit range" : "not an integer";
+}
+
 /// Options as (name, value) pairs; a flag without a value gets "".
 struct Args {
   std::vector<std::pair<std::string, std::string>> options;
@@ -66,7 +75,7 @@ struct Args {
     if (!has(name)) return fallback;
     const std::string v = get(name);
     const std::optional<int> x = to_int(v);
-    SPW_CHECK(x.has_value(), "option {} = '{}': expected an integer", name, v);
+    SPW_CHECK(x.has_value(), "option {} = '{}': {}", name, v, int_problem(v));
     return *x;
   }
   /// Throws naming the first option not in `known`.

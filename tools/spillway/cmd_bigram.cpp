@@ -56,7 +56,7 @@ int bigram(const std::vector<std::string>& args) {
   int top_k = -1, batch = 512;  // -1: the default, 16 (fewer for a vocabulary under 16 tokens)
   auto positive_int = [](const std::string& flag, const std::string& v) {
     const std::optional<int> x = cli::to_int(v);
-    SPW_CHECK(x.has_value(), "bigram build: {} = '{}': expected an integer", flag, v);
+    SPW_CHECK(x.has_value(), "bigram build: {} = '{}': {}", flag, v, cli::int_problem(v));
     SPW_CHECK(*x >= 1, "bigram build: {} = {}: must be >= 1", flag, *x);
     return *x;
   };

@@ -207,7 +207,7 @@ int generate(const std::vector<std::string>& args) {
     auto integer = [&](const char* what) {
       const std::string& v = value();
       const std::optional<int> x = cli::to_int(v);
-      SPW_CHECK(x.has_value(), "generate: {} = '{}': not an integer ({})", a, v, what);
+      SPW_CHECK(x.has_value(), "generate: {} = '{}': {} ({})", a, v, cli::int_problem(v), what);
       return *x;
     };
     if (a == "--help" || a == "-h") { usage(); return 0; }

@@ -52,10 +52,12 @@ class Parser {
   [[noreturn]] void error(const std::string& what) const {
     fail("drafter spec '{}': {} at position {}", quoted(), what, pos_);
   }
+  // Errors quote at most kQuote characters of a spec part or word (a generated spec can be
+  // 100 KB long).
+  static constexpr size_t kQuote = 48;
   // The spec as errors quote it: whole when short, else its first kQuote characters and the
-  // kQuote around the error position (a generated spec can be 100 KB long).
+  // kQuote around the error position.
   std::string quoted() const {
-    constexpr size_t kQuote = 48;
     if (s_.size() <= 3 * kQuote) return s_;
     const size_t from = std::min(pos_ > kQuote / 2 ? pos_ - kQuote / 2 : 0, s_.size() - kQuote);
     if (from <= kQuote) return s_.substr(0, from + kQuote) + "...";
@@ -79,7 +81,7 @@ class Parser {
   }
   std::string bad_word() const {  // the word an error names, cut short
     const std::string w = word();
-    return w.empty() ? rest() : w.size() > 48 ? w.substr(0, 48) + "..." : w;
+    return w.empty() ? rest() : w.size() > kQuote ? w.substr(0, kQuote) + "..." : w;
   }
   int integer(const char* what) {
     size_t e = pos_;

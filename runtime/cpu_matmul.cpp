@@ -178,7 +178,7 @@ void accumulate_weighted_rows(const float* p, int count, const float* v, long v_
 }
 
 void softmax_rows(float* s, int rows, int n, long stride, float scale) {
-  chosen().softmax(s, rows, n, stride ? stride : n, scale);
+  chosen().softmax(s, rows, n, stride, scale);
 }
 
 void silu_mul(float* g, const float* u, size_t n) { chosen().silu(g, u, n); }
@@ -216,7 +216,7 @@ void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, co
 }
 
 void softmax_rows_isa(const char* isa, float* s, int rows, int n, long stride, float scale) {
-  isa_named(isa, "softmax_rows_isa").softmax(s, rows, n, stride ? stride : n, scale);
+  isa_named(isa, "softmax_rows_isa").softmax(s, rows, n, stride, scale);
 }
 
 void silu_mul_isa(const char* isa, float* g, const float* u, size_t n) { isa_named(isa, "silu_mul_isa").silu(g, u, n); }

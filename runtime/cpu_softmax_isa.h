@@ -84,6 +84,7 @@ inline void softmax_row(float* s, int n, float scale) {
 }
 
 void softmax_rows_impl(float* s, int rows, int n, long stride, float scale) {
+  if (stride == 0) stride = n;  // packed rows
   for (int r = 0; r < rows; ++r) softmax_row(s + r * stride, n, scale);
 }
 

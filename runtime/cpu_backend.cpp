@@ -19,19 +19,63 @@ void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
   for (int i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
 }
 
+// A sequence's KV cache, head-major: per layer, [kv_heads][capacity][head_dim], so that one KV
+// head's keys (and values) are one contiguous stream. Attention reads a head's rows in key
+// order; token-major rows ([capacity][kv_heads * head_dim]: a head's 256-byte rows 768 bytes
+// apart for SmolLM2) made those reads latency-bound: scores and value sums over 30 layers x 3
+// heads x 2048 keys, one thread, 2-core EPYC, best of 5: 18.8 -> 8.4 ms (one query head per
+// pass), 17.2 -> 6.2 ms (the group's 3 heads per pass). The layout changes addresses only: every
+// product and sum does the same operations, the logits keep their bits.
 struct Sequence {
   bool live = false;
   int len = 0;
-  std::vector<std::vector<float>> k, v;  // per layer: [capacity, kv_heads * head_dim]
+  int capacity = 0;                      // tokens each layer's cache holds
+  std::vector<std::vector<float>> k, v;  // per layer: [kv_heads][capacity][head_dim]
 };
 
-// Query heads per attention work item: the whole group that shares a KV head (its K and V rows
-// are then read once for all of them), halved while the forward's items (tokens x KV heads x
-// parts of a group) are fewer than 4 per thread, down to one head.
-int heads_per_item(int tokens_x_kv_heads, int group, int threads) {
-  int gs = group;
-  while (gs > 1 && tokens_x_kv_heads * ((group + gs - 1) / gs) < 4 * threads) gs = (gs + 1) / 2;
-  return gs;
+// Per forward: where each new token goes and what it may attend to.
+struct TokenPlan {
+  int seq = 0;       // index into seqs_
+  int base = 0;      // cached tokens before this forward
+  int index = 0;     // position among the sequence's new tokens
+  int pos = 0;       // RoPE position: base + depth
+  std::vector<int> visible;  // new-token indices (of the same sequence) it attends to, incl. itself
+};
+
+// One attention work item of a layer: KV head kvh, query heads h0 .. h0 + g - 1 of its group,
+// for the forward's tokens [t0, t1) (a tile of one batch entry's tokens: same sequence, same
+// cached prefix). Its keys and values are read once for the whole tile.
+struct AttnItem {
+  int kvh, h0, g, t0, t1;
+};
+
+// Tokens per tile at most: a thread's scores hold kMaxTile x group rows of keys.
+constexpr int kMaxTile = 8;
+
+// The items of every layer of a forward, KV-head-major (a thread's consecutive items reuse
+// the head's rows from L2). Tiles are as long as possible (up to kMaxTile tokens: the prefix
+// is read once for more tokens), then shorter, then the group split into parts of gs heads
+// (halving), while there are fewer than kItemsPerThread items per thread: the items then
+// share out evenly. entries: each batch entry's token range [first, second).
+constexpr int kItemsPerThread = 2;
+std::vector<AttnItem> attention_items(const std::vector<std::pair<int, int>>& entries, int kv_heads, int group,
+                                      int threads) {
+  auto tiles = [&](int tile) {
+    int n = 0;
+    for (const auto& [t0, t1] : entries) n += (t1 - t0 + tile - 1) / tile;
+    return n;
+  };
+  const int want = kItemsPerThread * threads;
+  int tile = kMaxTile, gs = group;
+  while (tile > 1 && tiles(tile) * kv_heads < want) tile = (tile + 1) / 2;
+  while (gs > 1 && tiles(tile) * kv_heads * ((group + gs - 1) / gs) < want) gs = (gs + 1) / 2;
+  std::vector<AttnItem> items;
+  for (int kvh = 0; kvh < kv_heads; ++kvh)
+    for (const auto& [e0, e1] : entries)
+      for (int t0 = e0; t0 < e1; t0 += tile)
+        for (int h0 = kvh * group; h0 < (kvh + 1) * group; h0 += gs)
+          items.push_back({kvh, h0, std::min(gs, (kvh + 1) * group - h0), t0, std::min(t0 + tile, e1)});
+  return items;
 }
 
 class CpuModel final : public Model {
@@ -77,21 +121,43 @@ class CpuModel final : public Model {
   void keep_tokens(int id, int base, std::span<const int32_t> offsets) override {
     Sequence& s = seq(id, "keep_tokens");
     check_keep_tokens(s.len, base, offsets);
-    const size_t row = kv_dim();
+    const size_t hd = w_.config.head_dim;
     for (size_t l = 0; l < s.k.size(); ++l)
-      for (size_t i = 0; i < offsets.size(); ++i) {
-        if (offsets[i] == static_cast<int>(i)) continue;
-        const size_t from = (base + offsets[i]) * row, to = (base + i) * row;
-        std::copy_n(s.k[l].begin() + from, row, s.k[l].begin() + to);
-        std::copy_n(s.v[l].begin() + from, row, s.v[l].begin() + to);
-      }
+      for (int h = 0; h < w_.config.num_kv_heads; ++h)
+        for (size_t i = 0; i < offsets.size(); ++i) {
+          if (offsets[i] == static_cast<int>(i)) continue;
+          const size_t from = cache_row(s, h, base + offsets[i]), to = cache_row(s, h, base + static_cast<int>(i));
+          std::copy_n(s.k[l].begin() + from, hd, s.k[l].begin() + to);
+          std::copy_n(s.v[l].begin() + from, hd, s.v[l].begin() + to);
+        }
     s.len = base + static_cast<int>(offsets.size());
   }
 
   void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
 
  private:
+  void attention(int layer, const std::vector<TokenPlan>& plan, const std::vector<AttnItem>& items, const float* q,
+                 float* att);
   size_t kv_dim() const { return static_cast<size_t>(w_.config.num_kv_heads) * w_.config.head_dim; }
+  // Offset of KV head h's row for token pos in a layer's cache of s.
+  size_t cache_row(const Sequence& s, int h, int pos) const {
+    return (static_cast<size_t>(h) * s.capacity + pos) * w_.config.head_dim;
+  }
+  // Makes every layer's cache of s hold `tokens` tokens (doubling, at most max_tokens_), each
+  // head's first s.len rows moved to their new offsets.
+  void reserve(Sequence& s, int tokens) {
+    if (tokens <= s.capacity) return;
+    const int cap = std::min(max_tokens_, std::max(tokens, 2 * s.capacity));
+    const size_t hd = w_.config.head_dim, nkv = w_.config.num_kv_heads;
+    for (auto* cache : {&s.k, &s.v})
+      for (std::vector<float>& layer : *cache) {
+        std::vector<float> grown(nkv * cap * hd);
+        for (size_t h = 0; h < nkv; ++h)
+          std::copy_n(layer.begin() + h * s.capacity * hd, s.len * hd, grown.begin() + h * cap * hd);
+        layer = std::move(grown);
+      }
+    s.capacity = cap;
+  }
   Sequence& seq(int id, const char* where) {
     SPW_CHECK(id >= 0 && id < static_cast<int>(seqs_.size()) && seqs_[id].live, "Model::{}: seq_id = {}: no such sequence",
               where, id);
@@ -134,15 +200,6 @@ class CpuModel final : public Model {
   std::vector<Sequence> seqs_;
 };
 
-// Per forward: where each new token goes and what it may attend to.
-struct TokenPlan {
-  int seq = 0;       // index into seqs_
-  int base = 0;      // cached tokens before this forward
-  int index = 0;     // position among the sequence's new tokens
-  int pos = 0;       // RoPE position: base + depth
-  std::vector<int> visible;  // new-token indices (of the same sequence) it attends to, incl. itself
-};
-
 void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
   const ModelConfig& c = w_.config;
   check_forward_batch(batch, [&](int id) { return seq(id, "forward").len; }, c.vocab_size, max_tokens_);
@@ -172,18 +229,17 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     }
   }
   const int T = static_cast<int>(plan.size());
+  std::vector<std::pair<int, int>> entries;  // each batch entry's tokens
+  for (const SeqInput& in : batch) {
+    const int t0 = entries.empty() ? 0 : entries.back().second;
+    entries.emplace_back(t0, t0 + static_cast<int>(in.tokens.size()));
+  }
   const int H = c.hidden, hd = c.head_dim, nq = c.num_heads, nkv = c.num_kv_heads, group = nq / nkv;
   const size_t kvd = kv_dim();
   // Grow the caches first so that nothing below can fail half-way through.
   for (const auto& in : batch) {
     Sequence& s = seqs_[in.seq_id];
-    const size_t need = (s.len + in.tokens.size()) * kvd;
-    for (int l = 0; l < c.num_layers; ++l)
-      if (s.k[l].size() < need) {
-        const size_t cap = std::min<size_t>(static_cast<size_t>(max_tokens_) * kvd, std::max(need, s.k[l].size() * 2));
-        s.k[l].resize(cap);
-        s.v[l].resize(cap);
-      }
+    reserve(s, s.len + static_cast<int>(in.tokens.size()));
   }
 
   std::vector<float> x(static_cast<size_t>(T) * H), h(x.size()), q(static_cast<size_t>(T) * nq * hd),
@@ -191,7 +247,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       u(g.size());
   for (int t = 0; t < T; ++t) w_.token_embd.dequantize_rows(ids[t], 1, &x[static_cast<size_t>(t) * H]);
 
-  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const std::vector<AttnItem> items = attention_items(entries, nkv, group, pool_.size());
   for (int l = 0; l < c.num_layers; ++l) {
     const LlamaLayer& L = w_.layers[l];
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.attn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
@@ -202,59 +258,13 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       apply_rope(&q[size_t(t) * nq * hd], nq, plan[t].pos);
       apply_rope(&k[size_t(t) * kvd], nkv, plan[t].pos);
       Sequence& s = seqs_[plan[t].seq];
-      std::copy_n(&k[size_t(t) * kvd], kvd, s.k[l].begin() + (plan[t].base + plan[t].index) * kvd);
-      std::copy_n(&v[size_t(t) * kvd], kvd, s.v[l].begin() + (plan[t].base + plan[t].index) * kvd);
-    }
-    // Attention: each (token, head) sees the cached prefix and its visible new tokens. A work
-    // item is one token, one KV head and up to gs of its group's query heads, whose scores are
-    // one matmul_rows product of their queries with the head's slice of the cached K rows
-    // (consecutive keys in one call, a tree token's scattered ancestors one row each): the K
-    // rows are read once for the gs heads and the product's register blocks are fuller (SmolLM2
-    // at context 2000, 3 heads a group: k = 2..4 steps 10-20 % faster than one head an item).
-    // gs is the whole group unless that leaves too few items to share among the threads (one
-    // token: 3 KV heads for 2 threads); items are KV-head-major, so a thread's consecutive
-    // items reuse the head's rows from L2. Products are batch-invariant, so a token's scores do
-    // not depend on what else is in the forward or on gs. The value sums go head by head
-    // (several heads per pass over the V rows measured no faster).
-    const int gs = heads_per_item(T * nkv, group, pool_.size()), parts = (group + gs - 1) / gs;
-    pool_.parallel_for(T * nkv * parts, [&](int w0, int w1) {
-      thread_local std::vector<float> scores;  // [gs][n_keys]; grows to the longest context once per thread
-      for (int w = w0; w < w1; ++w) {
-        const int kvh = w / (T * parts), t = w / parts % T, h0 = kvh * group + w % parts * gs;
-        const int g = std::min(gs, (kvh + 1) * group - h0);  // query heads h0 .. h0 + g - 1
-        const TokenPlan& p = plan[t];
-        const Sequence& s = seqs_[p.seq];
-        const float* qv = &q[(size_t(t) * nq + h0) * hd];  // the item's query rows
-        const float* kc = s.k[l].data() + size_t(kvh) * hd;
-        const float* vc = s.v[l].data() + size_t(kvh) * hd;
-        const int n_vis = static_cast<int>(p.visible.size());
-        const int n_keys = p.base + n_vis;
-        auto key_row = [&](int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
-        scores.resize(size_t(g) * n_keys);
-        // Keys [0, n_run) are cache rows [0, n_run): the prefix plus a chain's new tokens.
-        int n_run = p.base;
-        while (n_run < n_keys && key_row(n_run) == n_run) ++n_run;
-        MatmulArgs sa{qv, g, kc, n_run, hd, nullptr, scores.data(), false};
-        sa.w_stride = static_cast<long>(kvd);
-        sa.y_stride = n_keys;
-        if (n_run > 0) matmul_rows(sa, 0, n_run);
-        for (int j = n_run; j < n_keys; ++j) {
-          MatmulArgs one{qv, g, kc + size_t(key_row(j)) * kvd, 1, hd, nullptr, &scores[j], false};
-          one.y_stride = n_keys;
-          matmul_rows(one, 0, 1);
-        }
-        softmax_rows(scores.data(), g, n_keys, n_keys, scale);
-        for (int gi = 0; gi < g; ++gi) {
-          const float* pr = &scores[size_t(gi) * n_keys];
-          float* o = &att[(size_t(t) * nq + h0 + gi) * hd];
-          std::fill_n(o, hd, 0.f);
-          // Value rows weighted in key order: the contiguous run in one call, then the others.
-          if (n_run > 0) accumulate_weighted_rows(pr, n_run, vc, static_cast<long>(kvd), hd, o);
-          for (int j = n_run; j < n_keys; ++j)
-            accumulate_weighted_rows(&pr[j], 1, vc + size_t(key_row(j)) * kvd, 0, hd, o);
-        }
+      for (int kvh = 0; kvh < nkv; ++kvh) {
+        const size_t at = cache_row(s, kvh, plan[t].base + plan[t].index);
+        std::copy_n(&k[size_t(t) * kvd + size_t(kvh) * hd], hd, s.k[l].begin() + at);
+        std::copy_n(&v[size_t(t) * kvd + size_t(kvh) * hd], hd, s.v[l].begin() + at);
       }
-    });
+    }
+    attention(l, plan, items, q.data(), att.data());
     matmul(att.data(), T, L.wo, x.data(), /*accumulate=*/true);
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.ffn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
     matmul(h.data(), T, L.w_gate, g.data());
@@ -274,6 +284,86 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
   logits.resize(static_cast<size_t>(R) * c.vocab_size);
   if (R > 0) matmul(h.data(), R, c.tied_embeddings ? w_.token_embd : w_.output, logits.data());
   for (const auto& in : batch) seqs_[in.seq_id].len += static_cast<int>(in.tokens.size());
+}
+
+// Attention of one layer: each (token, query head) sees its sequence's cached prefix and its
+// visible new tokens (key order: the prefix, then those in index order). An item (one KV head,
+// gs of its query heads, a tile of one entry's tokens) walks the head's keys in chunks of
+// about 16 KB (L1): each chunk of K rows is multiplied with every token's queries (one
+// matmul_rows product per token over the chunk's rows: the g query rows of a token are
+// consecutive in q), then, after each row's softmax, each chunk of V rows is weighted into
+// every row's output. So a tile's tokens read the prefix's K and V from memory once, not once
+// per token. A token's keys [0, n_run) are cache rows [0, n_run) (the prefix plus a chain's
+// new tokens); a tree token's other ancestors are scattered rows, one product and one sum
+// each, after the run. Every score is a matmul_rows element and every output element sums its
+// terms in key order (accumulate_weighted_rows composes over consecutive ranges), so a token's
+// bits do not depend on the tile, the chunking, gs or the threads (batch invariance).
+// SmolLM2 `spillway step`, 2-core EPYC, 3 alternating runs, before (one token an item, the
+// token-major cache) -> after: context 2048, k = 1 15.8-20.1 -> 9.8-12.7 ms, k = 4 26.1-32.7 ->
+// 18.6-21.4, k = 8 41.7-51.0 -> 32.8-37.8; context 128 unchanged within noise.
+void CpuModel::attention(int l, const std::vector<TokenPlan>& plan, const std::vector<AttnItem>& items,
+                         const float* q, float* att) {
+  const ModelConfig& c = w_.config;
+  const int hd = c.head_dim, nq = c.num_heads;
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const int chunk = std::max(16, 16384 / (hd * static_cast<int>(sizeof(float))));  // keys per chunk
+  pool_.parallel_for(static_cast<int>(items.size()), [&](int w0, int w1) {
+    thread_local std::vector<float> scores;  // [tile][g][n_max]; grows to the longest context once per thread
+    for (int w = w0; w < w1; ++w) {
+      const AttnItem& it = items[w];
+      const int n = it.t1 - it.t0, g = it.g;
+      const TokenPlan& p0 = plan[it.t0];  // the tile's tokens share the sequence and its prefix
+      const Sequence& s = seqs_[p0.seq];
+      const float* kc = s.k[l].data() + cache_row(s, it.kvh, 0);  // the head's rows, hd apart
+      const float* vc = s.v[l].data() + cache_row(s, it.kvh, 0);
+      auto key_row = [&](const TokenPlan& p, int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
+      int n_keys[kMaxTile], n_run[kMaxTile], n_max = 0, run_max = 0;
+      for (int i = 0; i < n; ++i) {
+        const TokenPlan& p = plan[it.t0 + i];
+        n_keys[i] = p.base + static_cast<int>(p.visible.size());
+        n_run[i] = p.base;
+        while (n_run[i] < n_keys[i] && key_row(p, n_run[i]) == n_run[i]) ++n_run[i];
+        n_max = std::max(n_max, n_keys[i]);
+        run_max = std::max(run_max, n_run[i]);
+      }
+      scores.resize(size_t(n) * g * n_max);
+      auto rows_of = [&](int i) { return &scores[size_t(i) * g * n_max]; };  // token i's g score rows
+      auto query = [&](int i) { return &q[(size_t(it.t0 + i) * nq + it.h0) * hd]; };
+      auto out = [&](int i, int gi) { return &att[(size_t(it.t0 + i) * nq + it.h0 + gi) * hd]; };
+      for (int c0 = 0; c0 < run_max; c0 += chunk)
+        for (int i = 0; i < n; ++i)
+          if (n_run[i] > c0) {
+            MatmulArgs sa{query(i), g, kc, n_run[i], hd, nullptr, rows_of(i), false};
+            sa.y_stride = n_max;
+            matmul_rows(sa, c0, std::min(c0 + chunk, n_run[i]));
+          }
+      for (int i = 0; i < n; ++i) {
+        const TokenPlan& p = plan[it.t0 + i];
+        for (int j = n_run[i]; j < n_keys[i]; ++j) {
+          MatmulArgs one{query(i), g, kc + size_t(key_row(p, j)) * hd, 1, hd, nullptr, rows_of(i) + j, false};
+          one.y_stride = n_max;
+          matmul_rows(one, 0, 1);
+        }
+        softmax_rows(rows_of(i), g, n_keys[i], n_max, scale);
+        for (int gi = 0; gi < g; ++gi) std::fill_n(out(i, gi), hd, 0.f);
+      }
+      for (int c0 = 0; c0 < run_max; c0 += chunk)
+        for (int i = 0; i < n; ++i)
+          if (n_run[i] > c0) {
+            const int count = std::min(c0 + chunk, n_run[i]) - c0;
+            for (int gi = 0; gi < g; ++gi)
+              accumulate_weighted_rows(rows_of(i) + size_t(gi) * n_max + c0, count, vc + size_t(c0) * hd, hd, hd,
+                                       out(i, gi));
+          }
+      for (int i = 0; i < n; ++i) {
+        const TokenPlan& p = plan[it.t0 + i];
+        for (int j = n_run[i]; j < n_keys[i]; ++j)
+          for (int gi = 0; gi < g; ++gi)
+            accumulate_weighted_rows(rows_of(i) + size_t(gi) * n_max + j, 1, vc + size_t(key_row(p, j)) * hd, 0, hd,
+                                     out(i, gi));
+      }
+    }
+  });
 }
 
 }  // namespace

@@ -90,11 +90,12 @@ TEST_F(CpuBackend, ChainAndTreeLogitsAreBitIdenticalToSingleTokenSteps) {
   EXPECT_EQ(std::memcmp(single.data(), &logits[3 * size_t(V)], V * sizeof(float)), 0);
 }
 
-// The attention splits a forward's work into items of one token, one KV head and some of its
-// query heads: the whole group, or parts of it when that gives too few items for the threads
-// (heads_per_item). Whatever the split, every logit is the same bits: MHA, GQA with groups of 3
-// (split unevenly, 2 + 1) and 8, and 1, 2, 3 and 7 threads, for a chain and a tree over a
-// cached prefix, against single-token steps on one thread.
+// The attention splits a forward's work into items of one KV head, some of its query heads
+// and a tile of tokens: the whole group and up to 8 tokens, or less of both when that gives too
+// few items for the threads (attention_items). Whatever the split, every logit is the same bits:
+// MHA, GQA with groups of 3 (split unevenly, 2 + 1) and 8, and 1, 2, 3 and 7 threads (tiles of
+// 8 down to 1 token), for a chain and a tree over a cached prefix, against single-token steps
+// on one thread.
 TEST_F(CpuBackend, AttentionWorkSplitLeavesEveryLogitUnchanged) {
   struct Shape {
     int hidden, heads, kv_heads;
@@ -134,6 +135,77 @@ TEST_F(CpuBackend, AttentionWorkSplitLeavesEveryLogitUnchanged) {
       }
     }
   }
+}
+
+// Attention walks a KV head's keys in chunks (16 KB of rows: 256 keys at head_dim 16) for a
+// tile of up to 8 tokens, and the cache grows by moving each head's rows. A 600-token prompt
+// in one forward (75 tiles, 3 chunks for its last tokens), then a chain, then a tree and its
+// compaction (keep_tokens): every row is the same bits as single-token steps on one thread
+// (rollback to the prompt for each tree path).
+TEST_F(CpuBackend, LongPrefixAcrossKeyChunksIsBitIdenticalToSingleTokenSteps) {
+  TinyLlamaSpec spec;
+  spec.context = 1024;
+  const std::string file = (dir_ / "long.gguf").string();
+  write_tiny_llama(file, spec);
+  auto one = load_model(file, {.threads = 1});
+  auto m = load_model(file, {.threads = 2});
+  const int V = one->config().vocab_size;
+  std::vector<int32_t> prompt(600);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % 300);
+  const std::vector<int32_t> chain{5, 6, 7, 8, 9, 10, 11, 12, 13}, tree{20, 21, 22, 23, 24}, parents{-1, 0, 0, 1, -1};
+  // The reference: one token a forward.
+  const int r = one->create_sequence();
+  std::vector<std::vector<float>> want;  // after each prompt + chain token
+  std::vector<float> step;
+  for (int32_t id : prompt) {
+    SeqInput in{r, std::span<const int32_t>(&id, 1), {}};
+    one->forward(std::span(&in, 1), step);
+    want.push_back(step);
+  }
+  for (int32_t id : chain) {
+    SeqInput in{r, std::span<const int32_t>(&id, 1), {}};
+    one->forward(std::span(&in, 1), step);
+    want.push_back(step);
+  }
+  std::vector<std::vector<float>> want_tree;  // prompt + chain + each node's path
+  const int cached = static_cast<int>(prompt.size() + chain.size());
+  for (int node = 0; node < int(tree.size()); ++node) {
+    std::vector<int32_t> path;
+    for (int a = node; a >= 0; a = parents[a]) path.insert(path.begin(), tree[a]);
+    one->rollback(r, cached);
+    for (int32_t id : path) {
+      SeqInput in{r, std::span<const int32_t>(&id, 1), {}};
+      one->forward(std::span(&in, 1), step);
+    }
+    want_tree.push_back(step);
+  }
+  // The same tokens in three forwards on two threads.
+  const int s = m->create_sequence();
+  std::vector<float> got;
+  SeqInput p{s, prompt, {}};
+  m->forward(std::span(&p, 1), got);
+  for (int row : {0, 1, 255, 256, 257, 511, 512, 599})
+    ASSERT_EQ(std::memcmp(&got[size_t(row) * V], want[row].data(), V * sizeof(float)), 0) << "prompt row " << row;
+  SeqInput c{s, chain, {}};
+  m->forward(std::span(&c, 1), got);
+  for (size_t i = 0; i < chain.size(); ++i)
+    ASSERT_EQ(std::memcmp(&got[i * V], want[prompt.size() + i].data(), V * sizeof(float)), 0) << "chain row " << i;
+  SeqInput t{s, tree, parents};
+  m->forward(std::span(&t, 1), got);
+  for (size_t i = 0; i < tree.size(); ++i)
+    ASSERT_EQ(std::memcmp(&got[i * V], want_tree[i].data(), V * sizeof(float)), 0) << "tree node " << i;
+  // Keep the path to node 3 (tree tokens 0, 1, 3), then one more token: as if only it was fed.
+  const std::vector<int32_t> keep{0, 1, 3};
+  m->keep_tokens(s, cached, keep);
+  const int32_t next = 42;
+  SeqInput n{s, std::span<const int32_t>(&next, 1), {}};
+  m->forward(std::span(&n, 1), got);
+  one->rollback(r, cached);
+  for (int32_t id : {tree[0], tree[1], tree[3], next}) {
+    SeqInput in{r, std::span<const int32_t>(&id, 1), {}};
+    one->forward(std::span(&in, 1), step);
+  }
+  EXPECT_EQ(std::memcmp(got.data(), step.data(), V * sizeof(float)), 0);
 }
 
 // SeqInput::logits_rows: each entry's last rows only, packed in batch order, bit-identical to

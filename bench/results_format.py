@@ -162,7 +162,8 @@ def markdown_table(doc: dict) -> str:
     impl time / spillway time (> 1 means Spillway is faster)."""
     lines = [f"# {doc['name']} — {doc['device']}", "",
              f"driver {doc['driver']}, commit `{short_commit(doc['commit'])}`, {doc['date']}, "
-             f"copy bandwidth {doc['copy_bandwidth_gbs']} GB/s (read + write). "
+             + (f"copy bandwidth {doc['copy_bandwidth_gbs']} GB/s (read + write). " if doc.get("copy_bandwidth_gbs")
+                else "copy bandwidth not measured (% of copy left blank). ") +
              "`vs spillway` = this impl's time / Spillway's time (> 1: Spillway faster).", ""]
     if doc.get("incomplete"):
         lines += [f"**Incomplete**: {doc['incomplete']}.", ""]
@@ -171,8 +172,9 @@ def markdown_table(doc: dict) -> str:
     ours = {r["case"]: r["median_us"] for r in doc["rows"] if r["impl"] == "spillway"}
     for r in doc["rows"]:
         ratio = f"{r['median_us'] / ours[r['case']]:.2f}" if r["case"] in ours else ""
+        pct = f"{r['pct_copy']:.1f}" if doc.get("copy_bandwidth_gbs") else ""
         lines.append(f"| {r['case']} | {r['impl']} | {r['median_us']:.2f} | {r['gbs']:.1f} | "
-                     f"{r['pct_copy']:.1f} | {r.get('tflops', '')} | {ratio} |")
+                     f"{pct} | {r.get('tflops', '')} | {ratio} |")
     if doc.get("skipped"):
         lines += ["", "## Not run", ""]
         lines += [f"- {s['case']} / {s['impl']}: {s['reason']}" for s in doc["skipped"]]

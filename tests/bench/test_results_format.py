@@ -22,6 +22,10 @@ assert device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 md = markdown_table(doc)
 assert "| b1_kv1024 | torch_sdpa | 25.00 |" in md and "| 2.50 |" in md, md
 assert "flashinfer: wheel not carried" in md
+assert "copy bandwidth 3000.0 GB/s" in md and "| 1.0 |" in md
+# A CPU table has no copy bandwidth: it says so and leaves % of copy blank instead of 0.0.
+cpu = markdown_table({**doc, "copy_bandwidth_gbs": 0.0})
+assert "copy bandwidth not measured" in cpu and "| 10.00 | 200.0 |  |" in cpu, cpu
 with tempfile.TemporaryDirectory() as d:
     f = pathlib.Path(d) / "demo.json"
     f.write_text(json.dumps(doc))

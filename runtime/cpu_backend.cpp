@@ -33,13 +33,16 @@ struct Sequence {
   std::vector<std::vector<float>> k, v;  // per layer: [kv_heads][capacity][head_dim]
 };
 
-// Per forward: where each new token goes and what it may attend to.
+// Per forward: where each new token goes and what it may attend to: the cached prefix, then
+// n_visible new tokens of its sequence (itself last): a chain's tokens 0 .. index, or a tree
+// node's ancestors in index order, listed at Scratch::ancestors[ancestors ..].
 struct TokenPlan {
-  int seq = 0;       // index into seqs_
-  int base = 0;      // cached tokens before this forward
-  int index = 0;     // position among the sequence's new tokens
-  int pos = 0;       // RoPE position: base + depth
-  std::vector<int> visible;  // new-token indices (of the same sequence) it attends to, incl. itself
+  int seq = 0;         // index into seqs_
+  int base = 0;        // cached tokens before this forward
+  int index = 0;       // position among the sequence's new tokens
+  int pos = 0;         // RoPE position: base + depth
+  int n_visible = 0;   // new tokens it attends to, itself included
+  int ancestors = -1;  // tree: offset of their indices in Scratch::ancestors; chain: -1
 };
 
 // One attention work item of a layer: KV head kvh, query heads h0 .. h0 + g - 1 of its group,
@@ -58,8 +61,8 @@ constexpr int kMaxTile = 8;
 // (halving), while there are fewer than kItemsPerThread items per thread: the items then
 // share out evenly. entries: each batch entry's token range [first, second).
 constexpr int kItemsPerThread = 2;
-std::vector<AttnItem> attention_items(const std::vector<std::pair<int, int>>& entries, int kv_heads, int group,
-                                      int threads) {
+void attention_items(const std::vector<std::pair<int, int>>& entries, int kv_heads, int group, int threads,
+                     std::vector<AttnItem>& items) {
   auto tiles = [&](int tile) {
     int n = 0;
     for (const auto& [t0, t1] : entries) n += (t1 - t0 + tile - 1) / tile;
@@ -69,13 +72,12 @@ std::vector<AttnItem> attention_items(const std::vector<std::pair<int, int>>& en
   int tile = kMaxTile, gs = group;
   while (tile > 1 && tiles(tile) * kv_heads < want) tile = (tile + 1) / 2;
   while (gs > 1 && tiles(tile) * kv_heads * ((group + gs - 1) / gs) < want) gs = (gs + 1) / 2;
-  std::vector<AttnItem> items;
+  items.clear();
   for (int kvh = 0; kvh < kv_heads; ++kvh)
     for (const auto& [e0, e1] : entries)
       for (int t0 = e0; t0 < e1; t0 += tile)
         for (int h0 = kvh * group; h0 < (kvh + 1) * group; h0 += gs)
           items.push_back({kvh, h0, std::min(gs, (kvh + 1) * group - h0), t0, std::min(t0 + tile, e1)});
-  return items;
 }
 
 class CpuModel final : public Model {
@@ -136,8 +138,7 @@ class CpuModel final : public Model {
   void forward(std::span<const SeqInput> batch, std::vector<float>& logits) override;
 
  private:
-  void attention(int layer, const std::vector<TokenPlan>& plan, const std::vector<AttnItem>& items, const float* q,
-                 float* att);
+  void attention(int layer, const float* q, float* att);
   size_t kv_dim() const { return static_cast<size_t>(w_.config.num_kv_heads) * w_.config.head_dim; }
   // Offset of KV head h's row for token pos in a layer's cache of s.
   size_t cache_row(const Sequence& s, int h, int pos) const {
@@ -192,8 +193,21 @@ class CpuModel final : public Model {
     }
   }
 
+  // A forward's token plan and activations, kept between forwards (resized, never shrunk: they
+  // hold the most tokens a forward carried so far), so that decode steps do not allocate them
+  // again; a tree's ancestor lists are one array (a chain needs none: before, every token
+  // listed its visible tokens, O(T^2) entries for a T-token prompt).
+  struct Scratch {
+    std::vector<TokenPlan> plan;
+    std::vector<int32_t> ids, depth, ancestors;
+    std::vector<std::pair<int, int>> entries;  // each batch entry's tokens [first, second)
+    std::vector<AttnItem> items;
+    std::vector<float> x, h, q, k, v, att, g, u;
+  };
+
   LlamaWeights w_;
   ThreadPool pool_;
+  Scratch sc_;
   int max_tokens_;
   RopeParams rope_;
   std::vector<float> inv_freq_;
@@ -203,37 +217,41 @@ class CpuModel final : public Model {
 void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logits) {
   const ModelConfig& c = w_.config;
   check_forward_batch(batch, [&](int id) { return seq(id, "forward").len; }, c.vocab_size, max_tokens_);
-  std::vector<TokenPlan> plan;
-  std::vector<int32_t> ids;
+  std::vector<TokenPlan>& plan = sc_.plan;
+  std::vector<int32_t>& ids = sc_.ids;
+  plan.clear();
+  ids.clear();
+  sc_.ancestors.clear();
+  sc_.entries.clear();
   for (const SeqInput& in : batch) {
     const Sequence& s = seqs_[in.seq_id];
     const int n = static_cast<int>(in.tokens.size());
-    std::vector<int> depth(n);
+    const int t0 = static_cast<int>(plan.size());
+    sc_.entries.emplace_back(t0, t0 + n);
+    sc_.depth.resize(n);
     for (int i = 0; i < n; ++i) {
       TokenPlan t;
       t.seq = in.seq_id;
       t.base = s.len;
       t.index = i;
       if (in.parents.empty()) {
-        depth[i] = i;
-        for (int j = 0; j <= i; ++j) t.visible.push_back(j);
+        sc_.depth[i] = i;
+        t.n_visible = i + 1;
       } else {
         const int p = in.parents[i];
-        depth[i] = p < 0 ? 0 : depth[p] + 1;
-        for (int a = i; a >= 0; a = in.parents[a]) t.visible.push_back(a);
-        std::reverse(t.visible.begin(), t.visible.end());
+        sc_.depth[i] = p < 0 ? 0 : sc_.depth[p] + 1;
+        t.n_visible = sc_.depth[i] + 1;
+        t.ancestors = static_cast<int>(sc_.ancestors.size());
+        sc_.ancestors.resize(sc_.ancestors.size() + t.n_visible);
+        int at = static_cast<int>(sc_.ancestors.size());
+        for (int a = i; a >= 0; a = in.parents[a]) sc_.ancestors[--at] = a;
       }
-      t.pos = s.len + depth[i];
-      plan.push_back(std::move(t));
+      t.pos = s.len + sc_.depth[i];
+      plan.push_back(t);
       ids.push_back(in.tokens[i]);
     }
   }
   const int T = static_cast<int>(plan.size());
-  std::vector<std::pair<int, int>> entries;  // each batch entry's tokens
-  for (const SeqInput& in : batch) {
-    const int t0 = entries.empty() ? 0 : entries.back().second;
-    entries.emplace_back(t0, t0 + static_cast<int>(in.tokens.size()));
-  }
   const int H = c.hidden, hd = c.head_dim, nq = c.num_heads, nkv = c.num_kv_heads, group = nq / nkv;
   const size_t kvd = kv_dim();
   // Grow the caches first so that nothing below can fail half-way through.
@@ -242,12 +260,19 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
     reserve(s, s.len + static_cast<int>(in.tokens.size()));
   }
 
-  std::vector<float> x(static_cast<size_t>(T) * H), h(x.size()), q(static_cast<size_t>(T) * nq * hd),
-      k(static_cast<size_t>(T) * kvd), v(k.size()), att(q.size()), g(static_cast<size_t>(T) * c.intermediate),
-      u(g.size());
+  std::vector<float> &x = sc_.x, &h = sc_.h, &q = sc_.q, &k = sc_.k, &v = sc_.v, &att = sc_.att, &g = sc_.g,
+                     &u = sc_.u;
+  x.resize(static_cast<size_t>(T) * H);
+  h.resize(x.size());
+  q.resize(static_cast<size_t>(T) * nq * hd);
+  att.resize(q.size());
+  k.resize(static_cast<size_t>(T) * kvd);
+  v.resize(k.size());
+  g.resize(static_cast<size_t>(T) * c.intermediate);
+  u.resize(g.size());
   for (int t = 0; t < T; ++t) w_.token_embd.dequantize_rows(ids[t], 1, &x[static_cast<size_t>(t) * H]);
 
-  const std::vector<AttnItem> items = attention_items(entries, nkv, group, pool_.size());
+  attention_items(sc_.entries, nkv, group, pool_.size(), sc_.items);
   for (int l = 0; l < c.num_layers; ++l) {
     const LlamaLayer& L = w_.layers[l];
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.attn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
@@ -264,7 +289,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
         std::copy_n(&v[size_t(t) * kvd + size_t(kvh) * hd], hd, s.v[l].begin() + at);
       }
     }
-    attention(l, plan, items, q.data(), att.data());
+    attention(l, q.data(), att.data());
     matmul(att.data(), T, L.wo, x.data(), /*accumulate=*/true);
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * H], L.ffn_norm.data(), &h[size_t(t) * H], H, c.rms_eps);
     matmul(h.data(), T, L.w_gate, g.data());
@@ -301,8 +326,10 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
 // SmolLM2 `spillway step`, 2-core EPYC, 3 alternating runs, before (one token an item, the
 // token-major cache) -> after: context 2048, k = 1 15.8-20.1 -> 9.8-12.7 ms, k = 4 26.1-32.7 ->
 // 18.6-21.4, k = 8 41.7-51.0 -> 32.8-37.8; context 128 unchanged within noise.
-void CpuModel::attention(int l, const std::vector<TokenPlan>& plan, const std::vector<AttnItem>& items,
-                         const float* q, float* att) {
+void CpuModel::attention(int l, const float* q, float* att) {
+  const std::vector<TokenPlan>& plan = sc_.plan;
+  const std::vector<AttnItem>& items = sc_.items;
+  const int* ancestors = sc_.ancestors.data();
   const ModelConfig& c = w_.config;
   const int hd = c.head_dim, nq = c.num_heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
@@ -316,12 +343,14 @@ void CpuModel::attention(int l, const std::vector<TokenPlan>& plan, const std::v
       const Sequence& s = seqs_[p0.seq];
       const float* kc = s.k[l].data() + cache_row(s, it.kvh, 0);  // the head's rows, hd apart
       const float* vc = s.v[l].data() + cache_row(s, it.kvh, 0);
-      auto key_row = [&](const TokenPlan& p, int j) { return j < p.base ? j : p.base + p.visible[j - p.base]; };
+      auto key_row = [&](const TokenPlan& p, int j) {
+        return j < p.base || p.ancestors < 0 ? j : p.base + ancestors[p.ancestors + j - p.base];
+      };
       int n_keys[kMaxTile], n_run[kMaxTile], n_max = 0, run_max = 0;
       for (int i = 0; i < n; ++i) {
         const TokenPlan& p = plan[it.t0 + i];
-        n_keys[i] = p.base + static_cast<int>(p.visible.size());
-        n_run[i] = p.base;
+        n_keys[i] = p.base + p.n_visible;
+        n_run[i] = p.ancestors < 0 ? n_keys[i] : p.base;  // a chain's keys are all cache rows in order
         while (n_run[i] < n_keys[i] && key_row(p, n_run[i]) == n_run[i]) ++n_run[i];
         n_max = std::max(n_max, n_keys[i]);
         run_max = std::max(run_max, n_run[i]);

@@ -7,11 +7,10 @@
 
 namespace spw::rt {
 
-std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
-                                     int vocab_size, int max_tokens, const ForwardLimits* tree_limits) {
+void check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens, int vocab_size,
+                         int max_tokens, const ForwardLimits* tree_limits) {
   constexpr const char* w = "Model::forward";
   SPW_CHECK(!batch.empty(), "Model::forward: batch is empty");
-  std::vector<int> cached;
   for (size_t b = 0; b < batch.size(); ++b) {
     const SeqInput& in = batch[b];
     const int len = cached_tokens(in.seq_id);
@@ -41,9 +40,7 @@ std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std:
                                 "max_forward_tokens {})",
                                 max_tree, lim.max_piece_tokens, lim.max_pass_tokens));
     }
-    cached.push_back(len);
   }
-  return cached;
 }
 
 void check_rollback(int cached_tokens, int new_len) {
@@ -70,7 +67,8 @@ ForwardPasses plan_forward_passes(std::span<const SeqInput> batch, const std::fu
   SPW_CHECK_ARG(lim.max_pass_tokens >= 1, w, "max_pass_tokens", lim.max_pass_tokens, "must be >= 1");
   SPW_CHECK_ARG(lim.max_piece_tokens >= 1, w, "max_piece_tokens", lim.max_piece_tokens, "must be >= 1");
   ForwardPasses fp;
-  fp.cached = check_forward_batch(batch, cached_tokens, lim.vocab_size, lim.max_tokens, &lim);
+  check_forward_batch(batch, cached_tokens, lim.vocab_size, lim.max_tokens, &lim);
+  for (const SeqInput& in : batch) fp.cached.push_back(cached_tokens(in.seq_id));
   std::vector<int> out_row(batch.size());  // output row of each entry's first wanted token
   for (size_t b = 0; b < batch.size(); ++b) {
     out_row[b] = fp.total_rows;

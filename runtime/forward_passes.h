@@ -49,14 +49,14 @@ struct ForwardPasses {
   std::vector<std::vector<PassPiece>> passes;  // in execution order
 };
 
-/// Checks a forward batch and returns each entry's cached tokens. `cached_tokens(seq_id)`
+/// Checks a forward batch (allocating nothing unless it throws). `cached_tokens(seq_id)`
 /// returns a sequence's cached tokens and throws spw::Error for an unknown id (its message is
 /// the caller's). Checks, in order: non-empty batch; per entry: known id, not twice, >= 1 token,
 /// cache limit `max_tokens`, parents size, logits_rows in -1..N, token ids in 0..vocab_size-1, parents[i] in -1..i-1,
 /// and, with `tree_limits`, a tree of at most min(max_piece_tokens, max_pass_tokens) tokens.
 /// Throws spw::Error "Model::forward: <argument> = <value>: <why>".
-std::vector<int> check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens,
-                                     int vocab_size, int max_tokens, const ForwardLimits* tree_limits = nullptr);
+void check_forward_batch(std::span<const SeqInput> batch, const std::function<int(int)>& cached_tokens, int vocab_size,
+                         int max_tokens, const ForwardLimits* tree_limits = nullptr);
 
 /// Model::rollback's check: 0 <= new_len <= cached_tokens.
 void check_rollback(int cached_tokens, int new_len);

@@ -93,7 +93,7 @@ void ThreadPool::worker() {
   }
 }
 
-void ThreadPool::parallel_for(int n, const std::function<void(int, int)>& fn) {
+void ThreadPool::parallel_for(int n, RangeFn fn) {
   if (workers_.empty() || n <= 1) {
     if (n > 0) fn(0, n);
     return;

@@ -14,12 +14,29 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace spw::rt {
+
+/// What parallel_for runs: a non-owning reference to a callable `void(int begin, int end)`.
+/// Unlike std::function it never allocates (a lambda capturing more than two references was
+/// copied to the heap on every call: a forward makes a few hundred calls); the callable must
+/// outlive the call, which parallel_for's return-when-done guarantees.
+class RangeFn {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, RangeFn> && std::is_invocable_v<const F&, int, int>)
+  RangeFn(const F& f)  // NOLINT(google-explicit-constructor): lambdas convert at the call
+      : obj_(&f), call_([](const void* o, int b, int e) { (*static_cast<const F*>(o))(b, e); }) {}
+  void operator()(int begin, int end) const { call_(obj_, begin, end); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, int, int);
+};
 
 class ThreadPool {
  public:
@@ -33,7 +50,7 @@ class ThreadPool {
   /// Calls fn(begin, end) on disjoint non-empty chunks covering [0, n) (several per thread,
   /// in any order, on any thread); returns when all are done. Not reentrant: one call at a
   /// time, from one thread.
-  void parallel_for(int n, const std::function<void(int, int)>& fn);
+  void parallel_for(int n, RangeFn fn);
 
   /// How long an idle worker spins (then yields) before it sleeps.
   static constexpr std::chrono::microseconds kSpin{200};
@@ -49,7 +66,7 @@ class ThreadPool {
   std::atomic<uint64_t> state_{0};
   std::atomic<int> done_chunks_{0};
   // The current job; written by parallel_for before it publishes the generation.
-  const std::function<void(int, int)>* fn_ = nullptr;
+  const RangeFn* fn_ = nullptr;
   int n_ = 0, chunks_ = 0;
   uint32_t generation_ = 0;
 

@@ -1,0 +1,110 @@
+// The CPU backend's decode steps allocate nothing on the calling thread once warm: the token
+// plan and activations live in a scratch kept between forwards, the KV cache grows by
+// doubling, and the thread pool takes its work as a non-owning RangeFn (a std::function
+// copied a large lambda to the heap on every parallel_for). This binary replaces the global
+// operator new to count the calling thread's allocations inside a window. (Worker threads'
+// one-time growth of their thread-local score rows is not counted.)
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+
+#include "runtime/gguf_writer.h"
+#include "runtime/model_loader.h"
+#include "runtime/thread_pool.h"
+#include "tests/common/helpers.h"
+
+namespace {
+thread_local bool counting = false;
+std::atomic<long> allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (counting) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace spw::rt;
+
+namespace {
+
+// Allocations made by the calling thread while f runs.
+template <class F>
+long allocations_in(F&& f) {
+  const long before = allocations.load();
+  counting = true;
+  f();
+  counting = false;
+  return allocations.load() - before;
+}
+
+TEST(CpuBackendAlloc, TheCounterSeesAnAllocation) {
+  EXPECT_GE(allocations_in([] {
+              int* p = new int(7);
+              asm volatile("" : : "r"(p) : "memory");  // not elided
+              delete p;
+            }),
+            1);  // so the zeros below can fail
+}
+
+TEST(CpuBackendAlloc, ParallelForTakesALargeLambdaWithoutAllocating) {
+  ThreadPool pool(2);
+  long a = 1, b = 2, c = 3, d = 4;  // captured by reference: four pointers, past std::function's buffer
+  std::atomic<long> sum{0};
+  auto body = [&](int begin, int end) {
+    for (int i = begin; i < end; ++i) sum += a + b + c + d;
+  };
+  pool.parallel_for(64, body);
+  EXPECT_EQ(allocations_in([&] { pool.parallel_for(64, body); }), 0);
+  EXPECT_EQ(sum.load(), 2 * 64 * 10);
+}
+
+TEST(CpuBackendAlloc, WarmDecodeStepsAndVerificationPassesAllocateNothing) {
+  const auto dir = std::filesystem::temp_directory_path() / ("spw_cpu_alloc_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "tiny.gguf").string();
+  TinyLlamaSpec spec;
+  spec.context = 256;
+  write_tiny_llama(file, spec);
+  auto m = load_model(file, {.threads = 2});
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  std::vector<int32_t> prompt(40);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(10 + i);
+  const std::vector<int32_t> chain{5, 6, 7, 8}, tree{9, 10, 11, 12}, parents{-1, 0, 0, 1};
+  auto step = [&](std::span<const int32_t> tokens, std::span<const int32_t> par) {
+    SeqInput in{s, tokens, par};
+    m->forward(std::span(&in, 1), logits);
+  };
+  // Warm-up: the prompt (cache capacity 40), one step (capacity 80), a chain and a tree.
+  step(prompt, {});
+  const int32_t one = 3;
+  step(std::span(&one, 1), {});
+  for (int r = 0; r < 3; ++r) {
+    step(chain, {});
+    m->rollback(s, 41);
+    step(tree, parents);
+    m->rollback(s, 41);
+  }
+  // Within the capacity: steps, verification passes and rollbacks allocate nothing.
+  const long n = allocations_in([&] {
+    for (int r = 0; r < 5; ++r) {
+      step(std::span(&one, 1), {});
+      step(chain, {});
+      m->rollback(s, m->cached_tokens(s) - 2);
+      step(tree, parents);
+      m->rollback(s, m->cached_tokens(s) - 3);
+    }
+  });
+  EXPECT_EQ(n, 0);
+  EXPECT_LT(m->cached_tokens(s), 80);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace

@@ -62,9 +62,11 @@ void ThreadPool::claim_chunks(uint32_t generation) {
   for (;;) {
     if (generation_of(s) != generation) return;
     const uint32_t chunk = static_cast<uint32_t>(s);
-    if (static_cast<int>(chunk) >= chunks_) return;  // kClosed: the job is over, whatever chunks_ says
+    // Before the claim, chunks_ may be the next job's (being written): a relaxed atomic read,
+    // only a hint; the CAS decides. kClosed is above any count: the job is over.
+    if (static_cast<int>(chunk) >= chunks_.load(std::memory_order_relaxed)) return;
     if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-    const int n = n_, parts = chunks_;
+    const int n = n_, parts = chunks_.load(std::memory_order_relaxed);  // this job's: it cannot have ended
     const int begin = static_cast<int>(static_cast<long long>(n) * chunk / parts);
     const int end = static_cast<int>(static_cast<long long>(n) * (chunk + 1) / parts);
     (*fn_)(begin, end);
@@ -100,7 +102,8 @@ void ThreadPool::parallel_for(int n, RangeFn fn) {
   }
   fn_ = &fn;
   n_ = n;
-  chunks_ = std::min(n, size() * kChunksPerThread);
+  const int chunks = std::min(n, size() * kChunksPerThread);
+  chunks_.store(chunks, std::memory_order_relaxed);
   done_chunks_.store(0, std::memory_order_relaxed);
   ++generation_;
   state_.store(uint64_t{generation_} << 32);  // publishes the job (seq_cst)
@@ -110,7 +113,7 @@ void ThreadPool::parallel_for(int n, RangeFn fn) {
   }
   claim_chunks(generation_);
   // Every chunk is claimed; wait for the ones other threads are still running.
-  spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == chunks_; }, std::chrono::microseconds(0));
+  spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == chunks; }, std::chrono::microseconds(0));
   state_.store((uint64_t{generation_} << 32) | kClosed);  // before the next call rewrites the job
 }
 

@@ -65,9 +65,13 @@ class ThreadPool {
   // (generation << 32) | next unclaimed chunk of the current job.
   std::atomic<uint64_t> state_{0};
   std::atomic<int> done_chunks_{0};
-  // The current job; written by parallel_for before it publishes the generation.
+  // The current job; written by parallel_for before it publishes the generation. A claim reads
+  // fn_ and n_ only after its CAS succeeded (synchronised by state_); chunks_ is also read before
+  // the claim, while parallel_for may be writing the next job's: an atomic (relaxed), so that
+  // read is a stale or fresh hint, not a data race (ThreadSanitizer reported the plain int).
   const RangeFn* fn_ = nullptr;
-  int n_ = 0, chunks_ = 0;
+  int n_ = 0;
+  std::atomic<int> chunks_{0};
   uint32_t generation_ = 0;
 
   std::mutex mu_;

@@ -2,21 +2,16 @@
 // and build can run: against an fp64 reference over shapes that exercise every remainder
 // (rows not a multiple of the row block, tokens not a multiple of the token block, columns
 // not a multiple of the vector width), bias and accumulate; batch invariance (a token's
-// outputs are bit-identical whatever T, token block and row range); bad ISA names. And the
-// thread pool that splits the rows: every index exactly once, over many back-to-back calls
-// and after the workers have gone to sleep. Encoded weights (every GGUF tensor type,
-// dequantised on the fly): bit-identical to the product over dequantize()'s fp32 values on
-// every instruction set, and their argument checks. The vectorised softmax and SiLU gate
-// against fp64.
-#include <atomic>
+// outputs are bit-identical whatever T, token block and row range); bad ISA names. Encoded
+// weights (every GGUF tensor type, dequantised on the fly): bit-identical to the product over
+// dequantize()'s fp32 values on every instruction set, and their argument checks. The
+// vectorised softmax and SiLU gate against fp64. (The thread pool: test_thread_pool.cpp.)
 #include <cmath>
-#include <thread>
 
 #include "runtime/cpu_matmul.h"
 #include "runtime/dequant.h"
 #include "runtime/gguf_writer.h"
 #include "runtime/llama_weights.h"
-#include "runtime/thread_pool.h"
 #include "tests/common/helpers.h"
 
 using namespace spw;
@@ -338,76 +333,6 @@ TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {
   EXPECT_THROW_MSG(matmul_rows_isa("sse9", a, 0, 1), "isa = sse9: unknown");
   for (const char* isa : {"avx512", "avx2"})
     if (!matmul_isa_supported(isa)) EXPECT_THROW_MSG(matmul_rows_isa(isa, a, 0, 1), "not supported");
-}
-
-TEST(ThreadPool, EveryIndexExactlyOnceOverManyCalls) {
-  for (int threads : {1, 2, 3, 5}) {
-    ThreadPool pool(threads);
-    EXPECT_EQ(pool.size(), threads);
-    for (int n : {0, 1, 2, 3, 7, 64, 1001}) {
-      for (int rep = 0; rep < 200; ++rep) {
-        std::vector<std::atomic<int>> hits(n);
-        pool.parallel_for(n, [&](int b, int e) {
-          ASSERT_LT(b, e);
-          for (int i = b; i < e; ++i) hits[i].fetch_add(1);
-        });
-        for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n << " i " << i;
-      }
-    }
-  }
-}
-
-// A job with few chunks followed at once by one with many: a worker still finishing its claim
-// loop of the first must not claim a chunk of it against the second's chunk count (that ran
-// a chunk twice and left the caller waiting for a count it had passed: a hang).
-TEST(ThreadPool, SmallJobThenLargeJobRunsEveryIndexOnce) {
-  for (int threads : {2, 3}) {
-    ThreadPool pool(threads);
-    std::vector<std::atomic<int>> hits(64);
-    for (int rep = 0; rep < 200000; ++rep) {
-      const int n = rep % 2 ? 64 : 2;
-      for (int i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
-      pool.parallel_for(n, [&](int b, int e) {
-        for (int i = b; i < e; ++i) hits[i].fetch_add(1);
-      });
-      for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " rep " << rep << " i " << i;
-    }
-  }
-}
-
-TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
-  ThreadPool pool(3);
-  for (int rep = 0; rep < 5; ++rep) {
-    std::this_thread::sleep_for(ThreadPool::kSpin * 4);  // past the spin: every worker sleeps
-    std::atomic<int> sum{0};
-    pool.parallel_for(300, [&](int b, int e) {
-      for (int i = b; i < e; ++i) sum.fetch_add(i);
-    });
-    EXPECT_EQ(sum.load(), 299 * 300 / 2);
-  }
-}
-
-TEST(ThreadPool, WaitsForEveryChunkEvenWhenOneIsSlow) {
-  ThreadPool pool(2);
-  for (int rep = 0; rep < 3; ++rep) {
-    std::atomic<int> done{0};
-    pool.parallel_for(2, [&](int b, int) {
-      if (b == 1) std::this_thread::sleep_for(ThreadPool::kSpin * 5);  // outlasts every spin
-      done.fetch_add(1);
-    });
-    EXPECT_EQ(done.load(), 2);
-  }
-}
-
-TEST(ThreadPool, CallerDoesTheWorkWhenWorkersAreBusyElsewhere) {
-  // More threads than cores and every worker asleep: the call still completes, whoever runs it.
-  ThreadPool pool(8);
-  std::this_thread::sleep_for(ThreadPool::kSpin * 4);
-  std::vector<std::atomic<int>> hits(50);
-  pool.parallel_for(50, [&](int b, int e) {
-    for (int i = b; i < e; ++i) hits[i].fetch_add(1);
-  });
-  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
 }
 
 }  // namespace

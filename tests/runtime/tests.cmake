@@ -25,3 +25,28 @@ add_test(NAME runtime_gguf_fuzz
                  ${PROJECT_BINARY_DIR}/gguf_fuzz)
 set_tests_properties(runtime_gguf_fuzz PROPERTIES LABELS cpu TIMEOUT 600
                      PASS_REGULAR_EXPRESSION "fuzz ok" SKIP_REGULAR_EXPRESSION "SKIP:")
+
+# The thread pool's tests again, built with ThreadSanitizer: it checks the pool's memory
+# orderings (a claim, the job description, the completion count) on every run instead of
+# hoping a stress test observes a reordering. Left out when the compiler cannot build with it,
+# or when the whole build already uses a sanitizer (they do not combine).
+include(CheckCXXSourceCompiles)
+set(CMAKE_REQUIRED_FLAGS -fsanitize=thread)
+set(CMAKE_REQUIRED_LINK_OPTIONS -fsanitize=thread)
+check_cxx_source_compiles("int main() { return 0; }" SPW_HAVE_TSAN)
+unset(CMAKE_REQUIRED_FLAGS)
+unset(CMAKE_REQUIRED_LINK_OPTIONS)
+if(SPW_HAVE_TSAN AND NOT CMAKE_CXX_FLAGS MATCHES "-fsanitize")
+  add_executable(test_thread_pool_tsan ${CMAKE_CURRENT_LIST_DIR}/test_thread_pool.cpp
+                                       ${PROJECT_SOURCE_DIR}/runtime/thread_pool.cpp)
+  target_include_directories(test_thread_pool_tsan PRIVATE ${PROJECT_SOURCE_DIR})
+  target_compile_options(test_thread_pool_tsan PRIVATE -fsanitize=thread -g -O1)
+  target_link_options(test_thread_pool_tsan PRIVATE -fsanitize=thread)
+  target_link_libraries(test_thread_pool_tsan PRIVATE GTest::gtest_main Threads::Threads)
+  add_test(NAME runtime_thread_pool_tsan COMMAND test_thread_pool_tsan)
+  # A report fails the test (exit code 66); a kernel whose address-space layout this TSan
+  # runtime cannot map skips it.
+  set_tests_properties(runtime_thread_pool_tsan PROPERTIES LABELS cpu TIMEOUT 600
+                       ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:exitcode=66"
+                       SKIP_REGULAR_EXPRESSION "ThreadSanitizer: unexpected memory mapping")
+endif()

@@ -1,8 +1,8 @@
 // CUDA backend against the CPU backend on tiny random models, fp16 and bf16 (skipped without a
 // usable GPU): greedy decoding for 64 steps, chain and tree forwards, rollback and keep_tokens,
 // batches of sequences of different lengths (decode_attention and tree_attention paths),
-// prefill over several passes, bad input rejected as the CPU backend rejects it, and CUDA
-// graphs against plain launches.
+// prefill over several passes, bad input rejected as the CPU backend rejects it, CUDA graphs
+// against plain launches, and (on spw-sim) no allocation in warm passes.
 #include <cmath>
 #include <cstring>
 
@@ -515,6 +515,53 @@ TEST_P(CudaVsCpu, CudaGraphsGiveTheBitsOfPlainLaunches) {
   EXPECT_EQ(none.replays + none.captures, 0);
   EXPECT_THROW(cuda_graph_stats(*load_model(models_->qwen2)), Error);
 }
+
+// Warm passes allocate no device or pinned memory (a cudaMalloc / cudaHostAlloc would also
+// synchronise the device): after one round of every kind of pass (decode steps through
+// forward, forward_argmax, forward_topk, forward_view and forward_view_topk, a tree and
+// keep_tokens, a chain and rollback, a batch of two lengths), later rounds of the same shapes
+// call neither, with CUDA graphs and with plain launches. Each round ends where it started
+// (rollback), so no buffer has a reason to grow. Counted through spw-sim's hooks: built in the
+// sim twin of this file only (sim.DTypes/CudaVsCpu.*).
+#if defined(SPW_SIM)
+TEST_P(CudaVsCpu, WarmPassesAllocateNoDeviceOrPinnedMemory) {
+  SPW_REQUIRE_GPU();
+  for (int graph_tokens : {0, 8}) {
+    CudaBackendOptions o{.dtype = GetParam(), .page_size = 4, .max_forward_tokens = 16};
+    o.cuda_graph_tokens = graph_tokens;
+    auto gpu = test::cuda_model(models_->qwen2, o);
+    const int s0 = gpu->create_sequence(), s1 = gpu->create_sequence();
+    std::vector<float> logits;
+    std::vector<int32_t> tokens;
+    std::vector<TopToken> top;
+    gpu->forward(std::vector<SeqInput>{{s0, kPrompt, {}}, {s1, kFive, {}}}, logits);
+    const int len0 = gpu->cached_tokens(s0), len1 = gpu->cached_tokens(s1);
+    const std::vector<int32_t> tree{5, 6, 7, 8, 9}, tree_parents{-1, 0, 0, 1, 3}, keep{0, 1, 3};
+    auto round = [&](int r) {
+      const std::vector<int32_t> one{20 + r};
+      const std::vector<SeqInput> step{{s0, one, {}}};
+      gpu->forward(step, logits);
+      gpu->forward_argmax(step, tokens);
+      gpu->forward_topk(step, 4, top);
+      EXPECT_EQ(gpu->forward_view(step).size(), logits.size());
+      gpu->forward_view_topk(step, 4, top);
+      const int base = gpu->cached_tokens(s0);
+      gpu->forward(std::vector<SeqInput>{{s0, tree, tree_parents, -1}}, logits);
+      gpu->keep_tokens(s0, base, keep);
+      gpu->forward(std::vector<SeqInput>{{s0, std::vector<int32_t>{11, 12, 13}, {}}}, logits);
+      gpu->rollback(s0, gpu->cached_tokens(s0) - 2);
+      gpu->forward(std::vector<SeqInput>{{s0, std::vector<int32_t>{14}, {}}, {s1, std::vector<int32_t>{15, 16, 17}, {}}},
+                   logits);
+      gpu->rollback(s0, len0);
+      gpu->rollback(s1, len1);
+    };
+    round(0);
+    const uint64_t warm = sim::allocation_calls();
+    for (int r = 1; r <= 3; ++r) round(r);
+    EXPECT_EQ(sim::allocation_calls() - warm, 0u) << "cuda_graph_tokens " << graph_tokens;
+  }
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaVsCpu, ::testing::Values(DType::f16, DType::bf16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });

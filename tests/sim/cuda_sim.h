@@ -132,6 +132,9 @@ bool claim_warp_result(unsigned epoch);
 float* warp_scratch();
 /// Clears the sticky launch error (a GPU needs a new process; the simulator's own tests don't).
 void reset_errors();
+/// cudaMalloc + cudaHostAlloc (cudaMallocHost) calls so far in this process: tests check that
+/// warm passes allocate no device or pinned memory.
+uint64_t allocation_calls();
 /// Launches `body` (one call per thread) on a grid; used by spw::launch in SPW_SIM builds.
 /// `func` (the kernel) is checked like a GPU does: dynamic shared memory over 48 KB needs its
 /// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) first.

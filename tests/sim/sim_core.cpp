@@ -503,7 +503,9 @@ cudaError_t refuse_in_capture(const char* what) {
   return set_error(cudaErrorStreamCaptureUnsupported,
                    std::string(what) + " called while a stream is being captured into a CUDA graph");
 }
+std::atomic<uint64_t> g_allocation_calls{0};
 }  // namespace
+uint64_t allocation_calls() { return g_allocation_calls.load(); }
 }  // namespace spw::sim
 
 // ---- CUDA runtime API ---------------------------------------------------------------------
@@ -611,6 +613,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (capturing()) return refuse_in_capture("cudaMalloc");
+  g_allocation_calls.fetch_add(1);
   // exactly `bytes` (256-byte aligned, as cudaMalloc's): under AddressSanitizer a kernel that
   // reads or writes past the end of a buffer is caught
   *p = nullptr;
@@ -625,6 +628,7 @@ cudaError_t cudaFree(void* p) {
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
   if (capturing()) return refuse_in_capture("cudaHostAlloc");
+  g_allocation_calls.fetch_add(1);
   *p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
   return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }

@@ -78,9 +78,12 @@ inline constexpr double kCostBudgetMs = 100;
 std::vector<double> measure_pass_costs(rt::Model& target, int max_n, int context = 64, int reps = 5,
                                        int32_t filler = 1);
 
+/// Why a sequence stopped (see Limits above).
 enum class StopReason { max_tokens, eos, context_limit, empty_prompt };
+/// "max_tokens", "eos", "context_limit" or "empty_prompt" (JSON output, status lines).
 const char* stop_reason_name(StopReason r);
 
+/// One sequence's output and the metrics of its run.
 struct Generation {
   std::vector<int32_t> tokens;  // generated tokens (prompt excluded)
   StopReason stop = StopReason::max_tokens;
@@ -92,6 +95,13 @@ class SpeculativeDecoder {
   /// An empty factory gives plain autoregressive decoding through the same loop.
   explicit SpeculativeDecoder(rt::Model& target, DrafterFactory drafter = {});
 
+  /// Decodes one sequence after `prompt` (prefilled in passes of the target's forward limit)
+  /// until a stop condition; the drafter (if any) is made by the factory for this sequence.
+  /// Greedy (temperature 0): the tokens equal plain greedy decoding's on the same target;
+  /// sampled: distributed exactly as the target's. Throws spw::Error naming the field for
+  /// invalid params (k, tree_width, max_tree_nodes, max_new_tokens, temperature, top_p;
+  /// DraftLength::cost without pass_costs), a prompt token outside the vocabulary, or a
+  /// drafter that proposes one.
   Generation generate(std::span<const int32_t> prompt, const GenerateParams& params);
   /// Several sequences, one target forward per step for all of them (each with its own
   /// draft length and acceptance).

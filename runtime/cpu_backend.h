@@ -18,11 +18,15 @@
 
 namespace spw::rt {
 
+/// Options of make_cpu_model.
 struct CpuBackendOptions {
   int threads = 0;     // 0: all hardware threads
   int max_tokens = 0;  // per-sequence cache limit; 0: the model's context length
 };
 
+/// The CPU backend over `weights` (kept in their GGUF encoding, fp32 math, KV cache fp32,
+/// multi-threaded matrix products and attention; see the file comment). Throws spw::Error
+/// naming the option if threads or max_tokens is negative.
 std::unique_ptr<Model> make_cpu_model(LlamaWeights weights, const CpuBackendOptions& options = {});
 
 }  // namespace spw::rt

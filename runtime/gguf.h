@@ -22,6 +22,7 @@ enum class GgufType : uint32_t {
   u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
   string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
 };
+/// "u8", "i8", ..., "f64" ("unknown" for a number outside the enum): used in error messages.
 const char* gguf_type_name(GgufType t);
 
 /// One metadata value. Scalars: integer types in `i` (u64 values above INT64_MAX are

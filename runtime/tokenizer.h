@@ -57,6 +57,8 @@ struct TokenizerData {
 
 class Tokenizer {
  public:
+  // Builds the lookup tables (vocabulary, merges, special tokens) from `data`; throws
+  // spw::Error for an unknown model kind or an inconsistent vocabulary.
   explicit Tokenizer(TokenizerData data);
   // Reads tokenizer.ggml.* and tokenizer.chat_template; throws spw::Error naming the key
   // that is missing or malformed.
@@ -76,8 +78,8 @@ class Tokenizer {
 
   int32_t n_vocab() const { return int32_t(data_.tokens.size()); }
   const std::string& token_text(int32_t id) const;  // vocabulary entry as stored
-  TokenType token_type(int32_t id) const;
-  std::optional<int32_t> find_token(std::string_view text) const;
+  TokenType token_type(int32_t id) const;                        // as the metadata says
+  std::optional<int32_t> find_token(std::string_view text) const;  // id of a vocabulary entry
   int32_t bos_id() const { return data_.bos_id; }
   int32_t eos_id() const { return data_.eos_id; }
   bool add_bos() const { return data_.add_bos; }

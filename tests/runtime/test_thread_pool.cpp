@@ -1,5 +1,5 @@
 // The CPU backend's thread pool (runtime/thread_pool.h): every index exactly once over many
-// back-to-back calls, a small job right after a large one (a hang once), workers that went to
+// back-to-back calls, a large job right after a small one (a hang once), workers that went to
 // sleep, a slow chunk, more threads than cores; and that what chunks write with plain stores is
 // visible to the caller when parallel_for returns, and what the caller wrote before the call to
 // every chunk. tests/runtime/tests.cmake also builds this file with ThreadSanitizer
@@ -86,7 +86,6 @@ TEST(ThreadPool, CallerDoesTheWorkWhenWorkersAreBusyElsewhere) {
   });
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
 }
-
 
 // Plain (non-atomic) data both ways: the caller's writes before the call are read by the chunks,
 // the chunks' writes are read by the caller after it; each call's values differ, so a chunk

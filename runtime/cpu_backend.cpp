@@ -43,6 +43,8 @@ struct TokenPlan {
   int pos = 0;         // RoPE position: base + depth
   int n_visible = 0;   // new tokens it attends to, itself included
   int ancestors = -1;  // tree: offset of their indices in Scratch::ancestors; chain: -1
+  int n_run = 0;       // its keys [0, n_run) are cache rows [0, n_run): the prefix, a chain's
+                       // tokens, a tree node's ancestors while they are tokens 0, 1, 2, ...
 };
 
 // One attention work item of a layer: KV head kvh, query heads h0 .. h0 + g - 1 of its group,
@@ -237,6 +239,7 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       if (in.parents.empty()) {
         sc_.depth[i] = i;
         t.n_visible = i + 1;
+        t.n_run = s.len + t.n_visible;
       } else {
         const int p = in.parents[i];
         sc_.depth[i] = p < 0 ? 0 : sc_.depth[p] + 1;
@@ -245,6 +248,9 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
         sc_.ancestors.resize(sc_.ancestors.size() + t.n_visible);
         int at = static_cast<int>(sc_.ancestors.size());
         for (int a = i; a >= 0; a = in.parents[a]) sc_.ancestors[--at] = a;
+        int run = 0;
+        while (run < t.n_visible && sc_.ancestors[t.ancestors + run] == run) ++run;
+        t.n_run = s.len + run;
       }
       t.pos = s.len + sc_.depth[i];
       plan.push_back(t);
@@ -350,8 +356,7 @@ void CpuModel::attention(int l, const float* q, float* att) {
       for (int i = 0; i < n; ++i) {
         const TokenPlan& p = plan[it.t0 + i];
         n_keys[i] = p.base + p.n_visible;
-        n_run[i] = p.ancestors < 0 ? n_keys[i] : p.base;  // a chain's keys are all cache rows in order
-        while (n_run[i] < n_keys[i] && key_row(p, n_run[i]) == n_run[i]) ++n_run[i];
+        n_run[i] = p.n_run;
         n_max = std::max(n_max, n_keys[i]);
         run_max = std::max(run_max, n_run[i]);
       }

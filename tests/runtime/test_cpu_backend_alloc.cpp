@@ -1,48 +1,22 @@
 // The CPU backend's decode steps allocate nothing on the calling thread once warm: the token
 // plan and activations live in a scratch kept between forwards, the KV cache grows by
 // doubling, and the thread pool takes its work as a non-owning RangeFn (a std::function
-// copied a large lambda to the heap on every parallel_for). This binary replaces the global
-// operator new to count the calling thread's allocations inside a window. (Worker threads'
-// one-time growth of their thread-local score rows is not counted.)
+// copied a large lambda to the heap on every parallel_for). The count is the calling thread's
+// allocations inside a window (tests/common/count_allocations.h); worker threads' one-time
+// growth of their thread-local score rows is not counted.
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
-#include <new>
 
 #include "runtime/gguf_writer.h"
 #include "runtime/model_loader.h"
 #include "runtime/thread_pool.h"
+#include "tests/common/count_allocations.h"
 #include "tests/common/helpers.h"
 
-namespace {
-thread_local bool counting = false;
-std::atomic<long> allocations{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (counting) allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-
 using namespace spw::rt;
+using spw::test::allocations_in;
 
 namespace {
-
-// Allocations made by the calling thread while f runs.
-template <class F>
-long allocations_in(F&& f) {
-  const long before = allocations.load();
-  counting = true;
-  f();
-  counting = false;
-  return allocations.load() - before;
-}
 
 TEST(CpuBackendAlloc, TheCounterSeesAnAllocation) {
   EXPECT_GE(allocations_in([] {

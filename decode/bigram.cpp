@@ -288,6 +288,13 @@ void NextTokens::clear() {
   rows_.clear();
 }
 
+void NextTokens::reserve(size_t tokens) {
+  if (!recycle_) return;
+  const size_t vocab = static_cast<size_t>(table_->vocab_size());
+  if (row_of_.empty()) row_of_.assign(vocab, -1);
+  rows_.reserve(std::min(vocab, tokens) * static_cast<size_t>(width_));
+}
+
 void bigram_fill(const NextTokens& table, int32_t last, int k, Draft& out, float min_p) {
   double p = 1.0;
   while (static_cast<int>(out.tokens.size()) < k) {
@@ -311,27 +318,24 @@ BigramDrafter::BigramDrafter(std::shared_ptr<const BigramTable> table, float min
   SPW_CHECK_ARG(min_p >= 0.f && min_p <= 1.f, "BigramDrafter", "min_p", min_p, "must be in [0, 1]");
 }
 
-Draft BigramDrafter::propose(std::span<const int32_t> context, int k) {
-  Draft d;
-  if (context.empty() || k <= 0) return d;
-  bigram_fill(next_, context.back(), k, d, min_p_);
-  return d;
+void BigramDrafter::propose_into(std::span<const int32_t> context, int k, Draft& out) {
+  out.clear();
+  if (context.empty() || k <= 0) return;
+  bigram_fill(next_, context.back(), k, out, min_p_);
 }
 
-std::vector<Draft> BigramDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
-  std::vector<Draft> out;
-  if (context.empty() || k <= 0) return out;
+void BigramDrafter::propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) {
+  out.clear();
+  if (context.empty() || k <= 0) return;
   const auto first = next_.next(context.back());
   for (int j = 0; j < width && j < static_cast<int>(first.size()); ++j) {
     if (std::any_of(first.begin(), first.begin() + j, [&](const auto& e) { return e.token == first[j].token; }))
       continue;  // (an observed row pads with its first token when the table is short)
-    Draft d;
+    Draft& d = out.add();
     d.push(first[j].token, next_.source(), first[j].prob);
     bigram_fill(next_, first[j].token, j == 0 ? k : std::min(k, alternative_length(next_.recycling())), d,
                 min_p_);
-    out.push_back(std::move(d));
   }
-  return out;
 }
 
 }  // namespace spw::decode

@@ -101,6 +101,11 @@ class NextTokens {
   void observe(int32_t prev, std::span<const TopToken> next);
   /// Forgets every observation.
   void clear();
+  /// Recycling: room for the rows of min(vocab, `tokens`) distinct observed tokens, so that
+  /// observing allocates nothing below that (past it, the rows grow by doubling). Each pass
+  /// observes its pending token and its draft's, so a text of n tokens usually touches fewer
+  /// than n distinct ones.
+  void reserve(size_t tokens);
   size_t observed_rows() const { return rows_.size() / static_cast<size_t>(width_); }
 
  private:
@@ -119,11 +124,12 @@ class BigramDrafter final : public Drafter {
  public:
   explicit BigramDrafter(std::shared_ptr<const BigramTable> table, float min_p = 0.f, bool recycle = false);
   std::string name() const override { return next_.source(); }
-  Draft propose(std::span<const int32_t> context, int k) override;
+  void propose_into(std::span<const int32_t> context, int k, Draft& out) override;
   /// Branches on the table's top_k candidates at the first position: the first continued to k
   /// tokens, the others to alternative_length().
-  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
+  void propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) override;
   void reset() override { next_.clear(); }
+  void reserve(size_t max_tokens) override { next_.reserve(max_tokens); }
   int wants_target_topk() const override { return next_.recycling() ? kRecycleTopK : 0; }
   void observe_target(int32_t token, std::span<const TopToken> next) override { next_.observe(token, next); }
   const NextTokens* next_tokens() const override { return &next_; }

@@ -54,6 +54,15 @@ void Cascade::reset() {
   for (auto& p : parts_) p.drafter->reset();
 }
 
+void Cascade::reserve(size_t max_tokens) {
+  ctx_.reserve(max_tokens);
+  part_.reserve(kMaxDraftTokens);
+  has_row_.reserve(kMaxDraftTokens);
+  if (reviewer_) reviewer_->reserve(max_tokens);
+  if (lower_) lower_->reserve(max_tokens);
+  for (auto& p : parts_) p.drafter->reserve(max_tokens);
+}
+
 void Cascade::collect_costs(std::vector<DraftCost>& out) const {
   if (reviewer_) reviewer_->collect_costs(out);
   if (lower_) lower_->collect_costs(out);
@@ -71,17 +80,20 @@ void Cascade::observe_target(int32_t token, std::span<const TopToken> next) {
   for (auto& p : parts_) p.drafter->observe_target(token, next);
 }
 
-Draft Cascade::propose(std::span<const int32_t> context, int k) {
-  if (context.empty() || k <= 0) return {};
-  return vertical_ ? propose_vertical(context, k) : propose_horizontal(context, k);
+void Cascade::propose_into(std::span<const int32_t> context, int k, Draft& out) {
+  out.clear();
+  if (context.empty() || k <= 0) return;
+  ctx_.assign(context.begin(), context.end());  // grows by the draft
+  if (vertical_) propose_vertical(k, out);
+  else propose_horizontal(k, out);
 }
 
-Draft Cascade::propose_vertical(std::span<const int32_t> context, int k) {
-  Draft out;
-  std::vector<int32_t> ctx(context.begin(), context.end());
+void Cascade::propose_vertical(int k, Draft& out) {
+  auto& ctx = ctx_;
+  Draft& low = part_;
   while (static_cast<int>(out.tokens.size()) < k) {
     const int m = std::min(round_, k - static_cast<int>(out.tokens.size()));
-    Draft low = lower_->propose(ctx, m);
+    lower_->propose_into(ctx, m, low);
     if (static_cast<int>(low.tokens.size()) > m) low.tokens.resize(m);
     const auto rows = reviewer_->score(ctx, low.tokens);
     if (rows.size() != low.tokens.size() + 1) break;  // reviewer out of context
@@ -104,18 +116,18 @@ Draft Cascade::propose_vertical(std::span<const int32_t> context, int k) {
       ctx.push_back(c);
     }
   }
-  return out;
 }
 
-Draft Cascade::propose_horizontal(std::span<const int32_t> context, int k) {
-  Draft out;
-  std::vector<int32_t> ctx(context.begin(), context.end());
-  std::vector<bool> has_row;
+void Cascade::propose_horizontal(int k, Draft& out) {
+  auto& ctx = ctx_;
+  auto& has_row = has_row_;
+  has_row.clear();
+  Draft& d = part_;
   size_t vocab = 0;
   for (auto& part : parts_) {
     const int n = std::min(part.positions, k - static_cast<int>(out.tokens.size()));
     if (n <= 0) break;
-    Draft d = part.drafter->propose(ctx, n);
+    part.drafter->propose_into(ctx, n, d);
     const size_t take = std::min<size_t>(d.tokens.size(), n);
     for (size_t j = 0; j < take; ++j) {
       out.tokens.push_back(d.tokens[j]);
@@ -136,7 +148,6 @@ Draft Cascade::propose_horizontal(std::span<const int32_t> context, int k) {
         out.probs[j][out.tokens[j]] = 1.f;
       }
   }
-  return out;
 }
 
 }  // namespace spw::decode

@@ -39,7 +39,9 @@ class Cascade final : public Drafter {
   static std::unique_ptr<Cascade> horizontal(std::vector<Part> parts, std::string name = "");
 
   std::string name() const override { return name_; }
-  Draft propose(std::span<const int32_t> context, int k) override;
+  void propose_into(std::span<const int32_t> context, int k, Draft& out) override;
+  /// Passed on to every drafter of the cascade.
+  void reserve(size_t max_tokens) override;
   void reset() override;
   void collect_costs(std::vector<DraftCost>& out) const override;
   /// The most any part wants; observations go to every part (a reviewer model ignores them).
@@ -52,8 +54,8 @@ class Cascade final : public Drafter {
 
  private:
   Cascade() = default;
-  Draft propose_vertical(std::span<const int32_t> context, int k);
-  Draft propose_horizontal(std::span<const int32_t> context, int k);
+  void propose_vertical(int k, Draft& out);
+  void propose_horizontal(int k, Draft& out);
 
   bool vertical_ = false;
   std::string name_;
@@ -63,6 +65,10 @@ class Cascade final : public Drafter {
   int round_ = 4;
   std::vector<Part> parts_;
   int64_t lower_proposed_ = 0, lower_accepted_ = 0;
+  // propose_into's scratch, kept between calls: the context grown by the draft, a part's draft
+  std::vector<int32_t> ctx_;
+  Draft part_;
+  std::vector<char> has_row_;
 };
 
 /// The lenient acceptance rule of step 3 above (exposed for tests).

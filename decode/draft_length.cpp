@@ -5,7 +5,6 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <queue>
 
 #include "decode/bigram.h"
 #include "kernels/common/error.h"
@@ -26,6 +25,10 @@ double PassCostCurve::at(int n) const {
   if (size == 1) return t_[0];
   const double slope = t_[size - 1] - t_[size - 2];
   return std::max(t_[size - 1], t_[size - 1] + slope * (n - size));  // never cheaper than the last point
+}
+
+CostAwareLength::CostAwareLength(const PassCostCurve* curve) : curve_(curve) {
+  for (int h = 0; h < 2; ++h) tried_[h].reserve(kMaxDraftTokens), accepted_[h].reserve(kMaxDraftTokens);
 }
 
 double CostAwareLength::shrunk(int i, double prev) const {
@@ -74,14 +77,35 @@ void CostAwareLength::observe(int proposed, int accepted) {
   hot_ = proposed > 0 && accepted == proposed ? 1 : 0;
 }
 
-std::vector<int32_t> CostAwareTree::node_classes(const TokenTree& tree) {
+void CostAwareTree::reserve(int nodes, int grown, int depth) {
+  auto& sc = scratch_;
+  const size_t n = static_cast<size_t>(std::max(nodes, 0)) + 2;
+  const size_t g = static_cast<size_t>(std::max(grown, 0)) + 1;
+  const size_t column = static_cast<size_t>(kClasses) * static_cast<size_t>(std::max(depth, 1));
+  for (auto* v : {&sc.cls, &sc.seen, &sc.order, &sc.kid_start, &sc.kids, &sc.fill, &sc.keep, &sc.index_of}) v->reserve(n);
+  sc.p.reserve(n);
+  sc.flags.reserve(n);
+  while (sc.columns.size() < 4) sc.columns.emplace_back();
+  for (auto& c : sc.columns) c.reserve(column);
+  sc.sources.reserve(sc.columns.size());
+  sc.table_columns.reserve(column);
+  sc.cands.reserve(g * 64);
+  sc.runs.reserve(g * 4);
+  sc.rows.reserve(g);
+  sc.heap.reserve(n + 2 * g);
+  sc.added.reserve(g);
+}
+
+void CostAwareTree::classify(const TokenTree& tree) const {
   // children seen so far per parent (index parent + 1; the root is -1): each node's sibling rank
-  std::vector<int32_t> seen(static_cast<size_t>(tree.size()) + 1, 0), cls(tree.size());
+  auto& seen = scratch_.seen;
+  auto& cls = scratch_.cls;
+  seen.assign(static_cast<size_t>(tree.size()) + 1, 0);
+  cls.resize(static_cast<size_t>(tree.size()));
   for (int v = 0; v < tree.size(); ++v) {
     const int rank = seen[static_cast<size_t>(tree.parents[v] + 1)]++;
     cls[v] = node_class(rank, static_cast<size_t>(v) < tree.scores.size() ? tree.scores[v] : -1.f);
   }
-  return cls;
 }
 
 const std::string& CostAwareTree::source_of(const TokenTree& tree, int v) {
@@ -133,33 +157,45 @@ double CostAwareTree::estimate(const Counts* counts, int cls, int depth, double*
   return c;
 }
 
-CostAwareTree::Columns::Columns(const CostAwareTree& tree, const std::string& source, int depths)
-    : tree_(&tree), depths_(depths), c_(static_cast<size_t>(kClasses) * depths, -1.0) {
+CostAwareTree::Columns::Columns(const CostAwareTree& tree, const std::string& source, int depths,
+                                std::vector<double>& c)
+    : tree_(&tree), depths_(depths), c_(&c) {
+  c.assign(static_cast<size_t>(kClasses) * depths, -1.0);
   const auto it = tree.counts_.find(source);
   counts_ = it == tree.counts_.end() ? nullptr : &it->second;
 }
 
 double CostAwareTree::Columns::at(int cls, int depth) {
-  double* column = &c_[static_cast<size_t>(cls) * depths_];
+  double* column = &(*c_)[static_cast<size_t>(cls) * depths_];
   if (column[0] < 0) tree_->estimate(counts_, cls, depths_ - 1, column);
   return column[depth];
 }
 
 std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) const {
-  const auto cls = node_classes(tree);
+  return probabilities(tree);
+}
+
+const std::vector<double>& CostAwareTree::probabilities(const TokenTree& tree) const {
+  classify(tree);
+  const auto& cls = scratch_.cls;
   int depths = 1;
   for (int v = 0; v < tree.size(); ++v) depths = std::max(depths, tree.depths[v] + 1);
   // c per (source, class) for every depth (a tree holds a few sources and classes, and this runs
   // twice a step on up to 128 nodes); the node before usually has the same source
-  std::vector<std::pair<const std::string*, Columns>> sources;
+  auto& sources = scratch_.sources;
+  sources.clear();
   size_t last = 0;
-  std::vector<double> p(tree.size());
+  auto& p = scratch_.p;
+  p.resize(static_cast<size_t>(tree.size()));
   for (int v = 0; v < tree.size(); ++v) {
     const std::string& name = source_of(tree, v);
     if (last >= sources.size() || *sources[last].first != name) {
       last = 0;
       while (last < sources.size() && *sources[last].first != name) ++last;
-      if (last == sources.size()) sources.emplace_back(&name, Columns(*this, name, depths));
+      if (last == sources.size()) {
+        if (scratch_.columns.size() == last) scratch_.columns.emplace_back();
+        sources.emplace_back(&name, Columns(*this, name, depths, scratch_.columns[last]));
+      }
     }
     p[v] = (tree.parents[v] < 0 ? 1.0 : p[tree.parents[v]]) * sources[last].second.at(cls[v], tree.depths[v]);
   }
@@ -168,20 +204,30 @@ std::vector<double> CostAwareTree::node_probabilities(const TokenTree& tree) con
 
 TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes,
                               int max_depth) const {
+  TokenTree out;
+  grow(base, last, table, max_nodes, max_depth, out);
+  return out;
+}
+
+void CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes, int max_depth,
+                         TokenTree& out) const {
   SPW_CHECK_ARG(max_nodes >= 0 && max_nodes <= kMaxTreeTokens, "CostAwareTree::grow", "max_nodes", max_nodes,
                 fmt::format("must be in [0, {}]", kMaxTreeTokens));
+  SPW_CHECK(&out != &base, "CostAwareTree::grow: out must not be base");
+  auto& sc = scratch_;
   const int nb = base.size();
-  const auto p_base = node_probabilities(base);
+  const auto& p_base = probabilities(base);
   // base's children per parent (CSR over parent + 1; the root is -1), in index order
-  std::vector<int32_t> kid_start(static_cast<size_t>(nb) + 2, 0), kids(static_cast<size_t>(nb));
+  auto& kid_start = sc.kid_start;
+  auto& kids = sc.kids;
+  kid_start.assign(static_cast<size_t>(nb) + 2, 0);
+  kids.resize(static_cast<size_t>(nb));
   for (int v = 0; v < nb; ++v) ++kid_start[static_cast<size_t>(base.parents[v] + 2)];
   for (size_t i = 1; i < kid_start.size(); ++i) kid_start[i] += kid_start[i - 1];
-  {
-    std::vector<int32_t> fill(kid_start.begin(), kid_start.end() - 1);
-    for (int v = 0; v < nb; ++v) kids[static_cast<size_t>(fill[static_cast<size_t>(base.parents[v] + 1)]++)] = v;
-  }
+  sc.fill.assign(kid_start.begin(), kid_start.end() - 1);
+  for (int v = 0; v < nb; ++v) kids[static_cast<size_t>(sc.fill[static_cast<size_t>(base.parents[v] + 1)]++)] = v;
   const std::string source = table.source();
-  Columns table_c(*this, source, std::max(max_depth, 1));  // c of the table's candidates
+  Columns table_c(*this, source, std::max(max_depth, 1), sc.table_columns);  // c of the table's candidates
 
   // A taken node is named by a ref: base node b: b; added node a: -2 - a; the root: -1. Below
   // each taken node, its table row's candidates (not already base children) in the order of
@@ -189,35 +235,22 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
   // candidates of one class (one c each): that order is the runs merged by c, ties to the earlier
   // run. Only a row's best untaken candidate waits in the heap (the next follows when it is
   // taken), so a step pushes O(nodes taken), not O(nodes x row width).
-  struct Run {
-    double c;
-    int pos, end;  // its untaken candidates in `cands`
-  };
-  struct Row {
-    int parent, depth;  // ref of the node it hangs below; the candidates' depth
-    double p_parent;
-    int run_begin, run_end;  // its runs in `runs`
-  };
-  std::vector<BigramTable::Entry> cands;
-  std::vector<Run> runs;
-  std::vector<Row> rows;
+  auto& cands = sc.cands;
+  auto& runs = sc.runs;
+  auto& rows = sc.rows;
+  auto& heap = sc.heap;  // a max-heap by Item::operator< (std::push_heap / pop_heap)
+  cands.clear();
+  runs.clear();
+  rows.clear();
+  heap.clear();
   cands.reserve(static_cast<size_t>(max_nodes + 1) * 16);
   runs.reserve(static_cast<size_t>(max_nodes + 1) * 4);
   rows.reserve(static_cast<size_t>(max_nodes + 1));
-  struct Item {
-    double p;
-    int64_t order;  // push order (base nodes: 0): ties go to base nodes, then to the earlier push
-    int node;       // base node, or -1: the head of run `run` of row `row`
-    int row, run;
-    bool operator<(const Item& o) const {  // (priority_queue: the largest on top)
-      if (p != o.p) return p < o.p;
-      if (order != o.order) return order > o.order;
-      return node > o.node;
-    }
+  heap.reserve(static_cast<size_t>(nb + 2 * max_nodes + 2));
+  auto push = [&](const Item& item) {
+    heap.push_back(item);
+    std::push_heap(heap.begin(), heap.end());
   };
-  std::vector<Item> heap_storage;
-  heap_storage.reserve(static_cast<size_t>(nb + 2 * max_nodes + 2));
-  std::priority_queue<Item> heap(std::less<Item>(), std::move(heap_storage));
   int64_t pushes = 0;
   auto push_candidate = [&](int row) {  // the row's best untaken candidate, if any
     const Row& r = rows[static_cast<size_t>(row)];
@@ -226,7 +259,7 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
       const Run& run = runs[static_cast<size_t>(u)];
       if (run.pos < run.end && (best < 0 || run.c > runs[static_cast<size_t>(best)].c)) best = u;
     }
-    if (best >= 0) heap.push({r.p_parent * runs[static_cast<size_t>(best)].c, ++pushes, -1, row, best});
+    if (best >= 0) push({r.p_parent * runs[static_cast<size_t>(best)].c, ++pushes, -1, row, best});
   };
   // Everything below a node just taken (ref, P, depth, token): its base children and its table row.
   auto expand = [&](int ref, double p, int depth, int32_t token) {
@@ -236,7 +269,7 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
       kb += kid_start[static_cast<size_t>(ref + 1)];
       ke = kids.data() + kid_start[static_cast<size_t>(ref + 2)];
     }
-    for (const int32_t* c = kb; c != ke; ++c) heap.push({p_base[*c], 0, *c, -1, 0});
+    for (const int32_t* c = kb; c != ke; ++c) push({p_base[*c], 0, *c, -1, 0});
     if (depth + 1 >= max_depth) return;
     const int run_begin = static_cast<int>(runs.size());
     int cls_before = -1;
@@ -254,17 +287,15 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
     push_candidate(static_cast<int>(rows.size()) - 1);
   };
 
-  struct Added {
-    int parent;  // ref
-    BigramTable::Entry entry;
-    int depth;
-  };
-  std::vector<Added> added;
-  std::vector<char> taken_base(static_cast<size_t>(nb), 0);
+  auto& added = sc.added;
+  added.clear();
+  auto& taken_base = sc.flags;
+  taken_base.assign(static_cast<size_t>(nb), 0);
   expand(-1, 1.0, -1, last);
   for (int taken = 0; taken < max_nodes && !heap.empty(); ++taken) {
-    const Item it = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end());
+    const Item it = heap.back();
+    heap.pop_back();
     if (it.node >= 0) {
       taken_base[static_cast<size_t>(it.node)] = 1;
       expand(it.node, it.p, base.depths[it.node], base.tokens[it.node]);
@@ -277,11 +308,13 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
     expand(-2 - static_cast<int>(added.size() - 1), it.p, r.depth, entry.token);  // (may move rows)
   }
 
-  std::vector<int32_t> keep;
+  auto& keep = sc.keep;
+  keep.clear();
   for (int v = 0; v < nb; ++v)
     if (taken_base[static_cast<size_t>(v)]) keep.push_back(v);
-  TokenTree out = subtree(base, keep);
-  std::vector<int32_t> index_of(static_cast<size_t>(nb), -1);
+  subtree(base, keep, out);
+  auto& index_of = sc.index_of;
+  index_of.assign(static_cast<size_t>(nb), -1);
   for (size_t i = 0; i < keep.size(); ++i) index_of[static_cast<size_t>(keep[i])] = static_cast<int32_t>(i);
   const int first_added = out.size();
   for (const Added& a : added) {
@@ -293,18 +326,24 @@ TokenTree CostAwareTree::grow(const TokenTree& base, int32_t last, const NextTok
     out.sources.push_back(source);
     out.scores.push_back(a.entry.prob);
   }
-  return out;
 }
 
 std::vector<int32_t> CostAwareTree::choose(const TokenTree& tree) const {
+  std::vector<int32_t> out;
+  choose(tree, out);
+  return out;
+}
+
+void CostAwareTree::choose(const TokenTree& tree, std::vector<int32_t>& order) const {
   const int n = tree.size();
-  if (n == 0) return {};
-  const auto p = node_probabilities(tree);
-  std::vector<int32_t> order(n);
+  order.clear();
+  if (n == 0) return;
+  const auto& p = probabilities(tree);
+  order.resize(static_cast<size_t>(n));
   for (int v = 0; v < n; ++v) order[v] = v;
   // P(child) < P(parent) (every c < 1) and ties go to the lower index, so a prefix of this
-  // order always holds each kept node's parent.
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  // order always holds each kept node's parent. (A stable sort's order, without its buffer.)
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
   int best_n = 1;
   double best = -1.0, expected = 1.0;
   for (int i = 0; i < n; ++i) {
@@ -314,12 +353,13 @@ std::vector<int32_t> CostAwareTree::choose(const TokenTree& tree) const {
   }
   order.resize(best_n);
   std::sort(order.begin(), order.end());
-  return order;
 }
 
 void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> accepted_path) {
-  const auto cls = node_classes(tree);
-  std::vector<char> accepted(tree.size(), 0);
+  classify(tree);
+  const auto& cls = scratch_.cls;
+  auto& accepted = scratch_.flags;
+  accepted.assign(static_cast<size_t>(tree.size()), 0);
   for (int32_t v : accepted_path) {
     SPW_CHECK(v >= 0 && v < tree.size(), "CostAwareTree::observe: path node {} outside the tree of {} nodes", v,
               tree.size());
@@ -330,7 +370,16 @@ void CostAwareTree::observe(const TokenTree& tree, std::span<const int32_t> acce
     max_depth = std::max(max_depth, tree.depths[v]);
     const int parent = tree.parents[v];
     if (parent >= 0 && !accepted[parent]) continue;  // never verified: its parent was rejected
-    Counts& c = counts_[source_of(tree, v)];
+    const std::string& source = source_of(tree, v);
+    auto found = counts_.find(source);
+    if (found == counts_.end()) {  // a new source: its counts with room for every depth
+      found = counts_.emplace(source, Counts{}).first;
+      for (auto& state : found->second.tried)
+        for (auto& depths : state) depths.reserve(kMaxDraftTokens);
+      for (auto& state : found->second.accepted)
+        for (auto& depths : state) depths.reserve(kMaxDraftTokens);
+    }
+    Counts& c = found->second;
     auto& tr = c.tried[hot_][cls[v]];
     auto& ac = c.accepted[hot_][cls[v]];
     const size_t d = static_cast<size_t>(tree.depths[v]);

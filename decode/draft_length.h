@@ -30,16 +30,16 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "decode/bigram.h"
 #include "decode/token_tree.h"
 
 namespace spw::decode {
-
-class NextTokens;
 
 /// t(n) for n = 1..size() of `costs` (any positive unit), linear beyond the last two points
 /// (constant after a single point). Throws spw::Error naming a bad value.
@@ -56,7 +56,8 @@ class PassCostCurve {
 
 class CostAwareLength {
  public:
-  explicit CostAwareLength(const PassCostCurve* curve) : curve_(curve) {}
+  /// (Its counts have room for kMaxDraftTokens positions: observing never allocates.)
+  explicit CostAwareLength(const PassCostCurve* curve);
   /// Draft length for the next step, in [min(1, k_max), k_max].
   int choose(int k_max) const;
   /// After a step that proposed `proposed` tokens, of which the first `accepted` were accepted.
@@ -82,6 +83,13 @@ class CostAwareTree {
   /// The nodes of `tree` to verify this step: ascending indices, closed under parents; at least
   /// one node when the tree has any (acceptance keeps being measured).
   std::vector<int32_t> choose(const TokenTree& tree) const;
+  /// The same into `out`. Like observe() and grow(), it works in scratch kept by this object,
+  /// so that after reserve() a decoder's step allocates nothing here.
+  void choose(const TokenTree& tree, std::vector<int32_t>& out) const;
+  /// Sizes that scratch for trees of up to `nodes` nodes (a drafter's, before pruning) and
+  /// `depth` levels, grown to at most `grown` nodes from rows of up to 64 candidates, with up to
+  /// 4 drafters' names on their nodes (more, or larger trees, grow it when first seen).
+  void reserve(int nodes, int grown, int depth);
   /// After verifying `tree` (the pruned one): `accepted_path` holds its accepted nodes, root's
   /// child first (verify_*: VerifyResult::path). Every child of the root or of an accepted node
   /// was tried; each counts as accepted or not.
@@ -99,6 +107,9 @@ class CostAwareTree {
   /// order taken (parents before children). Ties go to base's nodes, then to the earlier
   /// candidate, so the result depends only on its inputs and the counts.
   TokenTree grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes, int max_depth) const;
+  /// The same into `out` (cleared first; must not be `base`).
+  void grow(const TokenTree& base, int32_t last, const NextTokens& table, int max_nodes, int max_depth,
+            TokenTree& out) const;
 
  private:
   static constexpr double kForget = 0.9;
@@ -120,21 +131,65 @@ class CostAwareTree {
   // on first use (node_probabilities and grow read many nodes of few classes).
   class Columns {
    public:
-    Columns(const CostAwareTree& tree, const std::string& source, int depths);
+    // `c` holds the estimates ([class][depth]; -1: not estimated yet): caller-owned scratch
+    Columns(const CostAwareTree& tree, const std::string& source, int depths, std::vector<double>& c);
     double at(int cls, int depth);
 
    private:
     const CostAwareTree* tree_;
     const Counts* counts_;  // null: no counts for the source yet
     int depths_;
-    std::vector<double> c_;  // [class][depth]; -1: not estimated yet
+    std::vector<double>* c_;
   };
-  // Each node's class (its sibling rank or score bucket) and drafter name ("" where missing).
-  static std::vector<int32_t> node_classes(const TokenTree& tree);
+  // Each node's class (its sibling rank or score bucket), into scratch_.cls; drafter name ("" where missing).
+  void classify(const TokenTree& tree) const;
   static const std::string& source_of(const TokenTree& tree, int v);
+  // node_probabilities into scratch_.p (valid until the next call)
+  const std::vector<double>& probabilities(const TokenTree& tree) const;
+  // grow()'s work lists (see there)
+  struct Run {
+    double c;
+    int pos, end;  // its untaken candidates in `cands`
+  };
+  struct Row {
+    int parent, depth;  // ref of the node it hangs below; the candidates' depth
+    double p_parent;
+    int run_begin, run_end;  // its runs in `runs`
+  };
+  struct Item {
+    double p;
+    int64_t order;  // push order (base nodes: 0): ties go to base nodes, then to the earlier push
+    int node;       // base node, or -1: the head of run `run` of row `row`
+    int row, run;
+    bool operator<(const Item& o) const {  // (a max-heap: the largest on top)
+      if (p != o.p) return p < o.p;
+      if (order != o.order) return order > o.order;
+      return node > o.node;
+    }
+  };
+  struct Added {
+    int parent;  // ref
+    BigramTable::Entry entry;
+    int depth;
+  };
+  // Working memory of choose / observe / grow, kept between calls (capacity only: no state).
+  struct Scratch {
+    std::vector<int32_t> cls, seen, order, kid_start, kids, fill, keep, index_of;
+    std::vector<double> p;
+    std::deque<std::vector<double>> columns;  // one per source of a tree (a deque: stable)
+    std::vector<std::pair<const std::string*, Columns>> sources;
+    std::vector<double> table_columns;
+    std::vector<char> flags;
+    std::vector<BigramTable::Entry> cands;
+    std::vector<Run> runs;
+    std::vector<Row> rows;
+    std::vector<Item> heap;
+    std::vector<Added> added;
+  };
   const PassCostCurve* curve_;
   std::map<std::string, Counts> counts_;
   int hot_ = 0;
+  mutable Scratch scratch_;
 };
 
 }  // namespace spw::decode

@@ -17,6 +17,11 @@ namespace spw::decode {
 
 class NextTokens;
 
+/// Longest draft the decoder asks for (a chain's length, a tree's depth).
+inline constexpr int kMaxDraftTokens = 64;
+/// Most branches of a token tree (GenerateParams::tree_width).
+inline constexpr int kMaxTreeWidth = 16;
+
 /// A draft of k tokens, with the drafter's probability of each where it has one.
 struct Draft {
   std::vector<int32_t> tokens;
@@ -37,6 +42,60 @@ struct Draft {
     tokens.push_back(token);
     sources.push_back(std::move(source));
   }
+  /// Empties the draft and keeps its vectors' capacity, so that a drafter refilling the
+  /// caller's draft every step allocates nothing once the draft has been as long before
+  /// (`sources` entries are drafter names: short ones live inside the string).
+  void clear() {
+    tokens.clear();
+    probs.clear();
+    sources.clear();
+    scores.clear();
+  }
+  /// Room for `n` tokens (and their sources, scores and probability-row slots).
+  void reserve(size_t n) {
+    tokens.reserve(n);
+    probs.reserve(n);
+    sources.reserve(n);
+    scores.reserve(n);
+  }
+};
+
+/// The drafts of one token-tree proposal, in a pool the caller keeps between steps: the first
+/// size() drafts are the current proposal's; those past it keep their capacity for the next.
+class DraftSet {
+ public:
+  /// Forgets the proposal (the drafts stay allocated).
+  void clear() { size_ = 0; }
+  /// Appends an empty draft (a pooled one, cleared) and returns it; references to earlier
+  /// drafts may be invalidated.
+  Draft& add() {
+    if (size_ == pool_.size()) pool_.emplace_back();
+    Draft& d = pool_[size_++];
+    d.clear();
+    return d;
+  }
+  /// Pools at least `drafts` drafts, each with room for `tokens` tokens (the proposal stays).
+  void reserve(size_t drafts, size_t tokens) {
+    if (pool_.size() < drafts) pool_.resize(drafts);
+    for (auto& d : pool_) d.reserve(tokens);
+  }
+  /// Drops the last draft (back to the pool).
+  void pop_back() { --size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  Draft& operator[](size_t i) { return pool_[i]; }
+  const Draft& operator[](size_t i) const { return pool_[i]; }
+  Draft& back() { return pool_[size_ - 1]; }
+  std::span<Draft> drafts() { return {pool_.data(), size_}; }
+  std::span<const Draft> drafts() const { return {pool_.data(), size_}; }
+  Draft* begin() { return pool_.data(); }
+  Draft* end() { return pool_.data() + size_; }
+  const Draft* begin() const { return pool_.data(); }
+  const Draft* end() const { return pool_.data() + size_; }
+
+ private:
+  std::vector<Draft> pool_;
+  size_t size_ = 0;
 };
 
 /// Neural forward passes a drafter ran, and the standardized cost of one (for SWI).
@@ -51,14 +110,33 @@ class Drafter {
   virtual ~Drafter() = default;
   /// Short name used in metrics and config strings, e.g. "maxgram".
   virtual std::string name() const = 0;
-  /// Proposes up to k tokens continuing `context` (prompt + generated so far).
-  virtual Draft propose(std::span<const int32_t> context, int k) = 0;
+  /// Proposes up to k tokens continuing `context` (prompt + generated so far) into `out`,
+  /// which it clears first. The decoder passes the same draft every step, so a drafter that
+  /// only appends to it allocates nothing once warm (the statistical drafters do not).
+  virtual void propose_into(std::span<const int32_t> context, int k, Draft& out) = 0;
   /// Proposes up to `width` alternative drafts (each up to k tokens) for token-tree
-  /// verification. Default: the one chain from propose().
-  virtual std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) {
+  /// verification into `out`, which it clears first. Default: the one chain of propose_into().
+  virtual void propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) {
     (void)width;
-    return {propose(context, k)};
+    out.clear();
+    propose_into(context, k, out.add());
   }
+  /// propose_into() into a new draft (tests, one-off calls).
+  Draft propose(std::span<const int32_t> context, int k) {
+    Draft d;
+    propose_into(context, k, d);
+    return d;
+  }
+  /// propose_tree_into() into new drafts (tests, one-off calls).
+  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) {
+    DraftSet set;
+    propose_tree_into(context, k, width, set);
+    return {set.begin(), set.end()};
+  }
+  /// Sizes this drafter's per-sequence state for contexts of up to `max_tokens` tokens (its
+  /// draft's included), so that it does not grow during decoding (the decoder calls it once
+  /// per sequence, with what its prompt and max_new_tokens can reach). Default: nothing.
+  virtual void reserve(size_t max_tokens) { (void)max_tokens; }
   /// Forgets the sequence (a new prompt follows).
   virtual void reset() {}
   /// Appends this drafter's neural forward counts (and those of its children).

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "kernels/common/error.h"
 
@@ -15,6 +16,65 @@ uint64_t mix(uint64_t h, int32_t t) {
   return h ^ (h >> 33);
 }
 }  // namespace
+
+int32_t* NgramTable::find(uint64_t key) {
+  if (size_ == 0) return nullptr;
+  for (size_t i = home(key);; i = (i + 1) & (slots_.size() - 1)) {
+    Slot& s = slots_[i];
+    if (s.value < 0) return nullptr;
+    if (s.key == key) return &s.value;
+  }
+}
+
+int32_t NgramTable::exchange(uint64_t key, int32_t value) {
+  if (int32_t* v = find(key)) return std::exchange(*v, value);
+  if ((size_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
+  size_t i = home(key);
+  while (slots_[i].value >= 0) i = (i + 1) & (slots_.size() - 1);
+  slots_[i] = {key, value};
+  ++size_;
+  return -1;
+}
+
+void NgramTable::erase(uint64_t key) {
+  const size_t mask = slots_.size() - 1;
+  size_t hole = home(key);
+  while (slots_[hole].key != key || slots_[hole].value < 0) hole = (hole + 1) & mask;
+  // Backward shift: an entry after the hole moves into it unless its home lies cyclically in
+  // (hole, j], where a lookup reaches it without passing the hole.
+  for (size_t j = (hole + 1) & mask; slots_[j].value >= 0; j = (j + 1) & mask) {
+    const size_t h = home(slots_[j].key);
+    const bool stays = hole < j ? (h > hole && h <= j) : (h > hole || h <= j);
+    if (!stays) {
+      slots_[hole] = slots_[j];
+      hole = j;
+    }
+  }
+  slots_[hole].value = -1;
+  --size_;
+}
+
+void NgramTable::reserve(size_t entries) {
+  size_t slots = 16;
+  while (slots < entries * 2) slots *= 2;
+  if (slots > slots_.size()) rehash(slots);
+}
+
+void NgramTable::clear() {
+  for (auto& s : slots_) s.value = -1;
+  size_ = 0;
+}
+
+void NgramTable::rehash(size_t slots) {
+  std::vector<Slot> old(slots, Slot{0, -1});
+  old.swap(slots_);
+  for (const Slot& s : old) {
+    if (s.value < 0) continue;
+    size_t i = home(s.key);
+    while (slots_[i].value >= 0) i = (i + 1) & (slots - 1);
+    slots_[i] = s;
+  }
+}
 
 MaxGramDrafter::MaxGramDrafter(MaxGramOptions options, std::shared_ptr<const BigramTable> bigram, bool recycle)
     : opt_(options) {
@@ -29,10 +89,24 @@ MaxGramDrafter::MaxGramDrafter(MaxGramOptions options, std::shared_ptr<const Big
 void MaxGramDrafter::reset() {
   tokens_.clear();
   indexed_ends_ = 0;
-  const int levels = opt_.max_n - opt_.min_n + 1;
-  last_.assign(levels, {});
-  prev_.assign(levels, {});
+  const size_t levels = static_cast<size_t>(opt_.max_n - opt_.min_n + 1);
+  last_.resize(levels);  // cleared, not freed: a reset keeps what reserve() sized
+  prev_.resize(levels);
+  for (auto& t : last_) t.clear();
+  for (auto& p : prev_) p.clear();
   if (next_) next_->clear();
+}
+
+void MaxGramDrafter::reserve(size_t max_tokens) {
+  // propose_tree_into's scratch: up to 64 occurrences per n, then the table's candidates
+  const size_t occurrences = last_.size() * 64;
+  ends_.reserve(occurrences);
+  used_.reserve(occurrences);
+  firsts_.reserve(occurrences + 64);
+  tokens_.reserve(max_tokens);
+  for (auto& t : last_) t.reserve(max_tokens);
+  for (auto& p : prev_) p.reserve(max_tokens);
+  if (next_) next_->reserve(max_tokens);
 }
 
 uint64_t MaxGramDrafter::suffix_hash(size_t end, int n) const {
@@ -56,11 +130,7 @@ void MaxGramDrafter::push(int32_t token) {
       auto& prev = prev_[n - opt_.min_n];
       prev.push_back(-1);
       if (end + 1 < static_cast<size_t>(n)) continue;
-      auto [it, fresh] = last_[n - opt_.min_n].try_emplace(suffix_hash(end, n), static_cast<int32_t>(end));
-      if (!fresh) {
-        prev[end] = it->second;
-        it->second = static_cast<int32_t>(end);
-      }
+      prev[end] = last_[n - opt_.min_n].exchange(suffix_hash(end, n), static_cast<int32_t>(end));
     }
   }
 }
@@ -73,10 +143,11 @@ void MaxGramDrafter::pop() {
       auto& prev = prev_[n - opt_.min_n];
       if (end + 1 >= static_cast<size_t>(n)) {
         auto& map = last_[n - opt_.min_n];
-        auto it = map.find(suffix_hash(end, n));
-        if (it != map.end() && it->second == static_cast<int32_t>(end)) {
-          if (prev[end] >= 0) it->second = prev[end];
-          else map.erase(it);
+        const uint64_t h = suffix_hash(end, n);
+        int32_t* v = map.find(h);
+        if (v && *v == static_cast<int32_t>(end)) {
+          if (prev[end] >= 0) *v = prev[end];
+          else map.erase(h);
         }
       }
       prev.pop_back();
@@ -101,9 +172,8 @@ std::pair<int, int> MaxGramDrafter::longest_match(std::span<const int32_t> conte
   if (len < 2) return {-1, 0};
   const size_t q = len - 1;  // the query suffix ends here (not indexed itself)
   for (int n = std::min<int>(opt_.max_n, static_cast<int>(len) - 1); n >= opt_.min_n; --n) {
-    const auto& map = last_[n - opt_.min_n];
-    auto it = map.find(suffix_hash(q, n));
-    int32_t end = it == map.end() ? -1 : it->second;
+    const int32_t* found = last_[n - opt_.min_n].find(suffix_hash(q, n));
+    int32_t end = found ? *found : -1;
     const auto& prev = prev_[n - opt_.min_n];
     for (int hops = 0; end >= 0 && hops < 16; ++hops, end = prev[end])
       if (same(end, q, n)) return {end, n};
@@ -131,61 +201,56 @@ void MaxGramDrafter::fill(int end, int k, Draft& d, std::span<const int32_t> con
   }
 }
 
-Draft MaxGramDrafter::propose(std::span<const int32_t> context, int k) {
-  Draft d;
+void MaxGramDrafter::propose_into(std::span<const int32_t> context, int k, Draft& out) {
+  out.clear();
   if (context.empty() || k <= 0) {
     sync(context);
-    return d;
+    return;
   }
   const auto [end, n] = longest_match(context);
   (void)n;
-  fill(end, k, d, context);
-  return d;
+  fill(end, k, out, context);
 }
 
-std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
-  std::vector<Draft> out;
-  if (context.empty() || k <= 0) return out;
+void MaxGramDrafter::propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) {
+  out.clear();
+  if (context.empty() || k <= 0) return;
   sync(context);
   // Every confirmed earlier occurrence of a suffix, longest n first, most recent first.
-  std::vector<int32_t> ends;
+  auto& ends = ends_;
+  ends.clear();
   const size_t len = tokens_.size();
   if (len >= 2) {
     const size_t q = len - 1;
     for (int n = std::min<int>(opt_.max_n, static_cast<int>(len) - 1); n >= opt_.min_n; --n) {
-      auto it = last_[n - opt_.min_n].find(suffix_hash(q, n));
-      int32_t end = it == last_[n - opt_.min_n].end() ? -1 : it->second;
+      const int32_t* found = last_[n - opt_.min_n].find(suffix_hash(q, n));
+      int32_t end = found ? *found : -1;
       for (int hops = 0; end >= 0 && hops < 64; ++hops, end = prev_[n - opt_.min_n][end])
         if (same(end, q, n) && std::find(ends.begin(), ends.end(), end) == ends.end()) ends.push_back(end);
     }
   }
   // First the occurrences with distinct next tokens (branches at the root), then, while there is
   // room, ones that share the first token but continue differently (branches further down).
-  std::vector<int32_t> firsts;
-  std::vector<char> used(ends.size(), 0);
+  auto& firsts = firsts_;
+  firsts.clear();
+  used_.assign(ends.size(), 0);
   for (size_t i = 0; i < ends.size() && static_cast<int>(out.size()) < width; ++i) {
     const int32_t first = tokens_[ends[i] + 1];
     if (std::find(firsts.begin(), firsts.end(), first) != firsts.end()) continue;
     firsts.push_back(first);
-    used[i] = 1;
-    Draft d;
-    fill(ends[i], k, d, context);
-    out.push_back(std::move(d));
+    used_[i] = 1;
+    fill(ends[i], k, out.add(), context);
   }
   for (size_t i = 0; i < ends.size() && static_cast<int>(out.size()) < width; ++i) {
-    if (used[i]) continue;
-    Draft d;
-    fill(ends[i], k, d, context);
-    const bool fresh = std::none_of(out.begin(), out.end(), [&](const Draft& o) { return o.tokens == d.tokens; });
-    if (fresh) out.push_back(std::move(d));
+    if (used_[i]) continue;
+    fill(ends[i], k, out.add(), context);  // kept only when no earlier draft has its tokens
+    const auto& d = out.back().tokens;
+    if (std::any_of(out.begin(), out.end() - 1, [&](const Draft& o) { return o.tokens == d; })) out.pop_back();
   }
   if (out.empty()) {
-    Draft d;
-    fill(-1, k, d, context);
-    if (!d.tokens.empty()) {
-      firsts.push_back(d.tokens[0]);
-      out.push_back(std::move(d));
-    }
+    fill(-1, k, out.add(), context);
+    if (out.back().tokens.empty()) out.pop_back();
+    else firsts.push_back(out.back().tokens[0]);
   }
   // Room left and a bigram table: its other likely next tokens as further root branches, each
   // continued by the table to alternative_length() tokens (replayed on the e2e prompts,
@@ -197,13 +262,11 @@ std::vector<Draft> MaxGramDrafter::propose_tree(std::span<const int32_t> context
       if (static_cast<int>(out.size()) >= width) break;
       if (e.prob <= 0.f || std::find(firsts.begin(), firsts.end(), e.token) != firsts.end()) continue;
       firsts.push_back(e.token);
-      Draft d;
+      Draft& d = out.add();
       d.push(e.token, next_->source(), e.prob);
       bigram_fill(*next_, e.token, std::min(k, alt_length), d, opt_.bigram_min_p);
-      out.push_back(std::move(d));
     }
   }
-  return out;
 }
 
 }  // namespace spw::decode

@@ -19,12 +19,38 @@
 
 #include <memory>
 #include <optional>
-#include <unordered_map>
 
 #include "decode/bigram.h"
 #include "decode/drafter.h"
 
 namespace spw::decode {
+
+/// Max-Gram's index of one n: a hash map from an n-gram's hash to a position, by open
+/// addressing (linear probing, deletion by backward shift): no allocation per entry, and none
+/// at all below the capacity given to reserve() (it doubles at half load).
+class NgramTable {
+ public:
+  /// The value stored under `key`, or nullptr.
+  int32_t* find(uint64_t key);
+  /// Stores `value` (>= 0) under `key`; returns the value it replaces, -1 when there was none.
+  int32_t exchange(uint64_t key, int32_t value);
+  /// Removes `key` (which must be present).
+  void erase(uint64_t key);
+  /// Room for `entries` entries without growing.
+  void reserve(size_t entries);
+  void clear();
+  size_t size() const { return size_; }
+
+ private:
+  struct Slot {
+    uint64_t key;
+    int32_t value;  // -1: empty
+  };
+  size_t home(uint64_t key) const { return static_cast<size_t>(key) & (slots_.size() - 1); }
+  void rehash(size_t slots);
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
+};
 
 struct MaxGramOptions {
   int min_n = 1;  // shortest suffix that counts as a match
@@ -39,13 +65,15 @@ class MaxGramDrafter final : public Drafter {
   std::string name() const override {
     return !next_ ? "maxgram" : next_->recycling() ? "maxgram+recycle" : "maxgram+bigram";
   }
-  Draft propose(std::span<const int32_t> context, int k) override;
+  void propose_into(std::span<const int32_t> context, int k, Draft& out) override;
   /// Up to `width` distinct drafts continuing earlier occurrences of the suffix (longest match
   /// first, most recent first): first those with distinct first tokens (the tree branches at
   /// the root), then, while there is room, ones that share a first token but continue
   /// differently (branches further down); with a bigram table, the table's other likely next
   /// tokens (two-token drafts) fill the remaining branches at the root.
-  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
+  void propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) override;
+  /// Room for `max_tokens` indexed tokens: the index allocates nothing below it.
+  void reserve(size_t max_tokens) override;
   void reset() override;
   int wants_target_topk() const override { return next_ && next_->recycling() ? kRecycleTopK : 0; }
   void observe_target(int32_t token, std::span<const TopToken> next) override {
@@ -73,9 +101,12 @@ class MaxGramDrafter final : public Drafter {
   // Per n (index n - min_n): hash -> most recent end position whose n-gram is INDEXED.
   // An n-gram ending at position j is indexed once position j + 1 exists (it has a
   // continuation), so a lookup never finds the query suffix itself.
-  std::vector<std::unordered_map<uint64_t, int32_t>> last_;
+  std::vector<NgramTable> last_;
   std::vector<std::vector<int32_t>> prev_;  // per n: end position -> previous end, -1
   size_t indexed_ends_ = 0;                 // ends [0, indexed_ends_) are in the maps
+  // propose_tree_into's scratch, kept between calls
+  std::vector<int32_t> ends_, firsts_;
+  std::vector<char> used_;
 };
 
 }  // namespace spw::decode

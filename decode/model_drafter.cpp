@@ -54,12 +54,12 @@ bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_
   return true;
 }
 
-Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
-  Draft d;
-  if (context.empty() || k <= 0) return d;
+void ModelDrafter::propose_into(std::span<const int32_t> context, int k, Draft& d) {
+  d.clear();
+  if (context.empty() || k <= 0) return;
   // The last proposed token is never fed: context + k - 1 tokens must fit.
   k = std::min<int64_t>(k, static_cast<int64_t>(model_->max_tokens()) - context.size() + 1);
-  if (k <= 0) return d;
+  if (k <= 0) return;
   // Greedy drafting reads only the model's greedy token (forward_argmax), sampling its logits.
   const bool greedy = sampling_.greedy();
   std::span<const float> logits;  // the model's view (forward_view): valid until its next one
@@ -87,27 +87,25 @@ Draft ModelDrafter::propose(std::span<const int32_t> context, int k) {
     d.sources.push_back(name_);
     step.assign(1, tok);
   }
-  return d;
 }
 
-std::vector<Draft> ModelDrafter::propose_tree(std::span<const int32_t> context, int k, int width) {
-  std::vector<Draft> out;
-  if (context.empty() || k <= 0) return out;
-  std::span<const float> first;  // valid until the next forward_view (propose() below)
-  if (!feed(context, {}, 1, &first, nullptr)) return out;
+void ModelDrafter::propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) {
+  out.clear();
+  if (context.empty() || k <= 0) return;
+  std::span<const float> first;  // valid until the next forward_view (propose_into() below)
+  if (!feed(context, {}, 1, &first, nullptr)) return;
   std::vector<int32_t> order(vocab_);
   std::iota(order.begin(), order.end(), 0);
   const int alts = std::min(width, vocab_);
   std::partial_sort(order.begin(), order.begin() + alts, order.end(), [&](int32_t a, int32_t b) {
     return first[a] > first[b] || (first[a] == first[b] && a < b);
   });
-  Draft main = propose(context, k);  // reuses the cache: the first forward is one token
-  main.probs.clear();                // trees are verified with one-hot q
+  Draft& main = out.add();
+  propose_into(context, k, main);  // reuses the cache: the first forward is one token
+  main.probs.clear();              // trees are verified with one-hot q
   const int32_t head = main.tokens.empty() ? -1 : main.tokens[0];
-  out.push_back(std::move(main));
   for (int j = 0; j < alts && static_cast<int>(out.size()) < width; ++j)
-    if (order[j] != head) out.push_back(Draft{{order[j]}, {}, {name_}, {}});
-  return out;
+    if (order[j] != head) out.add().push(order[j], name_);
 }
 
 std::vector<std::vector<float>> ModelDrafter::score(std::span<const int32_t> context,

@@ -27,9 +27,9 @@ class ModelDrafter final : public Drafter {
   ~ModelDrafter() override;
 
   std::string name() const override { return name_; }
-  Draft propose(std::span<const int32_t> context, int k) override;
+  void propose_into(std::span<const int32_t> context, int k, Draft& out) override;
   /// The chain plus up to width - 1 one-token alternatives (next most likely first tokens).
-  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override;
+  void propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) override;
   void reset() override;
   void collect_costs(std::vector<DraftCost>& out) const override;
 

@@ -127,13 +127,16 @@ void sampling_probs(std::span<const float> logits, const SamplingParams& params,
   thread_local std::vector<int32_t> order;  // scratch reused across calls: no allocation per row
   thread_local std::vector<float> kept;
   order.clear();
+  if (order.capacity() < n) order.reserve(n), kept.reserve(n);  // once per thread and vocabulary
   for (size_t b = 0; b < n; b += 64) {  // blocks whose largest value is below t hold none of S
     const size_t e = std::min(n, b + 64);
     if (row_max(probs_view.subspan(b, e - b)) < t) continue;
     for (size_t i = b; i < e; ++i)
       if (probs[i] >= t) order.push_back(static_cast<int32_t>(i));
   }
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
+  // most likely first, ties in index order: a stable sort's order, without its buffer
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
   double cum = 0;
   size_t keep = 0;
   while (keep < order.size() && cum < params.top_p) cum += probs[order[keep++]];

@@ -24,13 +24,20 @@ struct SeqState {
   std::vector<int32_t> text;  // prompt + generated; text.back() is pending (not cached)
   size_t prompt_len = 0;
   std::unique_ptr<Drafter> drafter;
+  std::string drafter_name;  // drafter->name(), asked once (a cascade's is built each call)
   Rng rng;
   bool done = false;
   Generation gen;
-  // This step's draft.
+  // This step's draft and its verification: kept between steps, so that a warm step reuses
+  // their memory (with a statistical drafter a step allocates nothing).
   std::vector<int32_t> step_tokens, step_parents;
   Draft chain;
-  TokenTree tree;
+  DraftSet drafts;
+  TokenTree tree, tree_work;  // (tree_work: grow's and the cost pruning's output, then swapped in)
+  std::vector<int32_t> tree_keep;
+  VerifyResult vr;
+  std::vector<int32_t> emitted, path_tokens, keep_offsets;
+  std::vector<char> on_path;
   bool is_tree = false;
   int k_now = 0;  // this sequence's current draft length (DraftLength::adaptive)
   CostAwareLength cost_len{nullptr};  // DraftLength::cost, chains
@@ -113,6 +120,14 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     s.cost_len = CostAwareLength(&curve);
     s.cost_tree = CostAwareTree(&curve);
     s.gen.stats.target_cost = target_cost;
+    // Sized once for what the sequence can reach: its text, output, per-position and per-pass
+    // counts then never grow during decoding.
+    const size_t most_new = static_cast<size_t>(std::min(params.max_new_tokens, max_tokens));
+    s.text.reserve(std::min<size_t>(s.text.size() + most_new + 1, static_cast<size_t>(max_tokens) + 1));
+    s.gen.tokens.reserve(most_new);
+    s.gen.stats.proposed_at.reserve(kMaxDraftTokens);
+    s.gen.stats.accepted_at.reserve(kMaxDraftTokens);
+    s.gen.stats.passes_of.reserve(static_cast<size_t>(std::max(params.k, params.max_tree_nodes)) + 2);
     for (int32_t t : s.text)
       SPW_CHECK(t >= 0 && t < vocab, "{}: prompt {} has token {} outside the vocabulary ({})", where, i, t, vocab);
     if (s.text.empty()) {
@@ -131,7 +146,31 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       continue;
     }
     s.seq_id = target_.create_sequence();
-    if (factory_) s.drafter = factory_();
+    if (factory_) {
+      s.drafter = factory_();
+      s.drafter_name = s.drafter->name();
+      // what its context (text + a draft) can reach
+      s.drafter->reserve(std::min(s.text.capacity() + kMaxDraftTokens, static_cast<size_t>(max_tokens) + kMaxDraftTokens));
+      // the step's draft, tree and verification at their largest
+      const size_t depth = static_cast<size_t>(params.k), nodes = static_cast<size_t>(params.max_tree_nodes);
+      s.chain.reserve(depth);
+      if (params.tree_width > 1) {
+        s.drafts.reserve(static_cast<size_t>(params.tree_width), depth);
+        s.tree.reserve(kMaxTreeTokens);  // (growing for DraftLength::cost ranks up to this many)
+        if (by_cost) {
+          s.tree_work.reserve(kMaxTreeTokens);
+          s.tree_keep.reserve(kMaxTreeTokens);
+          s.cost_tree.reserve(kMaxTreeTokens, params.max_tree_nodes, params.k);
+        }
+        s.on_path.reserve(kMaxTreeTokens);
+        s.step_parents.reserve(kMaxTreeTokens + 1);
+      }
+      s.step_tokens.reserve(std::max(depth, params.tree_width > 1 ? nodes : 0) + 1);
+      s.vr.path.reserve(depth);
+      s.path_tokens.reserve(depth);
+      s.keep_offsets.reserve(depth + 1);
+      s.emitted.reserve(depth + 1);
+    }
     if (s.text.size() > 1)
       inputs.push_back({s.seq_id, std::span<const int32_t>(s.text.data(), s.text.size() - 1), {}, /*logits_rows=*/0});
   }
@@ -181,9 +220,17 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       if (std::find(kept.begin(), kept.end(), static_cast<int>(r)) == kept.end()) observe(r);
     for (int r : kept) observe(r);
   };
-  const auto t_loop = Clock::now();
+  // The decoding loop's own vectors at their largest: a step's rows are at most every
+  // sequence's pending token and draft (chain or tree).
+  const size_t step_rows = std::max(params.k, params.tree_width > 1 ? params.max_tree_nodes : 0) + size_t{1};
   std::vector<SeqState*> active;
   std::vector<int> kept_rows;
+  active.reserve(seqs.size());
+  inputs.reserve(seqs.size());
+  kept_rows.reserve(step_rows);
+  target_tokens.reserve(seqs.size() * step_rows);
+  if (topk > 0) top.reserve(seqs.size() * step_rows * static_cast<size_t>(topk));
+  const auto t_loop = Clock::now();
   while (true) {
     active.clear();
     inputs.clear();
@@ -206,35 +253,43 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       const int dmax = std::max(0, std::min({k, remaining - 1, room - 1}));
       s.step_tokens.assign(1, s.text.back());
       s.step_parents.clear();
-      s.chain = Draft{};
-      s.tree = TokenTree{};
+      s.chain.clear();
+      s.tree.clear();
       if (s.drafter && dmax > 0) {
         const auto t_draft = Clock::now();
         if (!s.is_tree) {
-          s.chain = s.drafter->propose(s.text, dmax);
+          s.drafter->propose_into(s.text, dmax, s.chain);
           const size_t n = std::min<size_t>(s.chain.tokens.size(), dmax);
           s.chain.tokens.resize(n);
           if (!s.chain.probs.empty()) s.chain.probs.resize(n);
-          s.chain.sources.resize(n, s.drafter->name());
+          s.chain.sources.resize(n, s.drafter_name);
           for (int32_t t : s.chain.tokens)
             SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
-                      where, s.drafter->name(), t, vocab);
+                      where, s.drafter_name, t, vocab);
           s.step_tokens.insert(s.step_tokens.end(), s.chain.tokens.begin(), s.chain.tokens.end());
         } else {
-          auto drafts = s.drafter->propose_tree(s.text, dmax, params.tree_width);
+          auto& drafts = s.drafts;
+          s.drafter->propose_tree_into(s.text, dmax, params.tree_width, drafts);
           for (auto& d : drafts) {
             if (d.tokens.size() > static_cast<size_t>(dmax)) d.tokens.resize(dmax);
-            d.sources.resize(d.tokens.size(), s.drafter->name());
+            d.sources.resize(d.tokens.size(), s.drafter_name);
             for (int32_t t : d.tokens)
               SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
-                        where, s.drafter->name(), t, vocab);
+                        where, s.drafter_name, t, vocab);
           }
           const int max_nodes = std::min(params.max_tree_nodes, room - 1);
           const NextTokens* table = by_cost && params.grow_tree ? s.drafter->next_tokens() : nullptr;
           // growing ranks all of the drafter's nodes, not only the first max_nodes
-          s.tree = build_token_tree(drafts, table ? std::min(kMaxTreeTokens, room - 1) : max_nodes);
-          if (table) s.tree = s.cost_tree.grow(s.tree, s.text.back(), *table, max_nodes, dmax);
-          if (by_cost) s.tree = subtree(s.tree, s.cost_tree.choose(s.tree));
+          build_token_tree(drafts.drafts(), table ? std::min(kMaxTreeTokens, room - 1) : max_nodes, s.tree);
+          if (table) {
+            s.cost_tree.grow(s.tree, s.text.back(), *table, max_nodes, dmax, s.tree_work);
+            std::swap(s.tree, s.tree_work);
+          }
+          if (by_cost) {
+            s.cost_tree.choose(s.tree, s.tree_keep);
+            subtree(s.tree, s.tree_keep, s.tree_work);
+            std::swap(s.tree, s.tree_work);
+          }
           s.step_parents.push_back(-1);
           for (int i = 0; i < s.tree.size(); ++i) {
             s.step_tokens.push_back(s.tree.tokens[i]);
@@ -282,12 +337,15 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       const size_t first_row = row;
       row += n;
       const int cached = static_cast<int>(s.text.size()) - 1;  // pending goes at index `cached`
-      VerifyResult vr;
-      std::vector<int32_t> emitted;
+      VerifyResult& vr = s.vr;
+      std::vector<int32_t>& emitted = s.emitted;
       kept_rows.clear();  // rows of the step whose text was kept: the root and the accepted path
       if (!s.is_tree || s.tree.size() == 0) {
-        vr = greedy ? verify_chain_greedy(tg, s.chain.tokens)
-                    : verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
+        const VerifyResult c = greedy ? verify_chain_greedy(tg, s.chain.tokens)
+                                      : verify_chain(lg, vocab, s.chain.tokens, s.chain.probs, params.sampling, s.rng);
+        vr.accepted = c.accepted;  // (field by field: vr.path keeps its capacity for tree steps)
+        vr.next_token = c.next_token;
+        vr.path.clear();
         vr.accepted = up_to_eos(std::span<const int32_t>(s.chain.tokens).first(vr.accepted));
         for (size_t i = 0; i < s.chain.tokens.size(); ++i) {
           count(st, i, s.chain.sources[i], static_cast<int>(i) < vr.accepted);
@@ -304,16 +362,15 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         for (int r = 0; r <= vr.accepted; ++r) kept_rows.push_back(r);
       } else {
         const auto tree_tokens = std::span<const int32_t>(s.step_tokens).subspan(1);
-        vr = greedy ? verify_tree_greedy(tg, tree_tokens, s.tree.parents)
-                    : verify_tree(lg, vocab, tree_tokens, s.tree.parents, params.sampling, s.rng);
-        {
-          std::vector<int32_t> path_tokens;
-          for (int32_t v : vr.path) path_tokens.push_back(s.tree.tokens[v]);
-          vr.accepted = up_to_eos(path_tokens);
-          vr.path.resize(vr.accepted);
-        }
-        std::vector<bool> on_path(s.tree.size(), false);
-        for (int32_t v : vr.path) on_path[v] = true;
+        if (greedy) verify_tree_greedy(tg, tree_tokens, s.tree.parents, vr);
+        else verify_tree(lg, vocab, tree_tokens, s.tree.parents, params.sampling, s.rng, vr);
+        s.path_tokens.clear();
+        for (int32_t v : vr.path) s.path_tokens.push_back(s.tree.tokens[v]);
+        vr.accepted = up_to_eos(s.path_tokens);
+        vr.path.resize(vr.accepted);
+        auto& on_path = s.on_path;
+        on_path.assign(s.tree.size(), 0);
+        for (int32_t v : vr.path) on_path[v] = 1;
         int max_depth = -1;
         for (int i = 0; i < s.tree.size(); ++i) {
           count(st, s.tree.depths[i], s.tree.sources[i], on_path[i]);
@@ -327,11 +384,11 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         if (by_cost) s.cost_tree.observe(s.tree, vr.path);
         // adaptive depth, as for chains: deeper after a step that accepted a deepest branch
         s.k_now = vr.accepted == max_depth + 1 ? std::min(params.k, s.k_now + 2) : std::max(1, s.k_now - 1);
-        for (int32_t v : vr.path) emitted.push_back(s.tree.tokens[v]);
+        emitted.assign(s.path_tokens.begin(), s.path_tokens.begin() + vr.accepted);
         kept_rows.push_back(0);
         for (int32_t v : vr.path) kept_rows.push_back(v + 1);
-        const auto offsets = kv_keep_offsets(vr.path);
-        target_.keep_tokens(s.seq_id, cached, offsets);
+        kv_keep_offsets(vr.path, s.keep_offsets);
+        target_.keep_tokens(s.seq_id, cached, s.keep_offsets);
       }
       st.accepted += vr.accepted;
       if (topk > 0) observe_rows(s, kept_rows, first_row, n);

@@ -30,8 +30,7 @@ class Model;
 
 namespace spw::decode {
 
-inline constexpr int kMaxDraftTokens = 64;
-inline constexpr int kMaxTreeWidth = 16;
+// kMaxDraftTokens (a chain's length, a tree's depth) and kMaxTreeWidth: decode/drafter.h
 
 /// How many tokens a drafter is asked for each step (a chain's length, a tree's depth).
 enum class DraftLength {

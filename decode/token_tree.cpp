@@ -8,9 +8,15 @@
 namespace spw::decode {
 
 TokenTree build_token_tree(const std::vector<Draft>& drafts, int max_nodes) {
+  TokenTree t;
+  build_token_tree(drafts, max_nodes, t);
+  return t;
+}
+
+void build_token_tree(std::span<const Draft> drafts, int max_nodes, TokenTree& t) {
   SPW_CHECK_ARG(max_nodes >= 0 && max_nodes <= kMaxTreeTokens, "build_token_tree", "max_nodes",
                 max_nodes, "must be in [0, 1024]");
-  TokenTree t;
+  t.clear();
   for (const auto& d : drafts) {
     int32_t cur = -1;
     for (size_t i = 0; i < d.tokens.size(); ++i) {
@@ -32,7 +38,6 @@ TokenTree build_token_tree(const std::vector<Draft>& drafts, int max_nodes) {
       cur = found;
     }
   }
-  return t;
 }
 
 void validate_parents(std::span<const int32_t> parents, int limit) {
@@ -98,19 +103,34 @@ std::vector<int32_t> path_to(std::span<const int32_t> parents, int32_t node) {
 }
 
 TokenTree subtree(const TokenTree& tree, std::span<const int32_t> keep) {
-  std::vector<int32_t> remap(tree.size(), -1);
   TokenTree t;
-  for (int32_t v : keep) {
+  subtree(tree, keep, t);
+  return t;
+}
+
+void subtree(const TokenTree& tree, std::span<const int32_t> keep, TokenTree& t) {
+  SPW_CHECK(&t != &tree, "subtree: out must not be the tree");
+  t.clear();
+  // keep is ascending and closed under parents: a kept parent's new index is found among the
+  // nodes kept before it (no remap table: nothing allocated)
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const int32_t v = keep[i];
+    SPW_CHECK(v >= 0 && v < tree.size() && (i == 0 || v > keep[i - 1]),
+              "subtree: keep[{}] = {}: must be a node of the tree, after keep[{}]", i, v, i == 0 ? 0 : i - 1);
     const int32_t p = tree.parents[v];
-    SPW_CHECK(p < 0 || remap[p] >= 0, "subtree: node {} kept without its parent {}", v, p);
-    remap[v] = t.size();
+    int32_t parent_at = -1;
+    if (p >= 0) {
+      const auto it = std::lower_bound(keep.begin(), keep.end(), p);
+      SPW_CHECK(it != keep.end() && *it == p && static_cast<size_t>(it - keep.begin()) < static_cast<size_t>(t.size()),
+                "subtree: node {} kept without its parent {}", v, p);
+      parent_at = static_cast<int32_t>(it - keep.begin());
+    }
     t.tokens.push_back(tree.tokens[v]);
-    t.parents.push_back(p < 0 ? -1 : remap[p]);
+    t.parents.push_back(parent_at);
     t.depths.push_back(tree.depths[v]);
     t.sources.push_back(v < static_cast<int32_t>(tree.sources.size()) ? tree.sources[v] : "");
     t.scores.push_back(v < static_cast<int32_t>(tree.scores.size()) ? tree.scores[v] : -1.f);
   }
-  return t;
 }
 
 TokenTree limit_depth(const TokenTree& tree, int max_depth) {
@@ -121,9 +141,14 @@ TokenTree limit_depth(const TokenTree& tree, int max_depth) {
 }
 
 std::vector<int32_t> kv_keep_offsets(std::span<const int32_t> accepted_path) {
-  std::vector<int32_t> off{0};
-  for (int32_t v : accepted_path) off.push_back(v + 1);
+  std::vector<int32_t> off;
+  kv_keep_offsets(accepted_path, off);
   return off;
+}
+
+void kv_keep_offsets(std::span<const int32_t> accepted_path, std::vector<int32_t>& out) {
+  out.assign(1, 0);
+  for (int32_t v : accepted_path) out.push_back(v + 1);
 }
 
 }  // namespace spw::decode

@@ -27,19 +27,20 @@ void check_parents(std::span<const int32_t> parents, const char* where) {
               parents[i], i);
 }
 
-// children[0] = the root's children, children[i + 1] = node i's, of a checked parent array.
-std::vector<std::vector<int32_t>> tree_children(std::span<const int32_t> parents) {
-  std::vector<std::vector<int32_t>> children(parents.size() + 1);
-  for (int i = 0; i < static_cast<int>(parents.size()); ++i) children[parents[i] + 1].push_back(i);
-  return children;
+// The target's sampling distribution of one row, reused across calls (no allocation per row).
+std::vector<float>& row_scratch() {
+  thread_local std::vector<float> p;
+  return p;
 }
 
 // Greedy tree walk over a checked parent array: target(i) = the target's greedy token at row i
 // (0 = root, i + 1 = node i); below each node, its first child (in index order) holding it.
 // Children come after their parent, so the scan starts there: no allocation, O(nodes x depth).
 template <typename Target>
-VerifyResult greedy_tree(const Target& target, std::span<const int32_t> tokens, std::span<const int32_t> parents) {
-  VerifyResult r;
+void greedy_tree(const Target& target, std::span<const int32_t> tokens, std::span<const int32_t> parents,
+                 VerifyResult& r) {
+  r.accepted = 0;
+  r.path.clear();
   const int t = static_cast<int>(tokens.size());
   for (int cur = -1;;) {
     const int32_t a = target(cur + 1);
@@ -48,7 +49,7 @@ VerifyResult greedy_tree(const Target& target, std::span<const int32_t> tokens, 
       if (parents[i] == cur && tokens[i] == a) next = i;
     if (next < 0) {
       r.next_token = a;
-      return r;
+      return;
     }
     r.path.push_back(next);
     ++r.accepted;
@@ -65,12 +66,19 @@ VerifyResult verify_chain_greedy(std::span<const int32_t> target, std::span<cons
 
 VerifyResult verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
                                 std::span<const int32_t> parents) {
+  VerifyResult r;
+  verify_tree_greedy(target, tokens, parents, r);
+  return r;
+}
+
+void verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
+                        std::span<const int32_t> parents, VerifyResult& out) {
   SPW_CHECK(parents.size() == tokens.size(), "verify_tree_greedy: {} parents for {} tokens", parents.size(),
             tokens.size());
   SPW_CHECK(target.size() == tokens.size() + 1, "verify_tree_greedy: {} target tokens for {} tree tokens (expected {})",
             target.size(), tokens.size(), tokens.size() + 1);
   check_parents(parents, "verify_tree_greedy");
-  return greedy_tree([&](size_t i) { return target[i]; }, tokens, parents);
+  greedy_tree([&](size_t i) { return target[i]; }, tokens, parents, out);
 }
 
 VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
@@ -83,7 +91,7 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
             "verify_chain: {} probability rows for {} draft tokens", draft_probs.size(), n);
   if (params.greedy()) return greedy_chain([&](size_t i) { return argmax(row(logits, vocab, i)); }, draft);
   VerifyResult r;
-  std::vector<float> p;
+  std::vector<float>& p = row_scratch();
   for (size_t i = 0; i < n; ++i) {
     sampling_probs(row(logits, vocab, i), params, p);
     const int32_t x = draft[i];
@@ -115,24 +123,35 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
 
 VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
                          std::span<const int32_t> parents, const SamplingParams& params, Rng& rng) {
+  VerifyResult r;
+  verify_tree(logits, vocab, tokens, parents, params, rng, r);
+  return r;
+}
+
+void verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
+                 std::span<const int32_t> parents, const SamplingParams& params, Rng& rng, VerifyResult& r) {
   const int t = static_cast<int>(tokens.size());
   SPW_CHECK(static_cast<int>(parents.size()) == t, "verify_tree: {} parents for {} tokens",
             parents.size(), t);
   SPW_CHECK(logits.size() == static_cast<size_t>(t + 1) * vocab,
             "verify_tree: logits has {} values, expected ({} + 1) * {}", logits.size(), t, vocab);
   check_parents(parents, "verify_tree");
-  if (params.greedy()) return greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, parents);
-  const auto children = tree_children(parents);  // index 0 = root, i + 1 = node i
-  VerifyResult r;
+  if (params.greedy()) {
+    greedy_tree([&](size_t i) { return argmax(row(logits, vocab, i)); }, tokens, parents, r);
+    return;
+  }
+  r.accepted = 0;
+  r.path.clear();
   int cur = -1;  // current node (-1 = root)
-  std::vector<float> p;
+  std::vector<float>& p = row_scratch();
   while (true) {
     const auto lg = row(logits, vocab, cur + 1);
-    const auto& kids = children[cur + 1];
     int next = -1;
     sampling_probs(lg, params, p);
     double total = positive_sum(p);  // mass left after the rejected children (kept running)
-    for (int c : kids) {
+    // its children in index order (they follow their parent: the scan starts there)
+    for (int c = cur + 1; c < t; ++c) {
+      if (parents[c] != cur) continue;
       const int32_t x = tokens[c];
       if (rng.uniform() * total < p[x]) {
         next = c;
@@ -145,7 +164,7 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
     }
     if (next < 0) {
       r.next_token = sample(p, rng);
-      return r;
+      return;
     }
     r.path.push_back(next);
     ++r.accepted;

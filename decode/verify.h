@@ -40,6 +40,9 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
 /// i + 1 after tree node i.
 VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
                          std::span<const int32_t> parents, const SamplingParams& params, Rng& rng);
+/// The same into `out` (its path's capacity reused: a decoder's result kept between steps).
+void verify_tree(std::span<const float> logits, int vocab, std::span<const int32_t> tokens,
+                 std::span<const int32_t> parents, const SamplingParams& params, Rng& rng, VerifyResult& out);
 
 /// Greedy verification from the target's greedy tokens alone (Model::forward_argmax), the same
 /// result as verify_chain / verify_tree with greedy params on the logits they came from:
@@ -47,5 +50,9 @@ VerifyResult verify_tree(std::span<const float> logits, int vocab, std::span<con
 VerifyResult verify_chain_greedy(std::span<const int32_t> target, std::span<const int32_t> draft);
 VerifyResult verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
                                 std::span<const int32_t> parents);
+void verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t> tokens,
+                        std::span<const int32_t> parents, VerifyResult& out);
+// The stochastic verifiers keep their target-distribution row in a thread-local scratch, so a
+// warm decoding thread verifies without allocating.
 
 }  // namespace spw::decode

@@ -25,7 +25,8 @@ class ScriptDrafter : public Drafter {
  public:
   ScriptDrafter(std::vector<int32_t> t, float q = -1.f, int vocab = 0) : t_(std::move(t)), q_(q), v_(vocab) {}
   std::string name() const override { return "script"; }
-  Draft propose(std::span<const int32_t>, int k) override {
+  void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+  Draft draft(std::span<const int32_t>, int k) {
     Draft d;
     for (int i = 0; i < k && i < static_cast<int>(t_.size()); ++i) {
       d.tokens.push_back(t_[i]);

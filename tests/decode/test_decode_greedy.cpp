@@ -147,7 +147,8 @@ struct RecordingDrafter : Drafter {
   std::vector<int>* asked;
   RecordingDrafter(int32_t t, std::vector<int>* a) : token(t), asked(a) {}
   std::string name() const override { return "recording"; }
-  Draft propose(std::span<const int32_t>, int k) override {
+  void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+  Draft draft(std::span<const int32_t>, int k) {
     asked->push_back(k);
     return Draft{std::vector<int32_t>(k, token), {}, {}, {}};
   }
@@ -189,7 +190,8 @@ TEST(GreedyDecoding, AdaptiveDraftLengthShrinksOnRejectionAndGrowsOnAcceptance) 
     std::vector<int32_t> full;  // prompt + reference continuation
     std::vector<int>* asked;
     std::string name() const override { return "oracle"; }
-    Draft propose(std::span<const int32_t> context, int k) override {
+    void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+    Draft draft(std::span<const int32_t> context, int k) {
       asked->push_back(k);
       Draft d;
       for (size_t i = context.size(); i < full.size() && d.tokens.size() < static_cast<size_t>(k); ++i)
@@ -227,7 +229,8 @@ TEST(GreedyDecoding, AcceptedTokensStopAtEos) {
   struct Oracle : Drafter {
     std::vector<int32_t> cont;
     std::string name() const override { return "oracle"; }
-    Draft propose(std::span<const int32_t>, int k) override {
+    void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+    Draft draft(std::span<const int32_t>, int k) {
       Draft d;
       d.tokens.assign(cont.begin(), cont.begin() + std::min<size_t>(k, cont.size()));
       return d;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <unordered_map>
 
 #include "decode/maxgram.h"
 #include "tests/common/helpers.h"
@@ -150,4 +151,49 @@ TEST(MaxGram, BigramFillGivesExactlyK) {
   EXPECT_EQ(d2.tokens[0], 5);
   EXPECT_EQ(d2.sources[0], "maxgram");
   EXPECT_EQ(d2.tokens.size(), 3u);
+}
+
+// The index's open-addressing table against std::unordered_map under random inserts,
+// replacements and deletions. Keys share their low bits in small groups, so probe runs are long,
+// wrap around the end of the table and get holes punched into them (backward shift), and the
+// table grows from empty through several doublings, then again after a reserve().
+TEST(NgramTable, AgreesWithAnUnorderedMap) {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 2; ++round) {
+    NgramTable t;
+    if (round == 1) t.reserve(300);
+    std::unordered_map<uint64_t, int32_t> ref;
+    std::vector<uint64_t> keys;
+    for (int i = 0; i < 600; ++i) {
+      const uint64_t low = (rng() % 8) * 0x3f;  // 8 homes in any table of >= 512 slots; wraps below
+      keys.push_back((rng() << 16) | low | 0xffc0ull * (i % 2));
+    }
+    for (int op = 0; op < 20000; ++op) {
+      const uint64_t key = keys[rng() % keys.size()];
+      const int kind = static_cast<int>(rng() % 3);
+      if (kind < 2) {  // insert or replace
+        const int32_t v = static_cast<int32_t>(rng() % 1000);
+        auto it = ref.find(key);
+        const int32_t old = it == ref.end() ? -1 : it->second;
+        ASSERT_EQ(t.exchange(key, v), old) << "op " << op;
+        ref[key] = v;
+      } else if (ref.count(key)) {
+        t.erase(key);
+        ref.erase(key);
+      }
+      ASSERT_EQ(t.size(), ref.size()) << "op " << op;
+      if (op % 97 == 0)
+        for (uint64_t k : keys) {
+          auto it = ref.find(k);
+          const int32_t* v = t.find(k);
+          ASSERT_EQ(v != nullptr, it != ref.end()) << "op " << op << " key " << k;
+          if (v) {
+            ASSERT_EQ(*v, it->second);
+          }
+        }
+    }
+    t.clear();
+    EXPECT_EQ(t.size(), 0u);
+    for (uint64_t k : keys) EXPECT_EQ(t.find(k), nullptr);
+  }
 }

@@ -36,13 +36,18 @@ class Recorder final : public Drafter {
  public:
   Recorder(Log& log, int k) : log_(log), k_(k) {}
   std::string name() const override { return "recorder"; }
-  Draft propose(std::span<const int32_t> context, int k) override {
+  void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+  Draft draft(std::span<const int32_t> context, int k) {
     Draft d = mg_.propose(context, k);
     log_.steps.push_back({std::vector<int32_t>(context.begin(), context.end()), d.tokens});
     log_.seen.emplace_back();
     return d;
   }
-  std::vector<Draft> propose_tree(std::span<const int32_t> context, int k, int width) override {
+  void propose_tree_into(std::span<const int32_t> c, int k, int width, DraftSet& out) override {
+    out.clear();
+    for (auto& d : tree(c, k, width)) out.add() = std::move(d);
+  }
+  std::vector<Draft> tree(std::span<const int32_t> context, int k, int width) {
     auto drafts = mg_.propose_tree(context, k, width);
     log_.steps.push_back({std::vector<int32_t>(context.begin(), context.end()), {}});
     log_.seen.emplace_back();

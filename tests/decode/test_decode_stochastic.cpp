@@ -29,7 +29,8 @@ class OracleDrafter : public Drafter {
  public:
   explicit OracleDrafter(const FakeModel& m, int width = 1) : m_(m), width_(width) {}
   std::string name() const override { return "oracle"; }
-  Draft propose(std::span<const int32_t> ctx, int k) override {
+  void propose_into(std::span<const int32_t> c, int k, Draft& out) override { out = draft(c, k); }
+  Draft draft(std::span<const int32_t> ctx, int k) {
     Draft d;
     std::vector<int32_t> text(ctx.begin(), ctx.end());
     std::vector<float> lg(V);
@@ -40,7 +41,11 @@ class OracleDrafter : public Drafter {
     }
     return d;
   }
-  std::vector<Draft> propose_tree(std::span<const int32_t> ctx, int k, int width) override {
+  void propose_tree_into(std::span<const int32_t> c, int k, int width, DraftSet& out) override {
+    out.clear();
+    for (auto& d : tree(c, k, width)) out.add() = std::move(d);
+  }
+  std::vector<Draft> tree(std::span<const int32_t> ctx, int k, int width) {
     std::vector<Draft> out{propose(ctx, k)};
     for (int j = 1; j < std::min(width, width_); ++j) out.push_back(Draft{{(out[0].tokens[0] + j) % V}, {}, {}, {}});
     return out;

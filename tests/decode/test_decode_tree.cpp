@@ -90,3 +90,23 @@ TEST(TokenTree, LimitDepthRenumbers) {
   EXPECT_EQ(l1.tokens, (std::vector<int32_t>{1, 2, 4, 5}));
   EXPECT_EQ(l1.parents, (std::vector<int32_t>{-1, 0, -1, 2}));
 }
+
+TEST(TokenTree, SubtreeRenumbersAndRejectsBadKeepLists) {
+  // 0:1 -> 1:2 -> 2:3, 3:4 -> 4:5, 5:6 under 1
+  TokenTree t = build_token_tree({D({1, 2, 3}), D({4, 5}), D({1, 2, 6})});
+  ASSERT_EQ(t.parents, (std::vector<int32_t>{-1, 0, 1, -1, 3, 1}));
+  const std::vector<int32_t> keep{0, 1, 3, 5};
+  TokenTree out;
+  subtree(t, keep, out);
+  EXPECT_EQ(out.tokens, (std::vector<int32_t>{1, 2, 4, 6}));
+  EXPECT_EQ(out.parents, (std::vector<int32_t>{-1, 0, -1, 1}));
+  EXPECT_EQ(out.depths, (std::vector<int32_t>{0, 1, 0, 2}));
+  subtree(t, std::vector<int32_t>{3, 4}, out);  // reused: cleared first
+  EXPECT_EQ(out.tokens, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(out.parents, (std::vector<int32_t>{-1, 0}));
+  EXPECT_EQ(subtree(t, keep).tokens, (std::vector<int32_t>{1, 2, 4, 6}));
+  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 2}), "node 2 kept without its parent 1");
+  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 3, 1}), "keep[2] = 1");
+  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 6}), "keep[1] = 6");
+  EXPECT_THROW_MSG(subtree(t, keep, t), "out must not be the tree");
+}

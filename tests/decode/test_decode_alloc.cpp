@@ -1,0 +1,236 @@
+// A warm speculative decoding step allocates nothing outside the target's forward: drafters
+// fill the decoder's own Draft / DraftSet (Drafter::propose_into), the token tree, the
+// verification result and the emitted tokens are kept per sequence, and the Max-Gram index is
+// an open-addressing table sized once by Drafter::reserve. (The target's forward passes are
+// the CPU backend's, whose warm steps tests/runtime/test_cpu_backend_alloc.cpp checks; their
+// KV cache and score rows grow with the context, so this test pauses the count inside them.)
+// The count is the calling thread's allocations (tests/common/count_allocations.h).
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+
+#include "decode/drafter_config.h"
+#include "decode/speculative.h"
+#include "runtime/gguf_writer.h"
+#include "runtime/model_loader.h"
+#include "tests/common/count_allocations.h"
+#include "tests/common/helpers.h"
+
+using namespace spw;
+using namespace spw::decode;
+
+namespace {
+
+using Paused = test::AllocationsNotCounted;
+using test::allocations_counted;
+
+// The target, with the count paused inside its forward passes (see the header).
+class PausedForwards final : public rt::Model {
+ public:
+  explicit PausedForwards(rt::Model& m) : m_(m) {}
+  const rt::ModelConfig& config() const override { return m_.config(); }
+  std::string backend_name() const override { return m_.backend_name(); }
+  int create_sequence() override { return m_.create_sequence(); }
+  void free_sequence(int s) override { m_.free_sequence(s); }
+  int cached_tokens(int s) const override { return m_.cached_tokens(s); }
+  int max_tokens() const override { return m_.max_tokens(); }
+  void forward(std::span<const rt::SeqInput> b, std::vector<float>& logits) override {
+    Paused p;
+    m_.forward(b, logits);
+  }
+  void forward_argmax(std::span<const rt::SeqInput> b, std::vector<int32_t>& tokens) override {
+    Paused p;
+    m_.forward_argmax(b, tokens);
+  }
+  void forward_topk(std::span<const rt::SeqInput> b, int k, std::vector<TopToken>& top) override {
+    Paused p;
+    m_.forward_topk(b, k, top);
+  }
+  std::span<const float> forward_view(std::span<const rt::SeqInput> b) override {
+    Paused p;
+    return m_.forward_view(b);
+  }
+  std::span<const float> forward_view_topk(std::span<const rt::SeqInput> b, int k, std::vector<TopToken>& top) override {
+    Paused p;
+    return m_.forward_view_topk(b, k, top);
+  }
+  void rollback(int s, int n) override { m_.rollback(s, n); }  // counted
+  void keep_tokens(int s, int base, std::span<const int32_t> offsets) override { m_.keep_tokens(s, base, offsets); }
+
+ private:
+  rt::Model& m_;
+};
+
+constexpr int kNewTokens = 240;
+constexpr int kWarmTokens = 80;  // the count is compared from this emitted token on
+
+struct Fixture {
+  std::unique_ptr<rt::Model> cpu;
+  std::unique_ptr<PausedForwards> target;
+  DrafterEnv env;
+  Fixture() {
+    const auto dir = std::filesystem::temp_directory_path() / ("spw_decode_alloc_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string file = (dir / "tiny.gguf").string();
+    rt::TinyLlamaSpec spec;
+    spec.context = 1024;
+    rt::write_tiny_llama(file, spec);
+    cpu = rt::load_model(file, {.threads = 2});
+    std::filesystem::remove_all(dir);
+    target = std::make_unique<PausedForwards>(*cpu);
+    env.vocab_size = cpu->config().vocab_size;
+    SpeculativeDecoder ar(*cpu);
+    GenerateParams p;
+    p.max_new_tokens = 100;
+    const auto text = ar.generate(std::vector<int32_t>{72, 101, 108}, p).tokens;
+    env.bigram = std::make_shared<BigramTable>(BigramTable::from_sequences({text}, env.vocab_size, 4, 0));
+  }
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+struct Result {
+  long warm_allocations = 0;  // between emitted token kWarmTokens and the last one
+  size_t distinct = 0;        // distinct tokens emitted in that window
+  Generation gen;
+};
+
+Result run(const DrafterFactory& factory, int width, float temperature, DraftLength length, bool grow = false) {
+  auto& f = fixture();
+  SpeculativeDecoder dec(*f.target, factory);
+  GenerateParams p;
+  p.max_new_tokens = kNewTokens;
+  p.k = 6;
+  p.tree_width = width;
+  p.draft_length = length;
+  if (length == DraftLength::cost) {  // a GPU-like curve: long drafts and large trees pay
+    for (int n = 1; n <= 80; ++n) p.pass_costs.push_back(1.0 + 0.02 * n);
+    p.grow_tree = grow;
+  }
+  p.sampling.temperature = temperature;
+  p.sampling.top_p = temperature > 0 ? 0.95f : 1.f;
+  p.sampling.seed = 7;
+  std::vector<long> at;  // the count at each emitted token
+  at.reserve(kNewTokens);
+  p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
+  const std::vector<int32_t> prompt{72, 101, 108, 108, 111, 33, 72, 101};
+  test::counting_allocations = true;
+  Result r;
+  r.gen = dec.generate(prompt, p);
+  test::counting_allocations = false;
+  EXPECT_EQ(at.size(), static_cast<size_t>(kNewTokens));
+  if (at.size() != static_cast<size_t>(kNewTokens)) return r;
+  r.warm_allocations = at.back() - at[kWarmTokens];
+  std::vector<int32_t> window(r.gen.tokens.begin() + kWarmTokens, r.gen.tokens.end());
+  std::sort(window.begin(), window.end());
+  r.distinct = static_cast<size_t>(std::unique(window.begin(), window.end()) - window.begin());
+  return r;
+}
+
+TEST(DecodeAlloc, TheCounterSeesAnAllocation) {
+  EXPECT_GE(test::allocations_in([] {
+              int* q = new int(7);
+              asm volatile("" : : "r"(q) : "memory");  // not elided
+              delete q;
+            }),
+            1);
+}
+
+// A drafter that hands the decoder a freshly built draft every step (what every drafter did
+// before propose_into): the window's count must see it, so the zeros below can fail.
+TEST(DecodeAlloc, TheCountSeesADrafterThatAllocatesEveryStep) {
+  struct Fresh final : Drafter {
+    std::string name() const override { return "fresh"; }
+    void propose_into(std::span<const int32_t> context, int k, Draft& out) override {
+      Draft d;  // a new draft: its vectors allocate
+      for (int i = 0; i < k; ++i) d.push(context.back(), "fresh");
+      out = std::move(d);
+    }
+  };
+  const Result r = run([] { return std::make_unique<Fresh>(); }, 1, 0.f, DraftLength::fixed);
+  EXPECT_GT(r.warm_allocations, 0);
+}
+
+// A batch: one target forward per step for three sequences of different prompts (their drafts,
+// acceptance and lengths differ), kept and dropped from the pass independently.
+TEST(DecodeAlloc, WarmBatchStepsAllocateNothingOutsideTheTarget) {
+  for (const char* spec : {"maxgram+recycle", "maxgram"})
+    for (int width : {1, 4}) {
+      SpeculativeDecoder dec(*fixture().target, make_drafter_factory(spec, fixture().env));
+      GenerateParams p;
+      p.max_new_tokens = kNewTokens;
+      p.k = 6;
+      p.tree_width = width;
+      p.draft_length = DraftLength::adaptive;
+      p.sampling.temperature = 10.f;
+      p.sampling.seed = 3;
+      std::vector<long> at;  // the count at each emitted token, any sequence
+      at.reserve(3 * kNewTokens);
+      p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
+      const std::vector<std::vector<int32_t>> prompts{{72, 101, 108, 108, 111}, {1, 2, 3, 4, 5, 6, 7, 8, 9}, {200}};
+      test::counting_allocations = true;
+      const auto gens = dec.generate_batch(prompts, p);
+      test::counting_allocations = false;
+      ASSERT_EQ(at.size(), static_cast<size_t>(3 * kNewTokens));
+      EXPECT_EQ(at.back() - at[3 * kWarmTokens], 0) << spec << " width " << width;
+      for (const auto& g : gens) EXPECT_EQ(g.tokens.size(), static_cast<size_t>(kNewTokens));
+    }
+}
+
+struct Case {
+  const char* spec;
+  int width;
+  float temperature;
+  DraftLength length;
+  bool grow = false;  // cost-pruned trees grown from the drafter's table first
+};
+
+class WarmSteps : public ::testing::TestWithParam<Case> {};
+
+TEST_P(WarmSteps, AllocateNothingOutsideTheTarget) {
+  const Case c = GetParam();
+  const auto factory = make_drafter_factory(c.spec, fixture().env);
+  const Result r = run(factory, c.width, c.temperature, c.length, c.grow);
+  EXPECT_EQ(r.warm_allocations, 0) << c.spec << " width " << c.width << " temperature " << c.temperature
+                                   << " length " << static_cast<int>(c.length) << " grown " << c.grow;
+  EXPECT_EQ(r.gen.tokens.size(), static_cast<size_t>(kNewTokens));
+  // The window holds real decoding: several passes, and (sampled) text that keeps adding
+  // n-grams to the Max-Gram index instead of a short loop.
+  EXPECT_GE(r.gen.stats.target_passes, 20);
+  if (c.temperature > 0) {
+    EXPECT_GE(r.distinct, 40u);
+  }
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  for (const char* spec : {"ar", "maxgram", "bigram", "recycle", "maxgram+bigram", "maxgram+recycle",
+                           "hcascade(maxgram*2,bigram*4)"})
+    for (int width : {1, 4})
+      for (float t : {0.f, 10.f})  // the tiny model is so sure of itself that only a high
+                                       // temperature makes text that is not one repeated token
+        for (DraftLength l : {DraftLength::fixed, DraftLength::adaptive, DraftLength::cost})
+          out.push_back({spec, width, t, l});
+  for (const char* spec : {"maxgram+bigram", "maxgram+recycle", "recycle"})
+    for (float t : {0.f, 10.f}) out.push_back({spec, 8, t, DraftLength::cost, true});
+  return out;
+}
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string s;
+  for (const char* p = info.param.spec; *p; ++p) s += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+  s += info.param.width > 1 ? "_tree" : "_chain";
+  s += info.param.temperature > 0 ? "_sampled" : "_greedy";
+  s += info.param.length == DraftLength::adaptive ? "_adaptive"
+       : info.param.length == DraftLength::cost   ? "_cost"
+                                                   : "_fixed";
+  if (info.param.grow) s += "_grown";
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(Drafters, WarmSteps, ::testing::ValuesIn(cases()), case_name);
+
+}  // namespace

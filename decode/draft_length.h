@@ -77,6 +77,8 @@ class CostAwareLength {
   int hot_ = 0;
 };
 
+/// One sequence's tree pruning (the rule at the top of this file). Its const methods share
+/// working memory kept in the object: one thread at a time.
 class CostAwareTree {
  public:
   explicit CostAwareTree(const PassCostCurve* curve) : curve_(curve) {}

@@ -94,13 +94,14 @@ void Cascade::propose_vertical(int k, Draft& out) {
   while (static_cast<int>(out.tokens.size()) < k) {
     const int m = std::min(round_, k - static_cast<int>(out.tokens.size()));
     lower_->propose_into(ctx, m, low);
-    if (static_cast<int>(low.tokens.size()) > m) low.tokens.resize(m);
-    const auto rows = reviewer_->score(ctx, low.tokens);
-    if (rows.size() != low.tokens.size() + 1) break;  // reviewer out of context
+    low.truncate(static_cast<size_t>(m));
+    const auto rows = reviewer_->score(ctx, low.tokens);  // [tokens + 1][vocab]
+    const size_t v = static_cast<size_t>(reviewer_->vocab_size());
+    if (rows.size() != (low.tokens.size() + 1) * v) break;  // reviewer out of context
     size_t i = 0;
     for (; i < low.tokens.size(); ++i) {
-      const double qx = low.probs.size() > i ? low.probs[i][low.tokens[i]] : 1.0;
-      if (!lenient_accept(rows[i], low.tokens[i], qx, lenience_)) break;
+      const double qx = !low.probs.empty() ? low.prob_row(i)[low.tokens[i]] : 1.0;
+      if (!lenient_accept(rows.subspan(i * v, v), low.tokens[i], qx, lenience_)) break;
     }
     lower_proposed_ += static_cast<int64_t>(low.tokens.size());
     lower_accepted_ += static_cast<int64_t>(i);
@@ -110,7 +111,7 @@ void Cascade::propose_vertical(int k, Draft& out) {
       ctx.push_back(low.tokens[j]);
     }
     if (static_cast<int>(out.tokens.size()) < k) {
-      const int32_t c = argmax(rows[i]);
+      const int32_t c = argmax(rows.subspan(i * v, v));
       out.tokens.push_back(c);
       out.sources.push_back(reviewer_->name());
       ctx.push_back(c);
@@ -121,7 +122,9 @@ void Cascade::propose_vertical(int k, Draft& out) {
 void Cascade::propose_horizontal(int k, Draft& out) {
   auto& ctx = ctx_;
   auto& has_row = has_row_;
+  auto& rows = rows_;  // the rows of the tokens that have one, in order
   has_row.clear();
+  rows.clear();
   Draft& d = part_;
   size_t vocab = 0;
   for (auto& part : parts_) {
@@ -129,24 +132,30 @@ void Cascade::propose_horizontal(int k, Draft& out) {
     if (n <= 0) break;
     part.drafter->propose_into(ctx, n, d);
     const size_t take = std::min<size_t>(d.tokens.size(), n);
+    const size_t width = d.prob_width();
+    SPW_CHECK(width == 0 || vocab == 0 || width == vocab, "hcascade: drafter '{}' gave rows of {} probabilities, another of {}",
+              part.drafter->name(), width, vocab);
+    if (width) vocab = width;
     for (size_t j = 0; j < take; ++j) {
       out.tokens.push_back(d.tokens[j]);
       out.sources.push_back(j < d.sources.size() ? d.sources[j] : part.drafter->name());
-      const bool row = j < d.probs.size();
-      has_row.push_back(row);
-      out.probs.push_back(row ? std::move(d.probs[j]) : std::vector<float>());
-      if (row) vocab = out.probs.back().size();
+      has_row.push_back(width > 0);
+      if (width) rows.insert(rows.end(), d.probs.begin() + j * width, d.probs.begin() + (j + 1) * width);
       ctx.push_back(d.tokens[j]);
     }
   }
-  if (vocab == 0) {
-    out.probs.clear();
-  } else {
-    for (size_t j = 0; j < out.tokens.size(); ++j)
-      if (!has_row[j]) {
-        out.probs[j].assign(vocab, 0.f);
-        out.probs[j][out.tokens[j]] = 1.f;
-      }
+  if (vocab == 0) return;  // no part has probabilities: the draft has none (one-hot q)
+  // every token a row: its part's, or one-hot where its part proposes deterministically
+  out.probs.assign(out.tokens.size() * vocab, 0.f);
+  const float* next = rows.data();
+  for (size_t j = 0; j < out.tokens.size(); ++j) {
+    float* row = out.probs.data() + j * vocab;
+    if (has_row[j]) {
+      std::copy_n(next, vocab, row);
+      next += vocab;
+    } else {
+      row[out.tokens[j]] = 1.f;
+    }
   }
 }
 

@@ -69,6 +69,7 @@ class Cascade final : public Drafter {
   std::vector<int32_t> ctx_;
   Draft part_;
   std::vector<char> has_row_;
+  std::vector<float> rows_;  // horizontal: the parts' probability rows
 };
 
 /// The lenient acceptance rule of step 3 above (exposed for tests).

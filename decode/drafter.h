@@ -25,10 +25,11 @@ inline constexpr int kMaxTreeWidth = 16;
 /// A draft of k tokens, with the drafter's probability of each where it has one.
 struct Draft {
   std::vector<int32_t> tokens;
-  // Empty, or one row per token: the drafter's full distribution q(. | context, draft[:i])
-  // over the vocabulary (needed for exact stochastic verification). Greedy drafters that have
-  // no distribution leave it empty and are treated as proposing with probability 1 (one-hot q).
-  std::vector<std::vector<float>> probs;
+  // Empty, or one row per token, row after row: the drafter's full distribution
+  // q(. | context, draft[:i]) over the vocabulary ([tokens.size()][vocab], needed for exact
+  // stochastic verification). Greedy drafters that have no distribution leave it empty and are
+  // treated as proposing with probability 1 (one-hot q).
+  std::vector<float> probs;
   // Empty, or one name per token: which drafter proposed it ("maxgram", "bigram", "self:8",
   // ...). Used for acceptance-per-drafter metrics.
   std::vector<std::string> sources;
@@ -51,12 +52,26 @@ struct Draft {
     sources.clear();
     scores.clear();
   }
-  /// Room for `n` tokens (and their sources, scores and probability-row slots).
+  /// Room for `n` tokens (and their sources and scores; probability rows grow on first use).
   void reserve(size_t n) {
     tokens.reserve(n);
-    probs.reserve(n);
     sources.reserve(n);
     scores.reserve(n);
+  }
+  /// Entries of one probability row (the vocabulary's size), 0 without rows.
+  size_t prob_width() const { return tokens.empty() ? 0 : probs.size() / tokens.size(); }
+  /// Token i's probability row (needs probs).
+  std::span<const float> prob_row(size_t i) const {
+    const size_t w = prob_width();
+    return {probs.data() + i * w, w};
+  }
+  /// Keeps the first n tokens (and their sources, scores and probability rows).
+  void truncate(size_t n) {
+    if (n >= tokens.size()) return;
+    if (!probs.empty()) probs.resize(n * prob_width());
+    tokens.resize(n);
+    if (sources.size() > n) sources.resize(n);
+    if (scores.size() > n) scores.resize(n);
   }
 };
 

@@ -2,7 +2,6 @@
 #include "decode/model_drafter.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "kernels/common/error.h"
 #include "runtime/model.h"
@@ -21,6 +20,12 @@ ModelDrafter::ModelDrafter(std::shared_ptr<rt::Model> model, int target_vocab, s
 }
 
 ModelDrafter::~ModelDrafter() { reset(); }
+
+void ModelDrafter::reserve(size_t max_tokens) {
+  const size_t n = std::min(max_tokens, static_cast<size_t>(model_->max_tokens()));
+  cached_.reserve(n);
+  fed_.reserve(n);
+}
 
 void ModelDrafter::reset() {
   if (seq_ >= 0) model_->free_sequence(seq_);
@@ -44,7 +49,8 @@ bool ModelDrafter::feed(std::span<const int32_t> context, std::span<const int32_
     model_->rollback(seq_, static_cast<int>(lcp));
     cached_.resize(lcp);
   }
-  std::vector<int32_t> fed(context.begin() + lcp, context.end());
+  auto& fed = fed_;
+  fed.assign(context.begin() + lcp, context.end());
   fed.insert(fed.end(), extra.begin(), extra.end());
   rt::SeqInput in{seq_, fed, {}, static_cast<int>(std::min(rows, fed.size()))};
   if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), *greedy);
@@ -63,17 +69,18 @@ void ModelDrafter::propose_into(std::span<const int32_t> context, int k, Draft& 
   // Greedy drafting reads only the model's greedy token (forward_argmax), sampling its logits.
   const bool greedy = sampling_.greedy();
   std::span<const float> logits;  // the model's view (forward_view): valid until its next one
-  std::vector<float> q;
-  std::vector<int32_t> top, step;
+  auto& q = q_;
+  auto& top = top_;
+  int32_t step = -1;  // the token fed next
   for (int i = 0; i < k; ++i) {
     if (i == 0) {
       if (!feed(context, {}, 1, greedy ? nullptr : &logits, greedy ? &top : nullptr)) break;
     } else {
-      rt::SeqInput in{seq_, step, {}};
+      rt::SeqInput in{seq_, std::span<const int32_t>(&step, 1), {}};
       if (greedy) model_->forward_argmax(std::span<const rt::SeqInput>(&in, 1), top);
       else logits = model_->forward_view(std::span<const rt::SeqInput>(&in, 1));
       ++forwards_;
-      cached_.push_back(step[0]);
+      cached_.push_back(step);
     }
     int32_t tok;
     if (greedy) {
@@ -81,11 +88,11 @@ void ModelDrafter::propose_into(std::span<const int32_t> context, int k, Draft& 
     } else {
       sampling_probs(logits, sampling_, q);
       tok = sample(q, rng_);
-      d.probs.push_back(q);
+      d.probs.insert(d.probs.end(), q.begin(), q.end());
     }
     d.tokens.push_back(tok);
     d.sources.push_back(name_);
-    step.assign(1, tok);
+    step = tok;
   }
 }
 
@@ -94,30 +101,35 @@ void ModelDrafter::propose_tree_into(std::span<const int32_t> context, int k, in
   if (context.empty() || k <= 0) return;
   std::span<const float> first;  // valid until the next forward_view (propose_into() below)
   if (!feed(context, {}, 1, &first, nullptr)) return;
-  std::vector<int32_t> order(vocab_);
-  std::iota(order.begin(), order.end(), 0);
-  const int alts = std::min(width, vocab_);
-  std::partial_sort(order.begin(), order.begin() + alts, order.end(), [&](int32_t a, int32_t b) {
-    return first[a] > first[b] || (first[a] == first[b] && a < b);
-  });
+  // the `alts` most likely first tokens, best first, ties to the lower token: one scan
+  const size_t alts = static_cast<size_t>(std::min(width, vocab_));
+  auto& order = order_;
+  order.clear();
+  for (int32_t t = 0; t < vocab_; ++t) {
+    if (order.size() == alts && !(first[t] > first[order.back()])) continue;
+    const size_t at = static_cast<size_t>(
+        std::find_if(order.begin(), order.end(), [&](int32_t b) { return first[t] > first[b]; }) - order.begin());
+    if (order.size() == alts) order.pop_back();
+    order.insert(order.begin() + static_cast<std::ptrdiff_t>(at), t);
+  }
   Draft& main = out.add();
   propose_into(context, k, main);  // reuses the cache: the first forward is one token
   main.probs.clear();              // trees are verified with one-hot q
   const int32_t head = main.tokens.empty() ? -1 : main.tokens[0];
-  for (int j = 0; j < alts && static_cast<int>(out.size()) < width; ++j)
+  for (size_t j = 0; j < order.size() && static_cast<int>(out.size()) < width; ++j)
     if (order[j] != head) out.add().push(order[j], name_);
 }
 
-std::vector<std::vector<float>> ModelDrafter::score(std::span<const int32_t> context,
-                                                    std::span<const int32_t> draft) {
+std::span<const float> ModelDrafter::score(std::span<const int32_t> context, std::span<const int32_t> draft) {
   std::span<const float> logits;
-  std::vector<std::vector<float>> rows;
-  if (!feed(context, draft, draft.size() + 1, &logits, nullptr)) return rows;
-  const size_t n = logits.size() / vocab_;
-  rows.resize(n);
-  for (size_t i = 0; i < n; ++i)
-    softmax(std::span<const float>(logits.data() + i * vocab_, vocab_), rows[i]);
-  return rows;
+  if (!feed(context, draft, draft.size() + 1, &logits, nullptr)) return {};
+  const size_t n = logits.size() / vocab_, v = static_cast<size_t>(vocab_);
+  score_rows_.resize(n * v);
+  for (size_t i = 0; i < n; ++i) {
+    softmax(logits.subspan(i * v, v), q_);
+    std::copy(q_.begin(), q_.end(), score_rows_.begin() + static_cast<std::ptrdiff_t>(i * v));
+  }
+  return score_rows_;
 }
 
 }  // namespace spw::decode

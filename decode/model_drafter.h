@@ -30,13 +30,17 @@ class ModelDrafter final : public Drafter {
   void propose_into(std::span<const int32_t> context, int k, Draft& out) override;
   /// The chain plus up to width - 1 one-token alternatives (next most likely first tokens).
   void propose_tree_into(std::span<const int32_t> context, int k, int width, DraftSet& out) override;
+  /// Room for the tokens it feeds its model (its cache's copy of them): `max_tokens`.
+  void reserve(size_t max_tokens) override;
   void reset() override;
   void collect_costs(std::vector<DraftCost>& out) const override;
 
   /// One forward over context + draft: softmax rows (temperature 1) [draft.size() + 1][vocab],
-  /// row i = this model's distribution after context + draft[:i]. Empty when it does not fit.
-  std::vector<std::vector<float>> score(std::span<const int32_t> context, std::span<const int32_t> draft);
+  /// row after row, row i = this model's distribution after context + draft[:i]; valid until
+  /// the next call. Empty when it does not fit.
+  std::span<const float> score(std::span<const int32_t> context, std::span<const int32_t> draft);
   int64_t forwards() const { return forwards_; }
+  int vocab_size() const { return vocab_; }
 
  private:
   // Feeds context[lcp:] + extra; returns the logits rows of the last `rows` fed tokens in
@@ -54,6 +58,10 @@ class ModelDrafter final : public Drafter {
   int seq_ = -1;
   std::vector<int32_t> cached_;
   int64_t forwards_ = 0;
+  // scratch kept between calls: the tokens fed, a distribution, greedy tokens, the tree's first
+  // tokens, score()'s rows
+  std::vector<int32_t> fed_, top_, order_;
+  std::vector<float> q_, score_rows_;
 };
 
 }  // namespace spw::decode

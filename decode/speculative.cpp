@@ -259,10 +259,11 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         const auto t_draft = Clock::now();
         if (!s.is_tree) {
           s.drafter->propose_into(s.text, dmax, s.chain);
-          const size_t n = std::min<size_t>(s.chain.tokens.size(), dmax);
-          s.chain.tokens.resize(n);
-          if (!s.chain.probs.empty()) s.chain.probs.resize(n);
-          s.chain.sources.resize(n, s.drafter_name);
+          SPW_CHECK(s.chain.probs.empty() || s.chain.probs.size() == s.chain.tokens.size() * static_cast<size_t>(vocab),
+                    "{}: drafter '{}' gave {} probabilities for {} tokens (expected 0 or tokens x {}, the vocabulary)",
+                    where, s.drafter_name, s.chain.probs.size(), s.chain.tokens.size(), vocab);
+          s.chain.truncate(static_cast<size_t>(dmax));
+          s.chain.sources.resize(s.chain.tokens.size(), s.drafter_name);
           for (int32_t t : s.chain.tokens)
             SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
                       where, s.drafter_name, t, vocab);

@@ -82,13 +82,13 @@ void verify_tree_greedy(std::span<const int32_t> target, std::span<const int32_t
 }
 
 VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
-                          const std::vector<std::vector<float>>& draft_probs,
-                          const SamplingParams& params, Rng& rng) {
+                          std::span<const float> draft_probs, const SamplingParams& params, Rng& rng) {
   const size_t n = draft.size();
   SPW_CHECK(logits.size() == (n + 1) * static_cast<size_t>(vocab),
             "verify_chain: logits has {} values, expected ({} + 1) * {}", logits.size(), n, vocab);
-  SPW_CHECK(draft_probs.empty() || draft_probs.size() == n,
-            "verify_chain: {} probability rows for {} draft tokens", draft_probs.size(), n);
+  SPW_CHECK(draft_probs.empty() || draft_probs.size() == n * static_cast<size_t>(vocab),
+            "verify_chain: {} draft probabilities for {} draft tokens of a {}-token vocabulary (expected 0 or {})",
+            draft_probs.size(), n, vocab, n * static_cast<size_t>(vocab));
   if (params.greedy()) return greedy_chain([&](size_t i) { return argmax(row(logits, vocab, i)); }, draft);
   VerifyResult r;
   std::vector<float>& p = row_scratch();
@@ -97,10 +97,8 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
     const int32_t x = draft[i];
     SPW_CHECK(x >= 0 && x < vocab, "verify_chain: draft token {} outside the vocabulary", x);
     const bool has_q = !draft_probs.empty();
-    if (has_q) SPW_CHECK(draft_probs[i].size() == static_cast<size_t>(vocab),
-                         "verify_chain: probability row {} has {} entries, vocab is {}", i,
-                         draft_probs[i].size(), vocab);
-    const double qx = has_q ? draft_probs[i][x] : 1.0;
+    const std::span<const float> q = has_q ? row(draft_probs, vocab, i) : std::span<const float>();
+    const double qx = has_q ? q[x] : 1.0;
     const double accept = qx > 0 ? std::min(1.0, p[x] / qx) : 1.0;
     if (rng.uniform() < accept) {
       ++r.accepted;
@@ -108,7 +106,7 @@ VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<co
     }
     if (!params.test_broken_residual) {
       if (has_q) {
-        for (int v = 0; v < vocab; ++v) p[v] = std::max(0.f, p[v] - draft_probs[i][v]);
+        for (int v = 0; v < vocab; ++v) p[v] = std::max(0.f, p[v] - q[v]);
       } else {
         p[x] = 0.f;
       }

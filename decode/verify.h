@@ -32,9 +32,9 @@ struct VerifyResult {
 };
 
 /// `logits`: rows [n + 1][vocab]; row i is the target after context + draft[:i].
+/// `draft_probs`: empty (one-hot q), or the drafter's rows [n][vocab] (Draft::probs).
 VerifyResult verify_chain(std::span<const float> logits, int vocab, std::span<const int32_t> draft,
-                          const std::vector<std::vector<float>>& draft_probs,
-                          const SamplingParams& params, Rng& rng);
+                          std::span<const float> draft_probs, const SamplingParams& params, Rng& rng);
 
 /// `logits`: rows [T + 1][vocab]; row 0 is the target at the root (after the context), row
 /// i + 1 after tree node i.

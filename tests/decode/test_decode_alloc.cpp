@@ -1,9 +1,10 @@
 // A warm speculative decoding step allocates nothing outside the target's forward: drafters
 // fill the decoder's own Draft / DraftSet (Drafter::propose_into), the token tree, the
 // verification result and the emitted tokens are kept per sequence, and the Max-Gram index is
-// an open-addressing table sized once by Drafter::reserve. (The target's forward passes are
-// the CPU backend's, whose warm steps tests/runtime/test_cpu_backend_alloc.cpp checks; their
-// KV cache and score rows grow with the context, so this test pauses the count inside them.)
+// an open-addressing table sized once by Drafter::reserve. (The target's and drafter models'
+// forward passes are the CPU backend's, whose warm steps tests/runtime/test_cpu_backend_alloc.cpp
+// checks; their KV cache and score rows grow with the context, so this test pauses the count
+// inside them.)
 // The count is the calling thread's allocations (tests/common/count_allocations.h).
 #include <algorithm>
 #include <cctype>
@@ -24,10 +25,12 @@ namespace {
 using Paused = test::AllocationsNotCounted;
 using test::allocations_counted;
 
-// The target, with the count paused inside its forward passes (see the header).
+// A model (the target, or a model drafter's) with the count paused inside its forward passes
+// (see the header).
 class PausedForwards final : public rt::Model {
  public:
   explicit PausedForwards(rt::Model& m) : m_(m) {}
+  explicit PausedForwards(std::shared_ptr<rt::Model> owned) : owned_(std::move(owned)), m_(*owned_) {}
   const rt::ModelConfig& config() const override { return m_.config(); }
   std::string backend_name() const override { return m_.backend_name(); }
   int create_sequence() override { return m_.create_sequence(); }
@@ -58,6 +61,7 @@ class PausedForwards final : public rt::Model {
   void keep_tokens(int s, int base, std::span<const int32_t> offsets) override { m_.keep_tokens(s, base, offsets); }
 
  private:
+  std::shared_ptr<rt::Model> owned_;
   rt::Model& m_;
 };
 
@@ -65,26 +69,32 @@ constexpr int kNewTokens = 240;
 constexpr int kWarmTokens = 80;  // the count is compared from this emitted token on
 
 struct Fixture {
+  std::filesystem::path dir;
   std::unique_ptr<rt::Model> cpu;
   std::unique_ptr<PausedForwards> target;
   DrafterEnv env;
   Fixture() {
-    const auto dir = std::filesystem::temp_directory_path() / ("spw_decode_alloc_" + std::to_string(::getpid()));
+    dir = std::filesystem::temp_directory_path() / ("spw_decode_alloc_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     const std::string file = (dir / "tiny.gguf").string();
     rt::TinyLlamaSpec spec;
     spec.context = 1024;
+    spec.layers = 3;
     rt::write_tiny_llama(file, spec);
     cpu = rt::load_model(file, {.threads = 2});
-    std::filesystem::remove_all(dir);
     target = std::make_unique<PausedForwards>(*cpu);
     env.vocab_size = cpu->config().vocab_size;
+    env.target_path = file;  // self:L drafters: its first L layers, their forwards paused too
+    env.load_model = [](const std::string& path, int layers) -> std::shared_ptr<rt::Model> {
+      return std::make_shared<PausedForwards>(std::shared_ptr<rt::Model>(rt::load_model(path, {.max_layers = layers, .threads = 2})));
+    };
     SpeculativeDecoder ar(*cpu);
     GenerateParams p;
     p.max_new_tokens = 100;
     const auto text = ar.generate(std::vector<int32_t>{72, 101, 108}, p).tokens;
     env.bigram = std::make_shared<BigramTable>(BigramTable::from_sequences({text}, env.vocab_size, 4, 0));
   }
+  ~Fixture() { std::filesystem::remove_all(dir); }
 };
 
 Fixture& fixture() {
@@ -216,6 +226,11 @@ std::vector<Case> cases() {
           out.push_back({spec, width, t, l});
   for (const char* spec : {"maxgram+bigram", "maxgram+recycle", "recycle"})
     for (float t : {0.f, 10.f}) out.push_back({spec, 8, t, DraftLength::cost, true});
+  // Model drafters (the drafter's own forwards paused, like the target's) and cascades of them:
+  // a sampled one hands over a probability row per token, a tree ranks the first row.
+  for (const char* spec : {"self:1", "vcascade(self:2,maxgram)", "hcascade(self:1*2,maxgram*4)"})
+    for (int width : {1, 4})
+      for (float t : {0.f, 10.f}) out.push_back({spec, width, t, DraftLength::adaptive});
   return out;
 }
 

@@ -30,9 +30,9 @@ class ScriptDrafter : public Drafter {
     Draft d;
     for (int i = 0; i < k && i < static_cast<int>(t_.size()); ++i) {
       d.tokens.push_back(t_[i]);
-      if (q_ >= 0) {
-        d.probs.emplace_back(v_, (1.f - q_) / (v_ - 1));
-        d.probs.back()[t_[i]] = q_;
+      if (q_ >= 0) {  // row i: q_ on its token, the rest spread evenly
+        d.probs.insert(d.probs.end(), static_cast<size_t>(v_), (1.f - q_) / (v_ - 1));
+        d.probs[static_cast<size_t>(i) * v_ + t_[i]] = q_;
       }
     }
     return d;
@@ -110,9 +110,24 @@ TEST(Cascade, HorizontalFillsOneHotRowsNextToModelProbabilities) {
     return p;
   }());
   auto d = c->propose(std::vector<int32_t>{5}, 3);
-  ASSERT_EQ(d.probs.size(), 3u);
-  EXPECT_FLOAT_EQ(d.probs[0][3], 0.5f);
-  EXPECT_EQ(d.probs[1], (std::vector<float>{0, 0, 0, 0, 1, 0}));
+  ASSERT_EQ(d.tokens, (std::vector<int32_t>{3, 4, 4}));
+  ASSERT_EQ(d.probs.size(), 3u * 6u);  // three rows of the 6-token vocabulary
+  EXPECT_EQ(d.prob_width(), 6u);
+  EXPECT_FLOAT_EQ(d.prob_row(0)[3], 0.5f);
+  EXPECT_FLOAT_EQ(d.prob_row(0)[0], 0.1f);
+  const std::vector<float> one_hot{0, 0, 0, 0, 1, 0};
+  for (size_t i : {1u, 2u}) {
+    const auto r = d.prob_row(i);
+    EXPECT_EQ(std::vector<float>(r.begin(), r.end()), one_hot) << "row " << i;
+  }
+  // Parts whose rows differ in width: an error naming the drafter, not a garbled row.
+  auto bad = Cascade::horizontal([] {
+    std::vector<Cascade::Part> p;
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{3}, 0.5f, 6), 1});
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{4, 4}, 0.5f, 7), 2});
+    return p;
+  }());
+  EXPECT_THROW_MSG(bad->propose(std::vector<int32_t>{5}, 3), "rows of 7 probabilities, another of 6");
 }
 
 TEST(DrafterConfig, NamesAndStructure) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/common/error.h"
+#include "kernels/common/top_tokens.h"
 #include "runtime/model.h"
 
 namespace spw::decode {
@@ -101,14 +102,16 @@ void ModelDrafter::propose_tree_into(std::span<const int32_t> context, int k, in
   if (context.empty() || k <= 0) return;
   std::span<const float> first;  // valid until the next forward_view (propose_into() below)
   if (!feed(context, {}, 1, &first, nullptr)) return;
-  // the `alts` most likely first tokens, best first, ties to the lower token: one scan
+  // the `alts` most likely first tokens, best first, in top_tokens' order (ranks_before: ties to
+  // the lower token, NaN last): one scan (top_tokens itself serves at most kMaxTopK)
   const size_t alts = static_cast<size_t>(std::min(width, vocab_));
   auto& order = order_;
   order.clear();
+  auto before = [&](int32_t a, int32_t b) { return ranks_before(first[a], a, first[b], b); };
   for (int32_t t = 0; t < vocab_; ++t) {
-    if (order.size() == alts && !(first[t] > first[order.back()])) continue;
+    if (order.size() == alts && !before(t, order.back())) continue;
     const size_t at = static_cast<size_t>(
-        std::find_if(order.begin(), order.end(), [&](int32_t b) { return first[t] > first[b]; }) - order.begin());
+        std::find_if(order.begin(), order.end(), [&](int32_t b) { return before(t, b); }) - order.begin());
     if (order.size() == alts) order.pop_back();
     order.insert(order.begin() + static_cast<std::ptrdiff_t>(at), t);
   }

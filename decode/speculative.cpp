@@ -36,7 +36,7 @@ struct SeqState {
   TokenTree tree, tree_work;  // (tree_work: grow's and the cost pruning's output, then swapped in)
   std::vector<int32_t> tree_keep;
   VerifyResult vr;
-  std::vector<int32_t> emitted, path_tokens, keep_offsets;
+  std::vector<int32_t> emitted, keep_offsets;
   std::vector<char> on_path;
   bool is_tree = false;
   int k_now = 0;  // this sequence's current draft length (DraftLength::adaptive)
@@ -167,7 +167,6 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       }
       s.step_tokens.reserve(std::max(depth, params.tree_width > 1 ? nodes : 0) + 1);
       s.vr.path.reserve(depth);
-      s.path_tokens.reserve(depth);
       s.keep_offsets.reserve(depth + 1);
       s.emitted.reserve(depth + 1);
     }
@@ -272,7 +271,7 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
           auto& drafts = s.drafts;
           s.drafter->propose_tree_into(s.text, dmax, params.tree_width, drafts);
           for (auto& d : drafts) {
-            if (d.tokens.size() > static_cast<size_t>(dmax)) d.tokens.resize(dmax);
+            d.truncate(static_cast<size_t>(dmax));
             d.sources.resize(d.tokens.size(), s.drafter_name);
             for (int32_t t : d.tokens)
               SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
@@ -365,9 +364,10 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         const auto tree_tokens = std::span<const int32_t>(s.step_tokens).subspan(1);
         if (greedy) verify_tree_greedy(tg, tree_tokens, s.tree.parents, vr);
         else verify_tree(lg, vocab, tree_tokens, s.tree.parents, params.sampling, s.rng, vr);
-        s.path_tokens.clear();
-        for (int32_t v : vr.path) s.path_tokens.push_back(s.tree.tokens[v]);
-        vr.accepted = up_to_eos(s.path_tokens);
+        emitted.clear();  // the accepted path's tokens, up to the first EOS
+        for (int32_t v : vr.path) emitted.push_back(s.tree.tokens[v]);
+        vr.accepted = up_to_eos(emitted);
+        emitted.resize(vr.accepted);
         vr.path.resize(vr.accepted);
         auto& on_path = s.on_path;
         on_path.assign(s.tree.size(), 0);
@@ -385,7 +385,6 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
         if (by_cost) s.cost_tree.observe(s.tree, vr.path);
         // adaptive depth, as for chains: deeper after a step that accepted a deepest branch
         s.k_now = vr.accepted == max_depth + 1 ? std::min(params.k, s.k_now + 2) : std::max(1, s.k_now - 1);
-        emitted.assign(s.path_tokens.begin(), s.path_tokens.begin() + vr.accepted);
         kept_rows.push_back(0);
         for (int32_t v : vr.path) kept_rows.push_back(v + 1);
         kv_keep_offsets(vr.path, s.keep_offsets);

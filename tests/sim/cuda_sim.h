@@ -23,10 +23,13 @@
 //    memsets and replays them; host synchronisation and allocation inside a capture fail with
 //    cudaErrorStreamCaptureUnsupported, as on a GPU (the "graph safe" contract).
 //  - lanes run in increasing order, or in decreasing order with SPW_SIM_REVERSE=1 (a kernel
-//    whose result depends on the order has a race).
+//    whose result depends on the order has a race); blocks run in grid order, or reversed or
+//    shuffled with SPW_SIM_BLOCKS=reverse|shuffle[:SEED] (a result that depends on the order of
+//    blocks, which a GPU does not promise, is an inter-block race).
 // What it does not model: timing, memory coalescing, bank conflicts, register limits, the
 // exact rounding of tensor-core accumulation, or concurrency between streams or blocks (blocks
-// run one after another, which hides inter-block races). Two warp collectives with different
+// run one after another, which hides races between blocks that run at the same time; only
+// their order can be varied). Two warp collectives with different
 // masks in flight in one warp at once (legal since Volta) fail the launch as unsupported. Global memory bounds are checked when
 // the sim tests are built with AddressSanitizer (cudaMalloc allocates exactly what it is asked).
 #pragma once
@@ -135,6 +138,14 @@ void reset_errors();
 /// cudaMalloc + cudaHostAlloc (cudaMallocHost) calls so far in this process: tests check that
 /// warm passes allocate no device or pinned memory.
 uint64_t allocation_calls();
+/// The order in which a launch runs its blocks (one at a time): `forward` (x fastest, then y,
+/// then z), `reverse`, or `shuffled` (a permutation drawn from `seed` and the launch's count).
+/// A GPU promises no order, so a kernel whose result changes with it has an inter-block race.
+/// The default comes from SPW_SIM_BLOCKS (forward, reverse, shuffle or shuffle:SEED).
+enum class BlockOrder { forward, reverse, shuffled };
+void set_block_order(BlockOrder order, uint64_t seed = 0);
+BlockOrder block_order();
+uint64_t block_order_seed();
 /// Launches `body` (one call per thread) on a grid; used by spw::launch in SPW_SIM builds.
 /// `func` (the kernel) is checked like a GPU does: dynamic shared memory over 48 KB needs its
 /// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) first.

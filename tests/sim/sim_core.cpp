@@ -321,6 +321,63 @@ bool reverse_order() {
   return r;
 }
 
+struct BlockOrderSetting {
+  BlockOrder order = BlockOrder::forward;
+  uint64_t seed = 0;
+};
+
+// SPW_SIM_BLOCKS: forward (default), reverse, shuffle or shuffle:SEED; anything else is refused
+// (a typo must not quietly test the default order).
+BlockOrderSetting block_order_from_env() {
+  BlockOrderSetting s;
+  const char* e = std::getenv("SPW_SIM_BLOCKS");
+  if (!e || !*e) return s;
+  const std::string v = e;
+  if (v == "forward") return s;
+  if (v == "reverse") {
+    s.order = BlockOrder::reverse;
+    return s;
+  }
+  if (v == "shuffle" || v.rfind("shuffle:", 0) == 0) {
+    s.order = BlockOrder::shuffled;
+    if (v.size() > 8) {
+      char* end = nullptr;
+      s.seed = std::strtoull(v.c_str() + 8, &end, 10);
+      if (*end == '\0' && v[8] != '-') return s;
+    } else {
+      return s;
+    }
+  }
+  std::fprintf(stderr, "spw-sim: SPW_SIM_BLOCKS = '%s': expected forward, reverse, shuffle or shuffle:SEED\n", e);
+  std::exit(2);
+}
+
+BlockOrderSetting& block_order_setting() {
+  static BlockOrderSetting s = block_order_from_env();
+  return s;
+}
+
+// splitmix64: the shuffle's generator (the same permutation on every platform for a seed).
+uint64_t mix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// The linear block indices (x fastest) of a grid of `n` blocks in the order they run. A shuffle
+// draws from the seed and the launch's sequence number, so consecutive launches of one grid
+// differ while a run stays reproducible.
+void block_sequence(uint64_t n, std::vector<uint64_t>& seq) {
+  static uint64_t launches = 0;
+  const BlockOrderSetting& s = block_order_setting();
+  seq.resize(n);
+  for (uint64_t i = 0; i < n; ++i) seq[i] = s.order == BlockOrder::reverse ? n - 1 - i : i;
+  if (s.order != BlockOrder::shuffled) return;
+  uint64_t state = s.seed ^ (0xd1b54a32d192ed03ull * ++launches);
+  for (uint64_t i = n; i > 1; --i) std::swap(seq[i - 1], seq[mix64(state) % i]);  // Fisher-Yates
+}
+
 // Runs one block to completion; returns the launch error ("" when none).
 std::string run_block(Launch& L, Block& blk, unsigned nthreads) {
   L.threads.assign(nthreads, Thread{});
@@ -425,14 +482,16 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
   g_launch = &L;
   g_block = &blk;
   std::string err;
-  for (unsigned z = 0; z < grid.z && err.empty(); ++z)
-    for (unsigned y = 0; y < grid.y && err.empty(); ++y)
-      for (unsigned x = 0; x < grid.x && err.empty(); ++x) {
-        blk.bid = make_uint3(x, y, z);
-        std::fill(epochs.begin(), epochs.end(), 0u);
-        std::memset(dyn_ptr, 0xff, smem);
-        err = run_block(L, blk, nthreads);
-      }
+  std::vector<uint64_t> order;
+  block_sequence(static_cast<uint64_t>(grid.x) * grid.y * grid.z, order);
+  for (size_t i = 0; i < order.size() && err.empty(); ++i) {
+    const uint64_t b = order[i], xy = static_cast<uint64_t>(grid.x) * grid.y;
+    blk.bid = make_uint3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b % xy / grid.x),
+                         static_cast<unsigned>(b / xy));
+    std::fill(epochs.begin(), epochs.end(), 0u);
+    std::memset(dyn_ptr, 0xff, smem);
+    err = run_block(L, blk, nthreads);
+  }
   g_launch = outer_launch;
   g_block = outer_block;
   if (!err.empty()) {
@@ -442,6 +501,10 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
 }
 
 }  // namespace
+
+void set_block_order(BlockOrder order, uint64_t seed) { block_order_setting() = {order, seed}; }
+BlockOrder block_order() { return block_order_setting().order; }
+uint64_t block_order_seed() { return block_order_setting().seed; }
 
 void reset_errors() {
   g_sticky = g_last = cudaSuccess;

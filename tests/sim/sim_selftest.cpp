@@ -1,7 +1,7 @@
 // The simulator's own tests: barriers and reductions, the ldmatrix/mma fragment layouts
 // against a plain matrix product, deferred cp.async, wmma, graph capture, and the failures it
 // must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture),
-// graph updates, and spw::LaunchRecord (kernels/common/launch.cuh).
+// graph updates, the order of blocks, and spw::LaunchRecord (kernels/common/launch.cuh).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -115,6 +115,13 @@ __global__ void big_smem_kernel(float* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+// Each block records when it ran: rank[linear block index] = how many blocks ran before it.
+__global__ void block_rank_kernel(unsigned* counter, unsigned* rank) {
+  if (threadIdx.x != 0) return;
+  const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  rank[b] = atomicAdd(counter, 1u);
+}
+
 std::vector<float> halves_to_floats(const std::vector<__half>& v) {
   std::vector<float> f;
   for (auto h : v) f.push_back(__half2float(h));
@@ -133,6 +140,38 @@ TEST_F(Sim, BlockReductionOverSeveralBlocks) {
   spw::launch(sum_kernel, dim3(3), dim3(128), 0, nullptr, x.data(), out.data(), 1000);
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   for (float o : out) EXPECT_EQ(o, ref);
+}
+
+// The order of blocks is the test's to choose (SPW_SIM_BLOCKS sets the default of a run); every
+// block runs exactly once in each order, with the right index.
+TEST_F(Sim, BlocksRunInGridOrderReversedOrShuffled) {
+  const spw::sim::BlockOrder before = spw::sim::block_order();
+  const uint64_t before_seed = spw::sim::block_order_seed();
+  const dim3 grid(5, 3, 2);
+  const unsigned n = 30;
+  auto ranks = [&] {
+    unsigned counter = 0;
+    std::vector<unsigned> rank(n, ~0u);
+    spw::launch(block_rank_kernel, grid, dim3(64), 0, nullptr, &counter, rank.data());
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+    EXPECT_EQ(counter, n);
+    std::vector<unsigned> sorted = rank;
+    std::sort(sorted.begin(), sorted.end());
+    for (unsigned i = 0; i < n; ++i) EXPECT_EQ(sorted[i], i) << "each block once";
+    return rank;
+  };
+  std::vector<unsigned> forward(n), reverse(n);
+  for (unsigned i = 0; i < n; ++i) forward[i] = i, reverse[i] = n - 1 - i;
+  spw::sim::set_block_order(spw::sim::BlockOrder::forward);
+  EXPECT_EQ(ranks(), forward);
+  spw::sim::set_block_order(spw::sim::BlockOrder::reverse);
+  EXPECT_EQ(ranks(), reverse);
+  spw::sim::set_block_order(spw::sim::BlockOrder::shuffled, 7);
+  const std::vector<unsigned> a = ranks(), b = ranks();
+  EXPECT_NE(a, forward);
+  EXPECT_NE(a, reverse);
+  EXPECT_NE(a, b) << "each launch draws its own order";
+  spw::sim::set_block_order(before, before_seed);
 }
 
 template <typename T>

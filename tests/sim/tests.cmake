@@ -78,4 +78,25 @@ if(SPW_HAVE_CUDA AND SPW_SIM_TESTS AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AM
     gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120 TEST_PREFIX "sim."
                          PROPERTIES LABELS sim TIMEOUT 900 ENVIRONMENT "SPW_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
   endforeach()
+
+  # The tests that compare two runs bit for bit once more, with every launch running its blocks
+  # in its own shuffled order and the lanes reversed (SPW_SIM_BLOCKS, SPW_SIM_REVERSE): a GPU
+  # promises no block order, so the bits must not depend on it (an inter-block race, or a
+  # reduction in arrival order, would differ between the two runs).
+  set(order_checks
+      "test_decode_attention_sim:DecodeAttentionGpu.RepeatRunsAreBitwiseIdentical:DecodeAttentionGpu.SplitAndNoSplitAgree"
+      "test_flat_gemm_sim:*BitwiseDeterminismAndGraphReplay/fp16"
+      "test_sgmv_sim:SgmvGpu/*.GraphReplayAndBitwiseDeterminism"
+      "test_tree_attention_sim:TreeAttentionGpu.CudaGraphCaptureAndReplayMatchesDirectRun"
+      "test_cuda_backend_sim:*CudaGraphsGiveTheBitsOfPlainLaunches/fp16")
+  foreach(check ${order_checks})
+    string(FIND "${check}" ":" colon)
+    string(SUBSTRING "${check}" 0 ${colon} exe)
+    math(EXPR from "${colon} + 1")
+    string(SUBSTRING "${check}" ${from} -1 filter)
+    add_test(NAME sim_block_order.${exe} COMMAND ${exe} --gtest_filter=${filter})
+    set_tests_properties(sim_block_order.${exe} PROPERTIES LABELS sim TIMEOUT 900
+                         ENVIRONMENT "SPW_SIM_BLOCKS=shuffle:1;SPW_SIM_REVERSE=1;SPW_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+                         FAIL_REGULAR_EXPRESSION "\\[  PASSED  \\] 0 tests")  # a filter that matches nothing fails
+  endforeach()
 endif()

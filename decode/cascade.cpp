@@ -23,6 +23,8 @@ std::unique_ptr<Cascade> Cascade::vertical(std::unique_ptr<ModelDrafter> reviewe
   std::unique_ptr<Cascade> c(new Cascade);
   c->vertical_ = true;
   c->name_ = name.empty() ? "vcascade(" + reviewer->name() + "," + lower->name() + ")" : name;
+  c->reviewer_name_ = reviewer->name();
+  c->lower_name_ = lower->name();
   c->reviewer_ = std::move(reviewer);
   c->lower_ = std::move(lower);
   c->lenience_ = lenience;
@@ -44,6 +46,7 @@ std::unique_ptr<Cascade> Cascade::horizontal(std::vector<Part> parts, std::strin
   }
   std::unique_ptr<Cascade> c(new Cascade);
   c->name_ = name.empty() ? n + ")" : name;
+  for (const Part& p : parts) c->part_names_.push_back(p.drafter->name());
   c->parts_ = std::move(parts);
   return c;
 }
@@ -107,13 +110,13 @@ void Cascade::propose_vertical(int k, Draft& out) {
     lower_accepted_ += static_cast<int64_t>(i);
     for (size_t j = 0; j < i; ++j) {
       out.tokens.push_back(low.tokens[j]);
-      out.sources.push_back(j < low.sources.size() ? low.sources[j] : lower_->name());
+      out.sources.push_back(j < low.sources.size() ? low.sources[j] : lower_name_);
       ctx.push_back(low.tokens[j]);
     }
     if (static_cast<int>(out.tokens.size()) < k) {
       const int32_t c = argmax(rows.subspan(i * v, v));
       out.tokens.push_back(c);
-      out.sources.push_back(reviewer_->name());
+      out.sources.push_back(reviewer_name_);
       ctx.push_back(c);
     }
   }
@@ -127,18 +130,19 @@ void Cascade::propose_horizontal(int k, Draft& out) {
   rows.clear();
   Draft& d = part_;
   size_t vocab = 0;
-  for (auto& part : parts_) {
+  for (size_t pi = 0; pi < parts_.size(); ++pi) {
+    Part& part = parts_[pi];
     const int n = std::min(part.positions, k - static_cast<int>(out.tokens.size()));
     if (n <= 0) break;
     part.drafter->propose_into(ctx, n, d);
     const size_t take = std::min<size_t>(d.tokens.size(), n);
     const size_t width = d.prob_width();
     SPW_CHECK(width == 0 || vocab == 0 || width == vocab, "hcascade: drafter '{}' gave rows of {} probabilities, another of {}",
-              part.drafter->name(), width, vocab);
+              part_names_[pi], width, vocab);
     if (width) vocab = width;
     for (size_t j = 0; j < take; ++j) {
       out.tokens.push_back(d.tokens[j]);
-      out.sources.push_back(j < d.sources.size() ? d.sources[j] : part.drafter->name());
+      out.sources.push_back(j < d.sources.size() ? d.sources[j] : part_names_[pi]);
       has_row.push_back(width > 0);
       if (width) rows.insert(rows.end(), d.probs.begin() + j * width, d.probs.begin() + (j + 1) * width);
       ctx.push_back(d.tokens[j]);

@@ -64,6 +64,9 @@ class Cascade final : public Drafter {
   double lenience_ = 1.0;
   int round_ = 4;
   std::vector<Part> parts_;
+  // the drafters' names, asked once (a draft names a token's drafter; name() returns a copy)
+  std::string reviewer_name_, lower_name_;
+  std::vector<std::string> part_names_;
   int64_t lower_proposed_ = 0, lower_accepted_ = 0;
   // propose_into's scratch, kept between calls: the context grown by the draft, a part's draft
   std::vector<int32_t> ctx_;

@@ -4,11 +4,13 @@
 // made by a DrafterFactory.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/common/top_tokens.h"
@@ -22,6 +24,52 @@ inline constexpr int kMaxDraftTokens = 64;
 /// Most branches of a token tree (GenerateParams::tree_width).
 inline constexpr int kMaxTreeWidth = 16;
 
+/// The drafter name of each token of a draft or tree, as a list of strings that keeps its
+/// strings' buffers: clear() and shrinking keep the entries past size(), and a later push or
+/// resize assigns into them, so a list refilled every step allocates nothing once warm, also for
+/// names too long for the string's inline buffer (a `model:PATH` drafter's).
+class SourceNames {
+ public:
+  using value_type = std::string;
+  using const_iterator = const std::string*;
+  using iterator = const_iterator;
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const std::string& operator[](size_t i) const { return names_[i]; }
+  const_iterator begin() const { return names_.data(); }
+  const_iterator end() const { return names_.data() + size_; }
+  void clear() { size_ = 0; }
+  void reserve(size_t n) {
+    if (names_.size() < n) names_.resize(n);
+  }
+  void push_back(std::string_view name) {
+    if (size_ == names_.size()) names_.emplace_back();
+    names_[size_++].assign(name);
+  }
+  /// n entries: existing ones kept, new ones set to `name`.
+  void resize(size_t n, std::string_view name = {}) {
+    if (names_.size() < n) names_.resize(n);
+    for (size_t i = size_; i < n; ++i) names_[i].assign(name);
+    size_ = n;
+  }
+  /// n entries, every one `name`.
+  void assign(size_t n, std::string_view name) {
+    size_ = 0;
+    resize(n, name);
+  }
+  friend bool operator==(const SourceNames& a, const SourceNames& b) {
+    return a.size_ == b.size_ && std::equal(a.begin(), a.end(), b.begin());
+  }
+  friend bool operator==(const SourceNames& a, const std::vector<std::string>& b) {
+    return a.size_ == b.size() && std::equal(a.begin(), a.end(), b.begin());
+  }
+
+ private:
+  std::vector<std::string> names_;  // the first size_ are the list; the rest keep their buffers
+  size_t size_ = 0;
+};
+
 /// A draft of k tokens, with the drafter's probability of each where it has one.
 struct Draft {
   std::vector<int32_t> tokens;
@@ -32,20 +80,20 @@ struct Draft {
   std::vector<float> probs;
   // Empty, or one name per token: which drafter proposed it ("maxgram", "bigram", "self:8",
   // ...). Used for acceptance-per-drafter metrics.
-  std::vector<std::string> sources;
+  SourceNames sources;
   // Empty, or one per token: the drafter's own estimate of the token's probability given the
   // text and the draft before it (a bigram table's probability), < 0 where it has none. Used to
   // rank token-tree nodes (DraftLength::cost); verification never reads it.
   std::vector<float> scores;
   /// Appends a token with its source and score, keeping `scores` aligned with `tokens`.
-  void push(int32_t token, std::string source, float score = -1.f) {
+  void push(int32_t token, std::string_view source, float score = -1.f) {
     if (score >= 0.f || !scores.empty()) scores.resize(tokens.size(), -1.f), scores.push_back(score);
     tokens.push_back(token);
-    sources.push_back(std::move(source));
+    sources.push_back(source);
   }
-  /// Empties the draft and keeps its vectors' capacity, so that a drafter refilling the
-  /// caller's draft every step allocates nothing once the draft has been as long before
-  /// (`sources` entries are drafter names: short ones live inside the string).
+  /// Empties the draft and keeps its vectors' capacity (and its names' buffers), so that a
+  /// drafter refilling the caller's draft every step allocates nothing once the draft has been
+  /// as long before.
   void clear() {
     tokens.clear();
     probs.clear();

@@ -32,7 +32,7 @@ void build_token_tree(std::span<const Draft> drafts, int max_nodes, TokenTree& t
         t.tokens.push_back(d.tokens[i]);
         t.parents.push_back(cur);
         t.depths.push_back(cur < 0 ? 0 : t.depths[cur] + 1);
-        t.sources.push_back(i < d.sources.size() ? d.sources[i] : std::string());
+        t.sources.push_back(i < d.sources.size() ? std::string_view(d.sources[i]) : std::string_view());
         t.scores.push_back(i < d.scores.size() ? d.scores[i] : -1.f);
       }
       cur = found;
@@ -128,7 +128,8 @@ void subtree(const TokenTree& tree, std::span<const int32_t> keep, TokenTree& t)
     t.tokens.push_back(tree.tokens[v]);
     t.parents.push_back(parent_at);
     t.depths.push_back(tree.depths[v]);
-    t.sources.push_back(v < static_cast<int32_t>(tree.sources.size()) ? tree.sources[v] : "");
+    t.sources.push_back(v < static_cast<int32_t>(tree.sources.size()) ? std::string_view(tree.sources[v])
+                                                                      : std::string_view());
     t.scores.push_back(v < static_cast<int32_t>(tree.scores.size()) ? tree.scores[v] : -1.f);
   }
 }

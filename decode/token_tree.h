@@ -16,7 +16,7 @@ struct TokenTree {
   std::vector<int32_t> tokens;
   std::vector<int32_t> parents;  // parents[i] < i, -1 = root's child
   std::vector<int32_t> depths;   // 0 for root's children
-  std::vector<std::string> sources;
+  SourceNames sources;  // per node, the drafter that proposed it
   std::vector<float> scores;  // per node, the creating draft's score (Draft::scores), -1 = none
   int size() const { return static_cast<int>(tokens.size()); }
   /// Room for `n` nodes.

@@ -86,7 +86,7 @@ struct Fixture {
     env.vocab_size = cpu->config().vocab_size;
     env.target_path = file;  // self:L drafters: its first L layers, their forwards paused too
     env.load_model = [](const std::string& path, int layers) -> std::shared_ptr<rt::Model> {
-      return std::make_shared<PausedForwards>(std::shared_ptr<rt::Model>(rt::load_model(path, {.max_layers = layers, .threads = 2})));
+      return std::make_shared<PausedForwards>(std::shared_ptr<rt::Model>(rt::load_model(path, {.max_layers = layers > 0 ? layers : -1, .threads = 2})));
     };
     SpeculativeDecoder ar(*cpu);
     GenerateParams p;
@@ -188,6 +188,56 @@ TEST(DecodeAlloc, WarmBatchStepsAllocateNothingOutsideTheTarget) {
       EXPECT_EQ(at.back() - at[3 * kWarmTokens], 0) << spec << " width " << width;
       for (const auto& g : gens) EXPECT_EQ(g.tokens.size(), static_cast<size_t>(kNewTokens));
     }
+}
+
+// Drafter names longer than a std::string's inline buffer (15 characters here): a model:PATH
+// drafter's name is its spec, path included. The decoder's drafts keep their names' buffers
+// (SourceNames), and a cascade asks its drafters' names once.
+TEST(DecodeAlloc, LongDrafterNamesAllocateNothingOnceWarm) {
+  const std::string model = "model:" + (fixture().dir / "tiny.gguf").string();
+  ASSERT_GT(model.size(), 15u);
+  for (const std::string& spec : {model, "vcascade(" + model + ",maxgram)", "hcascade(" + model + "*2,maxgram*4)"})
+    for (int width : {1, 4})
+      for (float t : {0.f, 10.f}) {
+        const Result r = run(make_drafter_factory(spec, fixture().env), width, t, DraftLength::adaptive);
+        EXPECT_EQ(r.warm_allocations, 0) << spec << " width " << width << " temperature " << t;
+        EXPECT_GE(r.gen.stats.target_passes, 20);
+        bool named = false;  // the long name reached the statistics
+        for (const auto& [name, counts] : r.gen.stats.by_source) named |= name == model && counts.first > 0;
+        EXPECT_TRUE(named) << spec;
+      }
+}
+
+TEST(DecodeAlloc, SourceNamesKeepTheirBuffersWhenRefilled) {
+  const std::string long_a(40, 'a'), long_b(33, 'b');
+  SourceNames names;
+  names.push_back(long_a);
+  names.push_back("short");
+  names.resize(4, long_b);
+  EXPECT_EQ(names, (std::vector<std::string>{long_a, "short", long_b, long_b}));
+  names.resize(1);
+  EXPECT_EQ(names, (std::vector<std::string>{long_a}));
+  names.resize(3);  // new entries empty, not the old ones' names
+  EXPECT_EQ(names, (std::vector<std::string>{long_a, "", ""}));
+  names.assign(2, "x");
+  EXPECT_EQ(names, (std::vector<std::string>{"x", "x"}));
+  names.clear();
+  EXPECT_TRUE(names.empty());
+  EXPECT_EQ(names.begin(), names.end());
+  names.reserve(8);
+  for (int i = 0; i < 8; ++i) names.push_back(long_a);  // warms every slot's buffer
+  const long n = test::allocations_in([&] {
+    for (int round = 0; round < 5; ++round) {
+      names.clear();
+      for (int i = 0; i < 8; ++i) names.push_back(i % 2 ? long_b : long_a);
+      names.resize(3);
+      names.resize(8, long_b);
+      names.assign(6, long_a);
+    }
+  });
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(names.size(), 6u);
+  EXPECT_EQ(names[5], long_a);
 }
 
 struct Case {

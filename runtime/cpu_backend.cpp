@@ -19,19 +19,24 @@ void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
   for (int i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
 }
 
-// A sequence's KV cache, head-major: per layer, [kv_heads][capacity][head_dim], so that one KV
-// head's keys (and values) are one contiguous stream. Attention reads a head's rows in key
-// order; token-major rows ([capacity][kv_heads * head_dim]: a head's 256-byte rows 768 bytes
-// apart for SmolLM2) made those reads latency-bound: scores and value sums over 30 layers x 3
-// heads x 2048 keys, one thread, 2-core EPYC, best of 5: 18.8 -> 8.4 ms (one query head per
-// pass), 17.2 -> 6.2 ms (the group's 3 heads per pass). The layout changes addresses only: every
-// product and sum does the same operations, the logits keep their bits.
+// A sequence's KV cache, head-major, so that one KV head's keys (and values) are one contiguous
+// stream: per layer, values [kv_heads][capacity][head_dim] and keys
+// [kv_heads][key_capacity / kKeyTile][head_dim][kKeyTile], tiles of 64 keys stored
+// dimension-major (key_scores vectorises the score product over keys: no horizontal sums;
+// key_capacity is capacity rounded up to whole tiles). Attention reads a head's keys and values
+// in key order; token-major rows ([capacity][kv_heads * head_dim]: a head's 256-byte rows 768
+// bytes apart for SmolLM2) made those reads latency-bound: scores and value sums over 30 layers
+// x 3 heads x 2048 keys, one thread, 2-core EPYC, best of 5: 18.8 -> 8.4 ms (one query head per
+// pass), 17.2 -> 6.2 ms (the group's 3 heads per pass).
 struct Sequence {
   bool live = false;
   int len = 0;
   int capacity = 0;                      // tokens each layer's cache holds
-  std::vector<std::vector<float>> k, v;  // per layer: [kv_heads][capacity][head_dim]
+  std::vector<std::vector<float>> k, v;  // per layer, see above
 };
+
+// Tokens a head's key tiles hold for a cache of `capacity` tokens.
+size_t key_capacity(int capacity) { return (static_cast<size_t>(capacity) + kKeyTile - 1) / kKeyTile * kKeyTile; }
 
 // Per forward: where each new token goes and what it may attend to: the cached prefix, then
 // n_visible new tokens of its sequence (itself last): a chain's tokens 0 .. index, or a tree
@@ -130,9 +135,11 @@ class CpuModel final : public Model {
       for (int h = 0; h < w_.config.num_kv_heads; ++h)
         for (size_t i = 0; i < offsets.size(); ++i) {
           if (offsets[i] == static_cast<int>(i)) continue;
-          const size_t from = cache_row(s, h, base + offsets[i]), to = cache_row(s, h, base + static_cast<int>(i));
-          std::copy_n(s.k[l].begin() + from, hd, s.k[l].begin() + to);
-          std::copy_n(s.v[l].begin() + from, hd, s.v[l].begin() + to);
+          const int from = base + offsets[i], to = base + static_cast<int>(i);
+          std::copy_n(s.v[l].begin() + cache_row(s, h, from), hd, s.v[l].begin() + cache_row(s, h, to));
+          float* kf = s.k[l].data() + key_at(s, h, from);
+          float* kt = s.k[l].data() + key_at(s, h, to);
+          for (size_t d = 0; d < hd; ++d) kt[d * kKeyTile] = kf[d * kKeyTile];
         }
     s.len = base + static_cast<int>(offsets.size());
   }
@@ -142,9 +149,16 @@ class CpuModel final : public Model {
  private:
   void attention(int layer, const float* q, float* att);
   size_t kv_dim() const { return static_cast<size_t>(w_.config.num_kv_heads) * w_.config.head_dim; }
-  // Offset of KV head h's row for token pos in a layer's cache of s.
+  // Offset of KV head h's value row for token pos in a layer's cache of s.
   size_t cache_row(const Sequence& s, int h, int pos) const {
     return (static_cast<size_t>(h) * s.capacity + pos) * w_.config.head_dim;
+  }
+  // Offset of KV head h's first key tile, and of the key of token pos (element d kKeyTile apart).
+  size_t key_tiles(const Sequence& s, int h) const {
+    return static_cast<size_t>(h) * key_capacity(s.capacity) * w_.config.head_dim;
+  }
+  size_t key_at(const Sequence& s, int h, int pos) const {
+    return key_tiles(s, h) + static_cast<size_t>(pos / kKeyTile) * kKeyTile * w_.config.head_dim + pos % kKeyTile;
   }
   // Makes every layer's cache of s hold `tokens` tokens (doubling, at most max_tokens_), each
   // head's first s.len rows moved to their new offsets.
@@ -152,13 +166,20 @@ class CpuModel final : public Model {
     if (tokens <= s.capacity) return;
     const int cap = std::min(max_tokens_, std::max(tokens, 2 * s.capacity));
     const size_t hd = w_.config.head_dim, nkv = w_.config.num_kv_heads;
-    for (auto* cache : {&s.k, &s.v})
-      for (std::vector<float>& layer : *cache) {
-        std::vector<float> grown(nkv * cap * hd);
-        for (size_t h = 0; h < nkv; ++h)
-          std::copy_n(layer.begin() + h * s.capacity * hd, s.len * hd, grown.begin() + h * cap * hd);
-        layer = std::move(grown);
-      }
+    for (std::vector<float>& layer : s.v) {
+      std::vector<float> grown(nkv * cap * hd);
+      for (size_t h = 0; h < nkv; ++h)
+        std::copy_n(layer.begin() + h * s.capacity * hd, s.len * hd, grown.begin() + h * cap * hd);
+      layer = std::move(grown);
+    }
+    // keys: whole tiles (the last one partly filled)
+    const size_t old_keys = key_capacity(s.capacity) * hd, new_keys = key_capacity(cap) * hd;
+    const size_t used = key_capacity(s.len) * hd;
+    for (std::vector<float>& layer : s.k) {
+      std::vector<float> grown(nkv * new_keys);
+      for (size_t h = 0; h < nkv; ++h) std::copy_n(layer.begin() + h * old_keys, used, grown.begin() + h * new_keys);
+      layer = std::move(grown);
+    }
     s.capacity = cap;
   }
   Sequence& seq(int id, const char* where) {
@@ -290,9 +311,11 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
       apply_rope(&k[size_t(t) * kvd], nkv, plan[t].pos);
       Sequence& s = seqs_[plan[t].seq];
       for (int kvh = 0; kvh < nkv; ++kvh) {
-        const size_t at = cache_row(s, kvh, plan[t].base + plan[t].index);
-        std::copy_n(&k[size_t(t) * kvd + size_t(kvh) * hd], hd, s.k[l].begin() + at);
-        std::copy_n(&v[size_t(t) * kvd + size_t(kvh) * hd], hd, s.v[l].begin() + at);
+        const int pos = plan[t].base + plan[t].index;
+        std::copy_n(&v[size_t(t) * kvd + size_t(kvh) * hd], hd, s.v[l].begin() + cache_row(s, kvh, pos));
+        const float* kr = &k[size_t(t) * kvd + size_t(kvh) * hd];
+        float* kt = s.k[l].data() + key_at(s, kvh, pos);
+        for (int d = 0; d < hd; ++d) kt[size_t(d) * kKeyTile] = kr[d];
       }
     }
     attention(l, q.data(), att.data());
@@ -319,19 +342,23 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
 
 // Attention of one layer: each (token, query head) sees its sequence's cached prefix and its
 // visible new tokens (key order: the prefix, then those in index order). An item (one KV head,
-// gs of its query heads, a tile of one entry's tokens) walks the head's keys in chunks of
-// about 16 KB (L1): each chunk of K rows is multiplied with every token's queries (one
-// matmul_rows product per token over the chunk's rows: the g query rows of a token are
-// consecutive in q), then, after each row's softmax, each chunk of V rows is weighted into
-// every row's output. So a tile's tokens read the prefix's K and V from memory once, not once
-// per token. A token's keys [0, n_run) are cache rows [0, n_run) (the prefix plus a chain's
-// new tokens); a tree token's other ancestors are scattered rows, one product and one sum
-// each, after the run. Every score is a matmul_rows element and every output element sums its
+// gs of its query heads, a tile of one entry's tokens) first scores all its query rows (the g
+// rows of each token, token after token) against the head's key tiles in one key_scores call,
+// which reads each tile of 64 keys from memory once for all of them (then from L1); then, after
+// each row's softmax, walks the head's value rows in chunks of about 16 KB (L1), each chunk
+// weighted into every row's output. So a tile's tokens read the prefix's K and V from memory
+// once, not once per token. A token's keys [0, n_run) are cache positions [0, n_run) (the
+// prefix plus a chain's new tokens); a tree token's other ancestors are scattered positions, a
+// one-key key_scores call and one weighted row each, after the run. A score takes the same
+// operations whichever call computes it (key_scores' promise) and every output element sums its
 // terms in key order (accumulate_weighted_rows composes over consecutive ranges), so a token's
 // bits do not depend on the tile, the chunking, gs or the threads (batch invariance).
 // SmolLM2 `spillway step`, 2-core EPYC, 3 alternating runs, before (one token an item, the
 // token-major cache) -> after: context 2048, k = 1 15.8-20.1 -> 9.8-12.7 ms, k = 4 26.1-32.7 ->
-// 18.6-21.4, k = 8 41.7-51.0 -> 32.8-37.8; context 128 unchanged within noise.
+// 18.6-21.4, k = 8 41.7-51.0 -> 32.8-37.8; context 128 unchanged within noise. Then scores by
+// key_scores over transposed key tiles instead of one matmul_rows product per token over
+// row-major keys (best of 3 alternating runs): context 2048, k = 1 10.7 -> 10.0 ms, k = 2
+// 12.4 -> 11.5, k = 4 19.3 -> 16.3, k = 8 33.4 -> 28.0; context 512, k = 8 21.3 -> 20.0.
 void CpuModel::attention(int l, const float* q, float* att) {
   const std::vector<TokenPlan>& plan = sc_.plan;
   const std::vector<AttnItem>& items = sc_.items;
@@ -339,15 +366,18 @@ void CpuModel::attention(int l, const float* q, float* att) {
   const ModelConfig& c = w_.config;
   const int hd = c.head_dim, nq = c.num_heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  const int chunk = std::max(16, 16384 / (hd * static_cast<int>(sizeof(float))));  // keys per chunk
+  const int chunk = std::max(16, 16384 / (hd * static_cast<int>(sizeof(float))));  // value rows per chunk (16 KB)
   pool_.parallel_for(static_cast<int>(items.size()), [&](int w0, int w1) {
     thread_local std::vector<float> scores;  // [tile][g][n_max]; grows to the longest context once per thread
+    thread_local std::vector<const float*> qs;
+    thread_local std::vector<float*> outs;
+    thread_local std::vector<int> limits;
     for (int w = w0; w < w1; ++w) {
       const AttnItem& it = items[w];
       const int n = it.t1 - it.t0, g = it.g;
       const TokenPlan& p0 = plan[it.t0];  // the tile's tokens share the sequence and its prefix
       const Sequence& s = seqs_[p0.seq];
-      const float* kc = s.k[l].data() + cache_row(s, it.kvh, 0);  // the head's rows, hd apart
+      const float* kc = s.k[l].data() + key_tiles(s, it.kvh);  // the head's key tiles
       const float* vc = s.v[l].data() + cache_row(s, it.kvh, 0);
       auto key_row = [&](const TokenPlan& p, int j) {
         return j < p.base || p.ancestors < 0 ? j : p.base + ancestors[p.ancestors + j - p.base];
@@ -364,19 +394,23 @@ void CpuModel::attention(int l, const float* q, float* att) {
       auto rows_of = [&](int i) { return &scores[size_t(i) * g * n_max]; };  // token i's g score rows
       auto query = [&](int i) { return &q[(size_t(it.t0 + i) * nq + it.h0) * hd]; };
       auto out = [&](int i, int gi) { return &att[(size_t(it.t0 + i) * nq + it.h0 + gi) * hd]; };
-      for (int c0 = 0; c0 < run_max; c0 += chunk)
-        for (int i = 0; i < n; ++i)
-          if (n_run[i] > c0) {
-            MatmulArgs sa{query(i), g, kc, n_run[i], hd, nullptr, rows_of(i), false};
-            sa.y_stride = n_max;
-            matmul_rows(sa, c0, std::min(c0 + chunk, n_run[i]));
-          }
+      // the tile's query rows, token after token (g each), with their score rows and run ends
+      const int rows = n * g;
+      qs.resize(size_t(rows));
+      outs.resize(size_t(rows));
+      limits.resize(size_t(rows));
+      for (int i = 0; i < n; ++i)
+        for (int gi = 0; gi < g; ++gi) {
+          qs[size_t(i) * g + gi] = query(i) + size_t(gi) * hd;
+          outs[size_t(i) * g + gi] = rows_of(i) + size_t(gi) * n_max;
+          limits[size_t(i) * g + gi] = n_run[i];
+        }
+      key_scores({qs.data(), outs.data(), limits.data(), rows, kc, hd, 0, run_max, 0});  // (groups keys for L1)
       for (int i = 0; i < n; ++i) {
         const TokenPlan& p = plan[it.t0 + i];
-        for (int j = n_run[i]; j < n_keys[i]; ++j) {
-          MatmulArgs one{query(i), g, kc + size_t(key_row(p, j)) * hd, 1, hd, nullptr, rows_of(i) + j, false};
-          one.y_stride = n_max;
-          matmul_rows(one, 0, 1);
+        for (int j = n_run[i]; j < n_keys[i]; ++j) {  // a scattered key: its tile, one lane stored
+          const int r = key_row(p, j);
+          key_scores({qs.data() + size_t(i) * g, outs.data() + size_t(i) * g, nullptr, g, kc, hd, r, r + 1, r - j});
         }
         softmax_rows(rows_of(i), g, n_keys[i], n_max, scale);
         for (int gi = 0; gi < g; ++gi) std::fill_n(out(i, gi), hd, 0.f);

@@ -5,8 +5,9 @@
 // per forward for all new tokens of all sequences, register-blocked AVX-512 / AVX2 products
 // (runtime/cpu_matmul.h), so verifying k draft tokens costs little more than one token, as
 // speculative decoding needs; a token's logits are bit-identical whatever else shares its
-// forward. KV cache: per sequence and layer, fp32, head-major ([kv_heads][capacity][head_dim]:
-// a head's keys one contiguous stream), grown on demand; attention in items of one KV head
+// forward. KV cache: per sequence and layer, fp32, head-major (a head's keys one contiguous
+// stream, in tiles of 64 keys stored dimension-major for a score product vectorised over keys;
+// values [kv_heads][capacity][head_dim]), grown on demand; attention in items of one KV head
 // and a tile of up to 8 tokens that read the head's keys and values once for the tile, chains
 // and token trees (ancestor lists) in the same loop.
 #pragma once

@@ -89,11 +89,13 @@ constexpr int kOneTokenRows = kFusedRows;  // no taller block (registers)
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 #include "runtime/cpu_softmax_isa.h"
+#include "runtime/cpu_key_scores_isa.h"
 
 using RunFn = void (*)(const MatmulArgs&, int, int, const detail::Panel&);
 using WeightedFn = void (*)(const float*, int, const float*, long, int, float*);
 using SoftmaxFn = void (*)(float*, int, int, long, float);
 using SiluFn = void (*)(float*, const float*, size_t);
+using KeyScoresFn = void (*)(const KeyScoreArgs&);
 struct Isa {
   const char* name;
   RunFn fn;
@@ -101,6 +103,7 @@ struct Isa {
   WeightedFn weighted;
   SoftmaxFn softmax;
   SiluFn silu;
+  KeyScoresFn key_scores;
 };
 
 #if defined(SPW_CPU_MATMUL_AVX512) || defined(SPW_CPU_MATMUL_AVX2)
@@ -117,14 +120,16 @@ const Isa* isas(int* count) {
   static const Isa table[] = {
 #if defined(SPW_CPU_MATMUL_AVX512)
       {"avx512", &detail::matmul_rows_avx512, __builtin_cpu_supports("avx512f") && cpu_has_f16c(),
-       &detail::accumulate_weighted_rows_avx512, &detail::softmax_rows_avx512, &detail::silu_mul_avx512},
+       &detail::accumulate_weighted_rows_avx512, &detail::softmax_rows_avx512, &detail::silu_mul_avx512,
+       &detail::key_scores_avx512},
 #endif
 #if defined(SPW_CPU_MATMUL_AVX2)
       {"avx2", &detail::matmul_rows_avx2,
        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c(),
-       &detail::accumulate_weighted_rows_avx2, &detail::softmax_rows_avx2, &detail::silu_mul_avx2},
+       &detail::accumulate_weighted_rows_avx2, &detail::softmax_rows_avx2, &detail::silu_mul_avx2,
+       &detail::key_scores_avx2},
 #endif
-      {"generic", &run_blocked, true, &weighted_rows, &softmax_rows_impl, &silu_mul_impl},
+      {"generic", &run_blocked, true, &weighted_rows, &softmax_rows_impl, &silu_mul_impl, &key_scores_impl},
   };
   *count = static_cast<int>(sizeof table / sizeof table[0]);
   return table;
@@ -183,6 +188,8 @@ void softmax_rows(float* s, int rows, int n, long stride, float scale) {
 
 void silu_mul(float* g, const float* u, size_t n) { chosen().silu(g, u, n); }
 
+void key_scores(const KeyScoreArgs& a) { chosen().key_scores(a); }
+
 const char* matmul_isa() { return chosen().name; }
 
 bool matmul_isa_supported(const char* isa) {
@@ -220,5 +227,7 @@ void softmax_rows_isa(const char* isa, float* s, int rows, int n, long stride, f
 }
 
 void silu_mul_isa(const char* isa, float* g, const float* u, size_t n) { isa_named(isa, "silu_mul_isa").silu(g, u, n); }
+
+void key_scores_isa(const char* isa, const KeyScoreArgs& a) { isa_named(isa, "key_scores_isa").key_scores(a); }
 
 }  // namespace spw::rt

@@ -61,6 +61,32 @@ void accumulate_weighted_rows(const float* p, int count, const float* v, long v_
 void accumulate_weighted_rows_isa(const char* isa, const float* p, int count, const float* v, long v_stride, int n,
                                   float* out);
 
+/// Keys per tile of a tile-transposed key cache: key j of a head lives in tile j / kKeyTile,
+/// whose kKeyTile keys are stored dimension-major ([head_dim][kKeyTile]: key j's element d at
+/// tile_start + d * kKeyTile + j % kKeyTile), so that a vector load holds one dimension of
+/// consecutive keys and a score product walks a tile's memory in order.
+constexpr int kKeyTile = 64;
+/// Attention's scores against such a cache: out[r][j - out_shift] = sum over d < hd of
+/// q[r][d] * K[j][d] for each query row r < rows and key j in [k0, min(k1, limit[r])) (limit
+/// null: k1). kt is the head's first tile. Vectorised over keys: each score is one chain of
+/// multiply-adds over d in increasing order from 0 (fused on AVX-512 / AVX2, a rounded multiply
+/// and add on the portable path), so it has the same bits whatever rows, range or tile it is
+/// computed with: one key alone (k0 = j, k1 = j + 1) scores exactly as within a range (batch
+/// invariance). Whole tiles are read: kt must hold every tile [k0, k1) touches.
+struct KeyScoreArgs {
+  const float* const* q = nullptr;  // rows query pointers, hd floats each
+  float* const* out = nullptr;      // rows score rows
+  const int* limit = nullptr;       // rows exclusive key limits, or null
+  int rows = 0;
+  const float* kt = nullptr;
+  int hd = 0;
+  int k0 = 0, k1 = 0;
+  long out_shift = 0;
+};
+void key_scores(const KeyScoreArgs& a);
+/// The same with an explicit instruction set (tests); throws like matmul_rows_isa.
+void key_scores_isa(const char* isa, const KeyScoreArgs& a);
+
 /// Attention's softmax, in place: for each row r < rows, s[r * stride + j] for j < n becomes
 /// softmax over j of scale * s (the row's max subtracted before exponentiating; stride 0 =
 /// n). exp is vectorised (cpu_softmax_isa.h: a few ulp from expf), the row sum is taken in a
@@ -103,6 +129,8 @@ void softmax_rows_avx512(float* s, int rows, int n, long stride, float scale);
 void softmax_rows_avx2(float* s, int rows, int n, long stride, float scale);
 void silu_mul_avx512(float* g, const float* u, size_t n);
 void silu_mul_avx2(float* g, const float* u, size_t n);
+void key_scores_avx512(const KeyScoreArgs& a);
+void key_scores_avx2(const KeyScoreArgs& a);
 }  // namespace detail
 
 }  // namespace spw::rt

@@ -82,6 +82,7 @@ void dq_q6_16(const uint8_t* ql, const uint8_t* qh, int ls, int hs, float* out) 
 #include "runtime/dequant_kernels.h"
 #include "runtime/cpu_matmul_blocked.h"
 #include "runtime/cpu_softmax_isa.h"
+#include "runtime/cpu_key_scores_isa.h"
 
 // fp16 -> fp32 with F16C conversions (exact, like half_bits_to_float).
 float dq_half(uint16_t bits) { return _cvtsh_ss(bits); }
@@ -102,6 +103,7 @@ void softmax_rows_avx2(float* s, int rows, int n, long stride, float scale) {
   softmax_rows_impl(s, rows, n, stride, scale);
 }
 void silu_mul_avx2(float* g, const float* u, size_t n) { silu_mul_impl(g, u, n); }
+void key_scores_avx2(const KeyScoreArgs& a) { key_scores_impl(a); }
 }  // namespace detail
 }  // namespace spw::rt
 #endif

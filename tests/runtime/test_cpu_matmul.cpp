@@ -5,7 +5,8 @@
 // outputs are bit-identical whatever T, token block and row range); bad ISA names. Encoded
 // weights (every GGUF tensor type, dequantised on the fly): bit-identical to the product over
 // dequantize()'s fp32 values on every instruction set, and their argument checks. The
-// vectorised softmax and SiLU gate against fp64. (The thread pool: test_thread_pool.cpp.)
+// vectorised softmax and SiLU gate against fp64; attention's scores over the tile-transposed key
+// cache (key_scores). (The thread pool: test_thread_pool.cpp.)
 #include <cmath>
 
 #include "runtime/cpu_matmul.h"
@@ -325,6 +326,71 @@ TEST(CpuSoftmax, SiluMulMatchesFp64ReferenceOnEveryIsa) {
   }
   float x = 0;
   EXPECT_THROW_MSG(silu_mul_isa("sse9", &x, &x, 1), "silu_mul_isa: isa = sse9: unknown");
+}
+
+// Attention's scores over a tile-transposed key cache (key_scores): keys placed in tiles of
+// kKeyTile as the header says, on every instruction set: against fp64 for head dims 16..256
+// (one vector, several, a non-power of two), 1..25 query rows (every block shape and a second
+// block of rows), ranges that start and end inside tiles and rows with their own limits. What
+// is outside [k0, min(k1, limit)) stays untouched (the outputs are poisoned first). A score's
+// bits are the same whichever rows and range compute it: alone, among other rows, split in two
+// ranges, and one key at a time into another row (out_shift), as the CPU backend's batch
+// invariance and its tree keys need.
+TEST(CpuKeyScores, MatchFp64ReferenceAndKeepTheirBitsOnEveryIsa) {
+  auto rng = test::make_rng();
+  for (const char* isa : runnable_isas())
+    for (int hd : {16, 64, 80, 128, 256})
+      for (int rows : {1, 2, 3, 4, 5, 8, 9, 24, 25}) {
+        const int keys = 3 * kKeyTile + 21;  // 3 whole tiles and a part
+        const int tiles = (keys + kKeyTile - 1) / kKeyTile;
+        const auto kv = test::random_floats(rng, size_t(keys) * hd);  // key j, dim d: kv[j * hd + d]
+        std::vector<float> kt(size_t(tiles) * kKeyTile * hd, NAN);    // past the last key: NaN
+        for (int j = 0; j < keys; ++j)
+          for (int d = 0; d < hd; ++d) kt[size_t(j / kKeyTile) * kKeyTile * hd + size_t(d) * kKeyTile + j % kKeyTile] = kv[size_t(j) * hd + d];
+        const auto qv = test::random_floats(rng, size_t(rows) * hd);
+        std::vector<const float*> q(rows);
+        std::vector<int> limit(rows);
+        for (int r = 0; r < rows; ++r) q[r] = &qv[size_t(r) * hd], limit[r] = keys - (r * 7) % 40;
+        const int k0 = 5, k1 = keys - 2;
+        std::vector<float> out(size_t(rows) * keys, NAN);
+        std::vector<float*> o(rows);
+        for (int r = 0; r < rows; ++r) o[r] = &out[size_t(r) * keys];
+        key_scores_isa(isa, {q.data(), o.data(), limit.data(), rows, kt.data(), hd, k0, k1, 0});
+        for (int r = 0; r < rows; ++r)
+          for (int j = 0; j < keys; ++j) {
+            const float got = out[size_t(r) * keys + j];
+            if (j < k0 || j >= std::min(k1, limit[r])) {
+              ASSERT_TRUE(std::isnan(got)) << isa << " hd " << hd << " rows " << rows << " r " << r << " j " << j;
+              continue;
+            }
+            double want = 0, mag = 0;
+            for (int d = 0; d < hd; ++d) {
+              want += double(qv[size_t(r) * hd + d]) * kv[size_t(j) * hd + d];
+              mag += std::abs(double(qv[size_t(r) * hd + d]) * kv[size_t(j) * hd + d]);
+            }
+            ASSERT_LE(std::abs(got - want), 1.2e-7 * hd * mag) << isa << " hd " << hd << " rows " << rows << " j " << j;
+          }
+        // each row alone over two ranges split inside a tile, and key by key into another row
+        for (int r = 0; r < rows; ++r) {
+          const int end = std::min(k1, limit[r]), mid = (k0 + end) / 2 + 3;
+          std::vector<float> alone(keys, NAN), single(keys + 9, NAN);
+          float* a1 = alone.data();
+          key_scores_isa(isa, {&q[r], &a1, nullptr, 1, kt.data(), hd, k0, mid, 0});
+          key_scores_isa(isa, {&q[r], &a1, nullptr, 1, kt.data(), hd, mid, end, 0});
+          ASSERT_EQ(std::memcmp(alone.data() + k0, &out[size_t(r) * keys + k0], (end - k0) * sizeof(float)), 0)
+              << isa << " hd " << hd << " rows " << rows << " r " << r;
+          float* s1 = single.data();
+          for (int j = k0; j < end; j += 13) {
+            key_scores_isa(isa, {&q[r], &s1, nullptr, 1, kt.data(), hd, j, j + 1, long(j) - (j + 9 - k0) % keys});
+            ASSERT_EQ(std::memcmp(&single[(j + 9 - k0) % keys], &out[size_t(r) * keys + j], sizeof(float)), 0)
+                << isa << " hd " << hd << " key " << j;
+          }
+        }
+      }
+  float x = 0;
+  const float* xp = &x;
+  float* yp = &x;
+  EXPECT_THROW_MSG(key_scores_isa("sse9", {&xp, &yp, nullptr, 1, &x, 1, 0, 1, 0}), "key_scores_isa: isa = sse9: unknown");
 }
 
 TEST(CpuMatmul, UnknownOrUnsupportedIsaIsRejectedByName) {

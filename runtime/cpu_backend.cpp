@@ -357,8 +357,9 @@ void CpuModel::forward(std::span<const SeqInput> batch, std::vector<float>& logi
 // token-major cache) -> after: context 2048, k = 1 15.8-20.1 -> 9.8-12.7 ms, k = 4 26.1-32.7 ->
 // 18.6-21.4, k = 8 41.7-51.0 -> 32.8-37.8; context 128 unchanged within noise. Then scores by
 // key_scores over transposed key tiles instead of one matmul_rows product per token over
-// row-major keys (best of 3 alternating runs): context 2048, k = 1 10.7 -> 10.0 ms, k = 2
-// 12.4 -> 11.5, k = 4 19.3 -> 16.3, k = 8 33.4 -> 28.0; context 512, k = 8 21.3 -> 20.0.
+// row-major keys (CPU-only builds alternating, 3 rounds, best: bench/results/cpu-amd-epyc/
+// runtime_step_key_tiles_ab): context 2048, k = 1 10.1 -> 10.3 ms (memory-bound, noise), k = 4
+// 18.6 -> 16.5, k = 8 32.6 -> 28.3, k = 64 208 -> 172; context 512, k = 8 21.1 -> 19.8.
 void CpuModel::attention(int l, const float* q, float* att) {
   const std::vector<TokenPlan>& plan = sc_.plan;
   const std::vector<AttnItem>& items = sc_.items;

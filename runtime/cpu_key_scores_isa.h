@@ -78,23 +78,11 @@ void key_score_range(const KeyScoreArgs& a, int r0, int k0, int k1) {
   }
 }
 
+// Rows [r0, r0 + rows), 1 <= rows <= kScoreRows: the block shape instantiated for `rows`.
+template <int ROWS = 1>
 void key_score_rows(const KeyScoreArgs& a, int r0, int rows, int k0, int k1) {
-  switch (rows) {
-    case 1: return key_score_range<1>(a, r0, k0, k1);
-    case 2: return key_score_range<2>(a, r0, k0, k1);
-    case 3: return key_score_range<3>(a, r0, k0, k1);
-    case 4: return key_score_range<4>(a, r0, k0, k1);
-    default: break;
-  }
-  if constexpr (kScoreRows == 8) {
-    switch (rows) {
-      case 5: return key_score_range<5>(a, r0, k0, k1);
-      case 6: return key_score_range<6>(a, r0, k0, k1);
-      case 7: return key_score_range<7>(a, r0, k0, k1);
-      case 8: return key_score_range<8>(a, r0, k0, k1);
-      default: break;
-    }
-  }
+  if (rows == ROWS) return key_score_range<ROWS>(a, r0, k0, k1);
+  if constexpr (ROWS < kScoreRows) key_score_rows<ROWS + 1>(a, r0, rows, k0, k1);
 }
 
 // With more than one block of rows, the keys go a tile (about 16 KB at head_dim 64) at a time,

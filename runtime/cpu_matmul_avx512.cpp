@@ -44,7 +44,8 @@ struct V {
   static constexpr bool kHsum16 = true;
   static void hsum16(const reg* a, int n, float* out) {
     reg x[16];
-    for (int i = 0; i < 16; ++i) x[i] = i < n ? a[i] : zero();
+    for (int i = 0; i < 16; ++i) x[i] = zero();
+    for (int i = 0; i < n; ++i) x[i] = a[i];
     reg p[8], s[4], t[2];
     for (int i = 0; i < 8; ++i)  // lanes 0-7: x[2i]'s i + (i + 8); 8-15: x[2i + 1]'s
       p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x44),

@@ -82,7 +82,7 @@ void CostAwareTree::reserve(int nodes, int grown, int depth) {
   const size_t n = static_cast<size_t>(std::max(nodes, 0)) + 2;
   const size_t g = static_cast<size_t>(std::max(grown, 0)) + 1;
   const size_t column = static_cast<size_t>(kClasses) * static_cast<size_t>(std::max(depth, 1));
-  for (auto* v : {&sc.cls, &sc.seen, &sc.order, &sc.kid_start, &sc.kids, &sc.fill, &sc.keep, &sc.index_of}) v->reserve(n);
+  for (auto* v : {&sc.cls, &sc.seen, &sc.kid_start, &sc.kids, &sc.fill, &sc.keep, &sc.index_of}) v->reserve(n);
   sc.p.reserve(n);
   sc.flags.reserve(n);
   while (sc.columns.size() < 4) sc.columns.emplace_back();

@@ -176,7 +176,7 @@ class CostAwareTree {
   };
   // Working memory of choose / observe / grow, kept between calls (capacity only: no state).
   struct Scratch {
-    std::vector<int32_t> cls, seen, order, kid_start, kids, fill, keep, index_of;
+    std::vector<int32_t> cls, seen, kid_start, kids, fill, keep, index_of;
     std::vector<double> p;
     std::deque<std::vector<double>> columns;  // one per source of a tree (a deque: stable)
     std::vector<std::pair<const std::string*, Columns>> sources;

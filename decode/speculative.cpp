@@ -256,27 +256,26 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
       s.tree.clear();
       if (s.drafter && dmax > 0) {
         const auto t_draft = Clock::now();
+        // a drafter's draft cut to dmax tokens, each named (the drafter where it gave no name)
+        // and checked against the vocabulary
+        auto take = [&](Draft& d) {
+          d.truncate(static_cast<size_t>(dmax));
+          d.sources.resize(d.tokens.size(), s.drafter_name);
+          for (int32_t t : d.tokens)
+            SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
+                      where, s.drafter_name, t, vocab);
+        };
         if (!s.is_tree) {
           s.drafter->propose_into(s.text, dmax, s.chain);
           SPW_CHECK(s.chain.probs.empty() || s.chain.probs.size() == s.chain.tokens.size() * static_cast<size_t>(vocab),
                     "{}: drafter '{}' gave {} probabilities for {} tokens (expected 0 or tokens x {}, the vocabulary)",
                     where, s.drafter_name, s.chain.probs.size(), s.chain.tokens.size(), vocab);
-          s.chain.truncate(static_cast<size_t>(dmax));
-          s.chain.sources.resize(s.chain.tokens.size(), s.drafter_name);
-          for (int32_t t : s.chain.tokens)
-            SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
-                      where, s.drafter_name, t, vocab);
+          take(s.chain);
           s.step_tokens.insert(s.step_tokens.end(), s.chain.tokens.begin(), s.chain.tokens.end());
         } else {
           auto& drafts = s.drafts;
           s.drafter->propose_tree_into(s.text, dmax, params.tree_width, drafts);
-          for (auto& d : drafts) {
-            d.truncate(static_cast<size_t>(dmax));
-            d.sources.resize(d.tokens.size(), s.drafter_name);
-            for (int32_t t : d.tokens)
-              SPW_CHECK(t >= 0 && t < vocab, "{}: drafter '{}' proposed token {} outside the vocabulary ({})",
-                        where, s.drafter_name, t, vocab);
-          }
+          for (auto& d : drafts) take(d);
           const int max_nodes = std::min(params.max_tree_nodes, room - 1);
           const NextTokens* table = by_cost && params.grow_tree ? s.drafter->next_tokens() : nullptr;
           // growing ranks all of the drafter's nodes, not only the first max_nodes

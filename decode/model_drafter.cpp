@@ -128,10 +128,7 @@ std::span<const float> ModelDrafter::score(std::span<const int32_t> context, std
   if (!feed(context, draft, draft.size() + 1, &logits, nullptr)) return {};
   const size_t n = logits.size() / vocab_, v = static_cast<size_t>(vocab_);
   score_rows_.resize(n * v);
-  for (size_t i = 0; i < n; ++i) {
-    softmax(logits.subspan(i * v, v), q_);
-    std::copy(q_.begin(), q_.end(), score_rows_.begin() + static_cast<std::ptrdiff_t>(i * v));
-  }
+  for (size_t i = 0; i < n; ++i) softmax(logits.subspan(i * v, v), std::span<float>(score_rows_).subspan(i * v, v));
   return score_rows_;
 }
 

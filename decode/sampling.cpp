@@ -80,10 +80,10 @@ double mass_at_least(std::span<const float> p, float t) {
   return lane_sum(p, [t](float v) { return v >= t ? v : 0.f; });
 }
 
-// probs = exp((logits - max) * scale), normalised; a row with no finite maximum (every logit
-// -inf or NaN) or whose weights all underflow becomes the one-hot argmax.
-void normalised_exp(std::span<const float> logits, float scale, std::vector<float>& probs) {
-  probs.resize(logits.size());
+// probs = exp((logits - max) * scale), normalised (probs has logits' size); a row with no
+// finite maximum (every logit -inf or NaN) or whose weights all underflow becomes the one-hot
+// argmax.
+void normalised_exp(std::span<const float> logits, float scale, std::span<float> probs) {
   const float m = row_max(logits);
   const double sum = std::isfinite(m) ? exp_shifted(logits, m, scale, probs.data()) : 0.0;
   if (!(sum > 0)) {
@@ -101,7 +101,13 @@ double positive_sum(std::span<const float> weights) {
 }
 
 void softmax(std::span<const float> logits, std::vector<float>& probs) {
+  probs.resize(logits.size());
+  softmax(logits, std::span<float>(probs));
+}
+
+void softmax(std::span<const float> logits, std::span<float> probs) {
   SPW_CHECK(!logits.empty(), "softmax: empty logits");
+  SPW_CHECK(probs.size() == logits.size(), "softmax: {} outputs for {} logits", probs.size(), logits.size());
   normalised_exp(logits, 1.f, probs);
 }
 
@@ -116,6 +122,7 @@ void sampling_probs(std::span<const float> logits, const SamplingParams& params,
     probs[argmax(logits)] = 1.f;
     return;
   }
+  probs.resize(n);
   normalised_exp(logits, static_cast<float>(1.0 / params.temperature), probs);
   if (params.top_p >= 1.f) return;
   // The nucleus lies inside S = {p >= t} as soon as mass(S) >= top_p (every token outside S

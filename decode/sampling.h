@@ -38,6 +38,8 @@ void sampling_probs(std::span<const float> logits, const SamplingParams& params,
                     std::vector<float>& probs);
 /// Plain softmax (temperature 1, no truncation); same rules as sampling_probs.
 void softmax(std::span<const float> logits, std::vector<float>& probs);
+/// The same into `probs`, which must have logits' size (a row of a caller's buffer).
+void softmax(std::span<const float> logits, std::span<float> probs);
 /// Draws an index from a (not necessarily normalised, non-negative) weight vector.
 /// All-zero weights: returns the argmax (never happens for a proper distribution).
 /// Only an index of positive weight is returned.

@@ -116,8 +116,9 @@ inline cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_
     return cudaSuccess;
   }
 #if defined(SPW_SIM)
-  (void)pdl;
-  launch(kernel, grid, block, smem, stream, std::forward<A>(args)...);
+  static_assert(sizeof...(P) == sizeof...(A), "launch_pdl: argument count differs from the kernel's");
+  ::spw::sim::launch(reinterpret_cast<const void*>(kernel), grid, block, smem, stream,
+                     [kernel, ... a = P(std::forward<A>(args))]() { kernel(a...); }, pdl);
   return cudaPeekAtLastError();  // as a failed cudaLaunchKernelEx leaves its error recorded
 #else
   cudaLaunchConfig_t cfg{};
@@ -131,6 +132,24 @@ inline cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+#endif
+}
+
+/// In a kernel launched by launch_pdl(pdl = true): lets the next programmatic launch in the
+/// stream start (its blocks still wait in pdl_wait for this whole grid). No-op before sm_90.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+/// In a kernel launched by launch_pdl(pdl = true): waits until the previous kernel in the stream
+/// has finished and its writes are visible. Nothing it wrote may be read or written before this;
+/// the sim checks that (tests/sim/cuda_sim.h, SPW_SIM_PDL). No-op before sm_90 (no overlap there).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(SPW_SIM)
+  ::spw::sim::grid_dependency_wait();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 

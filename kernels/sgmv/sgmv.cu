@@ -39,19 +39,9 @@ struct SegmentView {
   int num_adapters, rank_max;
 };
 
-// Programmatic dependent launch (sm_90; no-ops elsewhere): shrink lets the expand that apply()
-// launches behind it start early; expand prefetches its B rows into L2 (inputs that were
-// complete before shrink started) and waits for shrink's v only where it reads it.
-__device__ SPW_FORCEINLINE void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ SPW_FORCEINLINE void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
+// Programmatic dependent launch (spw::pdl_launch_dependents / pdl_wait, sm_90): shrink lets the
+// expand that apply() launches behind it start early; expand prefetches its B rows into L2
+// (inputs that were complete before shrink started) and waits for shrink's v only where it reads it.
 __device__ SPW_FORCEINLINE void prefetch_l2(const void* ptr) {
 #if defined(SPW_SIM)
   (void)ptr;

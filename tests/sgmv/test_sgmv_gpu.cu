@@ -1,6 +1,6 @@
 // SGMV GPU tests against the fp64 reference (skipped without a usable GPU): every segment
 // layout, hidden sizes, mixed ranks, multi-slice, both weight forms, poisoned outputs, CUDA
-// graph replay and bitwise determinism.
+// graph replay and bitwise determinism (on the simulator, with its check of programmatic launches).
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -138,6 +138,18 @@ void run_and_check(const CaseSpec& sp, bool stacked, const std::string& what, Pa
   }
 }
 
+#if defined(SPW_SIM)
+// On the simulator every launch here runs under its PDL check (tests/sim/cuda_sim.h): the expand
+// that apply() launches programmatically behind shrink sees shrink's output as NaN until its
+// pdl_wait, and may not write it. (The check costs a snapshot of device memory per launch, which
+// these cases' sizes make cheap.)
+class PdlCheckOn : public ::testing::Environment {
+ public:
+  void SetUp() override { spw::sim::set_pdl_check(true); }
+};
+const ::testing::Environment* const kPdlCheck = ::testing::AddGlobalTestEnvironment(new PdlCheckOn);
+#endif
+
 }  // namespace sgmv_gpu_test
 using namespace sgmv_gpu_test;
 
@@ -243,6 +255,10 @@ TYPED_TEST(SgmvGpu, GraphReplayAndBitwiseDeterminism) {
     auto rng = test::make_rng();
     Case c = make_case(sp, rng);
     Plan pl = plan_of(c.batch);
+#if defined(SPW_SIM)
+    ASSERT_TRUE(pl.pdl) << "the sim's device is sm_90: apply() launches expand programmatically";
+    ASSERT_TRUE(spw::sim::pdl_check());
+#endif
     DeviceCase<T> d(c, pl);
     const auto y0 = test::to_storage<T>(c.y);
     cudaStream_t stream;

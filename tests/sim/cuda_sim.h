@@ -26,12 +26,16 @@
 //    whose result depends on the order has a race); blocks run in grid order, or reversed or
 //    shuffled with SPW_SIM_BLOCKS=reverse|shuffle[:SEED] (a result that depends on the order of
 //    blocks, which a GPU does not promise, is an inter-block race).
+//  - programmatic dependent launch, with SPW_SIM_PDL=1 (set_pdl_check): until griddepcontrol.wait
+//    lets it go on, a kernel sees what the previous kernel wrote as 0xff bytes, and may not write it.
 // What it does not model: timing, memory coalescing, bank conflicts, register limits, the
 // exact rounding of tensor-core accumulation, or concurrency between streams or blocks (blocks
 // run one after another, which hides races between blocks that run at the same time; only
-// their order can be varied). Two warp collectives with different
-// masks in flight in one warp at once (legal since Volta) fail the launch as unsupported. Global memory bounds are checked when
-// the sim tests are built with AddressSanitizer (cudaMalloc allocates exactly what it is asked).
+// their order can be varied). Two warp collectives with different masks in flight in one warp
+// at once (legal since Volta) fail the launch as unsupported. Under the PDL check, a kernel
+// that writes before its wait what the previous kernel reads (not writes) goes unnoticed.
+// Global memory bounds are checked when the sim tests are built with AddressSanitizer
+// (cudaMalloc allocates exactly what it is asked).
 #pragma once
 
 #ifndef SPW_SIM
@@ -83,7 +87,9 @@ struct Thread {
   int state = 0;  // see sim_core.cpp
   void* sp = nullptr;
   // cp.async: copies issued and not yet landed, and the end index of each committed group
-  struct Copy { void* dst; const void* src; bool valid; };
+  // `poison`: the source is memory the previous kernel wrote, read before griddepcontrol.wait
+  // (a programmatic launch, see set_pdl_check): the copy lands 0xff bytes, as stale data would.
+  struct Copy { void* dst; const void* src; bool valid, poison; };
   std::vector<Copy> copies;
   int group_end[64] = {};
   int n_groups = 0;
@@ -146,10 +152,28 @@ enum class BlockOrder { forward, reverse, shuffled };
 void set_block_order(BlockOrder order, uint64_t seed = 0);
 BlockOrder block_order();
 uint64_t block_order_seed();
+/// Programmatic dependent launch (spw::launch_pdl with pdl = true; griddepcontrol on sm_90):
+/// such a kernel may start before the previous kernel in its stream has finished, and must
+/// run griddepcontrol.wait (spw::pdl_wait) before it touches what that kernel wrote. With the
+/// check on, the sim keeps, for every kernel, the bytes it changed (a snapshot of all cudaMalloc
+/// memory before it, compared after), and runs a programmatic launch as if that kernel finished
+/// only when no thread of the block can go on without it: until then those bytes read as 0xff
+/// (NaN in fp32/fp16/bf16; cp.async copies from them land 0xff too), and writing them fails the
+/// launch. Off by default (the snapshots cost a copy of device memory per launch); the default
+/// comes from SPW_SIM_PDL (1 = on). A copy or memset in the stream between the two kernels, or
+/// a synchronous one anywhere, ends the overlap, as on a GPU.
+void set_pdl_check(bool on);
+bool pdl_check();
+/// griddepcontrol.wait in a kernel (spw::pdl_wait): returns once the previous kernel in the
+/// stream has finished, which in a programmatic launch under the check is when every thread of
+/// the block waits for it, has ended, or is held at a barrier by one that waits.
+void grid_dependency_wait();
 /// Launches `body` (one call per thread) on a grid; used by spw::launch in SPW_SIM builds.
 /// `func` (the kernel) is checked like a GPU does: dynamic shared memory over 48 KB needs its
-/// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) first.
-void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body);
+/// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) first. `pdl`: a
+/// programmatic dependent launch (see set_pdl_check).
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body,
+            bool pdl = false);
 
 // ---- warp exchange ------------------------------------------------------------------------
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -62,13 +63,19 @@ constexpr size_t kSmemDefault = 48 * 1024, kSmemOptInMax = 227 * 1024;
 
 namespace {
 
-enum State { kRunnable = 0, kBlockWait = 1, kWarpWait = 2, kDone = 3 };
+enum State { kRunnable = 0, kBlockWait = 1, kWarpWait = 2, kDone = 3, kGridWait = 4 };
 constexpr size_t kStackBytes = 64 * 1024;
 
 struct WarpState {
   unsigned arrived = 0, mask = 0, live = 0;
   unsigned mma_done = ~0u;  // the epoch of the matrix operation whose result `scratch` holds
   float scratch[1024];
+};
+
+// A byte range of device memory (sorted, disjoint lists of them: what a kernel changed).
+struct Range {
+  unsigned char* p;
+  size_t n;
 };
 
 struct Launch {
@@ -78,6 +85,12 @@ struct Launch {
   int block_arrived = 0, block_live = 0;
   void* sched_sp = nullptr;
   std::string error;
+  // A programmatic launch under the PDL check: what the previous kernel in the stream changed,
+  // 0xff in the running block until `released` (its griddepcontrol.wait returned), and the
+  // bytes that were there (restored then).
+  const std::vector<Range>* pdl_ranges = nullptr;
+  bool released = true;
+  std::vector<unsigned char> pdl_saved;
 };
 Launch* g_launch = nullptr;
 
@@ -101,7 +114,8 @@ void yield() { spw_sim_switch(&g_thread->sp, g_launch->sched_sp); }
 void complete_copies(Thread& t, size_t upto) {
   for (size_t i = 0; i < upto; ++i) {
     const Thread::Copy& c = t.copies[i];
-    if (c.valid) std::memcpy(c.dst, c.src, 16);
+    if (c.poison) std::memset(c.dst, 0xff, 16);
+    else if (c.valid) std::memcpy(c.dst, c.src, 16);
     else std::memset(c.dst, 0, 16);
   }
   t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(upto));
@@ -173,11 +187,23 @@ void warp_barrier(unsigned mask) {
   yield();
 }
 
+namespace {
+// Whether [p, p + n) overlaps a range of the sorted, disjoint `ranges`.
+bool overlaps(const std::vector<Range>& ranges, const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), b, [](const unsigned char* q, const Range& r) { return q < r.p; });
+  if (it != ranges.end() && it->p < b + n) return true;
+  return it != ranges.begin() && std::prev(it)->p + std::prev(it)->n > b;
+}
+}  // namespace
+
 void cp_async_issue(void* dst, const void* src, bool valid) {
   Thread& t = *g_thread;
   if (reinterpret_cast<uintptr_t>(dst) % 16 || (valid && reinterpret_cast<uintptr_t>(src) % 16))
     kernel_error("cp.async of 16 bytes with a misaligned address");
-  t.copies.push_back({dst, src, valid});
+  const Launch& L = *g_launch;
+  const bool early = valid && L.pdl_ranges && !L.released && overlaps(*L.pdl_ranges, src, 16);
+  t.copies.push_back({dst, src, valid, early});
 }
 void cp_async_commit() {
   Thread& t = *g_thread;
@@ -192,6 +218,36 @@ void cp_async_wait(int keep) {
   complete_copies(t, static_cast<size_t>(upto));
   for (int g = done; g < t.n_groups; ++g) t.group_end[g - done] = t.group_end[g] - upto;
   t.n_groups = keep;
+}
+
+namespace {
+// The previous kernel finishes, for the running block of a programmatic launch: what it changed
+// must still read 0xff (the block wrote none of it before its wait) and gets its bytes back.
+void release_grid(Launch& L) {
+  size_t at = 0, written = 0;
+  const unsigned char* first = nullptr;
+  for (const Range& r : *L.pdl_ranges) {
+    for (size_t i = 0; i < r.n; ++i)
+      if (r.p[i] != 0xff && written++ == 0) first = r.p + i;
+    std::memcpy(r.p, L.pdl_saved.data() + at, r.n);
+    at += r.n;
+  }
+  L.released = true;
+  if (written && L.error.empty()) {
+    char addr[32];
+    std::snprintf(addr, sizeof(addr), "%p", static_cast<const void*>(first));
+    L.error = "a programmatic launch wrote " + std::to_string(written) + " byte(s) (the first at " + addr +
+              ") that the previous kernel in the stream wrote, before griddepcontrol.wait (spw::pdl_wait) [block (" +
+              std::to_string(g_block->bid.x) + "," + std::to_string(g_block->bid.y) + "," +
+              std::to_string(g_block->bid.z) + ")]";
+  }
+}
+}  // namespace
+
+void grid_dependency_wait() {
+  if (g_launch->released) return;  // not a checked programmatic launch, or the wait is over
+  g_thread->state = kGridWait;
+  yield();
 }
 
 bool claim_warp_result(unsigned n) {
@@ -415,6 +471,17 @@ std::string run_block(Launch& L, Block& blk, unsigned nthreads) {
     }
     if (!L.error.empty()) break;
     if (all_done) break;
+    if (!ran && !L.released) {
+      // Every thread waits (or has ended): only the previous kernel's end lets them go on.
+      bool grid_wait = false;
+      for (Thread& t : L.threads)
+        if (t.state == kGridWait) grid_wait = true, t.state = kRunnable;
+      if (grid_wait) {
+        release_grid(L);
+        if (!L.error.empty()) break;
+        continue;
+      }
+    }
     if (!ran) {
       int at_block = 0, at_warp = 0;
       for (const Thread& t : L.threads) at_block += t.state == kBlockWait, at_warp += t.state == kWarpWait;
@@ -451,7 +518,80 @@ Route route(cudaStream_t s, Capture** c) {
   return g_any_capture && s == nullptr ? Route::refuse : Route::run;
 }
 
-void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {
+// ---- the PDL check: device allocations, and what each stream's last kernel changed --------
+std::mutex g_pdl_mu;
+std::map<unsigned char*, size_t> g_allocs;                      // cudaMalloc'd, by address
+std::map<cudaStream_t, std::vector<Range>> g_last_kernel_writes;  // by stream
+
+bool pdl_check_from_env() {
+  const char* e = std::getenv("SPW_SIM_PDL");
+  return e && *e && *e != '0';
+}
+std::atomic<bool> g_pdl_check{pdl_check_from_env()};
+
+// Device memory before a kernel: each allocation and a copy of its bytes.
+struct Snapshot {
+  struct Alloc { unsigned char* p; size_t n; std::vector<unsigned char> bytes; };
+  std::vector<Alloc> allocs;
+};
+Snapshot take_snapshot() {
+  std::lock_guard<std::mutex> lock(g_pdl_mu);
+  Snapshot s;
+  for (const auto& [p, n] : g_allocs) s.allocs.push_back({p, n, std::vector<unsigned char>(p, p + n)});
+  return s;
+}
+// The bytes that differ from `before`, as sorted ranges: changed bytes up to 8 apart share a
+// range, rounded out to 4-byte words (a float whose new bits share a byte with the old still
+// reads as 0xff in full).
+std::vector<Range> changed_since(const Snapshot& before) {
+  std::vector<Range> out;
+  for (const Snapshot::Alloc& a : before.allocs) {
+    const unsigned char *p = a.p, *c = a.bytes.data();
+    const size_t first = out.size();  // ranges never span two allocations
+    size_t i = 0;
+    while (i < a.n) {
+      if (i % 64 == 0 && i + 64 <= a.n && std::memcmp(p + i, c + i, 64) == 0) {
+        i += 64;
+        continue;
+      }
+      if (p[i] == c[i]) {
+        ++i;
+        continue;
+      }
+      size_t last = i;
+      for (size_t k = i + 1; k < a.n && k - last <= 8; ++k)
+        if (p[k] != c[k]) last = k;
+      const size_t lo = i & ~size_t{3}, hi = std::min(a.n, (last + 4) & ~size_t{3});
+      if (out.size() > first && out.back().p + out.back().n >= a.p + lo) out.back().n = static_cast<size_t>(a.p + hi - out.back().p);
+      else out.push_back({a.p + lo, hi - lo});
+      i = hi;
+    }
+  }
+  return out;
+}
+// A copy or memset in `stream` (or, with nullptr, a synchronous one) ends the overlap.
+void forget_kernel_writes(cudaStream_t stream, bool all) {
+  std::lock_guard<std::mutex> lock(g_pdl_mu);
+  if (all) g_last_kernel_writes.clear();
+  else g_last_kernel_writes.erase(stream);
+}
+
+// Before each block of a checked programmatic launch: the previous kernel's bytes become 0xff.
+void hold_back_previous_writes(Launch& L) {
+  size_t total = 0;
+  for (const Range& r : *L.pdl_ranges) total += r.n;
+  L.pdl_saved.resize(total);
+  size_t at = 0;
+  for (const Range& r : *L.pdl_ranges) {
+    std::memcpy(L.pdl_saved.data() + at, r.p, r.n);
+    std::memset(r.p, 0xff, r.n);
+    at += r.n;
+  }
+  L.released = false;
+}
+
+void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body, cudaStream_t stream,
+                    bool pdl) {
   if (g_sticky != cudaSuccess) return;
   const unsigned nthreads = block.x * block.y * block.z;
   if (nthreads == 0 || nthreads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
@@ -469,6 +609,16 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
   std::vector<unsigned char> slots(((nthreads + kWarp - 1) / kWarp) * 2 * kWarp * kSlotBytes);
   Launch L;
   L.body = &body;
+  const bool track = g_pdl_check.load();
+  Snapshot before;
+  std::vector<Range> previous;  // what the previous kernel in the stream changed
+  if (track) {
+    before = take_snapshot();
+    std::lock_guard<std::mutex> lock(g_pdl_mu);
+    const auto it = g_last_kernel_writes.find(stream);
+    if (pdl && it != g_last_kernel_writes.end()) previous = it->second;
+  }
+  if (!previous.empty()) L.pdl_ranges = &previous;
   Block blk;
   blk.bdim = block;
   blk.gdim = grid;
@@ -490,7 +640,17 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
                          static_cast<unsigned>(b / xy));
     std::fill(epochs.begin(), epochs.end(), 0u);
     std::memset(dyn_ptr, 0xff, smem);
+    if (L.pdl_ranges) hold_back_previous_writes(L);
     err = run_block(L, blk, nthreads);
+    if (!L.released) {  // the block ended (or failed) without waiting: the bytes come back
+      release_grid(L);
+      if (err.empty()) err = L.error;
+    }
+  }
+  if (track) {
+    std::vector<Range> changed = changed_since(before);
+    std::lock_guard<std::mutex> lock(g_pdl_mu);
+    g_last_kernel_writes[stream] = std::move(changed);
   }
   g_launch = outer_launch;
   g_block = outer_block;
@@ -503,6 +663,11 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
 }  // namespace
 
 void set_block_order(BlockOrder order, uint64_t seed) { block_order_setting() = {order, seed}; }
+void set_pdl_check(bool on) {
+  g_pdl_check = on;
+  forget_kernel_writes(nullptr, true);
+}
+bool pdl_check() { return g_pdl_check.load(); }
 BlockOrder block_order() { return block_order_setting().order; }
 uint64_t block_order_seed() { return block_order_setting().seed; }
 
@@ -516,7 +681,8 @@ namespace {
 std::map<const void*, int> g_max_dynamic_smem;
 }  // namespace
 
-void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body) {
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, std::function<void()> body,
+            bool pdl) {
   std::unique_lock<std::mutex> lock(g_mu);
   // A GPU refuses more dynamic shared memory than the kernel opted in to, at the launch.
   const auto opt_in = g_max_dynamic_smem.find(func);
@@ -530,7 +696,9 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t s
   Capture* c;
   switch (route(stream, &c)) {
     case Route::record:
-      c->ops.push_back({[grid, block, smem, body = std::move(body)] { execute_launch(grid, block, smem, body); },
+      c->ops.push_back({[grid, block, smem, body = std::move(body), stream, pdl] {
+                          execute_launch(grid, block, smem, body, stream, pdl);
+                        },
                         OpKind::kernel});
       return;
     case Route::refuse:
@@ -538,13 +706,18 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, cudaStream_t s
       return;
     case Route::run:
       lock.unlock();
-      execute_launch(grid, block, smem, body);
+      execute_launch(grid, block, smem, body, stream, pdl);
   }
 }
 
 namespace {
-// Runs `fn` now, or records it when `stream` is being captured.
-cudaError_t enqueue(cudaStream_t stream, std::function<void()> fn) {
+// Runs `fn` now, or records it when `stream` is being captured (a copy or memset: the next
+// kernel in the stream waits for it, so no kernel overlaps one before it).
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> op) {
+  std::function<void()> fn = [op = std::move(op), stream] {
+    op();
+    forget_kernel_writes(stream, false);
+  };
   std::unique_lock<std::mutex> lock(g_mu);
   Capture* c;
   switch (route(stream, &c)) {
@@ -588,6 +761,7 @@ cudaError_t cudaSetDevice(int device) {
 }
 cudaError_t cudaDeviceSynchronize(void) {
   if (capturing()) return refuse_in_capture("cudaDeviceSynchronize");
+  forget_kernel_writes(nullptr, true);  // a kernel launched after a wait overlaps nothing
   return g_sticky;
 }
 cudaError_t cudaGetLastError(void) {
@@ -681,11 +855,27 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   // reads or writes past the end of a buffer is caught
   *p = nullptr;
   if (bytes && posix_memalign(p, 256, bytes) != 0) return set_error(cudaErrorMemoryAllocation);
-  if (*p) std::memset(*p, 0xa5, bytes);  // device memory starts as garbage
+  if (*p) {
+    std::memset(*p, 0xa5, bytes);  // device memory starts as garbage
+    std::lock_guard<std::mutex> lock(g_pdl_mu);
+    g_allocs[static_cast<unsigned char*>(*p)] = bytes;
+  }
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
   if (capturing()) return refuse_in_capture("cudaFree");
+  if (p) {
+    std::lock_guard<std::mutex> lock(g_pdl_mu);
+    auto* b = static_cast<unsigned char*>(p);
+    const auto it = g_allocs.find(b);
+    if (it != g_allocs.end()) {  // a kernel's writes into freed memory are no longer its output
+      for (auto& [stream, ranges] : g_last_kernel_writes)
+        ranges.erase(std::remove_if(ranges.begin(), ranges.end(),
+                                    [&](const Range& r) { return r.p >= b && r.p < b + it->second; }),
+                     ranges.end());
+      g_allocs.erase(it);
+    }
+  }
   std::free(p);
   return cudaSuccess;
 }
@@ -706,6 +896,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
   if (capturing()) return refuse_in_capture("cudaMemcpy");
   if (g_sticky != cudaSuccess) return g_sticky;
   if (n) std::memmove(dst, src, n);
+  forget_kernel_writes(nullptr, true);  // synchronous: after every kernel before it
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t s) {
@@ -714,6 +905,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
 cudaError_t cudaMemset(void* dst, int value, size_t n) {
   if (capturing()) return refuse_in_capture("cudaMemset");
   if (n) std::memset(dst, value, n);
+  forget_kernel_writes(nullptr, true);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t n, cudaStream_t s) {
@@ -726,9 +918,14 @@ cudaError_t cudaStreamCreate(cudaStream_t* s) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return cudaStreamCreate(s); }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  forget_kernel_writes(s, false);  // a new stream may get its address
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (capturing()) return refuse_in_capture("cudaStreamSynchronize");
+  forget_kernel_writes(s, false);
   return g_sticky;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }

@@ -1,7 +1,8 @@
 // The simulator's own tests: barriers and reductions, the ldmatrix/mma fragment layouts
 // against a plain matrix product, deferred cp.async, wmma, graph capture, and the failures it
 // must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture),
-// graph updates, the order of blocks, and spw::LaunchRecord (kernels/common/launch.cuh).
+// graph updates, the order of blocks, programmatic dependent launch (the PDL check), and
+// spw::LaunchRecord (kernels/common/launch.cuh).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -120,6 +121,49 @@ __global__ void block_rank_kernel(unsigned* counter, unsigned* rank) {
   if (threadIdx.x != 0) return;
   const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
   rank[b] = atomicAdd(counter, 1u);
+}
+
+// ---- programmatic dependent launch: a producer, and consumers that wait (or not) ----------
+__global__ void produce_kernel(float* out, int n, float v) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  spw::pdl_launch_dependents();
+  if (i < n) out[i] = v + static_cast<float>(i);
+}
+
+enum class Consume {
+  wait_then_read,      // correct
+  read_then_wait,      // reads the producer's output too early
+  no_wait,             // never waits
+  write_then_wait,     // writes the producer's output too early
+  cp_async_then_wait,  // a cp.async of the producer's output issued too early, landing after the wait
+  one_waits_all_sync,  // thread 0 waits, then a barrier, then everyone reads: correct
+};
+__global__ void consume_kernel(float* in, float* out, Consume how) {
+  SPW_DYNAMIC_SMEM(16, smem);
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  float x = 0.f;
+  switch (how) {
+    case Consume::wait_then_read: spw::pdl_wait(); x = in[i]; break;
+    case Consume::read_then_wait: x = in[i]; spw::pdl_wait(); break;
+    case Consume::no_wait: x = in[i]; break;
+    case Consume::write_then_wait: in[i] = -1.f; spw::pdl_wait(); x = in[i]; break;
+    case Consume::cp_async_then_wait: {
+      float4* s = reinterpret_cast<float4*>(smem);
+      if (threadIdx.x % 4 == 0) spw::cp_async16(s + threadIdx.x / 4, in + i, true);
+      spw::cp_async_commit();
+      spw::pdl_wait();
+      spw::cp_async_wait<0>();
+      __syncthreads();
+      x = reinterpret_cast<const float*>(s)[threadIdx.x];
+      break;
+    }
+    case Consume::one_waits_all_sync:
+      if (threadIdx.x == 0) spw::pdl_wait();
+      __syncthreads();
+      x = in[i];
+      break;
+  }
+  out[i] = 2.f * x;
 }
 
 std::vector<float> halves_to_floats(const std::vector<__half>& v) {
@@ -347,6 +391,111 @@ struct Padded {  // 3 bytes of padding after c
   int i;
 };
 __global__ void padded_kernel(Padded p, float* x) { x[threadIdx.x] = static_cast<float>(p.i + p.c); }
+
+// With the PDL check on, a programmatic launch sees what the kernel before it in the stream
+// changed as 0xff (NaN) until its wait, and may not write it; a plain launch, a copy between
+// the two kernels or a host synchronisation ends the overlap.
+class SimPdl : public Sim {
+ protected:
+  static constexpr int kN = 256, kThreads = 64;
+  void SetUp() override {
+    was_on_ = spw::sim::pdl_check();
+    spw::sim::set_pdl_check(true);
+    ASSERT_EQ(cudaMalloc(&in_, kBytes), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&out_, kBytes), cudaSuccess);
+    ASSERT_EQ(cudaStreamCreate(&stream_), cudaSuccess);
+  }
+  void TearDown() override {
+    cudaStreamDestroy(stream_);
+    cudaFree(in_);
+    cudaFree(out_);
+    spw::sim::set_pdl_check(was_on_);
+    Sim::TearDown();
+  }
+  // Host values 1000 + i in `in_`, the producer over its first `produced` floats, then the
+  // consumer (programmatic when `pdl`); returns the consumer's output.
+  std::vector<float> run(Consume how, bool pdl = true, int produced = kN, bool copy_between = false) {
+    std::vector<float> host(kN);
+    for (int i = 0; i < kN; ++i) host[i] = 1000.f + static_cast<float>(i);
+    EXPECT_EQ(cudaMemcpy(in_, host.data(), kBytes, cudaMemcpyHostToDevice), cudaSuccess);
+    spw::launch(produce_kernel, dim3((produced + kThreads - 1) / kThreads), dim3(kThreads), 0, stream_, in_,
+                produced, 1.f);
+    if (copy_between) {
+      EXPECT_EQ(cudaMemcpyAsync(out_, host.data(), 4, cudaMemcpyHostToDevice, stream_), cudaSuccess);
+    }
+    last_ = spw::launch_pdl(consume_kernel, dim3(kN / kThreads), dim3(kThreads), 256, stream_, pdl, in_, out_, how);
+    std::vector<float> out(kN);
+    EXPECT_EQ(cudaMemcpy(out.data(), out_, kBytes, cudaMemcpyDeviceToHost), last_ == cudaSuccess ? cudaSuccess
+                                                                                            : cudaErrorLaunchFailure);
+    return out;
+  }
+  static bool all_nan(const std::vector<float>& v) {
+    return std::all_of(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+  }
+  static std::vector<float> produced_twice(int produced) {
+    std::vector<float> v(kN);
+    for (int i = 0; i < kN; ++i) v[i] = 2.f * (i < produced ? 1.f + i : 1000.f + i);
+    return v;
+  }
+  static constexpr size_t kBytes = kN * sizeof(float);
+  bool was_on_ = false;
+  float *in_ = nullptr, *out_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaError_t last_ = cudaSuccess;
+};
+
+TEST_F(SimPdl, WaitingBeforeReadingSeesTheProducersOutput) {
+  EXPECT_EQ(run(Consume::wait_then_read), produced_twice(kN));
+  EXPECT_EQ(run(Consume::one_waits_all_sync), produced_twice(kN)) << "threads held at a barrier behind the waiting one";
+}
+
+TEST_F(SimPdl, ReadingBeforeTheWaitSeesPoisonButOnlyWhereTheProducerWrote) {
+  EXPECT_TRUE(all_nan(run(Consume::read_then_wait)));
+  EXPECT_TRUE(all_nan(run(Consume::no_wait)));
+  EXPECT_TRUE(all_nan(run(Consume::cp_async_then_wait))) << "a cp.async issued before the wait lands stale data";
+  const std::vector<float> half = run(Consume::read_then_wait, true, kN / 2);
+  for (int i = 0; i < kN; ++i) {
+    if (i < kN / 2) EXPECT_TRUE(std::isnan(half[i])) << i;
+    else EXPECT_EQ(half[i], 2.f * (1000.f + i)) << i << ": the producer left it alone";
+  }
+  // After the launch the producer's output is back for everyone.
+  std::vector<float> in(kN);
+  ASSERT_EQ(cudaMemcpy(in.data(), in_, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int i = 0; i < kN; ++i) EXPECT_EQ(in[i], i < kN / 2 ? 1.f + i : 1000.f + i) << i;
+}
+
+TEST_F(SimPdl, PlainLaunchesCopiesBetweenAndTheCheckOffOverlapNothing) {
+  EXPECT_EQ(run(Consume::read_then_wait, false), produced_twice(kN)) << "not a programmatic launch";
+  EXPECT_EQ(run(Consume::read_then_wait, true, kN, true), produced_twice(kN)) << "a copy in between";
+  spw::sim::set_pdl_check(false);
+  EXPECT_EQ(run(Consume::read_then_wait), produced_twice(kN)) << "the check off";
+}
+
+TEST_F(SimPdl, WritingTheProducersOutputBeforeTheWaitFailsTheLaunch) {
+  testing::internal::CaptureStderr();
+  run(Consume::write_then_wait);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(last_, cudaErrorLaunchFailure);
+  EXPECT_NE(err.find("a programmatic launch wrote 256 byte(s)"), std::string::npos) << err;
+  EXPECT_NE(err.find("before griddepcontrol.wait"), std::string::npos) << err;
+}
+
+TEST_F(SimPdl, GraphReplayKeepsTheProgrammaticEdge) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal), cudaSuccess);
+  spw::launch(produce_kernel, dim3(kN / kThreads), dim3(kThreads), 0, stream_, in_, kN, 1.f);
+  spw::launch_pdl(consume_kernel, dim3(kN / kThreads), dim3(kThreads), 256, stream_, true, in_, out_,
+                  Consume::read_then_wait);
+  ASSERT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+  std::vector<float> out(kN);
+  ASSERT_EQ(cudaMemcpy(out.data(), out_, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_TRUE(all_nan(out));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
 
 TEST(LaunchRecord, RecordsInsteadOfIssuingAndComparesLaunchesExactly) {
   std::vector<float> x(32, 1.f), y(32, 1.f);

@@ -54,7 +54,8 @@ def rope(x, pos, theta, neox):  # x: [T, heads, hd]
     return y
 
 
-def forward(cfg, t, ids):
+def layers(cfg, t, ids):
+    """Yields the residual stream [T, hidden] after each of the model's layers, in order."""
     T = len(ids)
     x = t["token_embd.weight"][ids]
     H = x.shape[1]
@@ -82,9 +83,19 @@ def forward(cfg, t, ids):
         h = rms(x, t[p + "ffn_norm.weight"], cfg["eps"])
         g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
         x = x + (g / (1 + np.exp(-g)) * u) @ t[p + "ffn_down.weight"].T
+        yield x
+
+
+def head(cfg, t, x):
+    """Logits of residual-stream rows x: the final RMSNorm, then the output (or tied) embedding."""
     h = rms(x, t["output_norm.weight"], cfg["eps"])
-    out = t.get("output.weight", t["token_embd.weight"])
-    return h[-1] @ out.T
+    return h @ t.get("output.weight", t["token_embd.weight"]).T
+
+
+def forward(cfg, t, ids):
+    for x in layers(cfg, t, ids):
+        pass
+    return head(cfg, t, x[-1])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 #         small GGUF files written by `spillway tinymodel`
 #   json  decode/json_line_fuzz.cpp (the JSON reader of --prompts / --replay), seeded with the
 #         lines of bench/prompts/*.jsonl and a recorded `generate --json` run
-# Usage: run_fuzz.sh gguf|json SOURCE_DIR SPILLWAY_EXE WORK_DIR
+#   tokenizer  tests/runtime/tokenizer_text_fuzz.cpp (encode/decode round trips of any text on
+#         the committed tokenizer fixtures), seeded with the fixtures' test strings
+# Usage: run_fuzz.sh gguf|json|tokenizer SOURCE_DIR SPILLWAY_EXE WORK_DIR
 set -euo pipefail
 target=$1 src=$2 exe=$3 work=$4
 seconds=${FUZZ_SECONDS:-20}
@@ -31,7 +33,22 @@ case $target in
     done
     printf '%s' '{"id": "a", "tokens": [1, 22, -3, 4e2], "text": "\u00e9\ud83d\ude00\n", "x": [true, null, 0.5]}' \
       > "$work/corpus/recorded.json";;
-  *) echo "run_fuzz.sh: unknown target '$target' (gguf or json)"; exit 2;;
+  tokenizer)
+    sources=("$src/tests/runtime/tokenizer_text_fuzz.cpp" "$src"/runtime/tokenizer*.cpp "$src/runtime/unicode.cpp"
+             "$src/runtime/unicode_tables.cpp" "$src/runtime/gguf.cpp" "$src/runtime/dequant.cpp" "$src/decode/json_line.cpp")
+    max_len=4096
+    export SPW_TOKENIZER_DATA="$src/tests/data/tokenizer"
+    # one seed per fixture string, for each tokenizer (the first byte selects it, see the target)
+    python3 - "$src/tests/data/tokenizer/smollm2_cases.json" "$work/corpus" <<'PY'
+import json, sys
+cases = json.load(open(sys.argv[1]))["cases"]
+texts = sorted({c["text"] for c in cases})
+for i, t in enumerate(texts):
+    for sel in (0, 1, 2, 3, 4, 8, 16):
+        open(f"{sys.argv[2]}/case_{i}_{sel}", "wb").write(bytes([sel]) + t.encode())
+PY
+    ;;
+  *) echo "run_fuzz.sh: unknown target '$target' (gguf, json or tokenizer)"; exit 2;;
 esac
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -DSPW_HAVE_CUDA=0 -I"$src" "${sources[@]}" -lfmt -o "$work/fuzz"
 "$work/fuzz" -max_total_time="$seconds" -max_len="$max_len" -rss_limit_mb=2048 -print_final_stats=1 \

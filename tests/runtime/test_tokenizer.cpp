@@ -11,6 +11,7 @@
 #include "runtime/unicode.h"
 #include "tests/common/helpers.h"
 #include "tests/runtime/test_tokenizer_json.h"
+#include "tests/runtime/tokenizer_fixtures.h"
 
 namespace {
 
@@ -32,30 +33,8 @@ const spw::testjson::Value& bpe_cases() {
   return v;
 }
 
-// The fixture lists only some ids: the others become unique unused placeholders.
-TokenizerData bpe_data(const std::string& pre) {
-  const auto& f = bpe_fixture();
-  TokenizerData d;
-  d.model = f["model"].str;
-  d.pre = pre;
-  size_t n = size_t(f["n_vocab"].as_int());
-  d.tokens.resize(n);
-  d.token_types.assign(n, int32_t(spw::rt::TokenType::unused));
-  for (size_t i = 0; i < n; ++i) d.tokens[i] = "<unused_placeholder_" + std::to_string(i) + ">";
-  for (const auto& t : f["tokens"].arr) {
-    size_t id = size_t(t.arr[0].as_int());
-    d.tokens[id] = t.arr[1].str;
-    d.token_types[id] = int32_t(t.arr[2].as_int());
-  }
-  for (const auto& m : f["merges"].arr) d.merges.push_back(m.str);
-  d.bos_id = int32_t(f["bos_id"].as_int());
-  d.eos_id = int32_t(f["eos_id"].as_int());
-  d.unk_id = int32_t(f["unk_id"].as_int());
-  d.pad_id = int32_t(f["pad_id"].as_int());
-  d.add_bos = f["add_bos"].b;
-  d.chat_template = f["chat_template"].str;
-  return d;
-}
+std::string data_dir() { return std::string(SPW_TEST_DATA_DIR) + "/tokenizer"; }
+TokenizerData bpe_data(const std::string& pre) { return spw::test::smollm2_tokenizer_data(data_dir(), pre); }
 
 const Tokenizer& bpe_tokenizer(const std::string& pre) {
   static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
@@ -283,19 +262,7 @@ TEST(TokenizerChat, OtherFormatsAndFallback) {
 
 // ------------------------------------------------------------------ SentencePiece BPE
 
-TokenizerData spm_data() {
-  static const auto v = spw::testjson::load(data_path("spm_synthetic.json"));
-  TokenizerData d;
-  d.model = v["model"].str;
-  for (const auto& t : v["tokens"].arr) d.tokens.push_back(t.str);
-  for (const auto& s : v["scores"].arr) d.scores.push_back(float(s.num));
-  for (const auto& t : v["token_types"].arr) d.token_types.push_back(int32_t(t.num));
-  d.bos_id = int32_t(v["bos_id"].as_int());
-  d.eos_id = int32_t(v["eos_id"].as_int());
-  d.unk_id = int32_t(v["unk_id"].as_int());
-  d.add_bos = v["add_bos"].b;
-  return d;
-}
+TokenizerData spm_data() { return spw::test::spm_tokenizer_data(data_dir()); }
 
 TEST(TokenizerSpm, MatchesSentencePiece) {
   static const auto v = spw::testjson::load(data_path("spm_synthetic.json"));

@@ -27,6 +27,14 @@ add_test(NAME runtime_gguf_fuzz
 set_tests_properties(runtime_gguf_fuzz PROPERTIES LABELS cpu TIMEOUT 600
                      PASS_REGULAR_EXPRESSION "fuzz ok" SKIP_REGULAR_EXPRESSION "SKIP:")
 
+# libFuzzer on the tokenizer's text side likewise: encode/decode round trips of any text on the
+# committed fixtures (tests/runtime/tokenizer_text_fuzz.cpp).
+add_test(NAME runtime_tokenizer_fuzz
+         COMMAND ${PROJECT_SOURCE_DIR}/tests/common/run_fuzz.sh tokenizer ${PROJECT_SOURCE_DIR} $<TARGET_FILE:spillway>
+                 ${PROJECT_BINARY_DIR}/tokenizer_fuzz)
+set_tests_properties(runtime_tokenizer_fuzz PROPERTIES LABELS cpu TIMEOUT 600
+                     PASS_REGULAR_EXPRESSION "fuzz ok" SKIP_REGULAR_EXPRESSION "SKIP:")
+
 # The thread pool's tests again, built with ThreadSanitizer: it checks the pool's memory
 # orderings (a claim, the job description, the completion count) on every run instead of
 # hoping a stress test observes a reordering. Left out when the compiler cannot build with it,

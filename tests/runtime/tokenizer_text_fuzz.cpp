@@ -1,0 +1,110 @@
+// libFuzzer target for the tokenizer's text side: any byte string, encoded by SmolLM2's byte-level
+// BPE under each of its four pre-tokenizers (smollm, llama3, qwen2, gpt2) or by a SentencePiece
+// BPE (the committed fixtures, tests/runtime/tokenizer_fixtures.h), must give ids in the
+// vocabulary that decode back to the same bytes, and a streamed decode must give valid UTF-8
+// (the text itself, when the text is valid UTF-8; SentencePiece keeps its prefix space there). Built and run for a bounded time by
+// tests/common/run_fuzz.sh tokenizer (ctest `runtime_tokenizer_fuzz`); by hand:
+//   FUZZ_SECONDS=600 tests/common/run_fuzz.sh tokenizer . build/tools/spillway /tmp/f
+//
+// The input's first byte chooses: bits 0-2 the tokenizer (0-3 BPE, 4-7 SentencePiece), bit 3
+// parse_special (BPE; control tokens written in the text become their ids), bit 4 maps every
+// byte onto the BPE fixture's bytes that have a token (the fixture holds a subset of SmolLM2's
+// vocabulary: a byte without one becomes <unk>, which cannot round-trip). The rest is the text.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/tokenizer.h"
+#include "runtime/unicode.h"
+#include "tests/runtime/tokenizer_fixtures.h"
+
+namespace {
+
+namespace uni = spw::rt::unicode;
+using spw::rt::StreamDecoder;
+using spw::rt::Tokenizer;
+
+struct Fixtures {
+  std::unique_ptr<Tokenizer> bpe[4], spm;
+  std::vector<char> bpe_bytes;  // the bytes that have a token in the BPE fixture
+  std::vector<std::string> spm_user_defined;  // SentencePiece tokens matched whole in any text
+};
+
+const Fixtures& fixtures() {
+  static const Fixtures f = [] {
+    const char* dir = std::getenv("SPW_TOKENIZER_DATA");
+    if (!dir) {
+      std::fprintf(stderr, "tokenizer_text_fuzz: set SPW_TOKENIZER_DATA to tests/data/tokenizer\n");
+      std::abort();
+    }
+    Fixtures x;
+    const char* pres[4] = {"smollm", "llama3", "qwen2", "gpt2"};
+    for (int i = 0; i < 4; ++i) x.bpe[i] = std::make_unique<Tokenizer>(spw::test::smollm2_tokenizer_data(dir, pres[i]));
+    x.spm = std::make_unique<Tokenizer>(spw::test::spm_tokenizer_data(dir));
+    for (int32_t id = 0; id < x.spm->n_vocab(); ++id)
+      if (x.spm->token_type(id) == spw::rt::TokenType::user_defined) x.spm_user_defined.push_back(x.spm->token_text(id));
+    for (int b = 0; b < 256; ++b)
+      if (x.bpe[0]->find_token(uni::to_utf8(uni::byte_to_codepoint(uint8_t(b))))) x.bpe_bytes.push_back(char(b));
+    return x;
+  }();
+  return f;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t p = 0; p < s.size();) {
+    uint32_t cp;
+    p += size_t(uni::decode_one(s, p, &cp));
+    if (cp >= uni::kInvalidBase) return false;
+  }
+  return true;
+}
+
+[[noreturn]] void fail(const char* what, const std::string& text) {
+  std::fprintf(stderr, "tokenizer_text_fuzz: %s (text of %zu bytes)\n", what, text.size());
+  std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const Fixtures& fx = fixtures();
+  const uint8_t sel = data[0];
+  std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  const bool spm = (sel & 7) >= 4, parse_special = !spm && (sel & 8), onto_bytes = sel & 16;
+  if (onto_bytes)
+    for (char& c : text) c = fx.bpe_bytes[uint8_t(c) % fx.bpe_bytes.size()];
+  const Tokenizer& tok = spm ? *fx.spm : *fx.bpe[sel & 3];
+  const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/spm, parse_special);
+  for (int32_t id : ids)
+    if (id < 0 || id >= tok.n_vocab()) fail("an id outside the vocabulary", text);
+  // Round trips are checked where they are promised: BPE text whose every byte has a token;
+  // SentencePiece text without a user-defined token (after one, SentencePiece adds a prefix
+  // space again, as llama.cpp and HF's legacy Llama tokenizer do: "a<sep>b" gives "a<sep> b")
+  // and without U+2581, SentencePiece's own escape of a space ("a\u2581b" gives "a b").
+  bool round_trips = spm;
+  if (spm) {
+    for (const std::string& u : fx.spm_user_defined)
+      if (text.find(u) != std::string::npos) round_trips = false;
+    if (text.find("\xE2\x96\x81") != std::string::npos) round_trips = false;
+  } else {
+    round_trips = true;
+    for (char c : text)
+      if (!tok.find_token(uni::to_utf8(uni::byte_to_codepoint(uint8_t(c))))) round_trips = false;
+  }
+  // SentencePiece: BOS is added and not rendered back; BPE renders what parse_special matched.
+  if (round_trips && tok.decode(ids, /*render_special=*/!spm) != text) fail("decode(encode(text)) != text", text);
+  StreamDecoder stream(tok, !spm);
+  std::string streamed;
+  for (int32_t id : ids) streamed += stream.push(id);
+  streamed += stream.flush();
+  if (!valid_utf8(streamed)) fail("the streamed decode is not valid UTF-8", text);
+  // (A streamed SentencePiece decode keeps the prefix space that decode() takes off.)
+  const std::string want = spm && !text.empty() ? " " + text : text;
+  if (round_trips && valid_utf8(text) && streamed != want) fail("the streamed decode differs from the text", text);
+  return 0;
+}

@@ -135,8 +135,9 @@ inline cudaError_t launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_
 #endif
 }
 
-/// In a kernel launched by launch_pdl(pdl = true): lets the next programmatic launch in the
-/// stream start (its blocks still wait in pdl_wait for this whole grid). No-op before sm_90.
+/// In the kernel that a programmatic launch (launch_pdl, pdl = true) follows in its stream: lets
+/// that launch start before this grid ends (its blocks still wait in pdl_wait for this whole
+/// grid to finish). No-op before sm_90.
 __device__ __forceinline__ void pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

@@ -20,6 +20,7 @@ using spw::rt::ChatTemplate;
 using spw::rt::StreamDecoder;
 using spw::rt::Tokenizer;
 using spw::rt::TokenizerData;
+using spw::test::valid_utf8;
 namespace uni = spw::rt::unicode;
 
 std::string data_path(const std::string& name) { return std::string(SPW_TEST_DATA_DIR) + "/tokenizer/" + name; }
@@ -47,15 +48,6 @@ std::string show(const std::vector<int32_t>& ids) {
   std::string s;
   for (auto i : ids) s += std::to_string(i) + " ";
   return s;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t p = 0; p < s.size();) {
-    uint32_t cp;
-    p += size_t(uni::decode_one(s, p, &cp));
-    if (cp >= uni::kInvalidBase) return false;
-  }
-  return true;
 }
 
 // ------------------------------------------------------------------------------- unicode

@@ -1,12 +1,14 @@
 // The committed tokenizer fixtures (tests/data/tokenizer/, written by
 // tools/testdata/gen_tokenizer_expectations.py) as TokenizerData: SmolLM2's vocabulary subset
-// under a chosen pre-tokenizer, and a synthetic SentencePiece BPE vocabulary. Used by the
+// under a chosen pre-tokenizer, a synthetic SentencePiece BPE vocabulary, and a UTF-8 check. Used by the
 // tokenizer tests and the tokenizer fuzz target (tests/runtime/tokenizer_text_fuzz.cpp).
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "runtime/tokenizer.h"
+#include "runtime/unicode.h"
 #include "tests/runtime/test_tokenizer_json.h"
 
 namespace spw::test {
@@ -50,6 +52,16 @@ inline rt::TokenizerData spm_tokenizer_data(const std::string& dir) {
   d.unk_id = int32_t(v["unk_id"].as_int());
   d.add_bos = v["add_bos"].b;
   return d;
+}
+
+/// Whether `s` is valid UTF-8 (the tokenizer's own decoder finds no invalid byte).
+inline bool valid_utf8(std::string_view s) {
+  for (size_t p = 0; p < s.size();) {
+    uint32_t cp;
+    p += size_t(rt::unicode::decode_one(s, p, &cp));
+    if (cp >= rt::unicode::kInvalidBase) return false;
+  }
+  return true;
 }
 
 }  // namespace spw::test

@@ -27,6 +27,7 @@ namespace {
 namespace uni = spw::rt::unicode;
 using spw::rt::StreamDecoder;
 using spw::rt::Tokenizer;
+using spw::test::valid_utf8;
 
 struct Fixtures {
   std::unique_ptr<Tokenizer> bpe[4], spm;
@@ -52,15 +53,6 @@ const Fixtures& fixtures() {
     return x;
   }();
   return f;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t p = 0; p < s.size();) {
-    uint32_t cp;
-    p += size_t(uni::decode_one(s, p, &cp));
-    if (cp >= uni::kInvalidBase) return false;
-  }
-  return true;
 }
 
 [[noreturn]] void fail(const char* what, const std::string& text) {

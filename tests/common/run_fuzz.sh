@@ -44,7 +44,7 @@ import json, sys
 cases = json.load(open(sys.argv[1]))["cases"]
 texts = sorted({c["text"] for c in cases})
 for i, t in enumerate(texts):
-    for sel in (0, 1, 2, 3, 4, 8, 16):
+    for sel in (0, 1, 2, 3, 4, 7, 8, 15, 16):  # 7, 15: the SPW_TOKENIZER_GGUF model when set
         open(f"{sys.argv[2]}/case_{i}_{sel}", "wb").write(bytes([sel]) + t.encode())
 PY
     ;;

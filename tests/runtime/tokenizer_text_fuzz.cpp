@@ -2,18 +2,22 @@
 // BPE under each of its four pre-tokenizers (smollm, llama3, qwen2, gpt2) or by a SentencePiece
 // BPE (the committed fixtures, tests/runtime/tokenizer_fixtures.h), must give ids in the
 // vocabulary that decode back to the same bytes, and a streamed decode must give valid UTF-8
-// (the text itself, when the text is valid UTF-8; SentencePiece keeps its prefix space there). Built and run for a bounded time by
-// tests/common/run_fuzz.sh tokenizer (ctest `runtime_tokenizer_fuzz`); by hand:
-//   FUZZ_SECONDS=600 tests/common/run_fuzz.sh tokenizer . build/tools/spillway /tmp/f
+// (the text itself, when the text is valid UTF-8; SentencePiece keeps its prefix space there).
+// Built and run for a bounded time by tests/common/run_fuzz.sh tokenizer (ctest
+// `runtime_tokenizer_fuzz`); by hand, also on a real model's whole vocabulary:
+//   FUZZ_SECONDS=600 SPW_TOKENIZER_GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//     tests/common/run_fuzz.sh tokenizer . build/tools/spillway /tmp/f
 //
-// The input's first byte chooses: bits 0-2 the tokenizer (0-3 BPE, 4-7 SentencePiece), bit 3
-// parse_special (BPE; control tokens written in the text become their ids), bit 4 maps every
-// byte onto the BPE fixture's bytes that have a token (the fixture holds a subset of SmolLM2's
-// vocabulary: a byte without one becomes <unk>, which cannot round-trip). The rest is the text.
+// The input's first byte chooses: bits 0-2 the tokenizer (0-3 BPE, 4-6 SentencePiece, 7 the
+// SPW_TOKENIZER_GGUF model's when set, else SentencePiece), bit 3 parse_special (BPE: control
+// tokens written in the text become their ids), bit 4 maps every byte onto the BPE fixture's
+// bytes that have a token (the fixture holds a subset of SmolLM2's vocabulary: a byte without
+// one becomes <unk>, which cannot round-trip). The rest is the text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,9 +34,9 @@ using spw::rt::Tokenizer;
 using spw::test::valid_utf8;
 
 struct Fixtures {
-  std::unique_ptr<Tokenizer> bpe[4], spm;
+  std::unique_ptr<Tokenizer> bpe[4], spm, gguf;  // gguf: SPW_TOKENIZER_GGUF's, or none
   std::vector<char> bpe_bytes;  // the bytes that have a token in the BPE fixture
-  std::vector<std::string> spm_user_defined;  // SentencePiece tokens matched whole in any text
+  std::map<const Tokenizer*, std::vector<std::string>> user_defined;  // tokens matched whole in any text
 };
 
 const Fixtures& fixtures() {
@@ -46,8 +50,11 @@ const Fixtures& fixtures() {
     const char* pres[4] = {"smollm", "llama3", "qwen2", "gpt2"};
     for (int i = 0; i < 4; ++i) x.bpe[i] = std::make_unique<Tokenizer>(spw::test::smollm2_tokenizer_data(dir, pres[i]));
     x.spm = std::make_unique<Tokenizer>(spw::test::spm_tokenizer_data(dir));
-    for (int32_t id = 0; id < x.spm->n_vocab(); ++id)
-      if (x.spm->token_type(id) == spw::rt::TokenType::user_defined) x.spm_user_defined.push_back(x.spm->token_text(id));
+    if (const char* model = std::getenv("SPW_TOKENIZER_GGUF"))
+      x.gguf = std::make_unique<Tokenizer>(Tokenizer::from_gguf_file(model));
+    for (const Tokenizer* t : {x.spm.get(), x.gguf.get()})
+      for (int32_t id = 0; t && id < t->n_vocab(); ++id)
+        if (t->token_type(id) == spw::rt::TokenType::user_defined) x.user_defined[t].push_back(t->token_text(id));
     for (int b = 0; b < 256; ++b)
       if (x.bpe[0]->find_token(uni::to_utf8(uni::byte_to_codepoint(uint8_t(b))))) x.bpe_bytes.push_back(char(b));
     return x;
@@ -67,10 +74,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Fixtures& fx = fixtures();
   const uint8_t sel = data[0];
   std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const bool spm = (sel & 7) >= 4, parse_special = !spm && (sel & 8), onto_bytes = sel & 16;
+  const Tokenizer* chosen = (sel & 7) < 4                ? fx.bpe[sel & 3].get()
+                            : (sel & 7) == 7 && fx.gguf ? fx.gguf.get()
+                                                      : fx.spm.get();
+  const bool spm = !chosen->is_byte_level(), parse_special = !spm && (sel & 8), onto_bytes = sel & 16;
   if (onto_bytes)
     for (char& c : text) c = fx.bpe_bytes[uint8_t(c) % fx.bpe_bytes.size()];
-  const Tokenizer& tok = spm ? *fx.spm : *fx.bpe[sel & 3];
+  const Tokenizer& tok = *chosen;
   const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/spm, parse_special);
   for (int32_t id : ids)
     if (id < 0 || id >= tok.n_vocab()) fail("an id outside the vocabulary", text);
@@ -80,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // and without U+2581, SentencePiece's own escape of a space ("a\u2581b" gives "a b").
   bool round_trips = spm;
   if (spm) {
-    for (const std::string& u : fx.spm_user_defined)
+    const auto it = fx.user_defined.find(&tok);
+    for (const std::string& u : it == fx.user_defined.end() ? std::vector<std::string>{} : it->second)
       if (text.find(u) != std::string::npos) round_trips = false;
     if (text.find("\xE2\x96\x81") != std::string::npos) round_trips = false;
   } else {

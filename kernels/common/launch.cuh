@@ -11,10 +11,18 @@
 #include <vector>
 
 /// Declares `name` as the block's dynamic shared memory (unsigned char[], `align`-byte aligned).
+/// SPW_STATIC_SMEM(type, name, dims) declares a statically sized shared variable:
+/// SPW_STATIC_SMEM(float, scratch, [32]) is `__shared__ float scratch[32]` (dims may be empty).
+/// In a SPW_SIM build both start each block as 0xff bytes (NaN in fp32/fp16/bf16), as garbage
+/// would on a GPU, so that reading what no thread of the block wrote shows up.
 #if defined(SPW_SIM)
 #define SPW_DYNAMIC_SMEM(align, name) unsigned char* name = ::spw::sim::dynamic_smem()
+#define SPW_STATIC_SMEM(type, name, dims) \
+  static type name dims;                  \
+  ::spw::sim::fresh_static_smem(&name, sizeof(name))
 #else
 #define SPW_DYNAMIC_SMEM(align, name) extern __shared__ __align__(align) unsigned char name[]
+#define SPW_STATIC_SMEM(type, name, dims) __shared__ type name dims
 #endif
 
 namespace spw {

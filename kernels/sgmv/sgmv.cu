@@ -81,7 +81,7 @@ struct ShrinkParams {
 template <typename T>
 __device__ void finish_split_k(const ShrinkParams<T>& p, int t0, int nt, int rank, int slice) {
   const int S = p.num_slices, R = p.seg.rank_max;
-  __shared__ int is_last;
+  SPW_STATIC_SMEM(int, is_last, );
   __threadfence();
   __syncthreads();
   int* counter = p.counters + (static_cast<long long>(blockIdx.x) * p.token_tiles + blockIdx.y) * S + slice;
@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(ExpandParams<T> 
     for (int r = kRU; r < rank; ++r) prefetch_l2(B + static_cast<long long>(r) * out_size + n);
   pdl_wait();
 
-  __shared__ float vs[TM][kMaxRank];
+  SPW_STATIC_SMEM(float, vs, [TM][kMaxRank]);
   for (int i = threadIdx.x; i < nt * rank; i += blockDim.x) {
     const int t = i / rank, r = i % rank;
     vs[t][r] = p.v[(static_cast<long long>(t0 + t) * S + slice) * R + r];
@@ -260,9 +260,9 @@ __global__ void __launch_bounds__(kTcThreads) shrink_tc_kernel(ShrinkParams<T> p
   const bool direct = p.k_split == 1;
   float* out = direct ? p.v : p.partial + static_cast<long long>(split) * p.tokens * S * R;
   constexpr int LD = kTcK + 8, LDC = kTcRanks + 4;  // padding against bank conflicts
-  __shared__ __align__(128) T xs[kTcTokens][LD];
-  __shared__ __align__(128) T as[kTcRanks][LD];
-  __shared__ __align__(128) float cs[kTcTokens][LDC];
+  SPW_STATIC_SMEM(__align__(128) T, xs, [kTcTokens][LD]);
+  SPW_STATIC_SMEM(__align__(128) T, as, [kTcRanks][LD]);
+  SPW_STATIC_SMEM(__align__(128) float, cs, [kTcTokens][LDC]);
   const int warp = threadIdx.x / 32;
 
   for (int r0 = 0; r0 < rank; r0 += kTcRanks) {
@@ -317,10 +317,10 @@ __global__ void __launch_bounds__(kTcThreads) expand_tc_kernel(ExpandParams<T> p
                         : p.b_stacked + a * p.b_adapter_stride + p.b_slice_offset[slice];
   pdl_wait();
   constexpr int LDV = kTcR + 8, LDB = kTcCols + 8, LDC = kTcCols + 4;
-  __shared__ __align__(128) T vh[kTcTokens][LDV];
-  __shared__ __align__(128) T vl[kTcTokens][LDV];
-  __shared__ __align__(128) T bs[kTcR][LDB];
-  __shared__ __align__(128) float cs[kTcTokens][LDC];
+  SPW_STATIC_SMEM(__align__(128) T, vh, [kTcTokens][LDV]);
+  SPW_STATIC_SMEM(__align__(128) T, vl, [kTcTokens][LDV]);
+  SPW_STATIC_SMEM(__align__(128) T, bs, [kTcR][LDB]);
+  SPW_STATIC_SMEM(__align__(128) float, cs, [kTcTokens][LDC]);
   const int warp = threadIdx.x / 32;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcCols / 16];
   SPW_UNROLL for (int j = 0; j < kTcCols / 16; ++j) wmma::fill_fragment(acc[j], 0.f);

@@ -18,7 +18,7 @@ template <typename T>
 __global__ void rmsnorm_kernel(const T* __restrict__ x, T* __restrict__ residual,
                                const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
   constexpr int V = kVec16<T>;
-  __shared__ float scratch[32];
+  SPW_STATIC_SMEM(float, scratch, [32]);
   const size_t row = blockIdx.x;
   const T* xr = x + row * hidden;
   T* rr = residual ? residual + row * hidden : nullptr;
@@ -124,7 +124,7 @@ SPW_UNROLL
 
 __global__ void argmax_kernel(const float* __restrict__ logits, int vocab, int32_t* out) {
   static_assert(kThreads % kWarpSize == 0 && kThreads / kWarpSize <= kWarpSize, "one warp reduces the warps");
-  __shared__ ArgMaxPair per_warp[kThreads / kWarpSize];
+  SPW_STATIC_SMEM(ArgMaxPair, per_warp, [kThreads / kWarpSize]);
   const float* row = logits + static_cast<size_t>(blockIdx.x) * vocab;
   ArgMaxPair best{-INFINITY, vocab};
   for (int j = threadIdx.x; j < vocab; j += kThreads) best = ArgMaxOp{}(best, ArgMaxPair{row[j], j});
@@ -147,9 +147,9 @@ constexpr int kNoToken = 0x7fffffff;
 
 __global__ void topk_kernel(const float* __restrict__ logits, int vocab, int k, TopToken* __restrict__ out) {
   constexpr int K = kMaxTopK, kWarps = kThreads / kWarpSize;
-  __shared__ ArgMaxPair per_warp[2][kWarps];  // double-buffered: one __syncthreads per round
-  __shared__ ArgMaxPair win[K];               // the block's top k, best first
-  __shared__ float scratch[kWarpSize];
+  SPW_STATIC_SMEM(ArgMaxPair, per_warp, [2][kWarps]);  // double-buffered: one __syncthreads per round
+  SPW_STATIC_SMEM(ArgMaxPair, win, [K]);  // the block's top k, best first
+  SPW_STATIC_SMEM(float, scratch, [kWarpSize]);
   const float* row = logits + static_cast<size_t>(blockIdx.x) * vocab;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
 

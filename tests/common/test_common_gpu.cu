@@ -24,7 +24,7 @@ __global__ void convert_kernel(const float* in, uint16_t* h, uint16_t* b, int n)
 }
 
 __global__ void reduce_kernel(const float* in, float* out_sum, float* out_max, float* warp_sum) {
-  __shared__ float scratch[32];
+  SPW_STATIC_SMEM(float, scratch, [32]);
   float v = in[threadIdx.x];
   float s = block_reduce_sum(v, scratch);
   float m = block_reduce_max(v, scratch);

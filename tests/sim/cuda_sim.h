@@ -14,7 +14,8 @@
 //    on different barriers), fails the launch with a message that says where.
 //  - cp.async as deferred copies: a copy lands only when a cp.async.wait_group that covers its
 //    group runs (or the thread ends), so reading a tile before waiting for it reads stale data.
-//  - dynamic shared memory poisoned (0xff bytes: NaN in fp32/fp16/bf16) at every block start;
+//  - shared memory poisoned (0xff bytes: NaN in fp32/fp16/bf16) in every block: dynamic at its
+//    start, static (SPW_STATIC_SMEM) at the first declaration the block reaches;
 //    a launch with more than 48 KB of it fails unless the kernel opted in to that much
 //    (cudaFuncSetAttribute, cudaFuncAttributeMaxDynamicSharedMemorySize), as on a GPU.
 //  - ldmatrix (x1/x2/x4, .trans) and mma.sync m16n8k16 with the PTX fragment layouts, and the
@@ -71,8 +72,11 @@
 #define __forceinline__ inline
 #define __noinline__
 #define __launch_bounds__(...)
-// Blocks run one at a time, so a function-local static is exactly a per-block shared variable.
-#define __shared__ static
+// Static shared memory is declared with SPW_STATIC_SMEM (kernels/common/launch.cuh): blocks run
+// one at a time, so a function-local static is exactly a per-block shared variable, and the
+// macro refills it with 0xff bytes at the first declaration a block reaches. A plain __shared__
+// would skip that refill, so it does not compile here.
+#define __shared__ SPW_SIM_declare_static_shared_memory_with_SPW_STATIC_SMEM
 #define __constant__ static
 
 namespace spw::sim {
@@ -133,6 +137,9 @@ void cp_async_commit();
 void cp_async_wait(int keep);
 /// Dynamic shared memory of the running block (SPW_DYNAMIC_SMEM).
 inline unsigned char* dynamic_smem() { return g_block->dyn_smem; }
+/// A static shared variable's declaration was reached (SPW_STATIC_SMEM): the first time in each
+/// block, its `bytes` at `p` become 0xff, as dynamic shared memory does at every block start.
+void fresh_static_smem(void* p, size_t bytes);
 
 /// Warp-collective results computed once: the first lane of the warp to call claim(epoch) for
 /// the collective of that epoch (warp_epoch() before its barrier) gets true and fills

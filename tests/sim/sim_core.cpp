@@ -250,6 +250,18 @@ void grid_dependency_wait() {
   yield();
 }
 
+namespace {
+uint64_t g_block_serial = 0;                                // blocks started so far
+std::map<const void*, uint64_t> g_static_smem_fresh_in;    // static shared variable -> its block
+}  // namespace
+
+void fresh_static_smem(void* p, size_t bytes) {
+  uint64_t& in = g_static_smem_fresh_in[p];
+  if (in == g_block_serial) return;  // this block has refilled it already
+  in = g_block_serial;
+  std::memset(p, 0xff, bytes);
+}
+
 bool claim_warp_result(unsigned n) {
   WarpState& w = g_launch->warps[g_thread->warp];
   if (w.mma_done == n) return false;
@@ -640,6 +652,7 @@ void execute_launch(dim3 grid, dim3 block, size_t smem, const std::function<void
                          static_cast<unsigned>(b / xy));
     std::fill(epochs.begin(), epochs.end(), 0u);
     std::memset(dyn_ptr, 0xff, smem);
+    ++g_block_serial;  // (starts at 1: a variable's first entry, 0, is never this block's)
     if (L.pdl_ranges) hold_back_previous_writes(L);
     err = run_block(L, blk, nthreads);
     if (!L.released) {  // the block ended (or failed) without waiting: the bytes come back

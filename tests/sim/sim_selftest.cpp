@@ -1,8 +1,8 @@
 // The simulator's own tests: barriers and reductions, the ldmatrix/mma fragment layouts
 // against a plain matrix product, deferred cp.async, wmma, graph capture, and the failures it
 // must report (a lane exiting under a warp collective, a deadlock, a sync inside a capture),
-// graph updates, the order of blocks, programmatic dependent launch (the PDL check), and
-// spw::LaunchRecord (kernels/common/launch.cuh).
+// poisoned static shared memory, graph updates, the order of blocks, programmatic dependent
+// launch (the PDL check), and spw::LaunchRecord (kernels/common/launch.cuh).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +20,7 @@
 namespace {
 
 __global__ void sum_kernel(const float* x, float* out, int n) {
-  __shared__ float scratch[32];
+  SPW_STATIC_SMEM(float, scratch, [32]);
   float v = 0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) v += x[i];
   v = spw::block_reduce_sum(v, scratch);
@@ -116,6 +116,14 @@ __global__ void big_smem_kernel(float* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+// Threads below `written` fill their slot of a static shared array; everyone reads theirs.
+__global__ void static_smem_kernel(float* out, int written) {
+  SPW_STATIC_SMEM(float, s, [64]);
+  if (static_cast<int>(threadIdx.x) < written) s[threadIdx.x] = blockIdx.x + 1.f;
+  __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = s[threadIdx.x];
+}
+
 // Each block records when it ran: rank[linear block index] = how many blocks ran before it.
 __global__ void block_rank_kernel(unsigned* counter, unsigned* rank) {
   if (threadIdx.x != 0) return;
@@ -184,6 +192,21 @@ TEST_F(Sim, BlockReductionOverSeveralBlocks) {
   spw::launch(sum_kernel, dim3(3), dim3(128), 0, nullptr, x.data(), out.data(), 1000);
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   for (float o : out) EXPECT_EQ(o, ref);
+}
+
+// Static shared memory starts every block as 0xff (NaN), as dynamic shared memory does: a slot
+// no thread of the block wrote reads NaN, not what an earlier block or launch left there.
+TEST_F(Sim, StaticSharedMemoryStartsEveryBlockPoisoned) {
+  std::vector<float> out(3 * 64);
+  spw::launch(static_smem_kernel, dim3(3), dim3(64), 0, nullptr, out.data(), 64);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (int i = 0; i < 3 * 64; ++i) EXPECT_EQ(out[i], i / 64 + 1.f) << i;
+  spw::launch(static_smem_kernel, dim3(3), dim3(64), 0, nullptr, out.data(), 32);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  for (int i = 0; i < 3 * 64; ++i) {
+    if (i % 64 < 32) EXPECT_EQ(out[i], i / 64 + 1.f) << i;
+    else EXPECT_TRUE(std::isnan(out[i])) << i << ": never written in this block";
+  }
 }
 
 // The order of blocks is the test's to choose (SPW_SIM_BLOCKS sets the default of a run); every

@@ -1,6 +1,6 @@
 // The committed tokenizer fixtures (tests/data/tokenizer/, written by
 // tools/testdata/gen_tokenizer_expectations.py) as TokenizerData: SmolLM2's vocabulary subset
-// under a chosen pre-tokenizer, a synthetic SentencePiece BPE vocabulary, and a UTF-8 check. Used by the
+// under a chosen pre-tokenizer, a synthetic SentencePiece BPE vocabulary, and two checks. Used by the
 // tokenizer tests and the tokenizer fuzz target (tests/runtime/tokenizer_text_fuzz.cpp).
 #pragma once
 
@@ -52,6 +52,12 @@ inline rt::TokenizerData spm_tokenizer_data(const std::string& dir) {
   d.unk_id = int32_t(v["unk_id"].as_int());
   d.add_bos = v["add_bos"].b;
   return d;
+}
+
+/// Whether byte `b` has a token of its own in byte-level BPE tokenizer `tok` (one without
+/// becomes <unk> when encoded, so text holding it cannot decode back to itself).
+inline bool byte_has_token(const rt::Tokenizer& tok, uint8_t b) {
+  return tok.find_token(rt::unicode::to_utf8(rt::unicode::byte_to_codepoint(b))).has_value();
 }
 
 /// Whether `s` is valid UTF-8 (the tokenizer's own decoder finds no invalid byte).

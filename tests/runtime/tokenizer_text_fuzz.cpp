@@ -13,30 +13,41 @@
 // tokens written in the text become their ids), bit 4 maps every byte onto the BPE fixture's
 // bytes that have a token (the fixture holds a subset of SmolLM2's vocabulary: a byte without
 // one becomes <unk>, which cannot round-trip). The rest is the text.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/tokenizer.h"
-#include "runtime/unicode.h"
 #include "tests/runtime/tokenizer_fixtures.h"
 
 namespace {
 
-namespace uni = spw::rt::unicode;
 using spw::rt::StreamDecoder;
 using spw::rt::Tokenizer;
 using spw::test::valid_utf8;
 
+// A tokenizer and what the round-trip checks need of it, worked out once.
+struct Target {
+  std::unique_ptr<Tokenizer> tok;
+  std::array<bool, 256> has_byte{};       // byte-level: the bytes that have a token
+  std::vector<std::string> user_defined;  // tokens matched whole in any text
+};
+Target make_target(std::unique_ptr<Tokenizer> tok) {
+  Target t{std::move(tok)};
+  for (int b = 0; b < 256; ++b) t.has_byte[b] = spw::test::byte_has_token(*t.tok, uint8_t(b));
+  for (int32_t id = 0; id < t.tok->n_vocab(); ++id)
+    if (t.tok->token_type(id) == spw::rt::TokenType::user_defined) t.user_defined.push_back(t.tok->token_text(id));
+  return t;
+}
+
 struct Fixtures {
-  std::unique_ptr<Tokenizer> bpe[4], spm, gguf;  // gguf: SPW_TOKENIZER_GGUF's, or none
+  Target bpe[4], spm, gguf;     // gguf: SPW_TOKENIZER_GGUF's, or no tokenizer
   std::vector<char> bpe_bytes;  // the bytes that have a token in the BPE fixture
-  std::map<const Tokenizer*, std::vector<std::string>> user_defined;  // tokens matched whole in any text
 };
 
 const Fixtures& fixtures() {
@@ -48,15 +59,13 @@ const Fixtures& fixtures() {
     }
     Fixtures x;
     const char* pres[4] = {"smollm", "llama3", "qwen2", "gpt2"};
-    for (int i = 0; i < 4; ++i) x.bpe[i] = std::make_unique<Tokenizer>(spw::test::smollm2_tokenizer_data(dir, pres[i]));
-    x.spm = std::make_unique<Tokenizer>(spw::test::spm_tokenizer_data(dir));
+    for (int i = 0; i < 4; ++i)
+      x.bpe[i] = make_target(std::make_unique<Tokenizer>(spw::test::smollm2_tokenizer_data(dir, pres[i])));
+    x.spm = make_target(std::make_unique<Tokenizer>(spw::test::spm_tokenizer_data(dir)));
     if (const char* model = std::getenv("SPW_TOKENIZER_GGUF"))
-      x.gguf = std::make_unique<Tokenizer>(Tokenizer::from_gguf_file(model));
-    for (const Tokenizer* t : {x.spm.get(), x.gguf.get()})
-      for (int32_t id = 0; t && id < t->n_vocab(); ++id)
-        if (t->token_type(id) == spw::rt::TokenType::user_defined) x.user_defined[t].push_back(t->token_text(id));
+      x.gguf = make_target(std::make_unique<Tokenizer>(Tokenizer::from_gguf_file(model)));
     for (int b = 0; b < 256; ++b)
-      if (x.bpe[0]->find_token(uni::to_utf8(uni::byte_to_codepoint(uint8_t(b))))) x.bpe_bytes.push_back(char(b));
+      if (x.bpe[0].has_byte[b]) x.bpe_bytes.push_back(char(b));
     return x;
   }();
   return f;
@@ -74,13 +83,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Fixtures& fx = fixtures();
   const uint8_t sel = data[0];
   std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const Tokenizer* chosen = (sel & 7) < 4                ? fx.bpe[sel & 3].get()
-                            : (sel & 7) == 7 && fx.gguf ? fx.gguf.get()
-                                                      : fx.spm.get();
-  const bool spm = !chosen->is_byte_level(), parse_special = !spm && (sel & 8), onto_bytes = sel & 16;
+  const Target& target = (sel & 7) < 4 ? fx.bpe[sel & 3] : (sel & 7) == 7 && fx.gguf.tok ? fx.gguf : fx.spm;
+  const Tokenizer& tok = *target.tok;
+  const bool spm = !tok.is_byte_level(), parse_special = !spm && (sel & 8), onto_bytes = sel & 16;
   if (onto_bytes)
     for (char& c : text) c = fx.bpe_bytes[uint8_t(c) % fx.bpe_bytes.size()];
-  const Tokenizer& tok = *chosen;
   const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/spm, parse_special);
   for (int32_t id : ids)
     if (id < 0 || id >= tok.n_vocab()) fail("an id outside the vocabulary", text);
@@ -88,16 +95,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // SentencePiece text without a user-defined token (after one, SentencePiece adds a prefix
   // space again, as llama.cpp and HF's legacy Llama tokenizer do: "a<sep>b" gives "a<sep> b")
   // and without U+2581, SentencePiece's own escape of a space ("a\u2581b" gives "a b").
-  bool round_trips = spm;
+  bool round_trips = true;
   if (spm) {
-    const auto it = fx.user_defined.find(&tok);
-    for (const std::string& u : it == fx.user_defined.end() ? std::vector<std::string>{} : it->second)
+    for (const std::string& u : target.user_defined)
       if (text.find(u) != std::string::npos) round_trips = false;
     if (text.find("\xE2\x96\x81") != std::string::npos) round_trips = false;
   } else {
-    round_trips = true;
     for (char c : text)
-      if (!tok.find_token(uni::to_utf8(uni::byte_to_codepoint(uint8_t(c))))) round_trips = false;
+      if (!target.has_byte[uint8_t(c)]) round_trips = false;
   }
   // SentencePiece: BOS is added and not rendered back; BPE renders what parse_special matched.
   if (round_trips && tok.decode(ids, /*render_special=*/!spm) != text) fail("decode(encode(text)) != text", text);

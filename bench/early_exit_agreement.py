@@ -25,6 +25,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def main() -> None:
     prompts = [json.loads(l) for l in open(a.prompts) if l.strip()]
     if a.limit:
         prompts = prompts[:a.limit]
-    subset = pathlib.Path("/tmp") / "early_exit_prompts.jsonl"
+    tmp = tempfile.TemporaryDirectory(prefix="early_exit_")  # removed when main() returns
+    subset = pathlib.Path(tmp.name) / "prompts.jsonl"
     subset.write_text("".join(json.dumps(p) + "\n" for p in prompts))
 
     cfg, tensors = ref.load(a.model)

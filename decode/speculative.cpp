@@ -22,7 +22,6 @@ struct SeqState {
   int index = 0;
   int seq_id = -1;
   std::vector<int32_t> text;  // prompt + generated; text.back() is pending (not cached)
-  size_t prompt_len = 0;
   std::unique_ptr<Drafter> drafter;
   std::string drafter_name;  // drafter->name(), asked once (a cascade's is built each call)
   Rng rng;
@@ -114,7 +113,6 @@ std::vector<Generation> SpeculativeDecoder::generate_batch(const std::vector<std
     auto& s = seqs[i];
     s.index = static_cast<int>(i);
     s.text = prompts[i];
-    s.prompt_len = s.text.size();
     s.rng = Rng(params.sampling.seed + i);
     s.k_now = params.k;
     s.cost_len = CostAwareLength(&curve);

@@ -190,6 +190,31 @@ TEST(DecodeAlloc, WarmBatchStepsAllocateNothingOutsideTheTarget) {
     }
 }
 
+// Decoding until the context is full: the text, the drafters' indexes and the per-position
+// counts were sized at the start for everything the sequence can reach, the last pass included.
+TEST(DecodeAlloc, DecodingToTheContextLimitAllocatesNothingOnceWarm) {
+  const int max_tokens = fixture().target->max_tokens();
+  std::vector<int32_t> prompt;
+  for (int i = 0; prompt.size() + 150 < static_cast<size_t>(max_tokens); ++i) prompt.push_back(72 + (i * 7) % 41);
+  const char* spec = "maxgram+recycle";  // the Max-Gram index and the recycled rows
+  for (int width : {1, 4}) {
+    SpeculativeDecoder dec(*fixture().target, make_drafter_factory(spec, fixture().env));
+    GenerateParams p;
+    p.max_new_tokens = max_tokens;
+    p.k = 6;
+    p.tree_width = width;
+    std::vector<long> at;
+    at.reserve(static_cast<size_t>(max_tokens));
+    p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
+    test::counting_allocations = true;
+    const Generation g = dec.generate(prompt, p);
+    test::counting_allocations = false;
+    EXPECT_EQ(g.stop, StopReason::context_limit) << spec;
+    ASSERT_GT(at.size(), static_cast<size_t>(kWarmTokens)) << spec;
+    EXPECT_EQ(at.back() - at[kWarmTokens], 0) << spec << " width " << width;
+  }
+}
+
 // Drafter names longer than a std::string's inline buffer (15 characters here): a model:PATH
 // drafter's name is its spec, path included. The decoder's drafts keep their names' buffers
 // (SourceNames), and a cascade asks its drafters' names once.

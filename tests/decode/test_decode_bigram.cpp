@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include "decode/bigram.h"
 #include "tests/common/helpers.h"
@@ -40,6 +41,30 @@ TEST(Bigram, PairCountsOnTinyCorpus) {
   EXPECT_EQ(t.most_likely(3), 0);
   EXPECT_NEAR(t.next(3)[0].prob, (3 + 0.5) / (8 + 2.0), 1e-6);
   EXPECT_THROW_MSG(BigramTable::from_sequences({{0, 9}}, 4, 1, 0), "token = 9");
+  EXPECT_THROW_MSG(BigramTable::from_sequences({{0, 4}}, 4, 1, 0), "token = 4: outside the vocabulary");
+  EXPECT_THROW_MSG(BigramTable::from_sequences({{-1, 0}}, 4, 1, 0), "token = -1: outside the vocabulary");
+}
+
+// Pairs seen equally often rank by the lower token id, whatever order the corpus shows them in.
+TEST(Bigram, TiedPairCountsRankByTokenId) {
+  auto t = BigramTable::from_sequences({{0, 9}, {0, 7}, {0, 8}, {0, 3}, {0, 5}, {1, 6}, {1, 2}}, 10, 3, 0);
+  const auto row = t.next(0);
+  EXPECT_EQ(row[0].token, 3);
+  EXPECT_EQ(row[1].token, 5);
+  EXPECT_EQ(row[2].token, 7);
+  EXPECT_EQ(t.next(1)[0].token, 2);
+  EXPECT_EQ(t.next(1)[1].token, 6);
+  EXPECT_EQ(t.next(1)[2].token, 0);  // then unseen tokens at the floor, lowest id first
+}
+
+// Table shapes: top_k up to min(64, vocab_size); a vocabulary must have a token.
+TEST(Bigram, TableShapesAreChecked) {
+  EXPECT_NO_THROW(BigramTable(100, 64, 0));
+  EXPECT_NO_THROW(BigramTable(1, 1, 0));
+  EXPECT_THROW_MSG(BigramTable(100, 65, 0), "top_k = 65: must be in [1, min(64, vocab_size)]");
+  EXPECT_THROW_MSG(BigramTable(5, 6, 0), "top_k = 6: must be in [1, min(64, vocab_size)]");
+  EXPECT_THROW_MSG(BigramTable(5, 0, 0), "top_k = 0");
+  EXPECT_THROW_MSG(BigramTable(0, 1, 0), "vocab_size = 0: must be > 0");
 }
 
 TEST(Bigram, TokenizerHashDependsOnStringsAndBoundaries) {
@@ -95,6 +120,15 @@ TEST(Bigram, BadFilesRejectedWithClearErrors) {
   EXPECT_THROW_MSG(BigramTable::load(path), "trailing");
   write_all(path, {});
   EXPECT_THROW_MSG(BigramTable::load(path), "bad magic");
+  // A well-formed file (checksum included) whose entries are out of range.
+  for (BigramTable::Entry bad : {BigramTable::Entry{5, 0.5f}, BigramTable::Entry{-1, 0.5f},
+                                 BigramTable::Entry{1, 1.5f}, BigramTable::Entry{1, -0.5f}}) {
+    auto u = BigramTable::from_sequences({{0, 1, 2, 3, 1, 2}}, 5, 1, 777);
+    u.next_mutable(4)[0] = bad;
+    u.save(path);
+    SCOPED_TRACE(std::to_string(bad.token) + " " + std::to_string(bad.prob));
+    EXPECT_THROW_MSG(BigramTable::load(path), "corrupted entry");
+  }
 }
 
 TEST(Bigram, FromModelMatchesDirectArgmaxAndReportsProgress) {
@@ -129,6 +163,32 @@ TEST(Bigram, FromModelMatchesDirectArgmaxAndReportsProgress) {
   for (int j = 1; j < 37; ++j)
     if (lg[j] > lg[best]) best = j;
   EXPECT_EQ(t2.most_likely(5), best);
+}
+
+// Rows with fewer than top_k numbers (the rest NaN): the numbers first, then the lowest ids
+// not yet listed, with the probabilities the softmax gives them (0 for NaN).
+TEST(Bigram, FromModelFillsRowsShortOfNumbersWithTheLowestIds) {
+  struct MostlyNaN : spw::test::FakeModel {
+    using FakeModel::FakeModel;
+    void forward(std::span<const spw::rt::SeqInput> batch, std::vector<float>& logits) override {
+      FakeModel::forward(batch, logits);
+      const int v = config().vocab_size;
+      for (size_t r = 0; r < logits.size() / v; ++r)
+        for (int j = 0; j < v; ++j)
+          if (j != 4 && j != 1) logits[r * v + j] = std::numeric_limits<float>::quiet_NaN();
+    }
+  };
+  MostlyNaN m(12, 64);
+  const auto t = BigramTable::from_model(m, /*bos=*/-1, 4, 0, /*batch=*/5);
+  for (int v = 0; v < 12; ++v) {
+    const auto row = t.next(v);
+    ASSERT_TRUE((row[0].token == 1 && row[1].token == 4) || (row[0].token == 4 && row[1].token == 1)) << v;
+    EXPECT_EQ(row[2].token, 0) << v;
+    EXPECT_EQ(row[3].token, 2) << v;
+    EXPECT_NEAR(row[0].prob + row[1].prob, 1.0, 1e-6) << v;
+    EXPECT_EQ(row[2].prob, 0.f) << v;
+    EXPECT_EQ(row[3].prob, 0.f) << v;
+  }
 }
 
 // from_model's top-k (one scan over the logits, no sort) against a full stable sort of the
@@ -200,6 +260,10 @@ TEST(Bigram, ConfidenceCutStopsTheChainBelowMinP) {
   bigram_fill(plain, 3, 6, none, 0.5f);  // the first step is already below
   EXPECT_TRUE(none.tokens.empty());
   EXPECT_EQ(BigramDrafter(t, 0.4f).propose(std::vector<int32_t>{0}, 6).tokens, d.tokens);
+  // "Below" is strict: a chain exactly at min_p goes on.
+  Draft at;
+  bigram_fill(plain, 3, 1, at, 0.2f);
+  EXPECT_EQ(at.tokens, (std::vector<int32_t>{0}));
   EXPECT_THROW_MSG(BigramDrafter(t, 1.5f), "min_p = 1.5: must be in [0, 1]");
 }
 

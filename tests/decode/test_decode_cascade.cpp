@@ -53,6 +53,9 @@ TEST(Lenience, RuleOnHandMadeDistribution) {
   EXPECT_TRUE(lenient_accept(p, 1, 1.0, 4.0));   // 0.3 > 1/4
   EXPECT_TRUE(lenient_accept(p, 1, 0.5, 2.0));   // 0.3 > 0.5/2 (drafter's own q)
   EXPECT_FALSE(lenient_accept(p, 2, 0.5, 2.0));  // 0.2 > 0.25 ? no
+  const std::vector<float> quarters{0.5f, 0.25f, 0.25f};
+  EXPECT_FALSE(lenient_accept(quarters, 1, 0.5, 2.0));  // 0.25 > 0.5/2 ? no: strictly above
+  EXPECT_TRUE(lenient_accept(quarters, 1, 0.5, 2.5));   // 0.25 > 0.2
 }
 
 TEST(Lenience, VerticalCascadeWithLenienceOneEqualsReviewerGreedy) {
@@ -90,6 +93,28 @@ TEST(Lenience, HigherLenienceAcceptsMoreOfTheLowerDrafter) {
   EXPECT_TRUE(d.probs.empty());  // the target verifies a cascade with one-hot q
 }
 
+// Positions per part and tokens per vertical round: 1 and 64 allowed, 0 and 65 rejected.
+TEST(Cascade, ConstructorsCheckTheirRanges) {
+  const auto part = [](int positions) {
+    std::vector<Cascade::Part> p;
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{1}), positions});
+    return p;
+  };
+  EXPECT_NO_THROW(Cascade::horizontal(part(1)));
+  EXPECT_NO_THROW(Cascade::horizontal(part(64)));
+  EXPECT_THROW_MSG(Cascade::horizontal(part(0)), "positions = 0: must be in [1, 64]");
+  EXPECT_THROW_MSG(Cascade::horizontal(part(65)), "positions = 65: must be in [1, 64]");
+  auto model = std::make_shared<FakeModel>(spw::test::kVocab, 200, 1, 4.f, 0.f);
+  const auto vertical = [&](int k) {
+    return Cascade::vertical(std::make_unique<ModelDrafter>(model, spw::test::kVocab, "m"),
+                             std::make_unique<MaxGramDrafter>(), 1.0, k);
+  };
+  EXPECT_NO_THROW(vertical(1));
+  EXPECT_NO_THROW(vertical(64));
+  EXPECT_THROW_MSG(vertical(0), "k = 0: must be in [1, 64]");
+  EXPECT_THROW_MSG(vertical(65), "k = 65: must be in [1, 64]");
+}
+
 TEST(Cascade, HorizontalSplitsPositions) {
   auto c = Cascade::horizontal([] {
     std::vector<Cascade::Part> p;
@@ -105,20 +130,27 @@ TEST(Cascade, HorizontalSplitsPositions) {
 TEST(Cascade, HorizontalFillsOneHotRowsNextToModelProbabilities) {
   auto c = Cascade::horizontal([] {
     std::vector<Cascade::Part> p;
-    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{3}, 0.5f, 6), 1});
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{3, 2}, 0.5f, 6), 2});
     p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{4, 4}), 2});
+    p.push_back({std::make_unique<ScriptDrafter>(std::vector<int32_t>{1, 5}, 0.75f, 6), 2});
     return p;
   }());
-  auto d = c->propose(std::vector<int32_t>{5}, 3);
-  ASSERT_EQ(d.tokens, (std::vector<int32_t>{3, 4, 4}));
-  ASSERT_EQ(d.probs.size(), 3u * 6u);  // three rows of the 6-token vocabulary
+  auto d = c->propose(std::vector<int32_t>{5}, 6);
+  ASSERT_EQ(d.tokens, (std::vector<int32_t>{3, 2, 4, 4, 1, 5}));
+  ASSERT_EQ(d.probs.size(), 6u * 6u);  // six rows of the 6-token vocabulary
   EXPECT_EQ(d.prob_width(), 6u);
-  EXPECT_FLOAT_EQ(d.prob_row(0)[3], 0.5f);
-  EXPECT_FLOAT_EQ(d.prob_row(0)[0], 0.1f);
+  // Each part's rows in their order: q on the row's own token, the rest spread evenly.
+  const auto spread = [](int token, float q) {
+    std::vector<float> r(6, (1.f - q) / 5);
+    r[token] = q;
+    return r;
+  };
   const std::vector<float> one_hot{0, 0, 0, 0, 1, 0};
-  for (size_t i : {1u, 2u}) {
+  const std::vector<std::vector<float>> want{spread(3, 0.5f), spread(2, 0.5f), one_hot, one_hot,
+                                             spread(1, 0.75f), spread(5, 0.75f)};
+  for (size_t i = 0; i < want.size(); ++i) {
     const auto r = d.prob_row(i);
-    EXPECT_EQ(std::vector<float>(r.begin(), r.end()), one_hot) << "row " << i;
+    EXPECT_EQ(std::vector<float>(r.begin(), r.end()), want[i]) << "row " << i;
   }
   // Parts whose rows differ in width: an error naming the drafter, not a garbled row.
   auto bad = Cascade::horizontal([] {

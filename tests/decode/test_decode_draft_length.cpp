@@ -613,4 +613,7 @@ TEST(MeasurePassCosts, TimesEveryLengthAndFreesItsSequence) {
   EXPECT_THROW_MSG(measure_pass_costs(target, 4, spw::test::kMaxTokens), "plus max_n must fit");
   EXPECT_THROW_MSG(measure_pass_costs(target, 4, 8, 0), "reps = 0");
   EXPECT_THROW_MSG(measure_pass_costs(target, 4, 8, 2, spw::test::kVocab), "filler");
+  EXPECT_THROW_MSG(measure_pass_costs(target, 4, 8, 2, -1), "filler = -1: must be a token of the vocabulary");
+  for (int32_t filler : {0, spw::test::kVocab - 1})  // the vocabulary's first and last tokens
+    EXPECT_EQ(measure_pass_costs(target, 2, 0, 1, filler).size(), 2u) << filler;
 }

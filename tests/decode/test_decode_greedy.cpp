@@ -285,6 +285,9 @@ TEST(GreedyDecoding, EmptyAndOverlongPromptsDoNotCrash) {
   gp.bos = 3;
   g = dec.generate({}, gp);
   EXPECT_EQ(g.tokens, target.greedy_reference({3}, 10));
+  gp.bos = 0;  // token 0 is a token like any other
+  g = dec.generate({}, gp);
+  EXPECT_EQ(g.tokens, target.greedy_reference({0}, 10));
   std::vector<int32_t> huge(spw::test::kMaxTokens + 5, 1);
   g = dec.generate(huge, gp);
   EXPECT_EQ(g.stop, StopReason::context_limit);
@@ -303,11 +306,23 @@ TEST(GreedyDecoding, BadArgumentsGiveClearErrors) {
   FakeModel target = make_target();
   SpeculativeDecoder dec(target);
   GenerateParams gp;
+  gp.max_new_tokens = 3;
   gp.k = 65;
   EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "k = 65");
+  gp.k = -1;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "k = -1: must be in [0, 64]");
+  SpeculativeDecoder drafting(target, make_drafter_factory("maxgram", spw::test::make_env()));
+  for (int k : {0, 64}) {  // both ends of the range
+    gp.k = k;
+    EXPECT_EQ(drafting.generate(std::vector<int32_t>{1, 2, 1}, gp).tokens, target.greedy_reference({1, 2, 1}, 3)) << k;
+  }
   gp.k = 4;
   gp.tree_width = 17;
   EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "tree_width = 17");
+  gp.tree_width = 0;
+  EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1}, gp), "tree_width = 0: must be in [1, 16]");
+  gp.tree_width = 16;
+  EXPECT_EQ(drafting.generate(std::vector<int32_t>{1, 2, 1}, gp).tokens, target.greedy_reference({1, 2, 1}, 3));
   gp.tree_width = 1;
   EXPECT_THROW_MSG(dec.generate(std::vector<int32_t>{1, 999}, gp), "token 999 outside the vocabulary");
   for (float t : {-1.f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {

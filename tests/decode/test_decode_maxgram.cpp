@@ -60,6 +60,18 @@ TEST(MaxGram, MinNIsRespected) {
   EXPECT_EQ(d1.propose(V({3, 9, 5, 3}), 1).tokens, V({9}));
   EXPECT_THROW_MSG(MaxGramDrafter({0, 3}), "min_n = 0");
   EXPECT_THROW_MSG(MaxGramDrafter({3, 2}), "max_n = 2");
+  // The ends of the allowed range: max_n = min_n, and max_n = 64.
+  EXPECT_EQ(MaxGramDrafter({2, 2}).propose(V({3, 9, 3, 9}), 1).tokens, V({3}));
+  EXPECT_NO_THROW(MaxGramDrafter({1, 64}));
+  EXPECT_THROW_MSG(MaxGramDrafter({1, 65}), "max_n = 65: must be in [min_n, 64]");
+}
+
+// The shortest context with a match: two tokens, the second repeating the first.
+TEST(MaxGram, TwoTokenContextMatchesItsOneGram) {
+  MaxGramDrafter d;
+  EXPECT_EQ(d.propose(V({7, 7}), 3).tokens, V({7, 7, 7}));
+  EXPECT_TRUE(d.propose(V({7, 8}), 3).tokens.empty());
+  EXPECT_TRUE(d.propose(V({7}), 3).tokens.empty());
 }
 
 TEST(MaxGram, IncrementalIndexMatchesFreshIndexUnderGrowthAndShrinkage) {

@@ -5,8 +5,11 @@
 // is rejected.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <random>
+#include <vector>
 
 #include "decode/model_drafter.h"
 #include "decode/speculative.h"
@@ -138,6 +141,28 @@ TEST(Stochastic, ChainOneHotDrafterKeepsTargetDistribution) {
   EXPECT_LT(r.third, kChi2Critical);
 }
 
+// Sequence i of a sampled batch draws with seed + i (speculative.h): its tokens are those of
+// the same prompt decoded alone with that seed, so any sequence of a batch can be reproduced.
+TEST(Stochastic, BatchSequenceIDrawsWithSeedPlusI) {
+  FakeModel target(V, 64, 3, 1.f, 0.3f);  // flat enough that seeds give different text
+  SpeculativeDecoder dec(target, [&] { return std::make_unique<OracleDrafter>(target); });
+  GenerateParams gp;
+  gp.max_new_tokens = 12;
+  gp.k = 3;
+  gp.sampling = temp(1.f);
+  gp.sampling.seed = 40;
+  const std::vector<std::vector<int32_t>> prompts{{1, 5, 2}, {1, 5, 2}, {3, 3}, {1, 5, 2}};
+  const auto batch = dec.generate_batch(prompts, gp);
+  ASSERT_EQ(batch.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerateParams one = gp;
+    one.sampling.seed = gp.sampling.seed + i;
+    EXPECT_EQ(dec.generate(prompts[i], one).tokens, batch[i].tokens) << "sequence " << i;
+  }
+  // The same prompt at positions 0, 1 and 3 of the batch: three seeds, not all one text.
+  EXPECT_FALSE(batch[0].tokens == batch[1].tokens && batch[1].tokens == batch[3].tokens);
+}
+
 TEST(Stochastic, ChainWithDrafterProbabilitiesKeepsTargetDistribution) {
   FakeModel target(V, 64, 3, 2.f, 0.3f);
   auto small = std::make_shared<FakeModel>(V, 64, 4, 1.5f, 0.f);  // a different q
@@ -223,6 +248,11 @@ TEST(Stochastic, VerifyChainRulesOnHandMadeDistributions) {
   EXPECT_EQ(next[1], 0);  // the residual never returns the rejected one-hot token
   EXPECT_NEAR(next[0] / double(accepted[0]), 2.0 / 3.0, 0.02);
   EXPECT_THROW_MSG(verify_chain(logits, 3, std::vector<int32_t>{1, 2}, {}, sp, rng), "logits has 6 values");
+  // Draft tokens just outside the vocabulary, at either end.
+  EXPECT_THROW_MSG(verify_chain(logits, 3, std::vector<int32_t>{3}, {}, sp, rng),
+                   "verify_chain: draft token 3 outside the vocabulary");
+  EXPECT_THROW_MSG(verify_chain(logits, 3, std::vector<int32_t>{-1}, {}, sp, rng),
+                   "verify_chain: draft token -1 outside the vocabulary");
 }
 
 TEST(Sampling, TopPKeepsTheSmallestNucleusAndRenormalises) {
@@ -238,13 +268,27 @@ TEST(Sampling, TopPKeepsTheSmallestNucleusAndRenormalises) {
   EXPECT_NEAR(q[4], 0.15 / 0.85, 1e-6);
   sampling_probs(logits, temp(1.f, 0.3f), q);  // the top token alone
   EXPECT_FLOAT_EQ(q[1], 1.f);
+  // At the boundary: top_p equal to the top token's probability is reached by that token
+  // alone (the nucleus is the smallest set whose mass is >= top_p); a hair above needs two.
+  std::vector<float> full;
+  sampling_probs(logits, temp(1.f), full);
+  sampling_probs(logits, temp(1.f, full[1]), q);
+  EXPECT_EQ(q, (std::vector<float>{0, 1, 0, 0, 0}));
+  sampling_probs(logits, temp(1.f, std::nextafter(full[1], 1.f)), q);
+  EXPECT_EQ(std::count_if(q.begin(), q.end(), [](float x) { return x > 0; }), 2);
+  EXPECT_GT(q[3], 0.f);
+  // The same with two top tokens of equal probability: the lower id alone reaches it.
+  const std::vector<float> tied{-1.f, 0.f, 0.f, -2.f};
+  sampling_probs(tied, temp(1.f), full);
+  ASSERT_EQ(full[1], full[2]);
+  sampling_probs(tied, temp(1.f, full[1]), q);
+  EXPECT_EQ(q, (std::vector<float>{0, 1, 0, 0}));
   sampling_probs(logits, temp(0.f), q);  // greedy: one-hot argmax
   EXPECT_EQ(q, (std::vector<float>{0, 1, 0, 0, 0}));
   // A large flat-ish vocabulary: the threshold search still finds the exact nucleus.
   std::vector<float> big(5000);
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>((i * 7919) % 1000) / 300.f;
   sampling_probs(big, temp(1.f, 0.95f), q);
-  std::vector<float> full;
   softmax(big, full);
   std::vector<int> order(full.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
@@ -256,6 +300,64 @@ TEST(Sampling, TopPKeepsTheSmallestNucleusAndRenormalises) {
   for (float x : q) nonzero += x > 0;
   EXPECT_EQ(nonzero, keep);
   for (size_t i = 0; i < keep; ++i) EXPECT_GT(q[order[i]], 0.f);
+}
+
+// top_p just below 1 on rows whose probabilities, rounded, add up to less than top_p: the
+// threshold search stops at 0 and every token is kept (renormalised), instead of looping.
+TEST(Sampling, TopPJustBelowOneKeepsEveryTokenWhenTheRoundedMassFallsShort) {
+  auto gen = spw::test::make_rng(11);
+  const float top_p = std::nextafter(1.f, 0.f);
+  std::vector<float> logits(1000), q, full;
+  int short_rows = 0, trial = 0;
+  for (; trial < 20000 && short_rows < 20; ++trial) {
+    for (auto& x : logits) x = std::uniform_real_distribution<float>(-4.f, 4.f)(gen);
+    softmax(logits, full);
+    double mass = 0;
+    for (float p : full) mass += p;
+    sampling_probs(logits, temp(1.f, top_p), q);
+    if (mass < top_p) {
+      ++short_rows;
+      for (size_t i = 0; i < q.size(); ++i) ASSERT_GT(q[i], 0.f) << trial << " " << i;
+    }
+    double kept = 0;
+    for (float p : q) kept += p;
+    ASSERT_NEAR(kept, 1.0, 1e-5) << trial;
+  }
+  EXPECT_EQ(short_rows, 20) << "in " << trial << " rows";  // the case the test is for was met
+}
+
+// The verifiers that write into a caller's VerifyResult (kept between a decoder's steps) give
+// what a fresh result gets, whatever the previous step left in it.
+TEST(Verify, ReusedResultsEqualFreshOnes) {
+  auto gen = spw::test::make_rng(3);
+  const int vocab = 4;
+  SamplingParams greedy, sampled = temp(1.f);
+  VerifyResult reused_greedy, reused_tree, reused_sampled;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n = std::uniform_int_distribution<int>(0, 8)(gen);
+    std::vector<int32_t> tokens(n), parents(n);
+    for (int i = 0; i < n; ++i) {
+      tokens[i] = std::uniform_int_distribution<int>(0, vocab - 1)(gen);
+      parents[i] = std::uniform_int_distribution<int>(-1, i - 1)(gen);
+    }
+    std::vector<float> logits((n + 1) * vocab);
+    for (auto& x : logits) x = std::uniform_real_distribution<float>(-2.f, 2.f)(gen);
+    std::vector<int32_t> top(n + 1);
+    for (int r = 0; r <= n; ++r) top[r] = argmax(std::span<const float>(logits.data() + r * vocab, vocab));
+    const auto same = [&](const VerifyResult& a, const VerifyResult& b) {
+      ASSERT_EQ(a.accepted, b.accepted) << trial;
+      ASSERT_EQ(a.next_token, b.next_token) << trial;
+      ASSERT_EQ(a.path, b.path) << trial;
+    };
+    verify_tree_greedy(top, tokens, parents, reused_greedy);
+    same(reused_greedy, verify_tree_greedy(top, tokens, parents));
+    Rng unused(1);
+    verify_tree(logits, vocab, tokens, parents, greedy, unused, reused_tree);
+    same(reused_tree, verify_tree_greedy(top, tokens, parents));
+    Rng a(trial), b(trial);
+    verify_tree(logits, vocab, tokens, parents, sampled, a, reused_sampled);
+    same(reused_sampled, verify_tree(logits, vocab, tokens, parents, sampled, b));
+  }
 }
 
 // verify_*_greedy on the target's greedy tokens = verify_* with greedy params on the logits.

@@ -38,6 +38,21 @@ TEST(TokenTree, ValidationNamesTheBadEntry) {
   EXPECT_THROW_MSG(validate_parents(bad2), "parents[1] = -3");
   std::vector<int32_t> big(2000, -1);
   EXPECT_THROW_MSG(validate_parents(big), "tree tokens = 2000");
+  // The limit itself is allowed, one more is not (default limit kMaxTreeTokens, or a caller's).
+  std::vector<int32_t> full(kMaxTreeTokens, -1);
+  EXPECT_NO_THROW(validate_parents(full));
+  full.push_back(-1);
+  EXPECT_THROW_MSG(validate_parents(full), "tree tokens = 1025: must be <= 1024");
+  EXPECT_NO_THROW(validate_parents(std::vector<int32_t>{-1, 0, 1}, 3));
+  EXPECT_THROW_MSG(validate_parents(std::vector<int32_t>{-1, 0, 1}, 2), "tree tokens = 3: must be <= 2");
+}
+
+TEST(TokenTree, MaxNodesBoundsTheTreeAndIsChecked) {
+  EXPECT_EQ(build_token_tree({D({1, 2, 3}), D({4, 5})}, 4).tokens, (std::vector<int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(build_token_tree({D({1, 2, 3})}, 0).size(), 0);
+  EXPECT_NO_THROW(build_token_tree({D({1})}, kMaxTreeTokens));
+  EXPECT_THROW_MSG(build_token_tree({D({1})}, kMaxTreeTokens + 1), "max_nodes = 1025: must be in [0, 1024]");
+  EXPECT_THROW_MSG(build_token_tree({D({1})}, -1), "max_nodes = -1: must be in [0, 1024]");
 }
 
 TEST(TokenTree, TopologicalOrderOfUnorderedArrayAndCycles) {
@@ -52,6 +67,10 @@ TEST(TokenTree, TopologicalOrderOfUnorderedArrayAndCycles) {
   }
   std::vector<int32_t> cyc{1, 0, -1};
   EXPECT_THROW_MSG(topological_order(cyc), "cycle");
+  // Parents just past either end of the array, and a node its own parent.
+  EXPECT_THROW_MSG(topological_order(std::vector<int32_t>{-1, 2}), "parents[1] = 2: out of range or self");
+  EXPECT_THROW_MSG(topological_order(std::vector<int32_t>{-1, -2}), "parents[1] = -2: out of range or self");
+  EXPECT_THROW_MSG(topological_order(std::vector<int32_t>{-1, 1}), "parents[1] = 1: out of range or self");
 }
 
 TEST(TokenTree, AncestorMask) {
@@ -77,6 +96,8 @@ TEST(TokenTree, PathAndCompactionOffsets) {
   std::vector<int32_t> p{-1, 0, 0, 2, -1};
   EXPECT_EQ(path_to(p, 3), (std::vector<int32_t>{0, 2, 3}));
   EXPECT_TRUE(path_to(p, -1).empty());
+  EXPECT_EQ(path_to(p, 4), (std::vector<int32_t>{4}));
+  EXPECT_THROW_MSG(path_to(p, 5), "path_to: node 5 out of range");
   EXPECT_EQ(kv_keep_offsets(path_to(p, 3)), (std::vector<int32_t>{0, 1, 3, 4}));
   EXPECT_EQ(kv_keep_offsets({}), (std::vector<int32_t>{0}));
 }
@@ -106,7 +127,9 @@ TEST(TokenTree, SubtreeRenumbersAndRejectsBadKeepLists) {
   EXPECT_EQ(out.parents, (std::vector<int32_t>{-1, 0}));
   EXPECT_EQ(subtree(t, keep).tokens, (std::vector<int32_t>{1, 2, 4, 6}));
   EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 2}), "node 2 kept without its parent 1");
-  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 3, 1}), "keep[2] = 1");
+  // node 5's parent 1 is missing, though a node kept earlier (3) sits where 1 would be looked up
+  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 3, 5}), "node 5 kept without its parent 1");
+  EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 3, 1}), "keep[2] = 1: must be a node of the tree, after keep[1]");
   EXPECT_THROW_MSG(subtree(t, std::vector<int32_t>{0, 6}), "keep[1] = 6");
   EXPECT_THROW_MSG(subtree(t, keep, t), "out must not be the tree");
 }

@@ -132,6 +132,30 @@ SamplingParams temp(float t, float top_p = 1.f) {
   return s;
 }
 
+// A random token tree of 0..8 nodes over `vocab` tokens (each parent before its children), the
+// target's logits rows for it (root row first; each value drawn by `logit(gen)`) and each row's
+// greedy token.
+struct RandomTree {
+  std::vector<int32_t> tokens, parents, top;
+  std::vector<float> logits;
+};
+template <typename Gen, typename Logit>
+RandomTree random_tree(Gen& gen, int vocab, Logit logit) {
+  RandomTree t;
+  const int n = std::uniform_int_distribution<int>(0, 8)(gen);
+  t.tokens.resize(n);
+  t.parents.resize(n);
+  for (int i = 0; i < n; ++i) {
+    t.tokens[i] = std::uniform_int_distribution<int>(0, vocab - 1)(gen);
+    t.parents[i] = std::uniform_int_distribution<int>(-1, i - 1)(gen);
+  }
+  t.logits.resize(static_cast<size_t>(n + 1) * vocab);
+  for (auto& x : t.logits) x = logit(gen);
+  t.top.resize(n + 1);
+  for (int r = 0; r <= n; ++r) t.top[r] = argmax(std::span<const float>(t.logits.data() + r * vocab, vocab));
+  return t;
+}
+
 }  // namespace
 
 TEST(Stochastic, ChainOneHotDrafterKeepsTargetDistribution) {
@@ -334,16 +358,8 @@ TEST(Verify, ReusedResultsEqualFreshOnes) {
   SamplingParams greedy, sampled = temp(1.f);
   VerifyResult reused_greedy, reused_tree, reused_sampled;
   for (int trial = 0; trial < 300; ++trial) {
-    const int n = std::uniform_int_distribution<int>(0, 8)(gen);
-    std::vector<int32_t> tokens(n), parents(n);
-    for (int i = 0; i < n; ++i) {
-      tokens[i] = std::uniform_int_distribution<int>(0, vocab - 1)(gen);
-      parents[i] = std::uniform_int_distribution<int>(-1, i - 1)(gen);
-    }
-    std::vector<float> logits((n + 1) * vocab);
-    for (auto& x : logits) x = std::uniform_real_distribution<float>(-2.f, 2.f)(gen);
-    std::vector<int32_t> top(n + 1);
-    for (int r = 0; r <= n; ++r) top[r] = argmax(std::span<const float>(logits.data() + r * vocab, vocab));
+    const auto [tokens, parents, top, logits] =
+        random_tree(gen, vocab, [](auto& g) { return std::uniform_real_distribution<float>(-2.f, 2.f)(g); });
     const auto same = [&](const VerifyResult& a, const VerifyResult& b) {
       ASSERT_EQ(a.accepted, b.accepted) << trial;
       ASSERT_EQ(a.next_token, b.next_token) << trial;
@@ -367,16 +383,10 @@ TEST(GreedyVerify, ArgmaxFormsEqualTheLogitsFormsOnRandomChainsAndTrees) {
   SamplingParams greedy;
   Rng unused(1);
   for (int trial = 0; trial < 500; ++trial) {
-    const int n = std::uniform_int_distribution<int>(0, 8)(rng);
-    std::vector<int32_t> draft(n), parents(n);
-    for (int i = 0; i < n; ++i) {
-      draft[i] = std::uniform_int_distribution<int>(0, vocab - 1)(rng);
-      parents[i] = std::uniform_int_distribution<int>(-1, i - 1)(rng);
-    }
-    std::vector<float> logits((n + 1) * vocab);
-    for (auto& x : logits) x = static_cast<float>(std::uniform_int_distribution<int>(0, 3)(rng));  // ties too
-    std::vector<int32_t> top(n + 1);
-    for (int r = 0; r <= n; ++r) top[r] = argmax(std::span<const float>(logits.data() + r * vocab, vocab));
+    const auto [draft, parents, top, logits] = random_tree(rng, vocab, [](auto& g) {
+      return static_cast<float>(std::uniform_int_distribution<int>(0, 3)(g));  // ties too
+    });
+    const int n = static_cast<int>(draft.size());
     const auto a = verify_chain(logits, vocab, draft, {}, greedy, unused), b = verify_chain_greedy(top, draft);
     ASSERT_EQ(a.accepted, b.accepted) << trial;
     ASSERT_EQ(a.next_token, b.next_token) << trial;

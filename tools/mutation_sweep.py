@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -165,10 +167,16 @@ def relocate(mutants: list[Mutant]) -> list[Mutant]:
 
 
 def run(cmd: str, cwd: str, timeout: float) -> tuple[int, str]:
+    """cmd through the shell in its own process group; on timeout the whole group is killed
+    (a mutant that loops forever must not keep running under a shell that was stopped)."""
+    p = subprocess.Popen(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
     try:
-        p = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout[-2000:] + p.stderr[-2000:]
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out[-2000:] + err[-2000:]
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return -1, "timed out"
 
 

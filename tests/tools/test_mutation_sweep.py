@@ -60,6 +60,7 @@ def main() -> None:
         # A run: the "test" fails exactly when line 9 changed, the "build" fails on line 14's
         # std::max; everything else survives. The file comes back byte for byte.
         report = pathlib.Path(tmp) / "report.json"
+        first = pathlib.Path(tmp) / "first.json"
         test = f"grep -qF 'if (a < b && b != 0) return a + 1;' {src}"
         build = f"! grep -qF 'std::max' {src}"
         out = subprocess.run([sys.executable, str(TOOL), "--build-cmd", build, "--build-dir", tmp,
@@ -67,6 +68,7 @@ def main() -> None:
                              capture_output=True, text=True, check=True).stdout
         assert src.read_text() == SOURCE, "the file was not put back"
         doc = json.loads(report.read_text())
+        first.write_text(report.read_text())
         by_line = {}
         for m in doc["mutants"]:
             by_line.setdefault(m["line"], set()).add(m["outcome"])
@@ -75,9 +77,19 @@ def main() -> None:
         assert "no-build" in by_line[14], by_line
         assert f"{len(doc['mutants'])} mutants" in out, out
 
+        # A test that hangs, with a child of its own, when line 9 changes: killed by --timeout,
+        # and nothing it started is left running.
+        hang = (f"grep -qF 'if (a < b && b != 0) return a + 1;' {src} || {{ sleep 313 & sleep 313; }}")
+        subprocess.run([sys.executable, str(TOOL), "--build-cmd", "true", "--build-dir", tmp, "--test", hang,
+                        "--timeout", "1", "--out", str(report), str(src)], capture_output=True, text=True, check=True)
+        assert {m["outcome"] for m in json.loads(report.read_text())["mutants"] if m["line"] == 9} == {"killed"}
+        left = subprocess.run(["pgrep", "-f", "sleep 313"], capture_output=True, text=True).stdout
+        assert not left.strip(), f"processes of a timed-out test still running: {left}"
+        assert src.read_text() == SOURCE
+
         # --retest after two lines were added on top: the survivors, found on their new lines.
         src.write_text("// moved\n// down\n" + SOURCE)
-        again = subprocess.run([sys.executable, str(TOOL), "--retest", str(report), "--list"],
+        again = subprocess.run([sys.executable, str(TOOL), "--retest", str(first), "--list"],
                                capture_output=True, text=True, check=True, cwd="/").stdout
         survivors = sum(m["outcome"] == "survived" for m in doc["mutants"])
         assert f"{survivors} mutants" in again, again

@@ -269,6 +269,47 @@ TEST(CostAwareTree, CountsOnlyChildrenOfAcceptedNodesAndChecksThePath) {
   EXPECT_THROW_MSG(ct.observe(tree, std::vector<int32_t>{3}), "path node 3 outside the tree of 3 nodes");
 }
 
+TEST(CostAwareTree, StreakStateFollowsWhetherTheDeepestNodeWasAccepted) {
+  // History where a fully accepted step is always followed by a rejection and any other step
+  // by a full acceptance: the counts of the two states learn opposite things, and the estimate
+  // read is the one of the state the last observe() left.
+  const TokenTree chain = build_token_tree({draft({1, 2, 3}, "maxgram")});
+  const std::vector<int32_t> full{0, 1, 2}, partial{0, 1};
+  const PassCostCurve flat({1.0});
+  CostAwareTree ct(&flat);
+  for (int i = 0; i < 12; ++i) {
+    ct.observe(chain, full);  // counted cold (after a rejection): accepted
+    ct.observe(chain, {});    // counted hot (after a full acceptance): rejected
+  }
+  const double cold = ct.acceptance("maxgram", 0, 0);
+  EXPECT_GT(cold, 0.8) << "cold: after a rejection the chain was always accepted";
+  ct.observe(chain, full);
+  const double hot = ct.acceptance("maxgram", 0, 0);
+  EXPECT_LT(hot, 0.2) << "hot: after a full acceptance the chain was always rejected";
+  ct.observe(chain, partial);  // the deepest node rejected: cold again
+  EXPECT_GT(ct.acceptance("maxgram", 0, 0), cold) << "cold, one more acceptance (the full step was counted cold)";
+  // A branchy tree is hot only when the path reaches its deepest node, not just any leaf: the
+  // same alternation, with the short branch (a leaf at depth 0) accepted in place of nothing.
+  const TokenTree branchy = build_token_tree({draft({10, 11, 12, 13}, "maxgram"), draft({20}, "bigram")});
+  ASSERT_EQ(branchy.size(), 5);
+  const std::vector<int32_t> whole{0, 1, 2, 3}, leaf{4};
+  CostAwareTree bt(&flat);
+  for (int i = 0; i < 12; ++i) {
+    bt.observe(branchy, whole);  // counted cold: the chain accepted
+    bt.observe(branchy, leaf);   // counted hot: the chain rejected, the short branch accepted
+  }
+  EXPECT_GT(bt.acceptance("maxgram", 0, 0), 0.8) << "after the leaf path: cold";
+  bt.observe(branchy, whole);
+  EXPECT_LT(bt.acceptance("maxgram", 0, 0), 0.2) << "after the whole chain: hot";
+  bt.observe(TokenTree{}, {});  // an empty tree verifies nothing: cold
+  EXPECT_GT(bt.acceptance("maxgram", 0, 0), 0.8);
+  // A tree of depth 0 only (two one-token drafts): one accepted node is its deepest, hot.
+  const TokenTree flat_tree = build_token_tree({draft({10}, "maxgram"), draft({20}, "bigram")});
+  ASSERT_EQ(flat_tree.size(), 2);
+  bt.observe(flat_tree, std::vector<int32_t>{1});
+  EXPECT_LT(bt.acceptance("maxgram", 0, 0), 0.2);
+}
+
 TEST(CostAwareTree, ChoiceIsTheBestSubtreeOfAnySize) {
   // Against brute force over every parent-closed node set of small random trees, after random
   // histories: the chosen set is a tree (ascending, parents kept), non-empty, and no other

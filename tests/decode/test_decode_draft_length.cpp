@@ -168,6 +168,20 @@ double tree_value(const PassCostCurve& t, const std::vector<double>& p, const st
 }
 }  // namespace
 
+TEST(CostAwareTree, TiesGoToTheShorterDraftAndTheSmallerTree) {
+  // With no history every c is 0.5, so E = 1.5, 1.75, 1.875 for 1, 2, 3 draft tokens; on this
+  // curve each is worth exactly 1 (all exact in binary), and 4 tokens less (1.9375 / 2).
+  const PassCostCurve even({1.0, 1.5, 1.75, 1.875});
+  EXPECT_EQ(CostAwareLength(&even).choose(8), 1);
+  // The same tie for a tree: a Max-Gram chain of three nodes, P = .5 .25 .125.
+  const TokenTree chain = build_token_tree({draft({1, 2, 3}, "maxgram")});
+  EXPECT_EQ(CostAwareTree(&even).choose(chain), (std::vector<int32_t>{0}));
+  // One step cheaper for three draft tokens: the longer draft wins outright.
+  const PassCostCurve cheaper({1.0, 1.5, 1.75, 1.87});
+  EXPECT_EQ(CostAwareLength(&cheaper).choose(8), 3);
+  EXPECT_EQ(CostAwareTree(&cheaper).choose(chain), (std::vector<int32_t>{0, 1, 2}));
+}
+
 TEST(CostAwareTree, FlatCurveKeepsTheWholeTreeSteepOneTheFirstNode) {
   // maxgram chain 10 11 12 13; bigram branches 20 21 and 10 22 (22 is node 0's second child).
   const TokenTree tree = build_token_tree({draft({10, 11, 12, 13}, "maxgram"), draft({20, 21}, "bigram"),

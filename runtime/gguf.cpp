@@ -140,8 +140,7 @@ GgufValue read_value(Cursor& c, GgufType t, const std::string& what, int depth) 
       else { int64_t ignored; v.numbers.push_back(read_number(c, v.elem, what, &ignored)); }
     }
   } else {
-    v.f = read_number(c, t, what, &v.i);
-    if (t == GgufType::f32 || t == GgufType::f64) v.i = 0;
+    v.f = read_number(c, t, what, &v.i);  // (v.i = 0 for f32 / f64)
   }
   return v;
 }

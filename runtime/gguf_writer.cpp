@@ -251,7 +251,12 @@ void GgufWriter::add_tensor(const std::string& name, uint32_t type, const std::v
 }
 
 std::vector<uint8_t> GgufWriter::bytes(uint32_t version) const {
-  constexpr uint64_t kAlign = 32;
+  // The data section's alignment: general.alignment when it holds a power of two (what readers
+  // require), else the default 32 (a bad value is still written, for the reader's tests).
+  uint64_t align = 32;
+  for (const auto& [key, v] : meta_)
+    if (key == "general.alignment" && v.type != GgufType::array && v.i > 0 && (v.i & (v.i - 1)) == 0)
+      align = static_cast<uint64_t>(v.i);
   std::vector<uint8_t> o;
   put<uint32_t>(o, 0x46554747);
   put<uint32_t>(o, version);
@@ -269,12 +274,12 @@ std::vector<uint8_t> GgufWriter::bytes(uint32_t version) const {
     for (int64_t d : t.dims) put<uint64_t>(o, static_cast<uint64_t>(d));
     put<uint32_t>(o, t.type);
     put<uint64_t>(o, offset);
-    offset += (t.data.size() + kAlign - 1) / kAlign * kAlign;
+    offset += (t.data.size() + align - 1) / align * align;
   }
-  o.resize((o.size() + kAlign - 1) / kAlign * kAlign, 0);
+  o.resize((o.size() + align - 1) / align * align, 0);
   for (const auto& t : tensors_) {
     o.insert(o.end(), t.data.begin(), t.data.end());
-    o.resize((o.size() + kAlign - 1) / kAlign * kAlign, 0);
+    o.resize((o.size() + align - 1) / align * align, 0);
   }
   return o;
 }

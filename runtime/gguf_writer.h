@@ -27,6 +27,7 @@ class GgufWriter {
   /// dims in ggml order (dims[0] contiguous); data is quantised to `type`.
   void add_tensor(const std::string& name, uint32_t type, const std::vector<int64_t>& dims, const std::vector<float>& data);
 
+  /// The file: tensor data aligned to general.alignment when that holds a power of two, else to 32.
   std::vector<uint8_t> bytes(uint32_t version = 3) const;
   void write(const std::string& path, uint32_t version = 3) const;
 

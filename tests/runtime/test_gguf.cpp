@@ -41,6 +41,10 @@ std::vector<uint8_t> small_file() {
   u64.type = GgufType::u64;
   u64.i = 1ll << 40;
   w.add("a.u64", u64);
+  GgufValue f64;
+  f64.type = GgufType::f64;
+  f64.f = -2.5e-300;  // below float's range: read as a double
+  w.add("a.f64", f64);
   std::vector<float> t(64);
   for (int i = 0; i < 64; ++i) t[i] = 0.5f * (i - 30);
   w.add_tensor("t.f32", static_cast<uint32_t>(TensorType::F32), {32, 2}, t);
@@ -68,6 +72,13 @@ TEST(Gguf, MetadataOfEveryTypeRoundTrips) {
   EXPECT_THROW_MSG(f.get_int("absent"), "metadata key 'absent' is missing");
   EXPECT_THROW_MSG(f.get_int("a.strings"), "metadata 'a.strings' is array, expected an integer");
   EXPECT_THROW_MSG(f.get_string("a.u32"), "expected string");
+  EXPECT_EQ(f.get_float("a.f64"), -2.5e-300);
+  EXPECT_EQ(f.get_float("a.u32"), 7.0) << "an integer is a number too";
+  EXPECT_THROW_MSG(f.get_int("a.f64"), "metadata 'a.f64' is f64, expected an integer");
+  EXPECT_THROW_MSG(f.get_float("a.strings"), "metadata 'a.strings' is array, expected a number");
+  EXPECT_THROW_MSG(f.get_float("general.architecture"), "is string, expected a number");
+  EXPECT_THROW_MSG(f.get_strings("a.i16s"), "metadata 'a.i16s' is not an array of strings");
+  EXPECT_THROW_MSG(f.get_strings("general.architecture"), "metadata 'general.architecture' is not an array of strings");
   ASSERT_NE(f.find_tensor("t.q8"), nullptr);
   EXPECT_EQ(f.find_tensor("nope"), nullptr);
   const GgufTensorInfo& t = *f.find_tensor("t.f32");
@@ -155,6 +166,73 @@ TEST(Gguf, SpecificCorruptionsNamed) {
   EXPECT_THROW_MSG(GgufFile::from_bytes(b, "m"), "tensor 't.q8': data");
 }
 
+// general.alignment: the data section and every tensor offset are multiples of it. 1 puts the
+// data right after the header (no padding: the header's end is already aligned); zero, a
+// negative value, a non-power of two and anything past 65536 are rejected by name.
+TEST(Gguf, AlignmentFromMetadata) {
+  std::vector<float> a(32), b(64);
+  for (int i = 0; i < 32; ++i) a[i] = 0.5f * i;
+  for (int i = 0; i < 64; ++i) b[i] = -0.25f * i;
+  auto file = [&](GgufType type, int64_t align) {
+    GgufWriter w;
+    GgufValue v;
+    v.type = type;
+    v.i = align;
+    w.add("general.alignment", v);
+    w.add_tensor("a", static_cast<uint32_t>(TensorType::F32), {32}, a);  // 128 bytes
+    w.add_tensor("b", static_cast<uint32_t>(TensorType::F32), {64}, b);
+    w.add_tensor("q", static_cast<uint32_t>(TensorType::Q8_0), {32}, a);  // 34 bytes: padded after
+    w.add_tensor("c", static_cast<uint32_t>(TensorType::F32), {32}, a);
+    return w.bytes();
+  };
+  for (int64_t align : {1, 2, 4, 32, 64, 512, 65536}) {
+    SCOPED_TRACE(align);
+    const std::vector<uint8_t> bytes = file(GgufType::u32, align);
+    const GgufFile f = GgufFile::from_bytes(bytes, "aligned");
+    EXPECT_EQ(f.alignment(), static_cast<uint64_t>(align));
+    ASSERT_EQ(f.tensors().size(), 4u);
+    for (const auto& t : f.tensors()) EXPECT_EQ(t.offset % align, 0u) << t.name;
+    const auto up = [&](uint64_t n) { return (n + align - 1) / align * align; };
+    EXPECT_EQ(f.tensors()[3].offset, up(128) + up(256) + up(34)) << "c after a, b and q, each padded";
+    const uint64_t data_start = bytes.size() - f.tensors()[3].offset - up(128);
+    EXPECT_EQ(data_start % align, 0u) << "the data section starts aligned";
+    std::vector<float> out(64);
+    for (auto [name, want] : {std::pair{"a", &a}, {"b", &b}, {"c", &a}}) {
+      const GgufTensorInfo& t = *f.find_tensor(name);
+      dequantize(t.type, f.tensor_data(t), t.elements, out.data());
+      EXPECT_EQ(std::vector<float>(out.begin(), out.begin() + t.elements), *want) << name;
+    }
+  }
+  EXPECT_THROW_MSG(GgufFile::from_bytes(file(GgufType::u32, 0), "m"), "general.alignment = 0: must be a power of two <= 65536");
+  EXPECT_THROW_MSG(GgufFile::from_bytes(file(GgufType::i32, -32), "m"), "general.alignment = -32: must be a power");
+  EXPECT_THROW_MSG(GgufFile::from_bytes(file(GgufType::u32, 48), "m"), "general.alignment = 48: must be a power");
+  EXPECT_THROW_MSG(GgufFile::from_bytes(file(GgufType::u32, 131072), "m"), "general.alignment = 131072: must be");
+}
+
+// Arrays of arrays load to 4 levels (the top one included); a fifth is rejected by name.
+TEST(Gguf, ArraysNestedPastTheLimitAreRejected) {
+  auto nest = [](int levels) {
+    GgufValue v;
+    v.type = GgufType::array;
+    v.elem = GgufType::u8;
+    v.numbers = {7};
+    for (int k = 1; k < levels; ++k) {
+      GgufValue outer;
+      outer.type = GgufType::array;
+      outer.elem = GgufType::array;
+      outer.items.push_back(std::move(v));
+      v = std::move(outer);
+    }
+    GgufWriter w;
+    w.add("deep", v);
+    return w.bytes();
+  };
+  const GgufFile ok = GgufFile::from_bytes(nest(4), "m");
+  EXPECT_EQ(ok.get("deep").items.at(0).items.at(0).items.at(0).numbers, (std::vector<double>{7}));
+  EXPECT_THROW_MSG(GgufFile::from_bytes(nest(5), "m"), "metadata 'deep' nests arrays deeper than 4");
+  EXPECT_THROW_MSG(GgufFile::from_bytes(nest(200), "m"), "nests arrays deeper than 4");
+}
+
 TEST(Dequant, KnownBlocks) {
   // Q8_0: d = 0.5 (fp16 0x3800), q = -2, 0, 3, ...
   std::vector<uint8_t> q8(34, 0);
@@ -185,6 +263,22 @@ TEST(Dequant, KnownBlocks) {
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 33), "not a multiple");
   EXPECT_THROW_MSG(tensor_bytes(13, 256), "not supported");  // Q5_K
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q4_K), 32), "not a multiple of the Q4_K block size 256");
+}
+
+// ggml's Q4_0 (quantize_row_q4_0_ref): the first value of the largest magnitude maps to -8 * d.
+// With +1 before -1, d = -1/8: +1 is exact and -1 clips at 7 * |d|; the other way round when -1
+// comes first.
+TEST(Dequant, Q4_0ScaleComesFromTheFirstLargestMagnitude) {
+  for (float first : {1.f, -1.f}) {
+    std::vector<float> x(32, 0.f), y(32);
+    x[3] = first;
+    x[20] = -first;
+    const auto q = quantize(static_cast<uint32_t>(TensorType::Q4_0), x.data(), 32);
+    dequantize(static_cast<uint32_t>(TensorType::Q4_0), q.data(), 32, y.data());
+    EXPECT_EQ(y[3], first);
+    EXPECT_EQ(y[20], -0.875f * first);
+    EXPECT_EQ(y[0], 0.f);
+  }
 }
 
 // Q4_0 maps the largest-magnitude value to -8 * d: values of the other sign clip at 7 * |d|

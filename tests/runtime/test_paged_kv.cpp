@@ -38,6 +38,26 @@ TEST(PagedKvBook, ConstructorRejectsBadSizes) {
   EXPECT_THROW_MSG(PagedKvBook(1 << 27, 16, 64), "num_pages * page_size = 2147483648");
 }
 
+TEST(PagedKvBook, SmallestSizesAndLimitsAreInclusive) {
+  PagedKvBook book(1, 1, 1);  // one page of one token, sequences of at most one token
+  const int a = book.create();
+  EXPECT_EQ(book.append(a, 1), 0);  // exactly max_tokens: accepted
+  EXPECT_EQ(book.row(a, 0), 0);
+  EXPECT_EQ(book.free_pages(), 0);
+  EXPECT_THROW_MSG(book.append(a, 1), "n = 1: sequence 0 holds 1 tokens; 1 more exceed max_tokens = 1");
+  // Sequence ids just past the end are no sequences (and are not read).
+  EXPECT_FALSE(book.live(1));
+  EXPECT_FALSE(book.live(-1));
+  EXPECT_THROW_MSG(book.length(1), "PagedKvBook::length: seq = 1: no such sequence");
+  book.release(a);
+  EXPECT_EQ(book.free_pages(), 1);
+  PagedKvBook wide(2, 8, 16);
+  const int b = wide.create();
+  EXPECT_EQ(wide.append(b, 16), 0);  // a whole sequence at once, both pages
+  EXPECT_EQ(wide.length(b), 16);
+  EXPECT_EQ(wide.row(b, 15), 15);
+}
+
 TEST(PagedKvBook, AppendTakesPagesInOrderAndRowsFollowThem) {
   PagedKvBook book(8, 4, 100);
   const int a = book.create(), b = book.create();

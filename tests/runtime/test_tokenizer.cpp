@@ -214,6 +214,18 @@ TEST(TokenizerBpe, RejectsBadData) {
   EXPECT_NE(t.warnings()[0].find("nonsense-pre"), std::string::npos);
 }
 
+// Byte-level BPE adds no prefix space unless the metadata asks for one (then the text is
+// encoded as if it began with a space, like a word in the middle of a sentence).
+TEST(TokenizerBpe, AddSpacePrefixOnlyWhenTheMetadataSaysSo) {
+  TokenizerData d = bpe_data("smollm");
+  ASSERT_FALSE(d.add_space_prefix.has_value());
+  const Tokenizer plain(d);
+  d.add_space_prefix = true;
+  const Tokenizer prefixed(d);
+  EXPECT_EQ(prefixed.encode("Hello world", false, false), plain.encode(" Hello world", false, false));
+  EXPECT_NE(plain.encode("Hello world", false, false), plain.encode(" Hello world", false, false));
+}
+
 // ------------------------------------------------------------------------- chat template
 
 TEST(TokenizerChat, ChatmlMatchesJinjaRendering) {
@@ -307,6 +319,35 @@ TEST(TokenizerSpm, UserDefinedAndControlTokens) {
   auto as_text = tok.encode("</s>", false, false);
   EXPECT_TRUE(std::find(as_text.begin(), as_text.end(), 2) == as_text.end());
   EXPECT_EQ(tok.encode("</s>", false, true), std::vector<int32_t>{2});
+}
+
+// A hand-made SentencePiece vocabulary: byte tokens are <0xXX> with exactly two hex digits of
+// either case; the first of two tokens for one byte is the one encoding uses; a byte-typed
+// token of another shape is its own text. Empty vocabularies and token types outside 0..6 are
+// rejected by name.
+TEST(TokenizerSpm, ByteTokensAreParsedStrictly) {
+  TokenizerData d;
+  d.model = "llama";
+  d.tokens = {"<unk>", "<0x0a>", "<0x0A>", "<0xAb>", "<0x41>z", "<0x4>", "\xE2\x96\x81"};
+  d.token_types = {2, 6, 6, 6, 6, 6, 1};
+  d.unk_id = 0;
+  const Tokenizer tok(d);
+  EXPECT_EQ(tok.token_to_piece(1), "\n");
+  EXPECT_EQ(tok.token_to_piece(2), "\n");
+  EXPECT_EQ(tok.token_to_piece(3), "\xAB");
+  EXPECT_EQ(tok.token_to_piece(4), "<0x41>z") << "seven characters: not a byte token";
+  EXPECT_EQ(tok.token_to_piece(5), "<0x4>");
+  EXPECT_EQ(tok.encode("\n", false, false), (std::vector<int32_t>{6, 1})) << "prefix space, then the first 0x0a";
+  EXPECT_EQ(tok.encode("\xAB" "A", false, false), (std::vector<int32_t>{6, 3, 0})) << "no byte token for 'A': unk";
+  TokenizerData bad = d;
+  bad.tokens.clear();
+  bad.token_types.clear();
+  EXPECT_THROW_MSG(Tokenizer{bad}, "Tokenizer: tokenizer.ggml.tokens has 0 entries");
+  bad = d;
+  bad.token_types[3] = 7;
+  EXPECT_THROW_MSG(Tokenizer{bad}, "Tokenizer: token_type[3] = 7: must be 0..6");
+  bad.token_types[3] = -1;
+  EXPECT_THROW_MSG(Tokenizer{bad}, "token_type[3] = -1: must be 0..6");
 }
 
 TEST(TokenizerSpm, RandomBytesRoundTrip) {

@@ -224,6 +224,24 @@ TEST(TokenizerBpe, AddSpacePrefixOnlyWhenTheMetadataSaysSo) {
   const Tokenizer prefixed(d);
   EXPECT_EQ(prefixed.encode("Hello world", false, false), plain.encode(" Hello world", false, false));
   EXPECT_NE(plain.encode("Hello world", false, false), plain.encode(" Hello world", false, false));
+  EXPECT_EQ(plain.decode(plain.encode(" Hello world", false, false)), " Hello world") << "the leading space is kept";
+}
+
+// A hand-made byte-level vocabulary: merges apply lowest rank first and, within one rank, the
+// leftmost pair first; a byte whose token is id 0 is still that token.
+TEST(TokenizerBpe, MergesLowestRankThenLeftmost) {
+  TokenizerData d;
+  d.model = "gpt2";
+  d.pre = "smollm";
+  d.tokens = {"a", "b", "aa", "ab", "aab"};
+  d.merges = {"a a", "a b", "aa b"};
+  const Tokenizer tok(d);
+  EXPECT_EQ(tok.encode("a", false, false), (std::vector<int32_t>{0}));
+  EXPECT_EQ(tok.encode("aaa", false, false), (std::vector<int32_t>{2, 0})) << "leftmost a a first";
+  EXPECT_EQ(tok.encode("aab", false, false), (std::vector<int32_t>{4})) << "a a (rank 0), then aa b";
+  EXPECT_EQ(tok.encode("bab", false, false), (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(tok.encode("c", false, false), (std::vector<int32_t>{})) << "no token for 'c' and no <unk>: dropped";
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{2, 0, 4}), "aaaaab");
 }
 
 // ------------------------------------------------------------------------- chat template
@@ -339,6 +357,12 @@ TEST(TokenizerSpm, ByteTokensAreParsedStrictly) {
   EXPECT_EQ(tok.token_to_piece(5), "<0x4>");
   EXPECT_EQ(tok.encode("\n", false, false), (std::vector<int32_t>{6, 1})) << "prefix space, then the first 0x0a";
   EXPECT_EQ(tok.encode("\xAB" "A", false, false), (std::vector<int32_t>{6, 3, 0})) << "no byte token for 'A': unk";
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{6, 1}), "\n") << "the prefix space comes off again";
+  TokenizerData no_prefix = d;  // add_space_prefix = false: no space added, none stripped
+  no_prefix.add_space_prefix = false;
+  const Tokenizer raw(no_prefix);
+  EXPECT_EQ(raw.encode("\n", false, false), (std::vector<int32_t>{1}));
+  EXPECT_EQ(raw.decode(std::vector<int32_t>{6, 1}), " \n");
   TokenizerData bad = d;
   bad.tokens.clear();
   bad.token_types.clear();

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "runtime/chat_template.h"
+#include "runtime/gguf.h"
 #include "runtime/tokenizer.h"
 #include "tests/common/helpers.h"
 #include "tests/runtime/test_tokenizer_json.h"
@@ -159,6 +161,68 @@ TEST(TokenizerGgufFile, SentencePieceVocabularyFromAWrittenFile) {
     EXPECT_EQ(tok.encode(c["text"].str), want) << c["name"].str;
   }
   EXPECT_EQ(spw::rt::ChatTemplate::detect(tok.chat_template()).kind(), spw::rt::ChatTemplate::Kind::zephyr);
+}
+
+// Every tokenizer.ggml.* key lands in its TokenizerData field; absent keys get llama.cpp's
+// defaults (BOS added for SentencePiece only, no EOS, ids -1, no extra end-of-generation ids,
+// add_space_prefix unset: the tokenizer's per-model default).
+TEST(TokenizerGgufFile, EveryKeyIsReadAndAbsentOnesGetDefaults) {
+  auto read = [](GgufWriter& w, uint64_t n_kv) {
+    const std::string bytes = w.file(n_kv);
+    return spw::rt::read_tokenizer_data(
+        spw::rt::GgufFile::from_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end()), "tok"));
+  };
+  const std::vector<std::string> tokens{"<|eot|>", "a", "b", "ab", "<pad>", "<|eom|>", "<s>"};  // ids 0..6
+  GgufWriter all;
+  all.kv_string("tokenizer.ggml.model", "gpt2");
+  all.kv_string("tokenizer.ggml.pre", "llama-bpe");
+  all.kv_strings("tokenizer.ggml.tokens", tokens);
+  all.kv_strings("tokenizer.ggml.merges", {"a b"});
+  all.kv_u32("tokenizer.ggml.bos_token_id", 6);
+  all.kv_u32("tokenizer.ggml.eos_token_id", 0);
+  all.kv_u32("tokenizer.ggml.unknown_token_id", 1);
+  all.kv_u32("tokenizer.ggml.padding_token_id", 4);
+  all.kv_u32("tokenizer.ggml.eot_token_id", 0);  // id 0 is an id too
+  all.kv_u32("tokenizer.ggml.eom_token_id", 5);
+  all.kv_bool("tokenizer.ggml.add_bos_token", true);
+  all.kv_bool("tokenizer.ggml.add_eos_token", true);
+  all.kv_bool("tokenizer.ggml.add_space_prefix", false);
+  all.kv_string("tokenizer.chat_template", "{{ messages }}");
+  const spw::rt::TokenizerData d = read(all, 14);
+  EXPECT_EQ(d.model, "gpt2");
+  EXPECT_EQ(d.pre, "llama-bpe");
+  EXPECT_EQ(d.tokens, tokens);
+  EXPECT_EQ(d.merges, (std::vector<std::string>{"a b"}));
+  EXPECT_EQ(d.bos_id, 6);
+  EXPECT_EQ(d.eos_id, 0);
+  EXPECT_EQ(d.unk_id, 1);
+  EXPECT_EQ(d.pad_id, 4);
+  EXPECT_EQ(d.extra_eog_ids, (std::vector<int32_t>{0, 5}));
+  EXPECT_TRUE(d.add_bos) << "set: overrides gpt2's default";
+  EXPECT_TRUE(d.add_eos);
+  EXPECT_EQ(d.add_space_prefix, std::optional<bool>(false));
+  EXPECT_EQ(d.chat_template, "{{ messages }}");
+  const Tokenizer tok(d);
+  EXPECT_TRUE(tok.is_end_of_generation(5)) << "eom";
+  EXPECT_EQ(tok.encode("ab"), (std::vector<int32_t>{6, 3, 0})) << "BOS, ab, EOS";
+
+  for (const char* model : {"gpt2", "llama"}) {
+    GgufWriter few;
+    few.kv_string("tokenizer.ggml.model", model);
+    few.kv_strings("tokenizer.ggml.tokens", tokens);
+    const spw::rt::TokenizerData m = read(few, 2);
+    EXPECT_EQ(m.pre, "") << model;
+    EXPECT_TRUE(m.scores.empty() && m.token_types.empty() && m.merges.empty()) << model;
+    EXPECT_EQ(m.bos_id, -1) << model;
+    EXPECT_EQ(m.eos_id, -1) << model;
+    EXPECT_EQ(m.unk_id, -1) << model;
+    EXPECT_EQ(m.pad_id, -1) << model;
+    EXPECT_TRUE(m.extra_eog_ids.empty()) << model;
+    EXPECT_EQ(m.add_bos, std::string(model) == "llama") << model;
+    EXPECT_FALSE(m.add_eos) << model;
+    EXPECT_FALSE(m.add_space_prefix.has_value()) << model;
+    EXPECT_EQ(m.chat_template, "") << model;
+  }
 }
 
 TEST(TokenizerGgufFile, CorruptFilesGiveErrorsNotCrashes) {

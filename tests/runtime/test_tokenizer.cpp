@@ -4,6 +4,7 @@
 // ids (tools/testdata/gen_tokenizer_expectations.py writes both).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 
 #include "runtime/chat_template.h"
@@ -79,6 +80,48 @@ TEST(TokenizerUnicode, Utf8) {
   EXPECT_EQ(uni::incomplete_utf8_tail("\xC3"), 1u);
   for (int b = 0; b < 256; ++b) EXPECT_EQ(uni::codepoint_to_byte(uni::byte_to_codepoint(uint8_t(b))), b);
   EXPECT_EQ(uni::byte_to_codepoint(' '), 0x120u);  // 'Ġ'
+}
+
+// Every code point encodes to the shortest UTF-8 form (checked against the byte patterns of
+// RFC 3629) and decodes back to itself; ASCII letters, digits and whitespace are classed
+// exactly; surrogates, values past U+10FFFF and overlong forms of each length decode as one
+// invalid byte.
+TEST(TokenizerUnicode, EveryCodePointRoundTrips) {
+  for (uint32_t c = 0; c <= 0x10FFFF; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF) continue;
+    const std::string s = uni::to_utf8(c);
+    const size_t want_len = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    ASSERT_EQ(s.size(), want_len) << std::hex << c;
+    const uint8_t lead_bits[] = {0x00, 0xC0, 0xE0, 0xF0};
+    const uint8_t lead_mask[] = {0x80, 0xE0, 0xF0, 0xF8};
+    ASSERT_EQ(uint8_t(s[0]) & lead_mask[want_len - 1], lead_bits[want_len - 1]) << std::hex << c;
+    uint32_t v = uint8_t(s[0]) & uint8_t(~lead_mask[want_len - 1]);
+    for (size_t i = 1; i < want_len; ++i) {
+      ASSERT_EQ(uint8_t(s[i]) & 0xC0, 0x80) << std::hex << c;
+      v = (v << 6) | (uint8_t(s[i]) & 0x3F);
+    }
+    ASSERT_EQ(v, c);
+    uint32_t cp = 0;
+    ASSERT_EQ(uni::decode_one(s, 0, &cp), int(want_len)) << std::hex << c;
+    ASSERT_EQ(cp, c);
+    ASSERT_EQ(uni::incomplete_utf8_tail(s), 0u) << std::hex << c;
+    ASSERT_EQ(uni::incomplete_utf8_tail(s.substr(0, want_len - 1)), want_len - 1) << std::hex << c;
+  }
+  for (uint32_t c = 0; c < 128; ++c) {
+    EXPECT_EQ(uni::is_letter(c), bool(std::isalpha(int(c)))) << c;
+    EXPECT_EQ(uni::is_number(c), bool(std::isdigit(int(c)))) << c;
+    EXPECT_EQ(uni::is_whitespace(c), bool(std::isspace(int(c)))) << c;
+  }
+  for (const char* bad : {"\xED\xA0\x80", "\xED\xBF\xBF", "\xF4\x90\x80\x80", "\xC1\xBF", "\xE0\x9F\xBF",
+                          "\xF0\x8F\xBF\xBF", "\x80", "\xFF"}) {
+    uint32_t cp = 0;
+    EXPECT_EQ(uni::decode_one(bad, 0, &cp), 1) << bad;
+    EXPECT_EQ(cp, uni::kInvalidBase + uint8_t(bad[0]));
+  }
+  uint32_t cp = 0;
+  EXPECT_EQ(uni::decode_one("\xED\x9F\xBF", 0, &cp), 3) << "U+D7FF, just below the surrogates";
+  EXPECT_EQ(uni::decode_one("\xEE\x80\x80", 0, &cp), 3) << "U+E000, just above";
+  EXPECT_EQ(uni::incomplete_utf8_tail(""), 0u);
 }
 
 TEST(TokenizerPreTokenize, Gpt2Words) {

@@ -325,6 +325,30 @@ TEST(TokenizerChat, OtherFormatsAndFallback) {
   EXPECT_EQ(chatml_no_default.apply(m), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+TEST(TokenizerChat, DetectionNeedsEveryMarkerAndDefaultsMustBeLiteral) {
+  const auto none = ChatTemplate::detect("");
+  EXPECT_EQ(none.kind(), ChatTemplate::Kind::plain);
+  EXPECT_NE(none.fallback_reason().find("has no tokenizer.chat_template"), std::string::npos) << none.fallback_reason();
+  // One of two markers is not enough (another format might share it).
+  for (const char* t : {"<|start_header_id|>", "<|eot_id|>", "<|user|>", "<|assistant|>"})
+    EXPECT_EQ(ChatTemplate::detect(t).kind(), ChatTemplate::Kind::plain) << t;
+  // Llama-3 trims each message's content.
+  const std::vector<ChatMessage> spaced = {{"user", " \t Hi there \n"}};
+  EXPECT_EQ(ChatTemplate::detect("<|start_header_id|><|eot_id|>").apply(spaced, false),
+            "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>");
+  // A default system prompt only when it is literal text: a Jinja expression in any of three
+  // spellings is none.
+  const std::string head = "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
+  const std::vector<ChatMessage> m = {{"user", "Hi"}};
+  EXPECT_EQ(ChatTemplate::detect(head + "Be brief.<|im_end|>\n' }}{% endif %}").apply(m, false),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+  for (const char* expr : {"{{ name }}", "' + name", "name + '"}) {
+    const auto t = ChatTemplate::detect(head + "You are " + expr + "<|im_end|>\n' }}{% endif %}");
+    EXPECT_EQ(t.kind(), ChatTemplate::Kind::chatml) << expr;
+    EXPECT_EQ(t.apply(m, false), "<|im_start|>user\nHi<|im_end|>\n") << expr;
+  }
+}
+
 // ------------------------------------------------------------------ SentencePiece BPE
 
 TokenizerData spm_data() { return spw::test::spm_tokenizer_data(data_dir()); }

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <random>
 #include <tuple>
+#include <unistd.h>
 #include <utility>
 
 #include "runtime/dequant.h"
@@ -350,4 +351,36 @@ TEST(LlamaConfig, BadHyperParametersAreNamed) {
   }
   EXPECT_THROW_MSG(read_llama_config(file({{"llama.rope.scaling.factor", 8}, {"llama.rope.scaling.original_context_length", 0}})),
                    "llama.rope.scaling.original_context_length = 0: must be in 1..2^30");
+  // The bounds themselves: 2^30 is a size, 2^30 + 1 is not; a rope.dimension_count equal to the
+  // head dim is full RoPE, another is partial RoPE, named.
+  EXPECT_EQ(read_llama_config(file({{"llama.context_length", int64_t{1} << 30}})).max_context, 1 << 30);
+  EXPECT_THROW_MSG(read_llama_config(file({{"llama.context_length", (int64_t{1} << 30) + 1}})),
+                   "llama.context_length = 1073741825: must be in 1..2^30");
+  EXPECT_EQ(read_llama_config(file({{"llama.rope.dimension_count", 16}})).head_dim, 16);
+  EXPECT_THROW_MSG(read_llama_config(file({{"llama.rope.dimension_count", 8}})),
+                   "rope.dimension_count = 8: partial RoPE (head dim 16) is not supported");
+}
+
+// The architecture picks the RoPE layout (qwen2: NeoX halves, llama: interleaved pairs) and
+// general.name is read; max_layers keeps 1..block_count layers.
+TEST(LlamaConfig, ArchitectureNameAndLayerLimit) {
+  auto load = [](const std::string& arch, int max_layers) {
+    const auto dir = std::filesystem::temp_directory_path() / ("spw_llama_cfg_" + arch + "_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    TinyLlamaSpec spec;
+    spec.arch = arch;
+    write_tiny_llama((dir / "m.gguf").string(), spec);
+    LlamaWeights w = load_llama_weights(GgufFile::open((dir / "m.gguf").string()), max_layers);
+    std::filesystem::remove_all(dir);
+    return w;
+  };
+  const LlamaWeights llama = load("llama", -1), qwen = load("qwen2", 2);
+  EXPECT_FALSE(llama.neox_rope);
+  EXPECT_TRUE(qwen.neox_rope);
+  EXPECT_EQ(qwen.config.num_layers, 2) << "max_layers = block_count";
+  EXPECT_EQ(qwen.layers.size(), 2u);
+  EXPECT_EQ(llama.config.name, "spillway-tiny-random");
+  EXPECT_EQ(load("llama", 1).layers.size(), 1u);
+  EXPECT_THROW_MSG(load("llama", 0), "load_llama_weights: max_layers = 0: must be in 1..2");
+  EXPECT_THROW_MSG(load("llama", 3), "max_layers = 3: must be in 1..2");
 }

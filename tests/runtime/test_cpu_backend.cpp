@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <tuple>
 
+#include "runtime/dequant.h"
+#include "runtime/gguf.h"
 #include "runtime/gguf_writer.h"
 #include "runtime/model_loader.h"
 #include "tests/common/helpers.h"
@@ -67,6 +70,31 @@ TEST_F(CpuBackend, ConfigFromMetadata) {
 
 // Greedy speculative decoding is bit-identical to plain decoding only if a token's logits do
 // not depend on how many tokens share its forward: the CPU backend guarantees this exactly.
+// weight_bytes() (what `spillway step` divides by for its GB/s) is every tensor's bytes as
+// stored in the file: quantised matrices as they are, norms and biases as fp32; a tied model
+// counts its embedding once.
+TEST_F(CpuBackend, WeightBytesAreTheTensorsOfTheFile) {
+  for (const auto& [type, arch, tied] : {std::tuple{TensorType::F32, "llama", true}, {TensorType::Q8_0, "llama", false},
+                                         {TensorType::Q4_0, "qwen2", false}, {TensorType::F16, "qwen2", true}}) {
+    SCOPED_TRACE(std::string(tensor_type_name(static_cast<uint32_t>(type))) + " " + arch);
+    TinyLlamaSpec spec;
+    spec.type = static_cast<uint32_t>(type);
+    spec.arch = arch;
+    spec.tied = tied;
+    const std::string file = (dir_ / "bytes.gguf").string();
+    write_tiny_llama(file, spec);
+    size_t want = 0;
+    int biases = 0;
+    const GgufFile gguf = GgufFile::open(file);
+    for (const GgufTensorInfo& t : gguf.tensors()) {
+      want += t.bytes;
+      biases += t.name.find(".bias") != std::string::npos;
+    }
+    EXPECT_EQ(biases, std::string(arch) == "qwen2" ? 3 * spec.layers : 0);
+    EXPECT_EQ(load_model(file)->weight_bytes(), want);
+  }
+}
+
 TEST_F(CpuBackend, ChainAndTreeLogitsAreBitIdenticalToSingleTokenSteps) {
   auto m = load_model(path());
   const int V = m->config().vocab_size;
@@ -398,6 +426,10 @@ TEST_F(CpuBackend, RollbackThenContinueEqualsFreshRun) {
   m->forward(std::span(&in2, 1), logits);
   const int V = m->config().vocab_size;
   EXPECT_TRUE(test::close_to(row(logits, 1, V), as_double(run_single(*m, {256, 1, 2, 77, 78})), kTol));
+  m->rollback(s, 0);  // the whole sequence: as if fresh
+  EXPECT_EQ(m->cached_tokens(s), 0);
+  m->forward(std::span(&in2, 1), logits);
+  EXPECT_TRUE(test::close_to(row(logits, 1, V), as_double(run_single(*m, {77, 78})), kTol));
 }
 
 TEST_F(CpuBackend, BatchEqualsSeparateRuns) {

@@ -81,4 +81,52 @@ TEST(CpuBackendAlloc, WarmDecodeStepsAndVerificationPassesAllocateNothing) {
   std::filesystem::remove_all(dir);
 }
 
+// The KV cache grows only when a token does not fit (a sequence filled to its capacity exactly
+// allocates nothing), by doubling, and never past max_tokens: 40 -> 80 -> 100 here. Once the
+// cache holds max_tokens, a token more is an error, not a growth.
+TEST(CpuBackendAlloc, KvCacheGrowsByDoublingUpToMaxTokens) {
+  const auto dir = std::filesystem::temp_directory_path() / ("spw_cpu_grow_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "tiny.gguf").string();
+  TinyLlamaSpec spec;
+  spec.context = 100;
+  write_tiny_llama(file, spec);
+  auto m = load_model(file, {.threads = 1});
+  ASSERT_EQ(m->max_tokens(), 100);
+  const int s = m->create_sequence();
+  std::vector<float> logits;
+  std::vector<int32_t> prompt(40, 7);
+  const int32_t one = 3;
+  auto step = [&](std::span<const int32_t> tokens) {
+    SeqInput in{s, tokens, {}};
+    m->forward(std::span(&in, 1), logits);
+  };
+  step(prompt);  // capacity 40
+  // Warm the scratch for sequences of up to 100 tokens on another sequence, then free it.
+  {
+    const int w = m->create_sequence();
+    std::vector<int32_t> full(100, 7);
+    SeqInput in{w, full, {}};
+    m->forward(std::span(&in, 1), logits);
+    for (int i = 0; i < 3; ++i) {
+      m->rollback(w, 99);
+      SeqInput next{w, std::span(&one, 1), {}};
+      m->forward(std::span(&next, 1), logits);
+    }
+    m->free_sequence(w);
+  }
+  auto steps_allocate = [&](int from, int to) {  // steps making the sequence hold from+1 .. to tokens
+    EXPECT_EQ(m->cached_tokens(s), from);
+    return allocations_in([&] {
+      for (int n = from; n < to; ++n) step(std::span(&one, 1));
+    });
+  };
+  EXPECT_GT(steps_allocate(40, 41), 0) << "41 tokens: grown to 80";
+  EXPECT_EQ(steps_allocate(41, 80), 0) << "up to the capacity exactly";
+  EXPECT_GT(steps_allocate(80, 81), 0) << "81 tokens: grown to min(160, max_tokens)";
+  EXPECT_EQ(steps_allocate(81, 100), 0) << "grown to max_tokens = 100 at once";
+  EXPECT_THROW_MSG(step(std::span(&one, 1)), "exceed the context limit 100");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace

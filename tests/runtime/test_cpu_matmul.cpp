@@ -8,6 +8,7 @@
 // vectorised softmax and SiLU gate against fp64; attention's scores over the tile-transposed key
 // cache (key_scores). (The thread pool: test_thread_pool.cpp.)
 #include <cmath>
+#include <cstdlib>
 
 #include "runtime/cpu_matmul.h"
 #include "runtime/dequant.h"
@@ -49,6 +50,18 @@ TEST(CpuMatmul, GenericIsAlwaysRunnableAndChosenIsaIsOneOfThem) {
   const std::string chosen = matmul_isa();
   EXPECT_TRUE(chosen == "avx512" || chosen == "avx2" || chosen == "generic") << chosen;
   EXPECT_TRUE(matmul_isa_supported(chosen.c_str()));
+}
+
+// SPW_CPU_ISA names the instruction set to use when the CPU supports it; otherwise (unset, a set
+// this CPU lacks, or no such set) the fastest supported one is used. ctest runs this file again
+// under several values (runtime_cpu_isa_*, tests/runtime/tests.cmake).
+TEST(CpuMatmul, IsaFollowsTheEnvironment) {
+  const char* want = std::getenv("SPW_CPU_ISA");
+  std::string fastest;
+  for (const char* isa : {"avx512", "avx2", "generic"})
+    if (fastest.empty() && matmul_isa_supported(isa)) fastest = isa;
+  const std::string expected = want && matmul_isa_supported(want) ? want : fastest;
+  EXPECT_EQ(matmul_isa(), expected) << "SPW_CPU_ISA=" << (want ? want : "(unset)");
 }
 
 TEST(CpuMatmul, MatchesFp64ReferenceOnEveryIsaAndRemainderShape) {

@@ -59,3 +59,13 @@ if(SPW_HAVE_TSAN AND NOT CMAKE_CXX_FLAGS MATCHES "-fsanitize")
                        ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:exitcode=66"
                        SKIP_REGULAR_EXPRESSION "ThreadSanitizer: unexpected memory mapping")
 endif()
+
+# SPW_CPU_ISA forces a lower instruction set (README): the matrix-product tests and the CPU
+# backend's again under each name, and under one no CPU has (ignored: the fastest is used);
+# CpuMatmul.IsaFollowsTheEnvironment checks which set was picked.
+foreach(isa generic avx2 none)
+  add_test(NAME runtime_cpu_isa_${isa}_matmul COMMAND test_cpu_matmul --gtest_brief=1)
+  add_test(NAME runtime_cpu_isa_${isa}_backend COMMAND test_cpu_backend --gtest_brief=1)
+  set_tests_properties(runtime_cpu_isa_${isa}_matmul runtime_cpu_isa_${isa}_backend PROPERTIES
+                       LABELS cpu TIMEOUT 300 ENVIRONMENT "SPW_CPU_ISA=${isa}")
+endforeach()

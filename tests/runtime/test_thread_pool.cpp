@@ -1,11 +1,16 @@
 // The CPU backend's thread pool (runtime/thread_pool.h): every index exactly once over many
 // back-to-back calls, a large job right after a small one (a hang once), workers that went to
-// sleep, a slow chunk, more threads than cores; and that what chunks write with plain stores is
+// sleep, that the workers take part at all, a slow chunk, more threads than cores, threads <= 0;
+// and that what chunks write with plain stores is
 // visible to the caller when parallel_for returns, and what the caller wrote before the call to
 // every chunk. tests/runtime/tests.cmake also builds this file with ThreadSanitizer
 // (runtime_thread_pool_tsan), which checks those orderings rather than hoping to observe them:
 // it reported the plain-int chunk count read before a claim, now an atomic.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -62,6 +67,42 @@ TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
     });
     EXPECT_EQ(sum.load(), 299 * 300 / 2);
   }
+}
+
+// The workers do take part: a chunk waits (up to 2 s) until a second thread has run a chunk of
+// the same call, both with the worker spinning (right after a call) and with it asleep (past
+// kSpin). A pool whose workers missed new jobs would still give right answers, the caller
+// running every chunk alone: only this sees it.
+TEST(ThreadPool, WorkersTakePartAwakeAndAsleep) {
+  ThreadPool pool(2);
+  for (bool asleep : {false, true, false, true}) {
+    if (asleep) std::this_thread::sleep_for(ThreadPool::kSpin * 4);
+    std::mutex mu;
+    std::set<std::thread::id> ids;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    pool.parallel_for(8, [&](int, int) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ids.insert(std::this_thread::get_id());
+      }
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (ids.size() >= 2) return;
+        }
+        if (std::chrono::steady_clock::now() > deadline) return;
+        std::this_thread::yield();
+      }
+    });
+    EXPECT_EQ(ids.size(), 2u) << (asleep ? "worker asleep" : "worker spinning") << ": the caller ran every chunk";
+  }
+}
+
+// threads <= 0: one thread per hardware thread (at least one).
+TEST(ThreadPool, ZeroThreadsMeansOnePerHardwareThread) {
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(ThreadPool(0).size(), hw);
+  EXPECT_EQ(ThreadPool(-1).size(), hw);
 }
 
 TEST(ThreadPool, WaitsForEveryChunkEvenWhenOneIsSlow) {

@@ -1,11 +1,11 @@
 // The CPU backend's thread pool (runtime/thread_pool.h): every index exactly once over many
 // back-to-back calls, a large job right after a small one (a hang once), workers that went to
 // sleep, that the workers take part at all, a slow chunk, more threads than cores, threads <= 0;
-// and that what chunks write with plain stores is
-// visible to the caller when parallel_for returns, and what the caller wrote before the call to
-// every chunk. tests/runtime/tests.cmake also builds this file with ThreadSanitizer
-// (runtime_thread_pool_tsan), which checks those orderings rather than hoping to observe them:
-// it reported the plain-int chunk count read before a claim, now an atomic.
+// and that what chunks write with plain stores is visible to the caller when parallel_for
+// returns, and what the caller wrote before the call to every chunk. tests/runtime/tests.cmake
+// also builds this file with ThreadSanitizer (runtime_thread_pool_tsan), which checks those
+// orderings rather than hoping to observe them: it reported the plain-int chunk count read
+// before a claim, now an atomic.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

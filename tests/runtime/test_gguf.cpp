@@ -262,6 +262,11 @@ TEST(Dequant, KnownBlocks) {
   dequantize(static_cast<uint32_t>(TensorType::BF16), bf, 1, out.data());
   EXPECT_EQ(out[0], 1.f);
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 33), "not a multiple");
+  EXPECT_EQ(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 0), 0u) << "an empty tensor";
+  EXPECT_EQ(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), 64), 68u);
+  EXPECT_EQ(tensor_bytes(static_cast<uint32_t>(TensorType::Q4_K), 512), 288u);
+  EXPECT_EQ(tensor_bytes(static_cast<uint32_t>(TensorType::F16), 3), 6u);
+  EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q8_0), -32), "-32 elements");
   EXPECT_THROW_MSG(tensor_bytes(13, 256), "not supported");  // Q5_K
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q4_K), 32), "not a multiple of the Q4_K block size 256");
 }

@@ -271,6 +271,18 @@ TEST(Dequant, KnownBlocks) {
   EXPECT_THROW_MSG(tensor_bytes(static_cast<uint32_t>(TensorType::Q4_K), 32), "not a multiple of the Q4_K block size 256");
 }
 
+// An all-zero block (scale 0: nothing to divide by) quantises to zeros in every type.
+TEST(Dequant, ZeroBlocksStayZero) {
+  const std::vector<float> zeros(256, 0.f);
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
+                          TensorType::Q4_1, TensorType::Q4_K, TensorType::Q6_K}) {
+    const auto q = quantize(static_cast<uint32_t>(type), zeros.data(), 256);
+    std::vector<float> y(256, -1.f);
+    dequantize(static_cast<uint32_t>(type), q.data(), 256, y.data());
+    EXPECT_EQ(y, zeros) << tensor_type_name(static_cast<uint32_t>(type));
+  }
+}
+
 // ggml's Q4_0 (quantize_row_q4_0_ref): the first value of the largest magnitude maps to -8 * d.
 // With +1 before -1, d = -1/8: +1 is exact and -1 clips at 7 * |d|; the other way round when -1
 // comes first.

@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <unistd.h>
 
 #include "runtime/chat_template.h"
 #include "runtime/gguf.h"
+#include "runtime/gguf_writer.h"
 #include "runtime/tokenizer.h"
 #include "tests/common/helpers.h"
 #include "tests/runtime/test_tokenizer_json.h"
@@ -223,6 +225,32 @@ TEST(TokenizerGgufFile, EveryKeyIsReadAndAbsentOnesGetDefaults) {
     EXPECT_FALSE(m.add_space_prefix.has_value()) << model;
     EXPECT_EQ(m.chat_template, "") << model;
   }
+}
+
+// The tiny test models' vocabulary (write_tiny_llama): token b is byte b for all 256 bytes (in
+// GPT-2's byte-to-unicode images), then <|endoftext|>, <|im_start|>, <|im_end|> as control
+// tokens, then unused placeholders up to the vocabulary size.
+TEST(TokenizerGgufFile, TinyModelVocabularyIsTheBytesThenTheChatTokens) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("spw_tok_tiny_" + std::to_string(::getpid()) + ".gguf")).string();
+  spw::rt::TinyLlamaSpec spec;
+  spec.vocab = 300;
+  spw::rt::write_tiny_llama(path, spec);
+  const Tokenizer tok = Tokenizer::from_gguf_file(path);
+  std::filesystem::remove(path);
+  ASSERT_EQ(tok.n_vocab(), 300);
+  for (int b = 0; b < 256; ++b) {
+    const std::string byte(1, static_cast<char>(b));
+    EXPECT_EQ(tok.encode(byte, false), (std::vector<int32_t>{b})) << "byte " << b;
+    EXPECT_EQ(tok.token_to_piece(b), byte) << "byte " << b;
+  }
+  const char* specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(tok.token_text(256 + i), specials[i]);
+    EXPECT_EQ(tok.token_type(256 + i), spw::rt::TokenType::control);
+  }
+  EXPECT_EQ(tok.token_type(259), spw::rt::TokenType::unused);
+  EXPECT_EQ(tok.token_type(299), spw::rt::TokenType::unused);
 }
 
 TEST(TokenizerGgufFile, CorruptFilesGiveErrorsNotCrashes) {

@@ -441,6 +441,27 @@ TEST(TokenizerSpm, ByteTokensAreParsedStrictly) {
   EXPECT_THROW_MSG(Tokenizer{bad}, "token_type[3] = -1: must be 0..6");
 }
 
+// SentencePiece BPE merges the highest-scored pair first (ties: the leftmost), and a piece
+// merged into its left neighbour takes no further part: "abc" with "ab" preferred is ab + c,
+// never ab with a stale b + c merge on top.
+TEST(TokenizerSpm, MergesHighestScoreFirstAndMergedPiecesAreGone) {
+  auto encode = [](float ab, float bc, std::string_view text) {
+    TokenizerData d;
+    d.model = "llama";
+    d.tokens = {"<unk>", "a", "b", "c", "ab", "bc"};
+    d.scores = {0.f, -5.f, -5.f, -5.f, ab, bc};
+    d.token_types = {2, 1, 1, 1, 1, 1};
+    d.unk_id = 0;
+    d.add_space_prefix = false;
+    return Tokenizer(d).encode(text, false, false);
+  };
+  EXPECT_EQ(encode(-1.f, -2.f, "abc"), (std::vector<int32_t>{4, 3})) << "ab first";
+  EXPECT_EQ(encode(-2.f, -1.f, "abc"), (std::vector<int32_t>{1, 5})) << "bc first";
+  EXPECT_EQ(encode(-1.f, -1.f, "abc"), (std::vector<int32_t>{4, 3})) << "a tie: the leftmost";
+  EXPECT_EQ(encode(-1.f, -2.f, "abcabc"), (std::vector<int32_t>{4, 3, 4, 3}));
+  EXPECT_EQ(encode(-2.f, -1.f, "bcab"), (std::vector<int32_t>{5, 4}));
+}
+
 TEST(TokenizerSpm, RandomBytesRoundTrip) {
   Tokenizer tok(spm_data());
   // No special tokens here: after one, SentencePiece (like llama.cpp and HF's legacy Llama

@@ -6,6 +6,7 @@
 // growth of their thread-local score rows is not counted.
 #include <atomic>
 #include <filesystem>
+#include <memory>
 
 #include "runtime/gguf_writer.h"
 #include "runtime/model_loader.h"
@@ -39,14 +40,22 @@ TEST(CpuBackendAlloc, ParallelForTakesALargeLambdaWithoutAllocating) {
   EXPECT_EQ(sum.load(), 2 * 64 * 10);
 }
 
-TEST(CpuBackendAlloc, WarmDecodeStepsAndVerificationPassesAllocateNothing) {
+// A tiny random model of `context` tokens on `threads` threads (its file written to a temp
+// folder and removed once loaded: the CPU backend copies the weights).
+std::unique_ptr<Model> tiny_model(int context, int threads) {
   const auto dir = std::filesystem::temp_directory_path() / ("spw_cpu_alloc_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string file = (dir / "tiny.gguf").string();
   TinyLlamaSpec spec;
-  spec.context = 256;
+  spec.context = context;
   write_tiny_llama(file, spec);
-  auto m = load_model(file, {.threads = 2});
+  auto m = load_model(file, {.threads = threads});
+  std::filesystem::remove_all(dir);
+  return m;
+}
+
+TEST(CpuBackendAlloc, WarmDecodeStepsAndVerificationPassesAllocateNothing) {
+  auto m = tiny_model(256, 2);
   const int s = m->create_sequence();
   std::vector<float> logits;
   std::vector<int32_t> prompt(40);
@@ -78,20 +87,13 @@ TEST(CpuBackendAlloc, WarmDecodeStepsAndVerificationPassesAllocateNothing) {
   });
   EXPECT_EQ(n, 0);
   EXPECT_LT(m->cached_tokens(s), 80);
-  std::filesystem::remove_all(dir);
 }
 
 // The KV cache grows only when a token does not fit (a sequence filled to its capacity exactly
 // allocates nothing), by doubling, and never past max_tokens: 40 -> 80 -> 100 here. Once the
 // cache holds max_tokens, a token more is an error, not a growth.
 TEST(CpuBackendAlloc, KvCacheGrowsByDoublingUpToMaxTokens) {
-  const auto dir = std::filesystem::temp_directory_path() / ("spw_cpu_grow_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string file = (dir / "tiny.gguf").string();
-  TinyLlamaSpec spec;
-  spec.context = 100;
-  write_tiny_llama(file, spec);
-  auto m = load_model(file, {.threads = 1});
+  auto m = tiny_model(100, 1);
   ASSERT_EQ(m->max_tokens(), 100);
   const int s = m->create_sequence();
   std::vector<float> logits;
@@ -126,7 +128,6 @@ TEST(CpuBackendAlloc, KvCacheGrowsByDoublingUpToMaxTokens) {
   EXPECT_GT(steps_allocate(80, 81), 0) << "81 tokens: grown to min(160, max_tokens)";
   EXPECT_EQ(steps_allocate(81, 100), 0) << "grown to max_tokens = 100 at once";
   EXPECT_THROW_MSG(step(std::span(&one, 1)), "exceed the context limit 100");
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

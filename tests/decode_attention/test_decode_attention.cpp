@@ -110,6 +110,25 @@ TEST(DecodeAttentionReference, MergeStatesAllEmptyAndSingle) {
   EXPECT_NEAR(r.lse[0], std::log(2.0), 1e-15);
 }
 
+// Several rows at once (states laid out [state][row][d]): each row merges its own states only.
+TEST(DecodeAttentionReference, MergeStatesRowByRow) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  // state 0 rows: (1,2) (5,6) (10,20); state 1 rows: (3,4) (7,8) (30,40)
+  const std::vector<double> v{1, 2, 5, 6, 10, 20, 3, 4, 7, 8, 30, 40};
+  const std::vector<double> lse{0.0, 1.0, std::log(3.0), 0.0, ninf, 0.0};
+  const auto r = reference::merge_states(3, 2, 2, v, lse);
+  ASSERT_EQ(r.o.size(), 6u);
+  EXPECT_DOUBLE_EQ(r.o[0], 2.0);  // equal weights
+  EXPECT_DOUBLE_EQ(r.o[1], 3.0);
+  EXPECT_DOUBLE_EQ(r.lse[0], std::log(2.0));
+  EXPECT_DOUBLE_EQ(r.o[2], 5.0);  // the second state is empty
+  EXPECT_DOUBLE_EQ(r.o[3], 6.0);
+  EXPECT_DOUBLE_EQ(r.lse[1], 1.0);
+  EXPECT_NEAR(r.o[4], 0.75 * 10 + 0.25 * 30, 1e-12);  // weights 3 : 1
+  EXPECT_NEAR(r.o[5], 0.75 * 20 + 0.25 * 40, 1e-12);
+  EXPECT_NEAR(r.lse[2], std::log(4.0), 1e-15);
+}
+
 // ---- planner ----
 
 namespace {

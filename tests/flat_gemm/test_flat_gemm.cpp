@@ -86,6 +86,18 @@ TEST(FlatGemmReference, EpiloguesByHand) {
   const auto y2 = reference(p, x, w, {0.5f, -1.f}, {0.25f, 2.f});
   EXPECT_NEAR(y2[0], 1.5 + 0.25, 1e-12);
   EXPECT_NEAR(y2[1], 3.0 + 2.0, 1e-12);
+  // Two SwiGLU outputs: gate rows 0..1, up rows 2..3 (column j pairs row j with row 2 + j).
+  Problem p2 = make(1, 4, 8);
+  p2.swiglu = true;
+  std::vector<float> w2(32, 0.f);
+  w2[0] = 1;          // gate 0 = x0 = 1
+  w2[8 + 1] = 1;      // gate 1 = x1 = 2
+  w2[16 + 2] = 1;     // up 0 = x2 = 3
+  w2[24 + 3] = 2;     // up 1 = 2 x3 = 8
+  const auto y3 = reference(p2, x, w2, {}, {});
+  ASSERT_EQ(y3.size(), 2u);
+  EXPECT_NEAR(y3[0], 1.0 / (1 + std::exp(-1.0)) * 3.0, 1e-12);
+  EXPECT_NEAR(y3[1], 2.0 / (1 + std::exp(-2.0)) * 8.0, 1e-12);
 }
 
 TEST(FlatGemmDispatch, ValidPlanForEveryMOnEveryShape) {

@@ -69,6 +69,24 @@ TEST(SgmvReference, MixedRanksMultiSliceStridesAndScales) {
   }
 }
 
+// An A matrix smaller than its adapter's rank x hidden is named by its index (adapter *
+// num_slices + slice), not read past its end.
+TEST(SgmvReference, ShortAMatrixIsNamed) {
+  auto rng = test::make_rng();
+  CaseSpec sp;
+  sp.hidden = 64;
+  sp.tokens = 6;
+  sp.num_adapters = 3;
+  sp.rank_max = 8;
+  sp.slice_sizes = {16, 16, 16};
+  Case c = make_case(sp, rng);
+  int a = -1;
+  for (int i = 0; i < c.batch.problem.segments && a < 0; ++i) a = c.batch.adapter_ids[i];
+  ASSERT_GE(a, 0);
+  c.A[static_cast<size_t>(a) * 3 + 2].resize(1);
+  EXPECT_THROW_MSG(reference::shrink(c.batch, c.x, c.A), fmt::format("reference::shrink: A[{}] too small", a * 3 + 2));
+}
+
 TEST(SgmvPlan, SplitsFillTheDeviceAndCoverHidden) {
   for (int segs : {1, 2, 8, 64, 256})
     for (int hidden : {1000, 2048, 4096, 8192}) {

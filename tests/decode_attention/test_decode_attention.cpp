@@ -461,6 +461,8 @@ TEST(DecodeAttentionChecks, MergeArgumentsAreRejected) {
   MergeProblem m{4, 2, 64, DType::f32, DType::f16};
   EXPECT_THROW_MSG(merge_states({4, 0, 64}, buf, buf, buf, nullptr, nullptr), "num_states = 0");
   EXPECT_THROW_MSG(merge_states({4, 2, 60}, buf, buf, buf, nullptr, nullptr), "head_dim = 60");
+  EXPECT_THROW_MSG(merge_states({4, 2, 0}, buf, buf, buf, nullptr, nullptr), "head_dim = 0: must be a positive multiple");
+  EXPECT_THROW_MSG(merge_states({4, 2, 1032}, buf, buf, buf, nullptr, nullptr), "head_dim = 1032");
   EXPECT_THROW_MSG(merge_states(m, nullptr, buf, buf, nullptr, nullptr), "v_in = null");
   EXPECT_THROW_MSG(merge_states(m, buf, nullptr, buf, nullptr, nullptr), "lse_in = null");
   EXPECT_THROW_MSG(merge_states(m, buf, buf, reinterpret_cast<char*>(buf) + 2, nullptr, nullptr), "v_out = ");

@@ -255,6 +255,16 @@ TEST(TreeAttentionPlan, BadArgumentsNameArgumentAndValue) {
   x = p;
   x.page_size = 0;
   EXPECT_THROW_MSG(bad(x), "page_size = 0");
+  for (float scale : {-1.f, INFINITY, NAN}) {
+    x = p;
+    x.sm_scale = scale;
+    EXPECT_THROW_MSG(bad(x), "sm_scale = ");
+  }
+  x = p;
+  x.sm_scale = 0.f;  // 0: 1/sqrt(head_dim)
+  EXPECT_FLOAT_EQ(bad(x).sm_scale, 1.f / std::sqrt(128.f));
+  x.sm_scale = 0.3f;
+  EXPECT_FLOAT_EQ(bad(x).sm_scale, 0.3f);
   x = p;
   x.batch = 0;
   EXPECT_THROW_MSG(bad(x), "batch = 0");

@@ -103,6 +103,14 @@ TEST(SmallOpsChecks, BadArgumentsNamed) {
   EXPECT_THROW_MSG(small_ops::check(r), "eps = 0: must be > 0");
   r.eps = 1e-5f;
   EXPECT_NO_THROW(small_ops::check(r));
+  r.rows = 0;  // an empty batch is allowed
+  EXPECT_NO_THROW(small_ops::check(r));
+  r.hidden = 0;
+  EXPECT_THROW_MSG(small_ops::check(r), "hidden = 0: must be a positive multiple of 8");
+  r.hidden = 16;
+  r.x = nullptr;  // required (residual is the optional one)
+  EXPECT_THROW_MSG(small_ops::check(r), "small_ops::rmsnorm: x = null: must be a device pointer");
+  r.x = buf;
 
   small_ops::RopeArgs p;
   p.tokens = 1;
@@ -115,6 +123,8 @@ TEST(SmallOpsChecks, BadArgumentsNamed) {
   p.rope.head_dim = 64;
   p.q_row_stride = 100;
   EXPECT_THROW_MSG(small_ops::check(p), "q_row_stride = 100");
+  p.q_row_stride = 128;  // exactly q_heads * head_dim
+  EXPECT_NO_THROW(small_ops::check(p));
   p.q_row_stride = 0;
   p.positions = nullptr;
   EXPECT_THROW_MSG(small_ops::check(p), "positions = null");
@@ -125,6 +135,10 @@ TEST(SmallOpsChecks, BadArgumentsNamed) {
   s.gate_up = buf;
   s.out = buf;
   EXPECT_THROW_MSG(small_ops::check(s), "inter = 0");
+  s.inter = 12;
+  EXPECT_THROW_MSG(small_ops::check(s), "inter = 12: must be a positive multiple of 8");
+  s.inter = 16;
+  EXPECT_NO_THROW(small_ops::check(s));
 
   small_ops::EmbeddingArgs e;
   e.tokens = 1;

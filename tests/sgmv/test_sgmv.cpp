@@ -180,6 +180,40 @@ TEST(SgmvPlan, PathChoiceAndForcedPaths) {
   EXPECT_THROW_MSG(plan_of(c.batch, kH100, static_cast<Path>(7)), "path = 7");
 }
 
+// The automatic path's thresholds on the longest segment (GEMV up to 2 tokens, 8-token tiles
+// below 48, tensor cores from 48) and the largest number of slices (kMaxSlices) accepted.
+TEST(SgmvPlan, PathThresholdsAndSliceLimit) {
+  auto batch = [](int seg_len, int slices) {
+    reference::Batch b;
+    b.problem.tokens = seg_len;
+    b.problem.segments = 1;
+    b.problem.num_adapters = 1;
+    b.problem.hidden = 1024;
+    b.problem.rank_max = 16;
+    b.problem.num_slices = slices;
+    for (int s = 0; s < slices; ++s) b.problem.slices[s] = {s * 64, 64};
+    b.problem.y_cols = slices * 64;
+    b.seg_starts = {0, seg_len};
+    b.adapter_ids = {0};
+    b.ranks = {16};
+    return b;
+  };
+  EXPECT_EQ(plan_of(batch(2, 1)).path, Path::gemv);
+  EXPECT_EQ(plan_of(batch(3, 1)).path, Path::tiled);
+  EXPECT_EQ(plan_of(batch(47, 1)).path, Path::tiled);
+  EXPECT_EQ(plan_of(batch(48, 1)).path, Path::tensor_core);
+  EXPECT_EQ(plan_of(batch(4, kMaxSlices)).problem.num_slices, kMaxSlices);
+  reference::Batch b = batch(4, 1);
+  b.seg_starts = {0, 5};
+  b.problem.tokens = 4;
+  EXPECT_THROW_MSG(plan_of(b), "seg_starts[1] = 5: must equal tokens = 4");
+  b = batch(4, 2);
+  b.problem.segments = 2;
+  b.seg_starts = {0, 3, 2};
+  b.adapter_ids = {0, 0};
+  EXPECT_THROW_MSG(plan_of(b), "seg_starts[2] = 2: must be >= seg_starts[1] = 3 (not monotone)");
+}
+
 TEST(SgmvPlan, RejectsBadArgumentsNamingThem) {
   auto rng = test::make_rng();
   CaseSpec sp;
@@ -244,6 +278,12 @@ TEST(SgmvRun, RejectsNullAndMisalignedPointersBeforeLaunch) {
     ShrinkArgs a = s;
     a.v = nullptr;
     EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "v = null");
+  }
+  {
+    ShrinkArgs a = s;
+    a.seg.ranks = nullptr;
+    ASSERT_GT(p.problem.num_adapters, 0);
+    EXPECT_THROW_MSG(shrink(p, a, buf, ws, nullptr), "sgmv::shrink: seg.ranks = null");
   }
   if (ws > 0) EXPECT_THROW_MSG(shrink(p, s, buf, ws - 1, nullptr), "workspace_bytes");
   ExpandArgs e;

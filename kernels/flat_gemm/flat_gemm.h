@@ -56,7 +56,8 @@ struct Problem {
 /// What the caller may force (tests, autotuning, baselines); 0 / automatic = dispatcher.
 struct Options {
   Impl impl = Impl::automatic;
-  int split_k = 0;     // mma path: number of K splits (1..16), 0 = dispatcher
+  int split_k = 0;     // mma path: number of K splits (1..16), 0 = dispatcher; given with impl
+                       // automatic it selects mma; with gemv / cublaslt only 1 (no split) is allowed
   int cublaslt_algo = 0;  // cublaslt impl: index into cuBLASLt's heuristic list (0 = its top
                           // choice, < kCublasLtAlgos); benches time each to get the best
   /// Batch-invariant product: every output row is bitwise a function of its own X row (and W,

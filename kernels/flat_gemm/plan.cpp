@@ -63,8 +63,10 @@ Plan plan(const Problem& p, const DeviceInfo& device, Options o) {
   if (o.impl != Impl::automatic && o.impl != c.impl) {
     c = {o.impl, o.impl == Impl::mma ? rule_split_k(mma_n_tiles(p), p.k, device.sm_count) : 1, false};
   }
-  if (o.split_k > 0) {
-    if (c.impl != Impl::mma) c.impl = Impl::mma;  // an explicit split asks for the split-K path
+  // An explicit split asks for the split-K path, unless impl names gemv or cublaslt (which the
+  // checks above allow only with split_k 1: no split).
+  if (o.split_k > 0 && (o.impl == Impl::automatic || o.impl == Impl::mma)) {
+    c.impl = Impl::mma;
     SPW_CHECK_ARG(p.m <= kMaxFlatM || pl.batch_invariant, w, "m", p.m,
                   "must be <= 64 for the mma impl (options.split_k given)");
     c.split_k = o.split_k;

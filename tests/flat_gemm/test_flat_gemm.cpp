@@ -144,6 +144,21 @@ TEST(FlatGemmDispatch, TableRowsWinForTheirDeviceAndShape) {
   EXPECT_FALSE(pick(1, 6144, kH100).from_table);   // other shape: rules
   EXPECT_FALSE(pick(1, 4096, DeviceInfo::synthetic(132)).from_table);  // other device: rules
   EXPECT_EQ(dispatch_table_size() >= 0, true);
+  // m_max is inclusive: rows end exactly where the next one starts.
+  EXPECT_EQ(pick(2, 4096, kH100).impl, Impl::gemv);
+  EXPECT_EQ(pick(16, 4096, kH100).split_k, 3);
+  EXPECT_TRUE(pick(64, 4096, kH100).from_table);
+  // A row naming an impl that cannot take this M is passed over: gemv above 8 rows, mma above 64.
+  const TableEntry wide[] = {{"H100", 4096, 4096, 128, Impl::gemv, 1},
+                             {"H100", 4096, 4096, 128, Impl::mma, 2},
+                             {"H100", 4096, 4096, 128, Impl::cublaslt, 1},
+                             {nullptr, 0, 0, 0, Impl::automatic, 0}};
+  auto pick_wide = [&](int m) { return dispatch_with(wide, 4, make(m, 4096, 4096), kH100); };
+  EXPECT_EQ(pick_wide(8).impl, Impl::gemv);
+  EXPECT_EQ(pick_wide(9).impl, Impl::mma);
+  EXPECT_EQ(pick_wide(64).impl, Impl::mma);
+  EXPECT_EQ(pick_wide(65).impl, Impl::cublaslt);
+  EXPECT_TRUE(pick_wide(65).from_table);
 }
 
 TEST(FlatGemmPlan, SplitKFillsTheDevice) {
@@ -228,6 +243,15 @@ TEST(FlatGemmPlan, BadProblemsNamed) {
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::automatic, 17}), "options.split_k = 17");
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::automatic, -1}), "options.split_k = -1");
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::gemv, 2}), "split-K exists only on the mma impl");
+  // The edges that are allowed: gemv up to 8 rows, mma up to 64; split_k = 1 (no split) keeps
+  // a forced gemv / cublaslt, and with impl automatic selects mma.
+  EXPECT_EQ(plan(make(8, 64, 64), kH100, {Impl::gemv, 0}).impl, Impl::gemv);
+  EXPECT_EQ(plan(make(64, 64, 64), kH100, {Impl::mma, 0}).impl, Impl::mma);
+  EXPECT_EQ(plan(make(1, 64, 64), kH100, {Impl::gemv, 1}).impl, Impl::gemv);
+  EXPECT_EQ(plan(make(40, 64, 64), kH100, {Impl::cublaslt, 1}).impl, Impl::cublaslt);
+  const Plan one = plan(make(1, 64, 64), kH100, {Impl::automatic, 1});
+  EXPECT_EQ(one.impl, Impl::mma);
+  EXPECT_EQ(one.split_k, 1);
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {static_cast<Impl>(9), 0}), "options.impl = 9");
   EXPECT_THROW_MSG(plan(make(1, 64, 64), kH100, {Impl::cublaslt, 0, 8}), "options.cublaslt_algo = 8");
 }

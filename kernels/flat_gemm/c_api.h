@@ -24,7 +24,8 @@ typedef struct spw_flat_gemm_problem {
   int m, n, k;      /* n = weight rows (gate + up rows with swiglu) */
   int has_bias, has_residual, swiglu; /* 0 / 1 */
   int impl;         /* SPW_FLAT_GEMM_*: 0 = dispatcher; others force the impl (tests, autotune, baselines) */
-  int split_k;      /* 0 = dispatcher, 1..16 forces the mma impl with that split */
+  int split_k;      /* 0 = dispatcher, 1..16 forces the mma impl with that split (gemv and
+                       cublaslt accept only 1: no split) */
   int cublaslt_algo; /* cuBLASLt impl: index in its heuristic list (0 = top; 0..7) */
   int batch_invariant; /* 1: rows bitwise independent of m (mma impl, split from n and k, 64-row slices) */
 } spw_flat_gemm_problem;

@@ -44,8 +44,6 @@ decode_attention::reference::Result attention(const Plan& pl, const Inputs& in) 
   const double scale = p.sm_scale > 0.f ? p.sm_scale : 1.0 / std::sqrt(static_cast<double>(d));
   const decode_attention::Problem dp = prefix_problem(p);
   decode_attention::reference::KvCache kv;
-  kv.k_pages = in.k_pages;
-  kv.v_pages = in.v_pages;
   kv.indptr = in.indptr;
   kv.indices = in.indices;
   decode_attention::reference::Result out{

@@ -108,13 +108,24 @@ struct Result {
   Generation gen;
 };
 
+// The parameters every test here starts from: drafts of up to k = 6 tokens, trees `width` wide,
+// and an on_token that records the allocation count at each emitted token into `at` (reserved
+// for `tokens` entries, so recording allocates nothing).
+GenerateParams counting_params(int max_new_tokens, int width, std::vector<long>& at, size_t tokens) {
+  GenerateParams p;
+  p.max_new_tokens = max_new_tokens;
+  p.k = 6;
+  p.tree_width = width;
+  at.reserve(tokens);
+  p.on_token = [&at](int, int32_t) { at.push_back(allocations_counted.load()); };
+  return p;
+}
+
 Result run(const DrafterFactory& factory, int width, float temperature, DraftLength length, bool grow = false) {
   auto& f = fixture();
   SpeculativeDecoder dec(*f.target, factory);
-  GenerateParams p;
-  p.max_new_tokens = kNewTokens;
-  p.k = 6;
-  p.tree_width = width;
+  std::vector<long> at;  // the count at each emitted token
+  GenerateParams p = counting_params(kNewTokens, width, at, kNewTokens);
   p.draft_length = length;
   if (length == DraftLength::cost) {  // a GPU-like curve: long drafts and large trees pay
     for (int n = 1; n <= 80; ++n) p.pass_costs.push_back(1.0 + 0.02 * n);
@@ -123,9 +134,6 @@ Result run(const DrafterFactory& factory, int width, float temperature, DraftLen
   p.sampling.temperature = temperature;
   p.sampling.top_p = temperature > 0 ? 0.95f : 1.f;
   p.sampling.seed = 7;
-  std::vector<long> at;  // the count at each emitted token
-  at.reserve(kNewTokens);
-  p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
   const std::vector<int32_t> prompt{72, 101, 108, 108, 111, 33, 72, 101};
   test::counting_allocations = true;
   Result r;
@@ -170,16 +178,11 @@ TEST(DecodeAlloc, WarmBatchStepsAllocateNothingOutsideTheTarget) {
   for (const char* spec : {"maxgram+recycle", "maxgram"})
     for (int width : {1, 4}) {
       SpeculativeDecoder dec(*fixture().target, make_drafter_factory(spec, fixture().env));
-      GenerateParams p;
-      p.max_new_tokens = kNewTokens;
-      p.k = 6;
-      p.tree_width = width;
+      std::vector<long> at;  // the count at each emitted token, any sequence
+      GenerateParams p = counting_params(kNewTokens, width, at, 3 * kNewTokens);
       p.draft_length = DraftLength::adaptive;
       p.sampling.temperature = 10.f;
       p.sampling.seed = 3;
-      std::vector<long> at;  // the count at each emitted token, any sequence
-      at.reserve(3 * kNewTokens);
-      p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
       const std::vector<std::vector<int32_t>> prompts{{72, 101, 108, 108, 111}, {1, 2, 3, 4, 5, 6, 7, 8, 9}, {200}};
       test::counting_allocations = true;
       const auto gens = dec.generate_batch(prompts, p);
@@ -199,13 +202,8 @@ TEST(DecodeAlloc, DecodingToTheContextLimitAllocatesNothingOnceWarm) {
   const char* spec = "maxgram+recycle";  // the Max-Gram index and the recycled rows
   for (int width : {1, 4}) {
     SpeculativeDecoder dec(*fixture().target, make_drafter_factory(spec, fixture().env));
-    GenerateParams p;
-    p.max_new_tokens = max_tokens;
-    p.k = 6;
-    p.tree_width = width;
     std::vector<long> at;
-    at.reserve(static_cast<size_t>(max_tokens));
-    p.on_token = [&](int, int32_t) { at.push_back(allocations_counted.load()); };
+    const GenerateParams p = counting_params(max_tokens, width, at, static_cast<size_t>(max_tokens));
     test::counting_allocations = true;
     const Generation g = dec.generate(prompt, p);
     test::counting_allocations = false;
